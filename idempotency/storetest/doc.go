@@ -1,0 +1,29 @@
+// Package storetest is a conformance suite for implementations of
+// idempotency.Store, in the manner of testing/slogtest: a backend's own test
+// calls Run with a function that builds a fresh harness, and every case of
+// the suite runs as a subtest.
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Harness {
+//			clock := storetest.NewClock(time.Now())
+//			s, err := mystore.New(db, mystore.WithClock(clock))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return storetest.Harness{Store: s, Advance: clock.Advance}
+//		})
+//	}
+//
+// The suite checks what callers of a Store rely on: one winner among 100
+// concurrent claimers, lease renewal, takeover of an expired lease and the
+// rejection of the old holder's late Renew, Complete and Release, retention,
+// the first fingerprint kept and a mismatch never taken over, responses
+// stored byte for byte (1 MiB and empty), long and non-ASCII keys, Release,
+// and a cancelled context honoured.
+//
+// A store that keeps time itself (it reads a clock in Go) is tested with a
+// fake clock: Harness.Advance moves it, and the cases run instantly. A store
+// whose server keeps time (key expiry in Redis, now() in SQL) leaves Advance
+// nil; the cases that wait then use Harness.Short as their lease and
+// retention (150ms by default) and sleep for real.
+package storetest
