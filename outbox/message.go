@@ -33,7 +33,16 @@ type Delivery struct {
 	Attempt int
 	// CreatedAt is when the message was enqueued.
 	CreatedAt time.Time
+	// Position is the message's place in the outbox: it increases with
+	// commit order among the messages of one partition key. The relay also
+	// sends it in the PositionHeader header, for consumers' ordering guards.
+	Position int64
 }
+
+// PositionHeader is the header in which the relay passes Delivery.Position
+// (decimal) to the publisher, so that consumers can drop a message older
+// than the last one they applied for its key.
+const PositionHeader = "outbox-position"
 
 // Publisher delivers messages to a destination. Publish returns nil only once
 // the broker or endpoint has confirmed the message. Otherwise its error tells

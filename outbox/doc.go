@@ -1,0 +1,40 @@
+// Package outbox is a transactional outbox: messages are written in the
+// caller's own database transaction, next to the business data, and a Relay
+// delivers them afterwards to a Publisher, at least once, with retries,
+// per-key ordering and dead letters. A rollback publishes nothing; a crash
+// loses nothing that was committed.
+//
+// The package holds no driver. The SQL stores (PostgreSQL, SQLite,
+// MySQL/MariaDB) live in outbox/sqloutbox and enqueue with a method of their
+// own; publishers for HTTP webhooks and brokers live in their own
+// subpackages; outbox/outboxtest checks any Store against the contract.
+//
+// # Delivery
+//
+// A Relay claims ready messages under a lease with a fencing token, publishes
+// them outside any transaction, and writes each outcome back guarded by the
+// token, so a relay whose lease expired (it was slow or dead) cannot
+// overwrite the work of the relay that took the message over. The publisher's
+// error says what happens next (see Publisher): retry after a backoff computed
+// by retry.Delay or after the publisher's RetryAfter, dead-letter at once for
+// a permanent error or after the maximum attempts, or pause the destination
+// without spending attempts for ErrPaused. Every message keeps its ID across
+// attempts: consumers deduplicate on it.
+//
+// # Order
+//
+// Messages with the same partition key are delivered one at a time, in the
+// order of their positions, and a message is not delivered while an earlier
+// one of its key is pending (waiting, claimed or backing off): a failing head
+// holds its key, and only its key, until it is delivered or dead-lettered.
+// Positions follow commit order within a key when the writers of a key
+// serialise (the stores in outbox/sqloutbox make sure of it: see there).
+// Messages without a key flow unordered. Each delivery carries its position
+// in Delivery.Position and in the PositionHeader header.
+//
+// # Isolation
+//
+// Publishes run with bounded concurrency overall and per topic, each cut off
+// by a timeout, so a slow destination holds at most its own share of the
+// slots; a paused destination is not claimed at all until its pause ends.
+package outbox

@@ -1,0 +1,608 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/steadfast-go/steadfast/retry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ErrPublishTimeout is the cause of a publish context cut off by the relay's
+// publish timeout (see WithPublishTimeout).
+var ErrPublishTimeout = errors.New("outbox: publish timed out")
+
+// ErrStopped is returned by Start after Stop, and is the cause of the
+// context of a publish cut off by Stop.
+var ErrStopped = errors.New("outbox: relay stopped")
+
+// stopGrace bounds the final write-back after Stop's context has ended, so
+// that released messages are still released at once.
+const stopGrace = 2 * time.Second
+
+// Relay moves committed messages from a Store to a Publisher: it claims
+// ready messages under a lease, publishes them outside any transaction with
+// bounded concurrency (overall and per topic), and writes each outcome back
+// guarded by the claim's token. Any number of relays, in any number of
+// processes, may run against one store.
+//
+// Delivery is at least once: a relay that dies after publishing and before
+// writing back leaves the message to be published again, with the same ID,
+// once its lease expires. Messages with a partition key are delivered one at
+// a time per key, in position order (see Store.Claim); a failing head holds
+// only its own key, until it is delivered or dead-lettered.
+//
+// A Relay is safe for concurrent use. Start and Stop may each be called more
+// than once; a stopped relay cannot be started again.
+type Relay struct {
+	store   Store
+	pub     Publisher
+	cfg     config
+	log     *slog.Logger
+	m       *metrics
+	tracer  trace.Tracer
+	maxHeld int
+
+	life    sync.Mutex
+	state   int // 0 new, 1 running, 2 stopped
+	stopped chan struct{}
+
+	loopCtx    context.Context // ends when Stop begins: no more claims, waiting messages are released
+	loopCancel context.CancelFunc
+	pubCtx     context.Context // ends when Stop's context ends: in-flight publishes are cut
+	pubCancel  context.CancelCauseFunc
+	setCtx     context.Context // ends after the final write-back's grace
+	setCancel  context.CancelFunc
+	loops      sync.WaitGroup
+	pubs       sync.WaitGroup
+	settlers   sync.WaitGroup
+	outcomes   chan settled
+
+	wake  chan struct{}
+	freed chan struct{}
+
+	mu        sync.Mutex
+	held      int
+	heldTopic map[string]int
+	paused    map[string]time.Time
+	topicSem  map[string]chan struct{}
+	globalSem chan struct{}
+}
+
+type settled struct {
+	Outcome
+	topic string
+}
+
+// NewRelay returns a relay from store to pub, configured by opts. It starts
+// nothing: call Start or Run. It returns an error naming the first invalid
+// option.
+func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
+	if store == nil {
+		return nil, errors.New("outbox: NewRelay: nil Store")
+	}
+	if pub == nil {
+		return nil, errors.New("outbox: NewRelay: nil Publisher")
+	}
+	cfg := defaults()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.finish(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.meterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: metrics: %w", err)
+	}
+	r := &Relay{
+		store:     store,
+		pub:       pub,
+		cfg:       cfg,
+		log:       cfg.logger,
+		m:         m,
+		tracer:    cfg.tracerProvider.Tracer(instrumentationName),
+		maxHeld:   cfg.concurrency + 4*cfg.batchSize,
+		stopped:   make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		freed:     make(chan struct{}, 1),
+		heldTopic: map[string]int{},
+		paused:    map[string]time.Time{},
+		topicSem:  map[string]chan struct{}{},
+		globalSem: make(chan struct{}, cfg.concurrency),
+	}
+	r.outcomes = make(chan settled, r.maxHeld)
+	return r, nil
+}
+
+// Start launches the relay's goroutines and returns at once. They run until
+// Stop; ctx's values (not its cancellation) are passed to the store and the
+// publisher. Calling Start on a running relay does nothing; after Stop it
+// returns ErrStopped.
+func (r *Relay) Start(ctx context.Context) error {
+	r.life.Lock()
+	defer r.life.Unlock()
+	switch r.state {
+	case 1:
+		return nil
+	case 2:
+		return ErrStopped
+	}
+	if err := r.m.register(r.cfg.meterProvider); err != nil {
+		return fmt.Errorf("outbox: metrics: %w", err)
+	}
+	base := context.WithoutCancel(ctx)
+	r.loopCtx, r.loopCancel = context.WithCancel(base)
+	r.pubCtx, r.pubCancel = context.WithCancelCause(base)
+	r.setCtx, r.setCancel = context.WithCancel(base)
+	r.state = 1
+	for range r.cfg.claimers {
+		r.goLoop(r.claimLoop)
+	}
+	if r.cfg.notifier != nil {
+		r.goLoop(r.listenLoop)
+	}
+	if r.cfg.cleanupInterval > 0 {
+		r.goLoop(r.cleanupLoop)
+	}
+	r.goLoop(r.statsLoop)
+	for range 2 {
+		r.settlers.Add(1)
+		go r.settleLoop()
+	}
+	return nil
+}
+
+func (r *Relay) goLoop(f func(ctx context.Context)) {
+	r.loops.Add(1)
+	go func() {
+		defer r.loops.Done()
+		f(r.loopCtx)
+	}()
+}
+
+// Stop stops claiming, releases at once the claimed messages not yet being
+// published, lets in-flight publishes finish until ctx ends (then cuts them
+// off and releases their messages), writes every outcome back, and returns
+// when all of the relay's goroutines have ended. The final write-back gets
+// a grace of 2 s after ctx ended. Stop returns ctx's error when it had to cut
+// publishes off. Calling Stop again waits for the first Stop; Stop on a relay
+// never started returns nil.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.life.Lock()
+	switch r.state {
+	case 0:
+		r.state = 2
+		close(r.stopped)
+		r.life.Unlock()
+		return nil
+	case 2:
+		r.life.Unlock()
+		select {
+		case <-r.stopped:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.state = 2
+	r.life.Unlock()
+
+	r.loopCancel()
+	r.loops.Wait()
+	var err error
+	pubsDone := make(chan struct{})
+	go func() { r.pubs.Wait(); close(pubsDone) }()
+	select {
+	case <-pubsDone:
+	case <-ctx.Done():
+		err = ctx.Err()
+		r.pubCancel(ErrStopped)
+		<-pubsDone
+	}
+	close(r.outcomes)
+	setDone := make(chan struct{})
+	go func() { r.settlers.Wait(); close(setDone) }()
+	select {
+	case <-setDone:
+	case <-ctx.Done():
+		select {
+		case <-setDone:
+		case <-r.cfg.clock.After(stopGrace):
+			r.setCancel()
+			<-setDone
+		}
+	}
+	r.pubCancel(ErrStopped)
+	r.setCancel()
+	r.m.unregister()
+	close(r.stopped)
+	return err
+}
+
+// Run starts the relay, waits for ctx to end, and stops it, giving
+// in-flight publishes the publish timeout to finish. It returns the error of
+// Start, or nil.
+func (r *Relay) Run(ctx context.Context) error {
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.publishTimeout)
+	defer cancel()
+	_ = r.Stop(sctx)
+	return nil
+}
+
+// Wake asks the relay to look for ready messages now instead of at its next
+// poll. Call it after committing a transaction that enqueued messages, when
+// the relay runs in the same process. It never blocks.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// reserve takes up to one batch of holding room and says which topics not to
+// claim.
+func (r *Relay) reserve() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := min(r.cfg.batchSize, r.maxHeld-r.held)
+	if n <= 0 {
+		return 0, nil
+	}
+	r.held += n
+	var exclude []string
+	now := r.cfg.clock.Now()
+	for t, until := range r.paused {
+		if now.Before(until) {
+			exclude = append(exclude, t)
+		} else {
+			delete(r.paused, t)
+		}
+	}
+	limit := r.cfg.topicConcurrency + r.cfg.batchSize
+	for t, h := range r.heldTopic {
+		if h >= limit {
+			if _, p := r.paused[t]; !p {
+				exclude = append(exclude, t)
+			}
+		}
+	}
+	return n, exclude
+}
+
+// unhold gives back holding room.
+func (r *Relay) unhold(n int) {
+	if n == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.held -= n
+	r.mu.Unlock()
+	signal(r.freed)
+}
+
+func (r *Relay) claimLoop(ctx context.Context) {
+	fails := 0
+	for ctx.Err() == nil {
+		n, exclude := r.reserve()
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+			case <-r.freed:
+			}
+			continue
+		}
+		claimed, err := r.store.Claim(ctx, ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude})
+		r.unhold(n - len(claimed))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			fails++
+			d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second, r.cfg.rand)
+			r.log.Warn("outbox: claim failed", "err", err, "failures", fails, "retry_in", d)
+			select {
+			case <-ctx.Done():
+			case <-r.cfg.clock.After(d):
+			}
+			continue
+		}
+		fails = 0
+		claimedAt := r.cfg.clock.Now()
+		r.dispatch(claimed, claimedAt)
+		if len(claimed) == n {
+			// There may be more: let another claimer overlap this one.
+			signal(r.wake)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-r.cfg.clock.After(r.cfg.pollInterval):
+		}
+	}
+}
+
+func (r *Relay) dispatch(claimed []Claimed, at time.Time) {
+	if len(claimed) == 0 {
+		return
+	}
+	r.mu.Lock()
+	for _, c := range claimed {
+		r.heldTopic[c.Topic]++
+	}
+	r.mu.Unlock()
+	r.pubs.Add(len(claimed))
+	for _, c := range claimed {
+		go r.deliver(c, at)
+	}
+}
+
+func (r *Relay) semFor(topic string) chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.topicSem[topic]
+	if !ok {
+		s = make(chan struct{}, r.cfg.topicConcurrency)
+		r.topicSem[topic] = s
+	}
+	return s
+}
+
+func (r *Relay) topicDone(topic string) {
+	r.mu.Lock()
+	h := r.heldTopic[topic] - 1
+	if h <= 0 {
+		delete(r.heldTopic, topic)
+		if len(r.topicSem[topic]) == 0 {
+			delete(r.topicSem, topic)
+		}
+	} else {
+		r.heldTopic[topic] = h
+	}
+	r.mu.Unlock()
+	if h == r.cfg.topicConcurrency+r.cfg.batchSize-1 {
+		signal(r.wake) // the topic is claimable again
+	}
+}
+
+func (r *Relay) deliver(c Claimed, claimedAt time.Time) {
+	defer r.pubs.Done()
+	out := r.publish(c, claimedAt)
+	r.topicDone(c.Topic)
+	r.outcomes <- settled{Outcome: out, topic: c.Topic}
+}
+
+func release(c Claimed) Outcome {
+	return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Refund: true}
+}
+
+func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
+	if c.Malformed != nil {
+		r.log.Warn("outbox: malformed message dead-lettered", "position", c.Position, "id", c.ID, "err", c.Malformed)
+		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: "malformed: " + c.Malformed.Error()}
+	}
+	if c.Attempt > r.cfg.maxAttempts {
+		// Earlier attempts ended without a write-back (their relay died).
+		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
+		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempts", c.Attempt-1, "reason", "attempts exhausted")
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: fmt.Sprintf("%d attempts exhausted without an outcome", c.Attempt-1)}
+	}
+	sem := r.semFor(c.Topic)
+	select {
+	case sem <- struct{}{}:
+	case <-r.loopCtx.Done():
+		return release(c)
+	}
+	defer func() { <-sem }()
+	select {
+	case r.globalSem <- struct{}{}:
+	case <-r.loopCtx.Done():
+		return release(c)
+	}
+	defer func() { <-r.globalSem }()
+	// Waiting for a slot may have eaten the lease: do not publish what
+	// another relay may be about to claim.
+	start := r.cfg.clock.Now()
+	if start.Add(r.cfg.publishTimeout).After(claimedAt.Add(r.cfg.lease)) {
+		return release(c)
+	}
+
+	ctx := contextWithTraceParent(r.pubCtx, c.TraceParent)
+	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.destination.name", c.Topic),
+			attribute.String("messaging.message.id", c.ID),
+			attribute.Int("outbox.attempt", c.Attempt),
+		))
+	defer span.End()
+	ctx, cancel := context.WithTimeoutCause(ctx, r.cfg.publishTimeout, ErrPublishTimeout)
+	defer cancel()
+	d := c.Delivery
+	h := make(map[string]string, len(d.Headers)+1)
+	maps.Copy(h, d.Headers)
+	h[PositionHeader] = strconv.FormatInt(d.Position, 10)
+	d.Headers = h
+
+	err := r.pub.Publish(ctx, d)
+	took := r.cfg.clock.Now().Sub(start)
+	if err == nil {
+		r.m.attempt(ctx, c.Topic, "delivered", took)
+		r.m.deliveries.Add(ctx, 1, r.m.topic(c.Topic))
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Delivered}
+	}
+	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%w)", err, cerr)
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	if r.pubCtx.Err() != nil {
+		r.m.attempt(ctx, c.Topic, "released", took)
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Refund: true, LastError: err.Error()}
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, ErrPaused):
+		d, _ := retry.RetryAfter(err)
+		if d <= 0 {
+			d = r.cfg.pause
+		}
+		d = min(d, r.cfg.maxRetryAfter)
+		r.mu.Lock()
+		until := r.cfg.clock.Now().Add(d)
+		if until.After(r.paused[c.Topic]) {
+			r.paused[c.Topic] = until
+		}
+		r.mu.Unlock()
+		r.m.attempt(ctx, c.Topic, "paused", took)
+		r.log.Debug("outbox: destination paused", "topic", c.Topic, "for", d, "err", err)
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Refund: true, Delay: d, LastError: msg}
+	case retry.IsPermanent(err):
+		r.m.attempt(ctx, c.Topic, "permanent", took)
+		r.m.dead.Add(ctx, 1, r.m.topic(c.Topic))
+		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "reason", "permanent error", "err", err)
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: msg}
+	case c.Attempt >= r.cfg.maxAttempts:
+		r.m.attempt(ctx, c.Topic, "failed", took)
+		r.m.dead.Add(ctx, 1, r.m.topic(c.Topic))
+		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "reason", "attempts exhausted", "err", err)
+		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: msg}
+	}
+	delay, ok := retry.RetryAfter(err)
+	if !ok || delay <= 0 {
+		delay = retry.Delay(c.Attempt, r.cfg.backoffBase, r.cfg.backoffMax, r.cfg.rand)
+	}
+	delay = min(delay, r.cfg.maxRetryAfter)
+	r.m.attempt(ctx, c.Topic, "failed", took)
+	r.log.Debug("outbox: publish failed", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "retry_in", delay, "err", err)
+	return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Delay: delay, LastError: msg}
+}
+
+func (r *Relay) settleLoop() {
+	defer r.settlers.Done()
+	batch := make([]Outcome, 0, 256)
+	for first := range r.outcomes {
+		batch = append(batch[:0], first.Outcome)
+	drain:
+		for len(batch) < 1000 {
+			select {
+			case o, ok := <-r.outcomes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o.Outcome)
+			default:
+				break drain
+			}
+		}
+		r.flush(batch)
+		r.unhold(len(batch))
+	}
+}
+
+func (r *Relay) flush(batch []Outcome) {
+	for fails := 1; ; fails++ {
+		err := r.store.Settle(r.setCtx, batch)
+		if err == nil {
+			return
+		}
+		var ll *LeaseLostError
+		if errors.As(err, &ll) {
+			r.m.leaseLost.Add(r.setCtx, int64(ll.Rejected))
+			r.log.Warn("outbox: write-back rejected: lease was taken over", "rejected", ll.Rejected)
+			return
+		}
+		if r.setCtx.Err() != nil {
+			r.log.Warn("outbox: write-back abandoned at stop; the leases will expire", "messages", len(batch), "err", err)
+			return
+		}
+		d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second, r.cfg.rand)
+		r.log.Warn("outbox: write-back failed", "err", err, "failures", fails, "retry_in", d)
+		select {
+		case <-r.setCtx.Done():
+		case <-r.cfg.clock.After(d):
+		}
+	}
+}
+
+func (r *Relay) listenLoop(ctx context.Context) {
+	for fails := 0; ctx.Err() == nil; {
+		start := r.cfg.clock.Now()
+		err := r.cfg.notifier.Listen(ctx, r.Wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if r.cfg.clock.Now().Sub(start) > time.Minute {
+			fails = 0
+		}
+		fails++
+		d := retry.Delay(fails, 100*time.Millisecond, 30*time.Second, r.cfg.rand)
+		r.log.Warn("outbox: notifier stopped; polling meanwhile", "err", err, "retry_in", d)
+		r.Wake() // a notification may have been lost
+		select {
+		case <-ctx.Done():
+		case <-r.cfg.clock.After(d):
+		}
+	}
+}
+
+func (r *Relay) cleanupLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.cfg.clock.After(r.cfg.cleanupInterval):
+		}
+		for ctx.Err() == nil {
+			n, err := r.store.Cleanup(ctx, r.cfg.retention, 1000)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.log.Warn("outbox: cleanup failed", "err", err)
+				}
+				break
+			}
+			if n < 1000 {
+				break
+			}
+		}
+	}
+}
+
+func (r *Relay) statsLoop(ctx context.Context) {
+	for {
+		s, err := r.store.Stats(ctx)
+		if err == nil {
+			r.m.stats.Store(&s)
+		} else if ctx.Err() == nil {
+			r.log.Warn("outbox: stats failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.cfg.clock.After(r.cfg.statsInterval):
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package outbox
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+const instrumentationName = "github.com/steadfast-go/steadfast/outbox"
+
+type metrics struct {
+	deliveries metric.Int64Counter
+	attempts   metric.Int64Counter
+	dead       metric.Int64Counter
+	leaseLost  metric.Int64Counter
+	latency    metric.Float64Histogram
+	backlog    metric.Int64ObservableGauge
+	oldest     metric.Float64ObservableGauge
+	deadNow    metric.Int64ObservableGauge
+
+	stats atomic.Pointer[Stats]
+	attrs sync.Map // topic → metric.MeasurementOption
+	reg   metric.Registration
+}
+
+func newMetrics(mp metric.MeterProvider) (*metrics, error) {
+	m := mp.Meter(instrumentationName)
+	var ms metrics
+	var err error
+	if ms.deliveries, err = m.Int64Counter("outbox.deliveries", metric.WithDescription("Messages delivered (confirmed by the publisher).")); err != nil {
+		return nil, err
+	}
+	if ms.attempts, err = m.Int64Counter("outbox.attempts", metric.WithDescription("Publish attempts, by outcome.")); err != nil {
+		return nil, err
+	}
+	if ms.dead, err = m.Int64Counter("outbox.dead_letters", metric.WithDescription("Messages that became dead letters.")); err != nil {
+		return nil, err
+	}
+	if ms.leaseLost, err = m.Int64Counter("outbox.lease_lost", metric.WithDescription("Write-backs rejected because the claim's lease had been taken over.")); err != nil {
+		return nil, err
+	}
+	if ms.latency, err = m.Float64Histogram("outbox.publish.duration", metric.WithUnit("s"), metric.WithDescription("Duration of a publish.")); err != nil {
+		return nil, err
+	}
+	if ms.backlog, err = m.Int64ObservableGauge("outbox.backlog", metric.WithDescription("Pending messages (claimed or not).")); err != nil {
+		return nil, err
+	}
+	if ms.oldest, err = m.Float64ObservableGauge("outbox.oldest_pending_age", metric.WithUnit("s"), metric.WithDescription("Age of the oldest pending message.")); err != nil {
+		return nil, err
+	}
+	if ms.deadNow, err = m.Int64ObservableGauge("outbox.dead", metric.WithDescription("Dead letters in the store.")); err != nil {
+		return nil, err
+	}
+	return &ms, nil
+}
+
+// register installs the gauges' callback; unregister removes it.
+func (m *metrics) register(mp metric.MeterProvider) error {
+	reg, err := mp.Meter(instrumentationName).RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := m.stats.Load()
+		if s == nil {
+			return nil
+		}
+		o.ObserveInt64(m.backlog, s.Pending)
+		o.ObserveFloat64(m.oldest, s.OldestPendingAge.Seconds())
+		o.ObserveInt64(m.deadNow, s.Dead)
+		return nil
+	}, m.backlog, m.oldest, m.deadNow)
+	if err != nil {
+		return err
+	}
+	m.reg = reg
+	return nil
+}
+
+func (m *metrics) unregister() {
+	if m.reg != nil {
+		_ = m.reg.Unregister()
+		m.reg = nil
+	}
+}
+
+func (m *metrics) topic(t string) metric.MeasurementOption {
+	if v, ok := m.attrs.Load(t); ok {
+		return v.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("outbox.topic", t)))
+	m.attrs.Store(t, o)
+	return o
+}
+
+func (m *metrics) attempt(ctx context.Context, topic, outcome string, took time.Duration) {
+	k := topic + "\x00" + outcome
+	v, ok := m.attrs.Load(k)
+	if !ok {
+		v = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("outbox.topic", topic), attribute.String("outbox.outcome", outcome)))
+		m.attrs.Store(k, v)
+	}
+	m.attempts.Add(ctx, 1, v.(metric.MeasurementOption))
+	if took > 0 {
+		m.latency.Record(ctx, took.Seconds(), m.topic(topic))
+	}
+}
