@@ -1,0 +1,550 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/semaphore"
+)
+
+// State is the state of a circuit.
+type State int
+
+// The states of a circuit.
+const (
+	// Closed: calls run and their outcomes are counted.
+	Closed State = iota
+	// HalfOpen: a bounded number of probe calls run; the others are rejected.
+	HalfOpen
+	// Open: calls are rejected without running.
+	Open
+)
+
+// String returns "closed", "half-open" or "open".
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case HalfOpen:
+		return "half-open"
+	case Open:
+		return "open"
+	}
+	return "unknown"
+}
+
+func fromGobreaker(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return HalfOpen
+	case gobreaker.StateOpen:
+		return Open
+	}
+	return Closed
+}
+
+// Transition is a change of state, as given to the hooks of [WithStateHook].
+type Transition struct {
+	// Name is the breaker's name.
+	Name string
+	// From and To are the states before and after the change.
+	From, To State
+	// Shared reports a change made by the shared state (a [Syncer]): the
+	// circuit is held open because another replica or the replicas together
+	// tripped it (To is Open), or that hold ended (From is Open, To is the
+	// local state).
+	Shared bool
+	// At is when the change was seen (wall clock).
+	At time.Time
+}
+
+// Outcome is how a [Classifier] counts a call.
+type Outcome int
+
+// The outcomes of a call.
+const (
+	// Success counts toward closing (and keeps a closed circuit closed).
+	Success Outcome = iota
+	// Failure counts toward opening.
+	Failure
+	// Ignore counts neither way, and frees a half-open probe slot.
+	Ignore
+)
+
+// Classifier tells how a call that returned err counts. ctx is the context
+// the call ran with. The breaker never asks it about the caller's own
+// cancellation: an error matching context.Canceled, or any error while ctx
+// was cancelled (not timed out), is ignored before the classifier is called.
+type Classifier func(ctx context.Context, err error) Outcome
+
+// DefaultClassifier counts nil as a success and every other error as a
+// failure, timeouts (context.DeadlineExceeded, a per-attempt timeout)
+// included.
+func DefaultClassifier(_ context.Context, err error) Outcome {
+	if err == nil {
+		return Success
+	}
+	return Failure
+}
+
+// Syncer shares the state of breakers beyond the process; package
+// breaker/redisshare implements it over Redis. A breaker made with
+// [WithSync] calls Register once when it is made, Unregister when a [Group]
+// evicts it, and Notify (outside any lock, never on the call path) after each
+// change of its local state. A Syncer works through the breaker's Sync*
+// methods. Its methods must not block.
+type Syncer interface {
+	Register(b *Breaker)
+	Unregister(b *Breaker)
+	Notify(b *Breaker)
+}
+
+// Policy is a breaker's settings, as made by its options. Syncers read it to
+// judge the shared counts the way each breaker judges its own.
+type Policy struct {
+	// FailureRatio and MinCalls are the trip condition, unless
+	// ConsecutiveFailures is not zero.
+	FailureRatio float64
+	MinCalls     int
+	// ConsecutiveFailures, when not zero, is the trip condition.
+	ConsecutiveFailures int
+	// Window is the rolling window of counts, in Buckets buckets.
+	Window  time.Duration
+	Buckets int
+	// OpenDuration is how long the circuit stays open.
+	OpenDuration time.Duration
+	// HalfOpenProbes is how many probes a half-open circuit lets through.
+	HalfOpenProbes int
+}
+
+// markers that the function given to gobreaker returns, so that gobreaker
+// counts what our Classifier decided (gobreaker's own hooks see no context).
+var (
+	errFailure = errors.New("breaker: counted failure")
+	errIgnored = errors.New("breaker: ignored outcome")
+)
+
+// Breaker is a circuit breaker over gobreaker v2. Make one with [New]; run
+// calls through it with [Execute] or [ExecuteWithFallback]. A Breaker is safe
+// for concurrent use; the call path takes gobreaker's mutex twice and never
+// waits on anything else (hooks, logging, metrics of transitions and a
+// [Syncer] run after the call, outside any lock).
+type Breaker struct {
+	name     string
+	policy   Policy
+	cb       *gobreaker.CircuitBreaker[struct{}]
+	classify Classifier
+	sem      *semaphore.Weighted
+	bulkWait time.Duration
+	logger   *slog.Logger
+	hooks    []func(Transition)
+	syncer   Syncer
+	ins      *instruments
+	rej      rejectOptions
+	grouped  bool // in a Group: track calls in flight for eviction
+
+	openErr atomic.Pointer[OpenError] // error of the current (or last) local open period
+	hold    atomic.Pointer[OpenError] // non-nil while the shared state holds the circuit open
+
+	successes, failures atomic.Uint64 // since the last SyncCounts, when syncer != nil
+	inflight            atomic.Int64
+	lastUsed            atomic.Uint64
+
+	qmu      sync.Mutex
+	queue    []Transition
+	draining bool
+	pending  atomic.Bool
+}
+
+// New returns a breaker named name (the name appears in errors, logs and
+// metrics) with the defaults described in the package documentation, changed
+// by opts. It returns an error naming every option that makes no sense (a
+// ratio above 1, a zero window, a negative duration...). If [WithSync] is
+// given, the breaker registers itself with the syncer.
+func New(name string, opts ...Option) (*Breaker, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.err(); err != nil {
+		return nil, err
+	}
+	ins, err := newInstruments(cfg.meter)
+	if err != nil {
+		return nil, err
+	}
+	b := newBreaker(name, &cfg, ins, false)
+	if b.syncer != nil {
+		b.syncer.Register(b)
+	}
+	return b, nil
+}
+
+func newBreaker(name string, cfg *config, ins *instruments, grouped bool) *Breaker {
+	b := &Breaker{
+		name: name,
+		policy: Policy{
+			FailureRatio:        cfg.ratio,
+			MinCalls:            cfg.minCalls,
+			ConsecutiveFailures: cfg.consecutive,
+			Window:              cfg.window,
+			Buckets:             cfg.buckets,
+			OpenDuration:        cfg.openDuration,
+			HalfOpenProbes:      cfg.probes,
+		},
+		classify: cfg.classifier,
+		bulkWait: cfg.bulkWait,
+		logger:   cfg.logger,
+		hooks:    cfg.hooks,
+		syncer:   cfg.syncer,
+		ins:      ins,
+		grouped:  grouped,
+	}
+	if b.classify == nil {
+		b.classify = DefaultClassifier
+	}
+	if b.logger == nil {
+		b.logger = slog.Default()
+	}
+	if cfg.bulkMax > 0 {
+		b.sem = semaphore.NewWeighted(int64(cfg.bulkMax))
+	}
+	b.rej = ins.rejectOptions(name)
+	st := gobreaker.Settings{
+		Name:          name,
+		MaxRequests:   uint32(cfg.probes),
+		Interval:      cfg.window,
+		Timeout:       cfg.openDuration,
+		ReadyToTrip:   b.readyToTrip,
+		OnStateChange: b.onStateChange,
+		IsSuccessful:  func(err error) bool { return err == nil },
+		IsExcluded:    func(err error) bool { return err == errIgnored },
+	}
+	if cfg.buckets > 1 {
+		st.BucketPeriod = cfg.window / time.Duration(cfg.buckets)
+	}
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](st)
+	ins.recordState(context.Background(), name, Closed)
+	return b
+}
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.name }
+
+// Policy returns the breaker's settings.
+func (b *Breaker) Policy() Policy { return b.policy }
+
+// State returns the state of the circuit: Open while the shared state holds
+// it open, else the local state. Like every method it may be called from a
+// state-change hook.
+func (b *Breaker) State() State {
+	if h := b.hold.Load(); h != nil && time.Now().Before(h.Until) {
+		return Open
+	}
+	s := fromGobreaker(b.cb.State())
+	b.flush()
+	return s
+}
+
+// Remaining returns how long the circuit stays open: zero unless it is
+// open.
+func (b *Breaker) Remaining() time.Duration {
+	var d time.Duration
+	if h := b.hold.Load(); h != nil {
+		d = h.RetryAfter()
+	}
+	if b.cb.State() == gobreaker.StateOpen {
+		if e := b.openErr.Load(); e != nil {
+			d = max(d, e.RetryAfter())
+		}
+	}
+	b.flush()
+	return d
+}
+
+func (b *Breaker) readyToTrip(c gobreaker.Counts) bool {
+	if n := b.policy.ConsecutiveFailures; n > 0 {
+		return c.ConsecutiveFailures >= uint32(n)
+	}
+	return trips(uint64(c.TotalSuccesses), uint64(c.TotalFailures), b.policy.MinCalls, b.policy.FailureRatio)
+}
+
+func trips(successes, failures uint64, minCalls int, ratio float64) bool {
+	done := successes + failures
+	return done >= uint64(minCalls) && float64(failures) >= ratio*float64(done)-1e-9
+}
+
+// onStateChange runs under gobreaker's mutex: it records and queues, and
+// calls nothing of the user's.
+func (b *Breaker) onStateChange(_ string, from, to gobreaker.State) {
+	now := time.Now()
+	if to == gobreaker.StateOpen {
+		b.openErr.Store(&OpenError{Name: b.name, Until: now.Add(b.policy.OpenDuration)})
+	}
+	b.enqueue(Transition{Name: b.name, From: fromGobreaker(from), To: fromGobreaker(to), At: now})
+}
+
+func (b *Breaker) enqueue(t Transition) {
+	b.qmu.Lock()
+	b.queue = append(b.queue, t)
+	b.pending.Store(true)
+	b.qmu.Unlock()
+}
+
+// flush delivers queued transitions, unless another goroutine is already
+// delivering them (it will deliver ours too, in order).
+func (b *Breaker) flush() {
+	if !b.pending.Load() {
+		return
+	}
+	b.qmu.Lock()
+	if b.draining {
+		b.qmu.Unlock()
+		return
+	}
+	b.draining = true
+	for len(b.queue) > 0 {
+		t := b.queue[0]
+		b.queue[0] = Transition{}
+		b.queue = b.queue[1:]
+		b.qmu.Unlock()
+		b.deliverSafely(t)
+		b.qmu.Lock()
+	}
+	b.queue = b.queue[:0]
+	b.draining = false
+	b.pending.Store(false)
+	b.qmu.Unlock()
+}
+
+// deliverSafely delivers t; if a hook panics, the queue is left deliverable
+// before the panic goes on.
+func (b *Breaker) deliverSafely(t Transition) {
+	done := false
+	defer func() {
+		if !done {
+			b.qmu.Lock()
+			b.draining = false
+			b.qmu.Unlock()
+		}
+	}()
+	b.deliver(t)
+	done = true
+}
+
+func (b *Breaker) deliver(t Transition) {
+	ctx := context.Background()
+	b.ins.recordTransition(ctx, t)
+	level := slog.LevelInfo
+	if t.To == Open {
+		level = slog.LevelWarn
+	}
+	b.logger.LogAttrs(ctx, level, "breaker state change",
+		slog.String("breaker", t.Name), slog.String("from", t.From.String()),
+		slog.String("to", t.To.String()), slog.Bool("shared", t.Shared))
+	for _, h := range b.hooks {
+		h(t)
+	}
+	if !t.Shared && b.syncer != nil {
+		b.syncer.Notify(b)
+	}
+}
+
+// kind is what became of a call.
+type kind int
+
+const (
+	ranSuccess kind = iota
+	ranFailure
+	ranIgnored
+	rejected
+)
+
+// admit checks the shared hold and takes a bulkhead slot.
+func (b *Breaker) admit(ctx context.Context) error {
+	if h := b.hold.Load(); h != nil && time.Now().Before(h.Until) {
+		b.ins.reject(ctx, b.rej.open)
+		return h
+	}
+	if b.sem != nil && !b.sem.TryAcquire(1) {
+		if err := b.waitSlot(ctx); err != nil {
+			return err
+		}
+	}
+	if b.grouped {
+		b.inflight.Add(1)
+	}
+	return nil
+}
+
+func (b *Breaker) waitSlot(ctx context.Context) error {
+	if b.bulkWait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, b.bulkWait)
+		err := b.sem.Acquire(wctx, 1)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	b.ins.reject(ctx, b.rej.bulkhead)
+	return ErrBulkheadFull
+}
+
+func (b *Breaker) release() {
+	if b.grouped {
+		b.inflight.Add(-1)
+	}
+	if b.sem != nil {
+		b.sem.Release(1)
+	}
+}
+
+// judge turns a call's result into the marker gobreaker counts.
+func (b *Breaker) judge(o Outcome) error {
+	switch o {
+	case Success:
+		if b.syncer != nil {
+			b.successes.Add(1)
+		}
+		return nil
+	case Failure:
+		if b.syncer != nil {
+			b.failures.Add(1)
+		}
+		return errFailure
+	}
+	return errIgnored
+}
+
+func (b *Breaker) outcome(ctx context.Context, err error) Outcome {
+	if err != nil && (ctx.Err() == context.Canceled || errors.Is(err, context.Canceled)) {
+		return Ignore
+	}
+	return b.classify(ctx, err)
+}
+
+func (b *Breaker) rejection(ctx context.Context, gerr error) error {
+	if gerr == gobreaker.ErrTooManyRequests {
+		b.ins.reject(ctx, b.rej.probes)
+		return ErrProbeLimit
+	}
+	b.ins.reject(ctx, b.rej.open)
+	if e := b.openErr.Load(); e != nil {
+		return e
+	}
+	return ErrOpen // not reached: gobreaker reports open only after our hook ran
+}
+
+// run is the call path shared by Execute, ExecuteWithFallback and
+// Transport. resultOutcome, if not nil, judges a result that came with a nil
+// error (Transport: a 5xx response is a failure).
+func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), resultOutcome func(T) Outcome) (T, kind, error) {
+	var res T
+	if err := b.admit(ctx); err != nil {
+		return res, rejected, err
+	}
+	var (
+		err error
+		k   kind
+		ran bool
+	)
+	_, gerr := b.cb.Execute(func() (struct{}, error) {
+		ran = true
+		defer b.release()
+		res, err = fn(ctx)
+		o := b.outcome(ctx, err)
+		if err == nil && o == Success && resultOutcome != nil {
+			o = resultOutcome(res)
+		}
+		k = kind(o) // Success, Failure, Ignore map to ranSuccess, ranFailure, ranIgnored
+		return struct{}{}, b.judge(o)
+	})
+	if !ran {
+		b.release()
+		b.flush()
+		return res, rejected, b.rejection(ctx, gerr)
+	}
+	b.flush()
+	return res, k, err
+}
+
+// Execute runs fn through b and returns its result. While the circuit is open
+// it returns at once, without calling fn, an error matching [ErrOpen] (an
+// [*OpenError] whose RetryAfter is the remaining open time); while it is
+// half-open with every probe taken, [ErrProbeLimit]; when the bulkhead is
+// full after its bounded wait, [ErrBulkheadFull] (or the context's error if
+// ctx ended first). Otherwise it returns what fn returned, and counts it as
+// the [Classifier] says. If fn panics, the call counts as a failure and the
+// panic goes on.
+func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	res, _, err := run(ctx, b, fn, nil)
+	return res, err
+}
+
+// ExecuteWithFallback is [Execute], but when the call is rejected (open,
+// probe limit, bulkhead full) or counted as a failure, it returns
+// fallback(ctx, err) instead, err being the rejection or fn's error. It never
+// calls fallback when the caller cancelled (nor for a call the classifier
+// ignores): then it returns fn's result as it is.
+func ExecuteWithFallback[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), fallback func(context.Context, error) (T, error)) (T, error) {
+	res, k, err := run(ctx, b, fn, nil)
+	switch k {
+	case rejected:
+		if errors.Is(err, ErrOpen) || errors.Is(err, ErrBulkheadFull) {
+			return fallback(ctx, err)
+		}
+	case ranFailure:
+		return fallback(ctx, err)
+	}
+	return res, err
+}
+
+// SyncCounts returns the successes and failures counted since the last call,
+// and starts counting again from zero. It is part of the interface a
+// [Syncer] works through; it counts only for a breaker made with [WithSync].
+func (b *Breaker) SyncCounts() (successes, failures uint64) {
+	return b.successes.Swap(0), b.failures.Swap(0)
+}
+
+// SyncLocalOpen returns how long the circuit stays open by this process's
+// own counts: zero unless the local breaker is open. It is part of the
+// interface a [Syncer] works through.
+func (b *Breaker) SyncLocalOpen() time.Duration {
+	var d time.Duration
+	if b.cb.State() == gobreaker.StateOpen {
+		if e := b.openErr.Load(); e != nil {
+			d = e.RetryAfter()
+		}
+	}
+	b.flush()
+	return d
+}
+
+// SyncHold holds the circuit open for d because the shared state says it is
+// open: calls are rejected with an [*OpenError] whose Shared field is true.
+// d <= 0 ends the hold. The start and the end of a hold are transitions
+// (Shared is true): hooks, log and metrics see them. It is part of the
+// interface a [Syncer] works through; it must not be called from a hook.
+func (b *Breaker) SyncHold(d time.Duration) {
+	now := time.Now()
+	old := b.hold.Load()
+	held := old != nil && now.Before(old.Until)
+	if d > 0 {
+		b.hold.Store(&OpenError{Name: b.name, Until: now.Add(d), Shared: true})
+		if !held {
+			b.enqueue(Transition{Name: b.name, From: fromGobreaker(b.cb.State()), To: Open, Shared: true, At: now})
+		}
+	} else if old != nil {
+		b.hold.Store(nil)
+		b.enqueue(Transition{Name: b.name, From: Open, To: fromGobreaker(b.cb.State()), Shared: true, At: now})
+	}
+	b.flush()
+}

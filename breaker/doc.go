@@ -1,0 +1,48 @@
+// Package breaker stops calling what is down: circuit breakers for functions
+// and for HTTP clients, with a fallback, a bulkhead and, through the
+// subpackage redisshare, state shared across the replicas of a service.
+//
+// A [Breaker] wraps github.com/sony/gobreaker/v2 and adds what gobreaker does
+// not do by itself:
+//
+//   - a [Classifier] that sees the caller's context, so that the caller's own
+//     cancellation (context.Canceled) is never counted, while timeouts are;
+//   - an [OpenError] that matches [ErrOpen] and carries the remaining open time
+//     through the error protocol's RetryAfter() time.Duration, which package
+//     retry understands without either package importing the other;
+//   - state-change hooks that run after the call that caused the change
+//     returned, outside any lock, so a hook may call back into the breaker
+//     (gobreaker calls its own hook under its mutex);
+//   - a bulkhead (a bound on concurrent calls, golang.org/x/sync/semaphore)
+//     with a bounded wait;
+//   - one slog line per transition and OpenTelemetry metrics;
+//   - a [Syncer] hook through which a backend shares counts and state.
+//
+// [Execute] and [ExecuteWithFallback] run a function through a breaker. A
+// [Group] holds one breaker per key, created lazily and bounded in number.
+// [Transport] is an http.RoundTripper with one breaker per host.
+//
+// # Defaults
+//
+// A breaker trips when at least half of the calls of the last 10 seconds
+// failed (a rolling window of 10 one-second buckets) and at least 20 calls
+// completed in that window ([WithFailureRatio], [WithWindow]); or, if
+// [WithConsecutiveFailures] is given, after that many failures in a row. It
+// stays open 30 seconds ([WithOpenDuration]), then lets 1 probe through
+// ([WithHalfOpenProbes]): if every probe succeeds it closes, one failure
+// re-opens it.
+//
+// # Time
+//
+// gobreaker keeps its own clock (time.Now) and it cannot be replaced; the
+// open duration, the window and the remaining open time are therefore wall
+// clock durations. The bulkhead's bounded wait is a real timer as well.
+//
+// # Composition
+//
+// For an outbound client, outermost first: the caller's deadline, then retry
+// (with its per-attempt timeout), then breaker, then the base transport. An
+// open circuit returns an error whose RetryAfter() is the remaining open
+// time: retry either waits it out, when it fits the deadline, or gives up at
+// once.
+package breaker

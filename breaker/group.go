@@ -1,0 +1,122 @@
+package breaker
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Group holds one [Breaker] per key (a host, a tenant, an endpoint: the
+// caller chooses), made on first use with the group's options. The number of
+// breakers is bounded ([WithMaxBreakers]): when a new key arrives and the
+// group is full, the least recently used breaker that is closed, not held
+// open by the shared state and has no call in flight is dropped (it had
+// nothing to protect against); if every breaker is busy, open or half-open,
+// Get fails with [ErrGroupFull] rather than forget a tripped circuit.
+// "Least recently used" is tracked at the granularity of breaker creations,
+// which keeps the call path free of writes shared between goroutines.
+//
+// A Group is safe for concurrent use.
+type Group struct {
+	cfg   groupConfig
+	ins   *instruments
+	epoch atomic.Uint64 // bumped at each creation; breakers record the epoch of their last use
+
+	mu sync.RWMutex
+	m  map[string]*Breaker
+}
+
+// NewGroup returns an empty group whose breakers are made with opts. It
+// returns an error naming every option that makes no sense.
+func NewGroup(opts ...GroupOption) (*Group, error) {
+	cfg := groupConfig{breaker: defaultConfig(), maxBreakers: DefaultMaxBreakers}
+	for _, o := range opts {
+		o.applyGroup(&cfg)
+	}
+	return newGroup(cfg)
+}
+
+func newGroup(cfg groupConfig) (*Group, error) {
+	if err := cfg.breaker.err(); err != nil {
+		return nil, err
+	}
+	ins, err := newInstruments(cfg.breaker.meter)
+	if err != nil {
+		return nil, err
+	}
+	return &Group{cfg: cfg, ins: ins, m: make(map[string]*Breaker)}, nil
+}
+
+// Get returns the breaker of key, making it if there is none. It fails only
+// with [ErrGroupFull].
+func (g *Group) Get(key string) (*Breaker, error) {
+	g.mu.RLock()
+	b := g.m[key]
+	g.mu.RUnlock()
+	if b != nil {
+		if e := g.epoch.Load(); b.lastUsed.Load() != e {
+			b.lastUsed.Store(e)
+		}
+		return b, nil
+	}
+	return g.create(key)
+}
+
+func (g *Group) create(key string) (*Breaker, error) {
+	g.mu.Lock()
+	if b := g.m[key]; b != nil {
+		g.mu.Unlock()
+		return b, nil
+	}
+	var evicted *Breaker
+	if len(g.m) >= g.cfg.maxBreakers {
+		evicted = g.victim()
+		if evicted == nil {
+			g.mu.Unlock()
+			return nil, ErrGroupFull
+		}
+		delete(g.m, evicted.name)
+	}
+	b := newBreaker(key, &g.cfg.breaker, g.ins, true)
+	b.lastUsed.Store(g.epoch.Add(1))
+	g.m[key] = b
+	g.mu.Unlock()
+	if s := g.cfg.breaker.syncer; s != nil {
+		if evicted != nil {
+			s.Unregister(evicted)
+		}
+		s.Register(b)
+	}
+	return b, nil
+}
+
+// victim returns the least recently used evictable breaker, or nil.
+// g.mu is held.
+func (g *Group) victim() *Breaker {
+	var v *Breaker
+	for _, b := range g.m {
+		if b.inflight.Load() != 0 || b.hold.Load() != nil || b.cb.State() != gobreaker.StateClosed {
+			continue
+		}
+		if v == nil || b.lastUsed.Load() < v.lastUsed.Load() {
+			v = b
+		}
+	}
+	return v
+}
+
+// Len returns the number of breakers in the group.
+func (g *Group) Len() int {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return len(g.m)
+}
+
+// Lookup returns the breaker of key if the group has one; it makes none.
+func (g *Group) Lookup(key string) (*Breaker, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	b, ok := g.m[key]
+	return b, ok
+}
