@@ -1,0 +1,173 @@
+package webhook_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/webhook"
+)
+
+type recordingHandler struct {
+	calls   int
+	body    []byte
+	rewound []byte
+}
+
+func (h *recordingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.calls++
+	h.body, _ = io.ReadAll(r.Body)
+	if r.GetBody != nil {
+		rc, _ := r.GetBody()
+		h.rewound, _ = io.ReadAll(rc)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// unsizedReader hides the length of its content, as a chunked body does.
+type unsizedReader struct{ r io.Reader }
+
+func (u unsizedReader) Read(p []byte) (int, error) { return u.r.Read(p) }
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	const now = 1_700_000_000
+	signer := mustSigner(t, vecSecret)
+	v := mustVerifier(t, []string{vecSecret}, fixedClock(now))
+	mw, err := webhook.NewMiddleware(v, webhook.WithMaxBodyBytes(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(`{"type":"ping"}`)
+	big := bytes.Repeat([]byte("x"), 65)
+
+	signed := func(body []byte) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(body))
+		signer.SetHeaders(r.Header, "msg_1", time.Unix(now, 0), body)
+		return r
+	}
+	tests := []struct {
+		name       string
+		req        func() *http.Request
+		wantStatus int
+		wantBody   []byte // body seen by the handler; nil: handler not called
+	}{
+		{"valid", func() *http.Request { return signed(payload) }, http.StatusNoContent, payload},
+		{"empty body", func() *http.Request {
+			r := signed(nil)
+			r.Body = http.NoBody
+			return r
+		}, http.StatusNoContent, []byte{}},
+		{"exactly at the limit", func() *http.Request { return signed(big[:64]) }, http.StatusNoContent, big[:64]},
+		{"forged", func() *http.Request {
+			r := signed(payload)
+			r.Header.Set("webhook-signature", "v1,"+strings.Repeat("A", 43)+"=")
+			return r
+		}, http.StatusUnauthorized, nil},
+		{"tampered body", func() *http.Request {
+			r := signed(payload)
+			r.Body = io.NopCloser(strings.NewReader(`{"type":"pong"}`))
+			return r
+		}, http.StatusUnauthorized, nil},
+		{"unsigned", func() *http.Request {
+			return httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(payload))
+		}, http.StatusUnauthorized, nil},
+		{"malformed signature header", func() *http.Request {
+			r := signed(payload)
+			r.Header.Set("webhook-signature", "v1,,,, ,v1a,%%%")
+			return r
+		}, http.StatusUnauthorized, nil},
+		{"stale", func() *http.Request {
+			r := signed(payload)
+			r.Header.Set("webhook-timestamp", strconv.Itoa(now-3600))
+			return r
+		}, http.StatusUnauthorized, nil},
+		{"too large by Content-Length", func() *http.Request { return signed(big) }, http.StatusRequestEntityTooLarge, nil},
+		{"too large without Content-Length", func() *http.Request {
+			r := signed(big)
+			r.ContentLength = -1
+			r.Body = io.NopCloser(unsizedReader{bytes.NewReader(big)})
+			return r
+		}, http.StatusRequestEntityTooLarge, nil},
+		{"unreadable body", func() *http.Request {
+			r := signed(payload)
+			r.ContentLength = -1
+			r.Body = io.NopCloser(failingReader{})
+			return r
+		}, http.StatusBadRequest, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &recordingHandler{}
+			rec := httptest.NewRecorder()
+			mw(next).ServeHTTP(rec, tt.req())
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d (body %s)", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if tt.wantBody == nil {
+				if next.calls != 0 {
+					t.Fatalf("handler called %d times, want 0", next.calls)
+				}
+				if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+					t.Errorf("Content-Type = %q, want application/problem+json", ct)
+				}
+				var p struct {
+					Type   string `json:"type"`
+					Title  string `json:"title"`
+					Status int    `json:"status"`
+					Detail string `json:"detail"`
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+					t.Fatalf("problem body %q: %v", rec.Body, err)
+				}
+				if p.Status != tt.wantStatus || p.Title == "" || p.Detail == "" {
+					t.Errorf("problem = %+v", p)
+				}
+				return
+			}
+			if next.calls != 1 {
+				t.Fatalf("handler called %d times, want 1", next.calls)
+			}
+			if !bytes.Equal(next.body, tt.wantBody) || !bytes.Equal(next.rewound, tt.wantBody) {
+				t.Errorf("handler read %q (GetBody %q), want %q", next.body, next.rewound, tt.wantBody)
+			}
+		})
+	}
+}
+
+func TestNewMiddlewareRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	v := mustVerifier(t, []string{vecSecret})
+	tests := []struct {
+		name string
+		v    webhook.RequestVerifier
+		opts []webhook.MiddlewareOption
+		want string
+	}{
+		{"nil verifier", nil, nil, "verifier"},
+		{"zero body limit", v, []webhook.MiddlewareOption{webhook.WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
+		{"nil logger", v, []webhook.MiddlewareOption{webhook.WithLogger(nil)}, "WithLogger"},
+		{"nil meter provider", v, []webhook.MiddlewareOption{webhook.WithMeterProvider(nil)}, "WithMeterProvider"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := webhook.NewMiddleware(tt.v, tt.opts...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewMiddleware = %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}

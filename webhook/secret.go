@@ -1,0 +1,112 @@
+package webhook
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"hash"
+	"strings"
+	"sync"
+)
+
+// Prefixes of the encoded keys of Standard Webhooks.
+const (
+	// SecretPrefix starts a symmetric (v1, HMAC-SHA256) secret.
+	SecretPrefix = "whsec_"
+	// PrivateKeyPrefix starts an ed25519 private key (v1a), used to sign.
+	PrivateKeyPrefix = "whsk_"
+	// PublicKeyPrefix starts an ed25519 public key (v1a), used to verify.
+	PublicKeyPrefix = "whpk_"
+)
+
+// decodeBase64 accepts standard base64 with or without padding.
+func decodeBase64(s string) ([]byte, error) {
+	if strings.HasSuffix(s, "=") || len(s)%4 == 0 {
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}
+
+// hmacKey is a v1 secret with a pool of ready HMAC states, so that verifying
+// allocates nothing in the steady state.
+type hmacKey struct {
+	pool sync.Pool // of *macState
+}
+
+type macState struct {
+	mac hash.Hash
+	buf []byte // scratch for "id.timestamp." and the sum
+}
+
+func newHMACKey(key []byte) *hmacKey {
+	k := &hmacKey{}
+	k.pool.New = func() any {
+		return &macState{mac: hmac.New(sha256.New, key), buf: make([]byte, 0, 128)}
+	}
+	return k
+}
+
+func (k *hmacKey) get() *macState  { return k.pool.Get().(*macState) }
+func (k *hmacKey) put(s *macState) { s.mac.Reset(); k.pool.Put(s) }
+
+// parseSymmetric decodes a v1 secret: "whsec_" (optional) followed by base64.
+func parseSymmetric(i int, s string) (*hmacKey, error) {
+	b64 := strings.TrimPrefix(s, SecretPrefix)
+	if b64 == "" {
+		return nil, fmt.Errorf("%w: secret %d is empty", ErrInvalidSecret, i)
+	}
+	key, err := decodeBase64(b64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, SecretPrefix, err)
+	}
+	if len(key) == 0 {
+		return nil, fmt.Errorf("%w: secret %d decodes to an empty key", ErrInvalidSecret, i)
+	}
+	return newHMACKey(key), nil
+}
+
+func parsePrivateKey(i int, s string) (ed25519.PrivateKey, error) {
+	raw, err := decodeBase64(strings.TrimPrefix(s, PrivateKeyPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, PrivateKeyPrefix, err)
+	}
+	switch len(raw) {
+	case ed25519.SeedSize:
+		return ed25519.NewKeyFromSeed(raw), nil
+	case ed25519.PrivateKeySize:
+		return ed25519.PrivateKey(raw), nil
+	}
+	return nil, fmt.Errorf("%w: secret %d is %d bytes, want an ed25519 seed (%d) or private key (%d)",
+		ErrInvalidSecret, i, len(raw), ed25519.SeedSize, ed25519.PrivateKeySize)
+}
+
+func parsePublicKey(i int, s string) (ed25519.PublicKey, error) {
+	raw, err := decodeBase64(strings.TrimPrefix(s, PublicKeyPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, PublicKeyPrefix, err)
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: secret %d is %d bytes, want an ed25519 public key (%d)",
+			ErrInvalidSecret, i, len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// EncodePrivateKey returns k in the "whsk_" form that NewSigner accepts.
+func EncodePrivateKey(k ed25519.PrivateKey) string {
+	return PrivateKeyPrefix + base64.StdEncoding.EncodeToString(k.Seed())
+}
+
+// EncodePublicKey returns k in the "whpk_" form that NewVerifier accepts.
+func EncodePublicKey(k ed25519.PublicKey) string {
+	return PublicKeyPrefix + base64.StdEncoding.EncodeToString(k)
+}
+
+// EncodeSecret returns key in the "whsec_" form that NewSigner and
+// NewVerifier accept. Standard Webhooks recommends keys of 24 to 64 random
+// bytes.
+func EncodeSecret(key []byte) string {
+	return SecretPrefix + base64.StdEncoding.EncodeToString(key)
+}

@@ -1,0 +1,101 @@
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// StripeHeader is the header that carries Stripe-style signatures.
+const StripeHeader = "Stripe-Signature"
+
+// StripeVerifier verifies Stripe-style signature headers,
+// "t=<unix>,v1=<hex>[,v1=<hex>…]": HMAC-SHA256 over "t.body" keyed with the
+// secret's bytes as given (Stripe's "whsec_…" string is used whole, unlike
+// Standard Webhooks). Entries of other schemes (v0) are ignored, so a header
+// with no v1 entry fails. It is immutable and safe for concurrent use.
+type StripeVerifier struct {
+	cfg  verifyConfig
+	keys []*hmacKey
+}
+
+// NewStripeVerifier returns a StripeVerifier that accepts a message signed
+// with any of secrets (several while a secret rolls). It returns an error
+// matching ErrInvalidSecret when no secret is given or one is empty, and an
+// error naming the option when an option is invalid. The tolerance applies
+// in both directions, 5 minutes by default.
+func NewStripeVerifier(secrets []string, opts ...Option) (*StripeVerifier, error) {
+	cfg, err := newVerifyConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("%w: no secret given", ErrInvalidSecret)
+	}
+	v := &StripeVerifier{cfg: cfg}
+	for i, s := range secrets {
+		if s == "" {
+			return nil, fmt.Errorf("%w: secret %d is empty", ErrInvalidSecret, i)
+		}
+		v.keys = append(v.keys, newHMACKey([]byte(s)))
+	}
+	return v, nil
+}
+
+// Verify checks the Stripe-Signature header of h against payload, the raw
+// request body, with the same errors as VerifyHeader.
+func (v *StripeVerifier) Verify(h http.Header, payload []byte) error {
+	return v.VerifyHeader(headerValue(h, StripeHeader), payload)
+}
+
+// VerifyHeader checks a Stripe-Signature header value against payload. It
+// returns nil when t is within the tolerance and one v1 signature matches one
+// secret; otherwise an error that matches ErrMissingHeader, ErrInvalidHeader,
+// ErrTimestampOutOfRange or ErrNoMatchingSignature.
+func (v *StripeVerifier) VerifyHeader(header string, payload []byte) error {
+	if header == "" {
+		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(StripeHeader))
+	}
+	ts, found := "", false
+	for part := range strings.SplitSeq(header, ",") {
+		if k, val, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == "t" {
+			ts, found = val, true
+			break
+		}
+	}
+	if !found {
+		return fmt.Errorf("%w: %s has no t= timestamp", ErrInvalidHeader, strings.ToLower(StripeHeader))
+	}
+	if _, err := v.cfg.checkTimestamp(ts); err != nil {
+		return err
+	}
+	var cand [sha256.Size]byte
+	var srcHex [2 * sha256.Size]byte
+	for _, k := range v.keys {
+		st := k.get()
+		st.buf = append(st.buf[:0], ts...)
+		st.buf = append(st.buf, '.')
+		st.mac.Write(st.buf)
+		st.mac.Write(payload)
+		sum := st.mac.Sum(st.buf[:0])
+		ok := false
+		for part := range strings.SplitSeq(header, ",") {
+			key, sig, isKV := strings.Cut(strings.TrimSpace(part), "=")
+			if !isKV || key != "v1" || len(sig) != len(srcHex) {
+				continue
+			}
+			if _, err := hex.Decode(cand[:], srcHex[:copy(srcHex[:], sig)]); err == nil && hmac.Equal(cand[:], sum) {
+				ok = true
+			}
+		}
+		st.buf = sum[:0]
+		k.put(st)
+		if ok {
+			return nil
+		}
+	}
+	return ErrNoMatchingSignature
+}

@@ -1,0 +1,282 @@
+package webhook
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// DefaultTolerance is how far a signed timestamp may be from the verifier's
+// clock, in either direction, unless WithTolerance says otherwise.
+const DefaultTolerance = 5 * time.Minute
+
+// Option configures a Verifier or a StripeVerifier.
+type Option func(*verifyConfig) error
+
+type verifyConfig struct {
+	tolerance time.Duration
+	now       func() time.Time
+}
+
+func newVerifyConfig(opts []Option) (verifyConfig, error) {
+	c := verifyConfig{tolerance: DefaultTolerance, now: time.Now}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// WithTolerance sets how far a signed timestamp may lie from the clock, in
+// the past or in the future, before the message is refused as a possible
+// replay. It must be at least one second. Defaults to DefaultTolerance
+// (5 minutes).
+func WithTolerance(d time.Duration) Option {
+	return func(c *verifyConfig) error {
+		if d < time.Second {
+			return fmt.Errorf("webhook: WithTolerance(%v): must be at least 1s", d)
+		}
+		c.tolerance = d
+		return nil
+	}
+}
+
+// WithClock sets the clock that timestamps are checked against. Defaults to
+// time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *verifyConfig) error {
+		if now == nil {
+			return fmt.Errorf("webhook: WithClock(nil): a clock is required")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// checkTimestamp parses a decimal, non-negative Unix timestamp and checks it
+// against the tolerance.
+func (c *verifyConfig) checkTimestamp(ts string) (int64, error) {
+	unix, ok := parseUnix(ts)
+	if !ok {
+		return 0, fmt.Errorf("%w: timestamp %.32q is not a non-negative integer of seconds", ErrInvalidHeader, ts)
+	}
+	tol := int64(c.tolerance / time.Second)
+	now := c.now().Unix()
+	if now-unix > tol {
+		return 0, fmt.Errorf("%w: timestamp %d is %ds in the past (tolerance %ds)", ErrTimestampOutOfRange, unix, now-unix, tol)
+	}
+	if unix-now > tol {
+		return 0, fmt.Errorf("%w: timestamp %d is %ds in the future (tolerance %ds)", ErrTimestampOutOfRange, unix, unix-now, tol)
+	}
+	return unix, nil
+}
+
+// parseUnix accepts 1 to 18 decimal digits: no sign, no spaces, no
+// overflow.
+func parseUnix(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// Verifier verifies Standard Webhooks signatures. It is immutable and safe
+// for concurrent use.
+type Verifier struct {
+	cfg   verifyConfig
+	hmacs []*hmacKey
+	pubs  []ed25519.PublicKey
+}
+
+// NewVerifier returns a Verifier that accepts a message signed with any of
+// secrets: "whsec_…" secrets (the prefix is optional) verify v1 signatures,
+// "whpk_…" public keys verify v1a signatures. Give the old and the new secret
+// while a sender rotates.
+//
+// It returns an error matching ErrInvalidSecret when no secret is given or
+// one is empty or malformed, and an error naming the option when an option is
+// invalid.
+func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
+	cfg, err := newVerifyConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("%w: no secret given", ErrInvalidSecret)
+	}
+	v := &Verifier{cfg: cfg}
+	for i, sec := range secrets {
+		if strings.HasPrefix(sec, PublicKeyPrefix) {
+			k, err := parsePublicKey(i, sec)
+			if err != nil {
+				return nil, err
+			}
+			v.pubs = append(v.pubs, k)
+			continue
+		}
+		if strings.HasPrefix(sec, PrivateKeyPrefix) {
+			return nil, fmt.Errorf("%w: secret %d is a private key (%q); give the receiver the public key (%q)", ErrInvalidSecret, i, PrivateKeyPrefix, PublicKeyPrefix)
+		}
+		k, err := parseSymmetric(i, sec)
+		if err != nil {
+			return nil, err
+		}
+		v.hmacs = append(v.hmacs, k)
+	}
+	return v, nil
+}
+
+// Verify checks the Standard Webhooks headers of h against payload, the raw
+// request body. It returns nil when the timestamp is within the tolerance and
+// one of the signatures matches one of the secrets; otherwise an error that
+// matches ErrMissingHeader, ErrInvalidHeader, ErrTimestampOutOfRange or
+// ErrNoMatchingSignature.
+func (v *Verifier) Verify(h http.Header, payload []byte) error {
+	sigs := headerValues(h, HeaderSignature)
+	return v.verify(headerValue(h, HeaderID), headerValue(h, HeaderTimestamp), sigs, payload)
+}
+
+// VerifyValues is Verify for callers that hold the three header values
+// rather than an http.Header (a message from a queue, a stored request).
+func (v *Verifier) VerifyValues(id, timestamp, signature string, payload []byte) error {
+	if signature == "" {
+		return v.verify(id, timestamp, nil, payload)
+	}
+	return v.verify(id, timestamp, []string{signature}, payload)
+}
+
+func (v *Verifier) verify(id, timestamp string, sigs []string, payload []byte) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(HeaderID))
+	case timestamp == "":
+		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(HeaderTimestamp))
+	case len(sigs) == 0:
+		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(HeaderSignature))
+	}
+	if _, err := v.cfg.checkTimestamp(timestamp); err != nil {
+		return err
+	}
+	// The signed content uses the timestamp exactly as sent.
+	if len(v.hmacs) > 0 && v.matchHMAC(id, timestamp, sigs, payload) {
+		return nil
+	}
+	if len(v.pubs) > 0 && v.matchEd25519(id, timestamp, sigs, payload) {
+		return nil
+	}
+	return ErrNoMatchingSignature
+}
+
+// matchHMAC computes the v1 signature with each secret and compares it, in
+// constant time, with every v1 entry of the headers.
+func (v *Verifier) matchHMAC(id, timestamp string, sigs []string, payload []byte) bool {
+	var cand, src [64]byte
+	for _, k := range v.hmacs {
+		st := k.get()
+		st.buf = signedPrefix(st.buf[:0], id, timestamp)
+		st.mac.Write(st.buf)
+		st.mac.Write(payload)
+		sum := st.mac.Sum(st.buf[:0])
+		ok := false
+		for _, h := range sigs {
+			for entry := range entries(h) {
+				sig, found := strings.CutPrefix(entry, "v1,")
+				if !found || len(sig) > len(src) {
+					continue
+				}
+				// Decoding from a stack copy keeps the string-to-bytes
+				// conversion from allocating.
+				n, err := base64.StdEncoding.Decode(cand[:], src[:copy(src[:], sig)])
+				if err == nil && hmac.Equal(cand[:n], sum) {
+					ok = true
+				}
+			}
+		}
+		st.buf = sum[:0]
+		k.put(st)
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *Verifier) matchEd25519(id, timestamp string, sigs []string, payload []byte) bool {
+	var msg []byte
+	var cand [ed25519.SignatureSize + 3]byte
+	var src [4 * (ed25519.SignatureSize + 3) / 3]byte
+	for _, h := range sigs {
+		for entry := range entries(h) {
+			sig, found := strings.CutPrefix(entry, "v1a,")
+			if !found || len(sig) > len(src) {
+				continue
+			}
+			n, err := base64.StdEncoding.Decode(cand[:], src[:copy(src[:], sig)])
+			if err != nil || n != ed25519.SignatureSize {
+				continue
+			}
+			if msg == nil {
+				msg = signedContent(id, timestamp, payload)
+			}
+			for _, k := range v.pubs {
+				if ed25519.Verify(k, msg, cand[:n]) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// entries yields the non-empty space-separated entries of a signature
+// header.
+func entries(h string) func(yield func(string) bool) {
+	return func(yield func(string) bool) {
+		for h != "" {
+			var e string
+			e, h, _ = strings.Cut(h, " ")
+			if e != "" && !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+// headerValue returns the first value of the canonical key, falling back to
+// a case-insensitive lookup for headers built by hand.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func headerValues(h http.Header, key string) []string {
+	if v := h[key]; len(v) > 0 {
+		return v
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return nil
+}
