@@ -1,0 +1,440 @@
+package retry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/google/uuid"
+)
+
+// maxDrain is how much of a discarded response body a Transport reads before
+// closing it: a body up to this size is read to the end so that its
+// connection can be reused; a longer one is closed, which closes the
+// connection.
+const maxDrain = 64 << 10
+
+// maxBudgets is the number of per-host budgets a Transport keeps before it
+// forgets those that have been idle for a whole window.
+const maxBudgets = 1024
+
+// DefaultKeyHeader is the idempotency key header a Transport looks for unless
+// WithKeyHeaders names others.
+const DefaultKeyHeader = "Idempotency-Key"
+
+// TransportOption configures a Transport.
+type TransportOption func(*transportConfig) error
+
+type transportConfig struct {
+	keyHeaders []string
+	methods    []string
+	autoKey    bool
+}
+
+// WithKeyHeaders names the headers that carry an idempotency key: a request
+// with a non-empty value in any of them may be retried whatever its method
+// (for example "webhook-id" for Standard Webhooks deliveries). The names
+// replace the default; the first one is the header WithAutoIdempotencyKey
+// sets. At least one valid header name is required. Defaults to
+// DefaultKeyHeader (Idempotency-Key).
+func WithKeyHeaders(names ...string) TransportOption {
+	return func(c *transportConfig) error {
+		if len(names) == 0 {
+			return invalid("WithKeyHeaders", "no header name")
+		}
+		keys := make([]string, 0, len(names))
+		for _, n := range names {
+			if !validToken(n) {
+				return invalid("WithKeyHeaders", "invalid header name %q", n)
+			}
+			keys = append(keys, http.CanonicalHeaderKey(n))
+		}
+		c.keyHeaders = keys
+		return nil
+	}
+}
+
+// WithIdempotentMethods adds methods whose requests are retried like GET,
+// typically http.MethodPut and http.MethodDelete when the server implements
+// them idempotently, as RFC 9110 says it should. GET, HEAD, OPTIONS and TRACE
+// are always idempotent. Defaults to none.
+func WithIdempotentMethods(methods ...string) TransportOption {
+	return func(c *transportConfig) error {
+		for _, m := range methods {
+			if !validToken(m) {
+				return invalid("WithIdempotentMethods", "invalid method %q", m)
+			}
+		}
+		c.methods = append(c.methods, methods...)
+		return nil
+	}
+}
+
+// WithAutoIdempotencyKey makes the Transport attach a fresh key (a random
+// UUID, github.com/google/uuid) in the first key header (see WithKeyHeaders)
+// to POST and PATCH requests that carry none, on a copy of the request. The
+// key is the same on every attempt of one RoundTrip, so a server that honours
+// the header performs the write once however many attempts it sees; such
+// requests are then retried like any request that carries a key. Defaults to
+// off: a POST or PATCH without a key is never retried after it may have been
+// sent.
+func WithAutoIdempotencyKey() TransportOption {
+	return func(c *transportConfig) error {
+		c.autoKey = true
+		return nil
+	}
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Transport is an http.RoundTripper that retries requests through next
+// under a Policy. It is safe for concurrent use, and is meant to be made once
+// and shared, like http.Transport.
+//
+// A request is eligible for retry when its method is GET, HEAD, OPTIONS,
+// TRACE or one added by WithIdempotentMethods, or when it carries an
+// idempotency key header (see WithKeyHeaders and WithAutoIdempotencyKey), and
+// its URL scheme is http or https. Its body is sent again through GetBody, so
+// a body must be nil, http.NoBody or come with GetBody (http.NewRequest sets
+// it for *bytes.Buffer, *bytes.Reader and *strings.Reader bodies). A request
+// that is not eligible is sent once, except that a dial error (nothing was
+// sent) is retried for any method and any replayable body.
+//
+// For an eligible request, the Transport retries connection errors and
+// timeouts (net.Error, io.EOF, io.ErrUnexpectedEOF, ECONNRESET and the like),
+// attempts that hit the policy's per-attempt timeout, and the statuses 408,
+// 429, 502, 503 and 504; 500 is retried only for the idempotent methods, not
+// for a POST carrying a key. It never retries other statuses (1xx to 4xx but
+// 408 and 429, 501, 505 and up), certificate and TLS record errors, errors
+// of a request it could not write (invalid headers), nor anything after the
+// caller's context ended. Redirects are left to http.Client, which makes a
+// RoundTrip per hop, so the redirect limit is never retried.
+//
+// Retry-After on a 429 or 503 sets the next wait (see ParseRetryAfter); one
+// beyond the policy's WithMaxRetryAfter or the caller's deadline ends the
+// call at once with a *RetryAfterError. Every response that is discarded is
+// drained (up to 64 KiB, so its connection can be reused) and closed. The
+// Transport never calls CloseIdleConnections on its own.
+//
+// When the policy stops with a request that was still failing, RoundTrip
+// returns no response and a *GaveUpError (or *RetryAfterError) carrying the
+// attempt count and the last status; http.Client wraps it in a *url.Error,
+// which errors.Is and errors.As see through. A response with a status that is
+// not retried is returned as it is.
+//
+// The retry budget (WithBudget) is kept per host (URL host and port), apart
+// from the budget of the Policy's Do.
+type Transport struct {
+	next       http.RoundTripper
+	p          *Policy
+	keyHeaders []string
+	methods    []string
+	autoKey    bool
+
+	mu      sync.RWMutex
+	budgets map[string]*budget
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// NewTransport returns a Transport that sends requests through next (nil
+// means http.DefaultTransport) and retries them under p (nil means New()'s
+// defaults). It returns an error matching ErrInvalidOption, naming the option,
+// for an option that makes no sense.
+func NewTransport(next http.RoundTripper, p *Policy, opts ...TransportOption) (*Transport, error) {
+	c := transportConfig{keyHeaders: []string{DefaultKeyHeader}}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	if p == nil {
+		var err error
+		if p, err = New(); err != nil {
+			return nil, err
+		}
+	}
+	return &Transport{
+		next:       next,
+		p:          p,
+		keyHeaders: c.keyHeaders,
+		methods:    c.methods,
+		autoKey:    c.autoKey,
+		budgets:    make(map[string]*budget),
+	}, nil
+}
+
+// CloseIdleConnections calls CloseIdleConnections on next when it has the
+// method, so that http.Client.CloseIdleConnections reaches the base
+// transport. The Transport never calls it on its own.
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if c, ok := t.base().(closeIdler); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.next == nil {
+		return http.DefaultTransport
+	}
+	return t.next
+}
+
+// RoundTrip sends req, and sends it again as the type's documentation says.
+// It does not modify req; the attempts after the first use shallow copies of
+// req with a body from GetBody.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	next := t.base()
+	if req.URL == nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") {
+		return next.RoundTrip(req)
+	}
+	ctx := req.Context()
+	keyed := t.hasKey(req.Header)
+	if !keyed && t.autoKey && (req.Method == http.MethodPost || req.Method == http.MethodPatch) {
+		r := new(http.Request)
+		*r = *req
+		r.Header = req.Header.Clone()
+		if r.Header == nil {
+			r.Header = make(http.Header, 1)
+		}
+		r.Header.Set(t.keyHeaders[0], uuid.NewString())
+		req, keyed = r, true
+	}
+	idempotent := t.idempotent(req.Method)
+	eligible := idempotent || keyed
+	rewind := req.Body != nil && req.Body != http.NoBody
+	replayable := !rewind || req.GetBody != nil
+
+	var resp *http.Response
+	n := 0
+	err := t.p.loop(ctx, t.budgetFor(req.URL.Host), func(ctx context.Context) (int, verdict, error) {
+		n++
+		r := req
+		if n > 1 && rewind {
+			body, err := req.GetBody()
+			if err != nil {
+				return 0, stop, fmt.Errorf("retry: rewinding the request body: %w", err)
+			}
+			r = new(http.Request)
+			*r = *req
+			r.Body = body
+		}
+		actx := ctx
+		var cancel context.CancelFunc
+		if d := t.p.cfg.attemptTimeout; d > 0 {
+			actx, cancel = withAttemptTimeout(ctx, t.p.cfg.clock, d)
+			r = r.WithContext(actx)
+		}
+		res, err := next.RoundTrip(r)
+		if err != nil {
+			err = attemptError(ctx, actx, err)
+			if cancel != nil {
+				cancel()
+			}
+			return 0, classifyTransportError(err, eligible, replayable), err
+		}
+		status := res.StatusCode
+		if eligible && retryableStatus(status, idempotent) {
+			var serr error = &StatusError{StatusCode: status}
+			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+				if v := res.Header.Get("Retry-After"); v != "" {
+					if d, ok := ParseRetryAfter(v, t.p.now()); ok {
+						serr = After(serr, d)
+					}
+				}
+			}
+			drainClose(res.Body)
+			if cancel != nil {
+				cancel()
+			}
+			if !replayable {
+				return status, cannotReplay, serr
+			}
+			return status, again, serr
+		}
+		if cancel != nil {
+			if rw, ok := res.Body.(io.ReadWriteCloser); ok && status == http.StatusSwitchingProtocols {
+				res.Body = &cancelRWBody{cancelBody{rc: rw, cancel: cancel}, rw}
+			} else {
+				res.Body = &cancelBody{rc: res.Body, cancel: cancel}
+			}
+		}
+		resp = res
+		return status, done, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (t *Transport) hasKey(h http.Header) bool {
+	for _, k := range t.keyHeaders {
+		for _, v := range h[k] {
+			if v != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (t *Transport) idempotent(method string) bool {
+	switch method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	for _, m := range t.methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// budgetFor returns the budget of host, or nil without budgets.
+func (t *Transport) budgetFor(host string) *budget {
+	if !t.p.cfg.budget {
+		return nil
+	}
+	t.mu.RLock()
+	b := t.budgets[host]
+	t.mu.RUnlock()
+	if b != nil {
+		return b
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b = t.budgets[host]; b != nil {
+		return b
+	}
+	now := t.p.now()
+	if len(t.budgets) >= maxBudgets {
+		for h, old := range t.budgets {
+			if old.idle(now) {
+				delete(t.budgets, h)
+			}
+		}
+	}
+	b = t.p.newBudget()
+	t.budgets[host] = b
+	return b
+}
+
+// retryableStatus reports whether a response with status may be retried for
+// an eligible request.
+func retryableStatus(status int, idempotent bool) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case http.StatusInternalServerError:
+		return idempotent
+	}
+	return false
+}
+
+// classifyTransportError decides whether a RoundTrip error may be retried.
+func classifyTransportError(err error, eligible, replayable bool) verdict {
+	if certificateError(err) {
+		return stop
+	}
+	var retryable bool
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		// Nothing was sent: safe for any method.
+		retryable = true
+		eligible = true
+	case eligible:
+		retryable = errors.Is(err, ErrAttemptTimeout) || transientError(err)
+	}
+	switch {
+	case !retryable:
+		return stop
+	case replayable:
+		return again
+	case eligible:
+		return cannotReplay
+	}
+	return stop
+}
+
+// certificateError reports whether err is a certificate or TLS record error:
+// retrying it would fail the same way.
+func certificateError(err error) bool {
+	var (
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+		uae x509.UnknownAuthorityError
+		hne x509.HostnameError
+		cie x509.CertificateInvalidError
+	)
+	return errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &uae) ||
+		errors.As(err, &hne) || errors.As(err, &cie)
+}
+
+// transientError reports whether err is a connection error or a timeout:
+// one that another attempt may not meet.
+func transientError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
+}
+
+// drainClose reads up to maxDrain bytes of body and closes it.
+func drainClose(body io.ReadCloser) {
+	if body == nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
+	_ = body.Close()
+}
+
+// cancelBody releases an attempt's context when the response body is closed.
+type cancelBody struct {
+	rc     io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
+
+func (b *cancelBody) Close() error {
+	err := b.rc.Close()
+	b.cancel()
+	return err
+}
+
+// cancelRWBody is a cancelBody for the io.ReadWriteCloser body of a 101
+// Switching Protocols response.
+type cancelRWBody struct {
+	cancelBody
+	w io.Writer
+}
+
+func (b *cancelRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }
