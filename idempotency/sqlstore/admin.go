@@ -1,0 +1,96 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+)
+
+// Lookup returns the record of key as stored, for operators: unlike Get it
+// also returns a record that has expired but was not purged yet. It returns
+// idempotency.ErrNotFound when there is no row.
+func (s *Store) Lookup(ctx context.Context, key string) (idempotency.Record, error) {
+	if err := checkKey(key); err != nil {
+		return idempotency.Record{}, err
+	}
+	rec, err := s.getOn(ctx, s.db, s.q.lookup, key)
+	if err != nil {
+		if errors.Is(err, idempotency.ErrNotFound) {
+			return idempotency.Record{}, err
+		}
+		return idempotency.Record{}, fmt.Errorf("sqlstore: lookup: %w", err)
+	}
+	return rec.Record, nil
+}
+
+// ForceRelease deletes the in-progress claim of key whatever its token, for
+// operators releasing a claim stuck behind a long lease: the next claimer
+// runs the work again, and the old holder's Complete fails with
+// idempotency.ErrLeaseLost. A completed record is left alone. It returns
+// idempotency.ErrNotFound when key has no claim in progress.
+func (s *Store) ForceRelease(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return s.retry(ctx, func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, s.q.force, key)
+		if err != nil {
+			return fmt.Errorf("sqlstore: force release: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlstore: force release: %w", err)
+		}
+		if n == 0 {
+			return idempotency.ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Purge deletes expired records: completed records past their retention and
+// claims abandoned for longer than WithAbandonedRetention. It deletes at most
+// batch rows per statement, each statement its own transaction, so that it
+// holds few locks for a short time while claims go on; it repeats until a
+// statement deletes fewer than batch rows, and returns how many it deleted in
+// all. On PostgreSQL, rows locked by a transaction in progress are skipped
+// (SKIP LOCKED), so any number of replicas may purge at once. A batch <= 0
+// means 1000. Run it periodically (say, hourly) from one or more replicas.
+func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
+	return s.purge(ctx, s.q.purge, batch, s.now())
+}
+
+// PurgeInbox deletes inbox entries processed before before, in batches as
+// Purge does, and returns how many it deleted. Keep entries for longer than
+// any broker may redeliver a message (its retention or dedup window).
+func (s *Store) PurgeInbox(ctx context.Context, before time.Time, batch int) (int64, error) {
+	return s.purge(ctx, s.q.inboxGC, batch, before.UnixNano())
+}
+
+func (s *Store) purge(ctx context.Context, query string, batch int, cutoff int64) (int64, error) {
+	if batch <= 0 {
+		batch = 1000
+	}
+	var total int64
+	for {
+		var n int64
+		err := s.retry(ctx, func(ctx context.Context) error {
+			res, err := s.db.ExecContext(ctx, query, cutoff, batch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("sqlstore: purge: %w", err)
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,122 @@
+package sqlstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
+
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+	"github.com/steadfast-go/steadfast/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeClock is a settable clock, safe for concurrent use.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var dialects = []sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL}
+
+// openDB opens a small pool on the test server of dialect d (a file database
+// in t.TempDir for SQLite), or skips when the server's variable is unset.
+func openDB(t testing.TB, d sqlstore.Dialect, conns int) *sql.DB {
+	t.Helper()
+	var (
+		db  *sql.DB
+		err error
+	)
+	switch d {
+	case sqlstore.SQLite:
+		db, err = sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "idem.db")))
+	case sqlstore.Postgres:
+		db, err = sql.Open("pgx", testenv.PostgresURL(t))
+	case sqlstore.MySQL:
+		db, err = sql.Open("mysql", testenv.MySQLURL(t))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// uniqueTable returns a table name no other test uses.
+func uniqueTable(t testing.TB) string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return "t_" + hex.EncodeToString(b[:])
+}
+
+// newStore returns a migrated store on its own tables, dropped at the end.
+func newStore(t testing.TB, d sqlstore.Dialect, conns int, opts ...sqlstore.Option) *sqlstore.Store {
+	t.Helper()
+	db := openDB(t, d, conns)
+	return newStoreOn(t, db, d, opts...)
+}
+
+func newStoreOn(t testing.TB, db *sql.DB, d sqlstore.Dialect, opts ...sqlstore.Option) *sqlstore.Store {
+	t.Helper()
+	table := uniqueTable(t)
+	s, err := sqlstore.New(db, d, append([]sqlstore.Option{sqlstore.WithTable(table)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d != sqlstore.SQLite {
+		t.Cleanup(func() {
+			for _, suffix := range []string{"", "_inbox", "_order"} {
+				_, _ = db.Exec("DROP TABLE IF EXISTS " + table + suffix)
+			}
+		})
+	}
+	return s
+}
+
+// forEachDialect runs f as a parallel subtest per dialect.
+func forEachDialect(t *testing.T, f func(t *testing.T, d sqlstore.Dialect)) {
+	t.Helper()
+	for _, d := range dialects {
+		t.Run(d.String(), func(t *testing.T) {
+			t.Parallel()
+			f(t, d)
+		})
+	}
+}

@@ -1,0 +1,144 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/steadfast-go/steadfast/internal/sqldb"
+)
+
+// MarkProcessed records, inside tx, that consumer processed the message
+// messageID, and reports whether this is the first time (first is false for
+// a duplicate delivery: skip its effect). Run it in the same transaction as
+// the message's effect, so that both commit or roll back together. A
+// concurrent transaction marking the same message waits on the row until
+// this one ends, then sees it processed (or, after a rollback, marks it
+// itself). A deadlock or busy error aborts tx and is returned as is; Process
+// retries those for you.
+func (s *Store) MarkProcessed(ctx context.Context, tx sqldb.Tx, consumer, messageID string) (first bool, err error) {
+	if err := checkInbox(consumer, messageID); err != nil {
+		return false, err
+	}
+	res, err := tx.ExecContext(ctx, s.q.inbox, consumer, messageID, s.now())
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: mark processed: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: mark processed: %w", err)
+	}
+	return n == 1, nil
+}
+
+func checkInbox(consumer, messageID string) error {
+	if consumer == "" || messageID == "" {
+		return fmt.Errorf("%w: empty consumer or message id", ErrInvalid)
+	}
+	if len(consumer) > MaxFingerprintLen {
+		return fmt.Errorf("%w: consumer is %d bytes, at most %d are stored", ErrTooLarge, len(consumer), MaxFingerprintLen)
+	}
+	if len(messageID) > MaxKeyLen {
+		return fmt.Errorf("%w: message id is %d bytes, at most %d are stored", ErrTooLarge, len(messageID), MaxKeyLen)
+	}
+	return nil
+}
+
+// Process runs fn for the message messageID of consumer at most once: it
+// begins a transaction, marks the message processed in it, runs fn with the
+// transaction and commits. For a message already processed it runs nothing
+// and returns duplicate true. If fn returns an error, the transaction is
+// rolled back (the message stays unprocessed, so a redelivery runs fn again)
+// and Process returns that error.
+//
+// If the database aborts the transaction with a deadlock or busy error,
+// Process runs the whole transaction again, fn included: fn may therefore be
+// called more than once, but the effects of only one call ever commit, so fn
+// must keep its effects inside tx.
+func (s *Store) Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+	if err := checkInbox(consumer, messageID); err != nil {
+		return false, err
+	}
+	if fn == nil {
+		return false, fmt.Errorf("%w: nil fn", ErrInvalid)
+	}
+	err = s.retry(ctx, func(ctx context.Context) error {
+		duplicate = false
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlstore: process: %w", err)
+		}
+		first, err := s.MarkProcessed(ctx, tx, consumer, messageID)
+		if err != nil {
+			return errors.Join(err, rollback(tx))
+		}
+		if !first {
+			duplicate = true
+			return rollback(tx)
+		}
+		if err := fn(ctx, tx); err != nil {
+			return errors.Join(err, rollback(tx))
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlstore: process: commit: %w", err)
+		}
+		return nil
+	})
+	return duplicate, err
+}
+
+// ApplyVersion is the ordering guard for events numbered per entity: inside
+// tx it records version as the last applied one of entity if it is newer
+// than the one recorded, and reports applied true; for an older or equal
+// version (a stale or duplicate event) it changes nothing and reports
+// applied false. Apply the event's effect in the same transaction only when
+// applied is true. Concurrent transactions for one entity take turns on its
+// row. Entities are compared byte for byte. A deadlock or busy error aborts
+// tx and is returned as is.
+func (s *Store) ApplyVersion(ctx context.Context, tx sqldb.Tx, entity string, version int64) (applied bool, err error) {
+	return s.applyPosition(ctx, tx, entity, version, "")
+}
+
+// ApplyTimestamp is ApplyVersion for events ordered by time: an event is
+// newer when its timestamp is later, or equal with a tie-break string that is
+// greater byte for byte (an event id, say a UUIDv7 or the outbox message id).
+// Timestamps are compared at nanosecond precision.
+func (s *Store) ApplyTimestamp(ctx context.Context, tx sqldb.Tx, entity string, at time.Time, tieBreak string) (applied bool, err error) {
+	if len(tieBreak) > MaxFingerprintLen {
+		return false, fmt.Errorf("%w: tie-break is %d bytes, at most %d are stored", ErrTooLarge, len(tieBreak), MaxFingerprintLen)
+	}
+	return s.applyPosition(ctx, tx, entity, at.UnixNano(), tieBreak)
+}
+
+func (s *Store) applyPosition(ctx context.Context, tx sqldb.Tx, entity string, pos int64, tie string) (bool, error) {
+	if entity == "" {
+		return false, fmt.Errorf("%w: empty entity", ErrInvalid)
+	}
+	if len(entity) > MaxKeyLen {
+		return false, fmt.Errorf("%w: entity is %d bytes, at most %d are stored", ErrTooLarge, len(entity), MaxKeyLen)
+	}
+	now := s.now()
+	res, err := tx.ExecContext(ctx, s.q.order, entity, pos, tie, now)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
+	}
+	if n > 0 || s.dialect != MySQL {
+		return n > 0, nil
+	}
+	// MySQL: INSERT IGNORE found the entity; advance it if older.
+	res, err = tx.ExecContext(ctx, s.q.orderUpd, pos, tie, now, entity, pos, pos, tie)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
+	}
+	n, err = res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
+	}
+	return n > 0, nil
+}

@@ -1,0 +1,339 @@
+package sqlstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+)
+
+const (
+	lease     = time.Minute
+	retention = 24 * time.Hour
+)
+
+func TestLifecycle(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		clk := newFakeClock()
+		s := newStore(t, d, 4, sqlstore.WithClock(clk.Now))
+
+		c, err := s.Claim(ctx, "k", "fp", lease)
+		if err != nil || !c.Acquired || c.Token == 0 {
+			t.Fatalf("first claim = %+v, %v; want acquired", c, err)
+		}
+		dup, err := s.Claim(ctx, "k", "fp", lease)
+		if err != nil || dup.Acquired || dup.Record.Status != idempotency.StatusInProgress {
+			t.Fatalf("duplicate claim = %+v, %v; want in progress", dup, err)
+		}
+		if !dup.Record.LeaseExpiresAt.Equal(clk.Now().Add(lease)) {
+			t.Errorf("lease expires at %v, want %v", dup.Record.LeaseExpiresAt, clk.Now().Add(lease))
+		}
+		if err := s.Renew(ctx, "k", c.Token, lease); err != nil {
+			t.Fatalf("renew: %v", err)
+		}
+		if err := s.Renew(ctx, "k", c.Token+1, lease); !errors.Is(err, idempotency.ErrLeaseLost) {
+			t.Fatalf("renew with wrong token = %v, want ErrLeaseLost", err)
+		}
+		if err := s.Complete(ctx, "k", c.Token+1, []byte("x"), retention); !errors.Is(err, idempotency.ErrLeaseLost) {
+			t.Fatalf("complete with wrong token = %v, want ErrLeaseLost", err)
+		}
+		resp := []byte("status 201\x00binary\xff")
+		if err := s.Complete(ctx, "k", c.Token, resp, retention); err != nil {
+			t.Fatalf("complete: %v", err)
+		}
+		if err := s.Complete(ctx, "k", c.Token, resp, retention); !errors.Is(err, idempotency.ErrLeaseLost) {
+			t.Fatalf("second complete = %v, want ErrLeaseLost", err)
+		}
+		replay, err := s.Claim(ctx, "k", "fp", lease)
+		if err != nil || replay.Acquired || replay.Record.Status != idempotency.StatusCompleted || !bytes.Equal(replay.Record.Response, resp) {
+			t.Fatalf("claim after complete = %+v, %v; want completed record", replay, err)
+		}
+		rec, err := s.Get(ctx, "k")
+		if err != nil || !bytes.Equal(rec.Response, resp) || rec.Fingerprint != "fp" || rec.Key != "k" {
+			t.Fatalf("get = %+v, %v", rec, err)
+		}
+		if !rec.ExpiresAt.Equal(clk.Now().Add(retention)) {
+			t.Errorf("expires at %v, want %v", rec.ExpiresAt, clk.Now().Add(retention))
+		}
+		if _, err := s.Get(ctx, "K"); !errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("get of other-case key = %v, want ErrNotFound (keys are case-sensitive)", err)
+		}
+
+		clk.Advance(retention)
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("get after retention = %v, want ErrNotFound", err)
+		}
+		again, err := s.Claim(ctx, "k", "other", lease)
+		if err != nil || !again.Acquired || again.Token == c.Token {
+			t.Fatalf("claim after retention = %+v, %v; want a fresh claim", again, err)
+		}
+		if err := s.Release(ctx, "k", again.Token); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+		if err := s.Release(ctx, "k", again.Token); !errors.Is(err, idempotency.ErrLeaseLost) {
+			t.Fatalf("second release = %v, want ErrLeaseLost", err)
+		}
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("get after release = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestTakeover(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		clk := newFakeClock()
+		s := newStore(t, d, 4, sqlstore.WithClock(clk.Now))
+
+		old, err := s.Claim(ctx, "k", "fp", lease)
+		if err != nil || !old.Acquired {
+			t.Fatalf("claim = %+v, %v", old, err)
+		}
+		clk.Advance(lease - time.Nanosecond)
+		if c, _ := s.Claim(ctx, "k", "fp", lease); c.Acquired {
+			t.Fatal("claim taken over before the lease ended")
+		}
+		clk.Advance(time.Nanosecond)
+		mismatch, err := s.Claim(ctx, "k", "different", lease)
+		if err != nil || mismatch.Acquired || mismatch.Record.Fingerprint != "fp" {
+			t.Fatalf("claim with another fingerprint = %+v, %v; want the record untouched", mismatch, err)
+		}
+		taken, err := s.Claim(ctx, "k", "fp", lease)
+		if err != nil || !taken.Acquired || taken.Token == old.Token {
+			t.Fatalf("takeover = %+v, %v; want a new token", taken, err)
+		}
+		for name, op := range map[string]func() error{
+			"renew":    func() error { return s.Renew(ctx, "k", old.Token, lease) },
+			"complete": func() error { return s.Complete(ctx, "k", old.Token, []byte("late"), retention) },
+			"release":  func() error { return s.Release(ctx, "k", old.Token) },
+		} {
+			if err := op(); !errors.Is(err, idempotency.ErrLeaseLost) {
+				t.Errorf("old owner's %s = %v, want ErrLeaseLost", name, err)
+			}
+		}
+		if err := s.Complete(ctx, "k", taken.Token, []byte("new"), retention); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := s.Get(ctx, "k")
+		if err != nil || string(rec.Response) != "new" {
+			t.Fatalf("get = %+v, %v; want the new owner's response", rec, err)
+		}
+	})
+}
+
+func TestAbandonedClaimExpires(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		clk := newFakeClock()
+		s := newStore(t, d, 2, sqlstore.WithClock(clk.Now), sqlstore.WithAbandonedRetention(time.Hour))
+		if c, err := s.Claim(ctx, "k", "fp", lease); err != nil || !c.Acquired {
+			t.Fatalf("claim = %+v, %v", c, err)
+		}
+		clk.Advance(lease + time.Hour)
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("get of abandoned claim = %v, want ErrNotFound", err)
+		}
+		if rec, err := s.Lookup(ctx, "k"); err != nil || rec.Status != idempotency.StatusInProgress {
+			t.Fatalf("lookup = %+v, %v; want the unpurged row", rec, err)
+		}
+		if c, err := s.Claim(ctx, "k", "another", lease); err != nil || !c.Acquired {
+			t.Fatalf("claim with another fingerprint after abandonment = %+v, %v", c, err)
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		s := newStore(t, d, 2, sqlstore.WithMaxResponseSize(16))
+		long := strings.Repeat("k", sqlstore.MaxKeyLen+1)
+		tests := []struct {
+			name string
+			err  error
+			want error
+		}{
+			{"empty key", claimErr(s.Claim(ctx, "", "fp", lease)), sqlstore.ErrInvalid},
+			{"long key", claimErr(s.Claim(ctx, long, "fp", lease)), sqlstore.ErrTooLarge},
+			{"long fingerprint", claimErr(s.Claim(ctx, "k", long, lease)), sqlstore.ErrTooLarge},
+			{"zero lease", claimErr(s.Claim(ctx, "k", "fp", 0)), sqlstore.ErrInvalid},
+			{"get long key", getErr(s.Get(ctx, long)), sqlstore.ErrTooLarge},
+		}
+		c, err := s.Claim(ctx, "k", "fp", lease)
+		if err != nil || !c.Acquired {
+			t.Fatalf("claim = %+v, %v", c, err)
+		}
+		tests = append(tests,
+			struct {
+				name string
+				err  error
+				want error
+			}{"large response", s.Complete(ctx, "k", c.Token, make([]byte, 17), retention), sqlstore.ErrTooLarge},
+			struct {
+				name string
+				err  error
+				want error
+			}{"zero retention", s.Complete(ctx, "k", c.Token, nil, 0), sqlstore.ErrInvalid},
+		)
+		for _, tt := range tests {
+			if !errors.Is(tt.err, tt.want) {
+				t.Errorf("%s: err = %v, want %v", tt.name, tt.err, tt.want)
+			}
+		}
+		// Nothing was stored by the refused completions.
+		rec, err := s.Get(ctx, "k")
+		if err != nil || rec.Status != idempotency.StatusInProgress {
+			t.Fatalf("record after refused completions = %+v, %v; want in progress", rec, err)
+		}
+		if err := s.Complete(ctx, "k", c.Token, make([]byte, 16), retention); err != nil {
+			t.Fatalf("complete at the limit: %v", err)
+		}
+	})
+}
+
+func claimErr(_ idempotency.Claim, err error) error { return err }
+func getErr(_ idempotency.Record, err error) error  { return err }
+
+func TestConcurrentClaimsOneWinner(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		s := newStore(t, d, 8)
+		keys, callers := 50, 8
+		if testing.Short() {
+			keys = 10
+		}
+		for k := 0; k < keys; k++ {
+			key := "key-" + strings.Repeat("x", k%3) + string(rune('a'+k%26)) + string(rune('0'+k/26))
+			var won atomic.Int32
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for i := 0; i < callers; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := s.Claim(ctx, key, "fp", lease)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if c.Acquired {
+						won.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatalf("claim %s: %v", key, err)
+			}
+			if n := won.Load(); n != 1 {
+				t.Fatalf("key %s: %d callers acquired it, want 1", key, n)
+			}
+		}
+	})
+}
+
+func TestForceRelease(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		s := newStore(t, d, 2)
+		c, _ := s.Claim(ctx, "stuck", "fp", time.Hour)
+		if err := s.ForceRelease(ctx, "stuck"); err != nil {
+			t.Fatalf("force release: %v", err)
+		}
+		if err := s.Complete(ctx, "stuck", c.Token, nil, retention); !errors.Is(err, idempotency.ErrLeaseLost) {
+			t.Fatalf("holder's complete after force release = %v, want ErrLeaseLost", err)
+		}
+		if err := s.ForceRelease(ctx, "stuck"); !errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("second force release = %v, want ErrNotFound", err)
+		}
+		c2, err := s.Claim(ctx, "stuck", "fp", lease)
+		if err != nil || !c2.Acquired {
+			t.Fatalf("claim after force release = %+v, %v", c2, err)
+		}
+		if err := s.Complete(ctx, "stuck", c2.Token, []byte("done"), retention); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ForceRelease(ctx, "stuck"); !errors.Is(err, idempotency.ErrNotFound) {
+			t.Fatalf("force release of a completed record = %v, want ErrNotFound", err)
+		}
+		if rec, err := s.Lookup(ctx, "stuck"); err != nil || string(rec.Response) != "done" {
+			t.Fatalf("lookup = %+v, %v", rec, err)
+		}
+	})
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		s := newStore(t, d, 4)
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for i := range errs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = s.Migrate(ctx) }()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("concurrent Migrate: %v", err)
+			}
+		}
+	})
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, sqlstore.SQLite, 1)
+	tests := []struct {
+		name string
+		d    sqlstore.Dialect
+		opt  sqlstore.Option
+		want string
+	}{
+		{"bad table", sqlstore.SQLite, sqlstore.WithTable("drop table; --"), "WithTable"},
+		{"upper-case table", sqlstore.SQLite, sqlstore.WithTable("Idem"), "WithTable"},
+		{"long table", sqlstore.SQLite, sqlstore.WithTable(strings.Repeat("a", 41)), "WithTable"},
+		{"nil clock", sqlstore.SQLite, sqlstore.WithClock(nil), "WithClock"},
+		{"zero response size", sqlstore.SQLite, sqlstore.WithMaxResponseSize(0), "WithMaxResponseSize"},
+		{"zero abandoned retention", sqlstore.SQLite, sqlstore.WithAbandonedRetention(0), "WithAbandonedRetention"},
+		{"zero attempts", sqlstore.SQLite, sqlstore.WithRetryAttempts(0), "WithRetryAttempts"},
+		{"unknown dialect", sqlstore.Dialect(9), nil, "unknown dialect"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := sqlstore.New(db, tt.d, tt.opt)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSchema(t *testing.T) {
+	t.Parallel()
+	for _, d := range dialects {
+		sql, err := sqlstore.Schema(d, "my_idem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"CREATE TABLE IF NOT EXISTS my_idem (", "my_idem_inbox", "my_idem_order"} {
+			if !strings.Contains(sql, want) {
+				t.Errorf("%v schema lacks %q", d, want)
+			}
+		}
+		if strings.Contains(sql, sqlstore.DefaultTable) {
+			t.Errorf("%v schema still names the default table", d)
+		}
+	}
+	if _, err := sqlstore.Schema(sqlstore.Postgres, "bad name"); err == nil {
+		t.Error("Schema accepted a bad table name")
+	}
+}
