@@ -1,0 +1,47 @@
+package webhookpub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/webhookpub"
+	"github.com/steadfast-go/steadfast/webhook"
+)
+
+func Example() {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+	// The partner verifies what it receives.
+	verifier, _ := webhook.NewVerifier([]string{secret})
+	verify, _ := webhook.NewMiddleware(verifier)
+	partner := httptest.NewServer(verify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("partner got", r.Header.Get("webhook-id"))
+	})))
+	defer partner.Close()
+
+	pub, err := webhookpub.New(map[string]webhookpub.Endpoint{
+		"invoices": {URL: partner.URL, Secrets: []string{secret}},
+	}, webhookpub.WithTimeout(5*time.Second))
+	if err != nil {
+		panic(err)
+	}
+	// The relay (outbox.NewRelay(store, pub)) calls Publish for each attempt.
+	err = pub.Publish(context.Background(), outbox.Delivery{Message: outbox.Message{
+		ID: "0190f5e2-7b4c-7000-8000-0000000000aa", Topic: "invoices", Payload: []byte(`{"paid":true}`),
+	}, Attempt: 1})
+	fmt.Println("delivered:", err == nil)
+
+	err = pub.Publish(context.Background(), outbox.Delivery{Message: outbox.Message{
+		ID: "0190f5e2-7b4c-7000-8000-0000000000ab", Topic: "refunds",
+	}})
+	fmt.Println(errors.Is(err, webhookpub.ErrUnknownEndpoint))
+	// Output:
+	// partner got 0190f5e2-7b4c-7000-8000-0000000000aa
+	// delivered: true
+	// true
+}
