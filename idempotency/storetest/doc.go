@@ -18,7 +18,9 @@
 // concurrent claimers, lease renewal, takeover of an expired lease and the
 // rejection of the old holder's late Renew, Complete and Release, retention,
 // the first fingerprint kept and a mismatch never taken over, responses
-// stored byte for byte (1 MiB and empty), long and non-ASCII keys, Release,
+// stored byte for byte (1 MiB and empty), keys compared byte for byte (up to
+// 700 bytes, non-ASCII too; the middleware's scoped keys can be that long),
+// Release,
 // and a cancelled context honoured.
 //
 // A store that keeps time itself (it reads a clock in Go) is tested with a

@@ -389,12 +389,15 @@ func testEmptyResponse(t *testing.T, h *harness) {
 
 func testKeys(t *testing.T, h *harness) {
 	long300 := strings.Repeat("k", 300)
+	// Keys are compared byte for byte: a store must not fold case, trim,
+	// normalise Unicode or truncate.
 	keys := []string{
 		"unicode/ключ-键-🔑",
 		"spaces and \"quotes\" and 'apostrophes' and \\ and % and _",
 		long300,
 		long300[:299] + "j", // differs from long300 only in its last byte
 		strings.Repeat("é", 200),
+		strings.Repeat("0123456789", 70), // 700 bytes: a scoped key of the middleware can be this long
 		"case", "CASE",
 	}
 	toks := make(map[int64]string)
