@@ -496,15 +496,26 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // ignores): then it returns fn's result as it is.
 func ExecuteWithFallback[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), fallback func(context.Context, error) (T, error)) (T, error) {
 	res, k, err := run(ctx, b, fn, nil)
-	switch k {
-	case rejected:
-		if errors.Is(err, ErrOpen) || errors.Is(err, ErrBulkheadFull) {
-			return fallback(ctx, err)
-		}
-	case ranFailure:
+	if wantsFallback(ctx, k, err) {
 		return fallback(ctx, err)
 	}
 	return res, err
+}
+
+// wantsFallback reports whether a call that ended as k with err calls for
+// the fallback: a rejection by the breaker or the bulkhead, or a failure,
+// and never once the caller cancelled.
+func wantsFallback(ctx context.Context, k kind, err error) bool {
+	if ctx.Err() == context.Canceled {
+		return false
+	}
+	switch k {
+	case rejected:
+		return errors.Is(err, ErrOpen) || errors.Is(err, ErrBulkheadFull)
+	case ranFailure:
+		return true
+	}
+	return false
 }
 
 // SyncCounts returns the successes and failures counted since the last call,

@@ -14,14 +14,15 @@ import (
 // open by the shared state and has no call in flight is dropped (it had
 // nothing to protect against); if every breaker is busy, open or half-open,
 // Get fails with [ErrGroupFull] rather than forget a tripped circuit.
-// "Least recently used" is tracked at the granularity of breaker creations,
-// which keeps the call path free of writes shared between goroutines.
+// Recency is a stamp from a counter that moves only when a different breaker
+// than the last one is used, so a group that serves one hot key writes
+// nothing shared on its call path.
 //
 // A Group is safe for concurrent use.
 type Group struct {
 	cfg   groupConfig
 	ins   *instruments
-	epoch atomic.Uint64 // bumped at each creation; breakers record the epoch of their last use
+	epoch atomic.Uint64 // recency counter; each breaker keeps the stamp of its last use
 
 	mu sync.RWMutex
 	m  map[string]*Breaker
@@ -55,8 +56,8 @@ func (g *Group) Get(key string) (*Breaker, error) {
 	b := g.m[key]
 	g.mu.RUnlock()
 	if b != nil {
-		if e := g.epoch.Load(); b.lastUsed.Load() != e {
-			b.lastUsed.Store(e)
+		if b.lastUsed.Load() != g.epoch.Load() {
+			b.lastUsed.Store(g.epoch.Add(1))
 		}
 		return b, nil
 	}

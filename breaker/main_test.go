@@ -9,3 +9,8 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+func goleakVerifyNone(t *testing.T) {
+	t.Helper()
+	goleak.VerifyNone(t)
+}

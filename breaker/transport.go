@@ -66,16 +66,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, k, err := run(req.Context(), b, func(context.Context) (*http.Response, error) {
 		return t.next.RoundTrip(req)
 	}, statusOutcome)
-	switch k {
-	case rejected:
+	if k == rejected {
 		closeBody(req)
-		if t.fallback != nil && err != context.Canceled && err != context.DeadlineExceeded {
-			return t.fallback(req, err)
-		}
-	case ranFailure:
-		if err != nil && t.fallback != nil {
-			return t.fallback(req, err)
-		}
+	}
+	if t.fallback != nil && wantsFallback(req.Context(), k, err) && (k == rejected || err != nil) {
+		return t.fallback(req, err)
 	}
 	return resp, err
 }
