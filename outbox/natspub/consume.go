@@ -1,0 +1,54 @@
+package natspub
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Inbox runs fn at most once per (consumer, message id), in a transaction
+// that also records the message as processed. *sqlstore.Store of
+// idempotency/sqlstore implements it.
+type Inbox interface {
+	Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error)
+}
+
+// ErrNoMessageID is returned by Consume for a message without a Nats-Msg-Id
+// header: it was not published by this package and cannot be deduplicated.
+var ErrNoMessageID = errors.New("natspub: message has no Nats-Msg-Id")
+
+// Consume processes msg at most once for consumer: it runs fn inside the
+// inbox's transaction, keyed by the message's Nats-Msg-Id, and acknowledges
+// msg once the transaction committed, or at once when the inbox says the
+// message was already processed (duplicate is then true and fn did not run).
+//
+// If fn or the inbox fails, the transaction rolls back, msg is negatively
+// acknowledged so that JetStream redelivers it, and the error is returned.
+// A message without Nats-Msg-Id is terminated (never redelivered) and
+// ErrNoMessageID is returned. fn's effects must stay inside tx: they commit
+// with the inbox record, or not at all.
+//
+// Call it from a jetstream.MessageHandler or a Fetch loop; it is safe for
+// concurrent use.
+func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Msg, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+	id := msg.Headers().Get(jetstream.MsgIDHeader)
+	if id == "" {
+		return false, errors.Join(ErrNoMessageID, msg.Term())
+	}
+	duplicate, err = inbox.Process(ctx, consumer, id, fn)
+	if err != nil {
+		if nakErr := msg.Nak(); nakErr != nil {
+			err = errors.Join(err, fmt.Errorf("natspub: nak %s: %w", id, nakErr))
+		}
+		return false, err
+	}
+	if err := msg.Ack(); err != nil {
+		// Processed and committed; the redelivery an unacknowledged message
+		// gets will be recognised as a duplicate.
+		return duplicate, fmt.Errorf("natspub: ack %s: %w", id, err)
+	}
+	return duplicate, nil
+}

@@ -1,0 +1,153 @@
+package sqloutbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/steadfast-go/steadfast/outbox"
+)
+
+// PgxExecer is what EnqueuePgx needs of a pgx transaction: pgx.Tx,
+// *pgx.Conn and *pgxpool.Tx satisfy it.
+type PgxExecer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// EnqueuePgx is Enqueue for pgx users: it writes msgs in tx, a pgx.Tx (or
+// anything with its Exec method), with the same checks and guarantees. It
+// returns an error on a store whose dialect is not Postgres.
+func (s *Store) EnqueuePgx(ctx context.Context, tx PgxExecer, msgs ...outbox.Message) error {
+	if s.dialect != Postgres {
+		return fmt.Errorf("sqloutbox: EnqueuePgx on a %v store", s.dialect)
+	}
+	if tx == nil {
+		return errors.New("sqloutbox: EnqueuePgx: nil transaction")
+	}
+	return s.enqueue(ctx, func(ctx context.Context, query string, args ...any) error {
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	}, msgs)
+}
+
+// pgEnqueue inserts ms with one statement whose text does not depend on the
+// batch's size (arrays, so the prepared statement is reused): the locks of
+// the batch's keys are taken, in key order, before any row gets its
+// position; rows get positions in the order of ms; the NOTIFY is sent at
+// commit.
+func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
+	n := len(ms)
+	ids, topics, keys, payloads := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
+	notBefore := make([]int64, n)
+	for i, m := range ms {
+		ids[i], topics[i], keys[i], payloads[i] = m.ID, m.Topic, m.Key, m.Payload
+		if payloads[i] == nil {
+			payloads[i] = []byte{}
+		}
+		if !m.NotBefore.IsZero() {
+			notBefore[i] = m.NotBefore.UnixMicro()
+		}
+	}
+	keyed := sortedKeys(ms)
+	args := []any{ids, topics, keys, hs, payloads, notBefore, nullable(tp)}
+	var with, from string
+	if len(keyed) > 0 {
+		args = append(args, s.lockID, keyed)
+		with = `k AS (SELECT count(pg_advisory_xact_lock($8, hashtext(x))) AS n
+		FROM (SELECT x FROM unnest($9::text[]) AS x ORDER BY x) AS sk)`
+		from += ", k"
+	}
+	if s.cfg.notify {
+		args = append(args, s.NotifyChannel())
+		if with != "" {
+			with += ", "
+		}
+		with += `nt AS (SELECT 1 AS n FROM (SELECT pg_notify($` + strconv.Itoa(len(args)) + `, '')) AS x)`
+		from += ", nt"
+	}
+	if with != "" {
+		with = "WITH " + with + "\n"
+	}
+	q := with + `INSERT INTO ` + s.cfg.table + ` (id, topic, partition_key, headers, payload, traceparent, available_at)
+SELECT v.id::uuid, v.topic, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $7::text,
+	CASE WHEN v.nb = 0 THEN now() ELSE to_timestamp(v.nb / 1000000.0) END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
+	WITH ORDINALITY AS v(id, topic, k, h, p, nb, ord)` + from + `
+ORDER BY v.ord`
+	return exec(ctx, q, args...)
+}
+
+func (s *Store) pgClaim(ctx context.Context, req outbox.ClaimRequest, token string) ([]outbox.Claimed, error) {
+	exclude := req.Exclude
+	if exclude == nil {
+		exclude = []string{}
+	}
+	rows, err := s.db.QueryContext(ctx, s.q.claim, req.Limit, token, exclude, seconds(req.Lease))
+	if err != nil {
+		return nil, err
+	}
+	return collectClaimed(rows, token, req.Limit)
+}
+
+func (s *Store) pgSettle(ctx context.Context, outcomes []outbox.Outcome) (int64, error) {
+	n := len(outcomes)
+	seqs, toks, kinds, delays, refunds, errs := make([]int64, n), make([]string, n), make([]int16, n), make([]float64, n), make([]int32, n), make([]string, n)
+	for i, o := range outcomes {
+		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, o.Token, int16(o.Kind), seconds(o.Delay), o.LastError
+		if o.Refund {
+			refunds[i] = 1
+		}
+	}
+	res, err := s.db.ExecContext(ctx, s.q.settle, seqs, toks, kinds, delays, refunds, errs)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// PostgresListener is an outbox.Notifier that LISTENs on a store's channel
+// over a connection of its own (not from a pool: transaction-mode poolers
+// cannot LISTEN; use poll-only mode behind them).
+type PostgresListener struct {
+	connString string
+	channel    string
+}
+
+var _ outbox.Notifier = (*PostgresListener)(nil)
+
+// NewPostgresListener returns a listener for the channel that s's Enqueue
+// notifies, connecting with the pgx connection string connString. It checks
+// the string but does not connect.
+func (s *Store) NewPostgresListener(connString string) (*PostgresListener, error) {
+	if s.dialect != Postgres {
+		return nil, fmt.Errorf("sqloutbox: NewPostgresListener on a %v store", s.dialect)
+	}
+	if _, err := pgx.ParseConfig(connString); err != nil {
+		return nil, fmt.Errorf("sqloutbox: NewPostgresListener: %w", err)
+	}
+	return &PostgresListener{connString: connString, channel: s.NotifyChannel()}, nil
+}
+
+// Listen implements outbox.Notifier: it connects, listens, calls notify once
+// (notifications sent while it was not listening are lost) and then once per
+// notification, until ctx ends or the connection fails.
+func (l *PostgresListener) Listen(ctx context.Context, notify func()) error {
+	conn, err := pgx.Connect(ctx, l.connString)
+	if err != nil {
+		return fmt.Errorf("sqloutbox: listen: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+		return fmt.Errorf("sqloutbox: listen: %w", err)
+	}
+	notify()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("sqloutbox: listen: %w", err)
+		}
+		notify()
+	}
+}

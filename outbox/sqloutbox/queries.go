@@ -1,0 +1,198 @@
+package sqloutbox
+
+// The SQL of each dialect, in one place. {t} is the table, {i} the prefix of
+// index names (the table without its schema). Times are timestamptz on
+// PostgreSQL and microseconds since the Unix epoch elsewhere; every query
+// reads them back as microseconds.
+
+// States stored in the state column.
+const (
+	statePending   = 0
+	stateDelivered = 1
+	stateDead      = 2
+)
+
+const pgSchema = `
+CREATE TABLE IF NOT EXISTS {t} (
+	seq           bigserial PRIMARY KEY,
+	id            uuid NOT NULL UNIQUE,
+	topic         text NOT NULL,
+	partition_key text,
+	headers       text,
+	payload       bytea NOT NULL,
+	traceparent   text,
+	created_at    timestamptz NOT NULL DEFAULT now(),
+	available_at  timestamptz NOT NULL DEFAULT now(),
+	state         smallint NOT NULL DEFAULT 0,
+	attempts      integer NOT NULL DEFAULT 0,
+	claim_token   uuid,
+	last_error    text,
+	done_at       timestamptz
+);
+-- Ready messages, in the order they become ready (claimed ones are pushed
+-- to the end of their lease). Only pending rows: delivered rows cost nothing.
+CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
+-- The head of each key: the lowest pending position.
+CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
+-- Cleanup of delivered rows, listing of dead letters.
+CREATE INDEX IF NOT EXISTS {i}_done ON {t} (done_at) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
+`
+
+const pgCols = `seq, id::text, topic, partition_key, headers, payload, traceparent,
+	(extract(epoch FROM created_at) * 1000000)::bigint,
+	(extract(epoch FROM available_at) * 1000000)::bigint,
+	state, attempts, last_error,
+	(extract(epoch FROM done_at) * 1000000)::bigint`
+
+// pgClaim: the candidates are pending, ready, not excluded, and the head of
+// their key; SKIP LOCKED lets concurrent relays take disjoint sets. The claim
+// pushes available_at to the end of the lease, so a claimed row is out of
+// the ready range until its lease expires.
+const pgClaim = `
+WITH c AS (
+	SELECT seq FROM {t} o
+	WHERE state = 0 AND available_at <= now()
+	  AND NOT (topic = ANY ($3::text[]))
+	  AND (partition_key IS NULL OR NOT EXISTS (
+		SELECT 1 FROM {t} p
+		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
+	ORDER BY available_at
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), attempts = o.attempts + 1
+FROM c WHERE o.seq = c.seq
+RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.traceparent,
+	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts`
+
+// pgSettle applies a batch of outcomes in one statement. kind: 1 delivered,
+// 2 reschedule, 3 dead.
+const pgSettle = `
+UPDATE {t} o SET
+	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 ELSE 0 END,
+	done_at = CASE WHEN u.kind = 2 THEN NULL ELSE now() END,
+	available_at = CASE WHEN u.kind = 2 THEN now() + make_interval(secs => u.delay) ELSE o.available_at END,
+	attempts = o.attempts - u.refund,
+	last_error = COALESCE(NULLIF(u.err, ''), o.last_error),
+	claim_token = NULL
+FROM unnest($1::bigint[], $2::uuid[], $3::smallint[], $4::float8[], $5::integer[], $6::text[])
+	AS u(seq, tok, kind, delay, refund, err)
+WHERE o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0`
+
+const pgCleanup = `
+DELETE FROM {t} WHERE seq IN (
+	SELECT seq FROM {t}
+	WHERE state = 1 AND done_at <= now() - make_interval(secs => $1)
+	ORDER BY done_at LIMIT $2
+	FOR UPDATE SKIP LOCKED)`
+
+const pgStats = `
+SELECT count(*) FILTER (WHERE state = 0),
+	COALESCE((extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 0)) * 1000000)::bigint, 0),
+	count(*) FILTER (WHERE state = 2)
+FROM {t} WHERE state IN (0, 2)`
+
+const pgListDead = `SELECT ` + pgCols + ` FROM {t}
+WHERE state = 2 AND seq > $1 AND ($2 = '' OR topic = $2) ORDER BY seq LIMIT $3`
+
+const pgGet = `SELECT ` + pgCols + ` FROM {t} WHERE id = $1::uuid`
+
+const pgRequeue = `
+UPDATE {t} SET state = 0, available_at = now(), attempts = 0, claim_token = NULL, done_at = NULL
+WHERE id = ANY ($1::uuid[]) AND state = 2`
+
+const pgDiscard = `DELETE FROM {t} WHERE id = ANY ($1::uuid[]) AND state = 2`
+
+// SQLite: one writer at a time, so a single UPDATE ... RETURNING claims
+// atomically; the application's clock gives the times.
+
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS {t} (
+	seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+	id            TEXT NOT NULL UNIQUE,
+	topic         TEXT NOT NULL,
+	partition_key TEXT,
+	headers       TEXT,
+	payload       BLOB NOT NULL,
+	traceparent   TEXT,
+	created_at    INTEGER NOT NULL,
+	available_at  INTEGER NOT NULL,
+	state         INTEGER NOT NULL DEFAULT 0,
+	attempts      INTEGER NOT NULL DEFAULT 0,
+	claim_token   TEXT,
+	last_error    TEXT,
+	done_at       INTEGER
+);
+CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {i}_done ON {t} (done_at) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
+`
+
+const plainCols = `seq, id, topic, partition_key, headers, payload, traceparent,
+	created_at, available_at, state, attempts, last_error, done_at`
+
+// sqliteClaim: $1 token, $2 now, $3 lease end, $4 limit; {x} is the
+// exclusion of topics.
+const sqliteClaim = `
+UPDATE {t} SET claim_token = ?, available_at = ?, attempts = attempts + 1
+WHERE seq IN (
+	SELECT seq FROM {t} o
+	WHERE state = 0 AND available_at <= ? {x}
+	  AND (partition_key IS NULL OR NOT EXISTS (
+		SELECT 1 FROM {t} p
+		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
+	ORDER BY available_at
+	LIMIT ?)
+RETURNING seq, id, topic, partition_key, headers, payload, traceparent, created_at, attempts`
+
+const sqliteCleanup = `
+DELETE FROM {t} WHERE seq IN (
+	SELECT seq FROM {t} WHERE state = 1 AND done_at <= ? ORDER BY done_at LIMIT ?)`
+
+// MySQL/MariaDB: no UPDATE ... RETURNING, so a claim is a READ COMMITTED
+// transaction: select with SKIP LOCKED, update, read back. Per-key commit
+// order is kept by a key table whose rows the enqueuing transaction locks.
+
+const mysqlSchema = `
+CREATE TABLE IF NOT EXISTS {t} (
+	seq           BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+	id            CHAR(36) NOT NULL,
+	topic         VARCHAR(255) NOT NULL,
+	partition_key VARCHAR(255) NULL,
+	headers       MEDIUMTEXT NULL,
+	payload       LONGBLOB NOT NULL,
+	traceparent   VARCHAR(128) NULL,
+	created_at    BIGINT NOT NULL,
+	available_at  BIGINT NOT NULL,
+	state         TINYINT NOT NULL DEFAULT 0,
+	attempts      INT NOT NULL DEFAULT 0,
+	claim_token   CHAR(36) NULL,
+	last_error    TEXT NULL,
+	done_at       BIGINT NULL,
+	UNIQUE KEY {i}_id (id),
+	KEY {i}_ready (state, available_at),
+	KEY {i}_key (partition_key, state, seq),
+	KEY {i}_done (state, done_at)
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS {t}_keys (
+	partition_key VARCHAR(255) NOT NULL PRIMARY KEY
+) ENGINE=InnoDB;
+`
+
+const mysqlNow = `CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)`
+
+const mysqlClaimSelect = `
+SELECT seq FROM {t} o
+WHERE state = 0 AND available_at <= ` + mysqlNow + ` {x}
+  AND (partition_key IS NULL OR NOT EXISTS (
+	SELECT 1 FROM {t} p
+	WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
+ORDER BY available_at
+LIMIT ?
+FOR UPDATE SKIP LOCKED`
+
+const mysqlCleanupSelect = `
+SELECT seq FROM {t} WHERE state = 1 AND done_at <= ` + mysqlNow + ` - ?
+ORDER BY done_at LIMIT ? FOR UPDATE SKIP LOCKED`
