@@ -50,14 +50,14 @@ var ErrInvalidOption = errors.New("retry: invalid option")
 // errors.Is(err, ErrAttemptTimeout) tells a slow attempt from the caller
 // giving up. It also matches context.DeadlineExceeded and is a net.Error whose
 // Timeout method reports true, so code that looks for a timeout finds one.
-var ErrAttemptTimeout error = attemptTimeoutError{}
+var ErrAttemptTimeout error = &attemptTimeoutError{}
 
 type attemptTimeoutError struct{}
 
-func (attemptTimeoutError) Error() string   { return "retry: attempt timed out" }
-func (attemptTimeoutError) Timeout() bool   { return true }
-func (attemptTimeoutError) Temporary() bool { return true }
-func (attemptTimeoutError) Is(target error) bool {
+func (*attemptTimeoutError) Error() string   { return "retry: attempt timed out" }
+func (*attemptTimeoutError) Timeout() bool   { return true }
+func (*attemptTimeoutError) Temporary() bool { return true }
+func (*attemptTimeoutError) Is(target error) bool {
 	return target == context.DeadlineExceeded
 }
 

@@ -15,7 +15,7 @@ type instruments struct {
 	retries  metric.Int64Counter
 	giveUps  metric.Int64Counter
 	refusals metric.Int64Counter
-	opts     []metric.AddOption            // the policy's name, when it has one
+	opts     []metric.AddOption           // the policy's name, when it has one
 	reasons  map[error][]metric.AddOption // give_ups options per reason
 }
 

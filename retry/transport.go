@@ -121,10 +121,13 @@ func validToken(s string) bool {
 //
 // For an eligible request, the Transport retries connection errors and
 // timeouts (net.Error, io.EOF, io.ErrUnexpectedEOF, ECONNRESET and the like),
-// attempts that hit the policy's per-attempt timeout, and the statuses 408,
+// attempts that hit the policy's per-attempt timeout, errors of next that ask
+// for a delay through the error protocol (such as a circuit breaker's open
+// error, whose wait is then honoured like a Retry-After), and the statuses 408,
 // 429, 502, 503 and 504; 500 is retried only for the idempotent methods, not
 // for a POST carrying a key. It never retries other statuses (1xx to 4xx but
-// 408 and 429, 501, 505 and up), certificate and TLS record errors, errors
+// 408 and 429, 501, 505 and up), errors marked Permanent, certificate and
+// TLS record errors, errors
 // of a request it could not write (invalid headers), nor anything after the
 // caller's context ended. Redirects are left to http.Client, which makes a
 // RoundTrip per hop, so the redirect limit is never retried.
@@ -359,7 +362,7 @@ func retryableStatus(status int, idempotent bool) bool {
 
 // classifyTransportError decides whether a RoundTrip error may be retried.
 func classifyTransportError(err error, eligible, replayable bool) verdict {
-	if certificateError(err) {
+	if IsPermanent(err) || certificateError(err) {
 		return stop
 	}
 	var retryable bool
@@ -370,7 +373,8 @@ func classifyTransportError(err error, eligible, replayable bool) verdict {
 		retryable = true
 		eligible = true
 	case eligible:
-		retryable = errors.Is(err, ErrAttemptTimeout) || transientError(err)
+		_, asks := RetryAfter(err)
+		retryable = asks || errors.Is(err, ErrAttemptTimeout) || transientError(err)
 	}
 	switch {
 	case !retryable:
