@@ -22,7 +22,8 @@ var ErrNoMessageID = errors.New("natspub: message has no Nats-Msg-Id")
 
 // Consume processes msg at most once for consumer: it runs fn inside the
 // inbox's transaction, keyed by the message's Nats-Msg-Id, and acknowledges
-// msg once the transaction committed, or at once when the inbox says the
+// msg once the transaction committed (waiting for the server to confirm the
+// acknowledgement), or at once when the inbox says the
 // message was already processed (duplicate is then true and fn did not run).
 //
 // If fn or the inbox fails, the transaction rolls back, msg is negatively
@@ -45,7 +46,7 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Ms
 		}
 		return false, err
 	}
-	if err := msg.Ack(); err != nil {
+	if err := msg.DoubleAck(ctx); err != nil {
 		// Processed and committed; the redelivery an unacknowledged message
 		// gets will be recognised as a duplicate.
 		return duplicate, fmt.Errorf("natspub: ack %s: %w", id, err)
