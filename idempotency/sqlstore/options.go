@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
@@ -81,20 +82,20 @@ func WithTable(name string) Option {
 	}
 }
 
-// WithClock sets the clock the store reads to stamp leases and expiry.
-// Defaults to time.Now.
+// WithClock sets the clock the store reads to stamp leases and expiry
+// (storetest.Clock is a fake one). Defaults to the system clock.
 //
 // The store keeps time on the application's clock, not the database's, so
 // that tests (and idempotency/storetest) can drive it with a fake clock. All
 // replicas sharing a store must therefore have synchronised clocks (NTP);
 // leases (seconds to minutes) and retention (hours) are far longer than the
 // skew of a synchronised clock.
-func WithClock(now func() time.Time) Option {
+func WithClock(clock idempotency.Clock) Option {
 	return func(c *config) error {
-		if now == nil {
+		if clock == nil {
 			return fmt.Errorf("sqlstore: WithClock(nil)")
 		}
-		c.now = now
+		c.now = clock.Now
 		return nil
 	}
 }

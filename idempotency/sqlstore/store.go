@@ -97,6 +97,10 @@ func (q queries) withTable(name string) queries {
 // DB returns the database the store was created with.
 func (s *Store) DB() *sql.DB { return s.db }
 
+// Table returns the name of the store's record table (the inbox and
+// ordering tables add the suffixes _inbox and _order).
+func (s *Store) Table() string { return s.cfg.table }
+
 // Dialect returns the store's dialect.
 func (s *Store) Dialect() Dialect { return s.dialect }
 

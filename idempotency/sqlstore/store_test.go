@@ -23,7 +23,7 @@ func TestLifecycle(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
 		clk := newFakeClock()
-		s := newStore(t, d, 4, sqlstore.WithClock(clk.Now))
+		s := newStore(t, d, 4, sqlstore.WithClock(clk))
 
 		c, err := s.Claim(ctx, "k", "fp", lease)
 		if err != nil || !c.Acquired || c.Token == 0 {
@@ -91,7 +91,7 @@ func TestTakeover(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
 		clk := newFakeClock()
-		s := newStore(t, d, 4, sqlstore.WithClock(clk.Now))
+		s := newStore(t, d, 4, sqlstore.WithClock(clk))
 
 		old, err := s.Claim(ctx, "k", "fp", lease)
 		if err != nil || !old.Acquired {
@@ -133,7 +133,7 @@ func TestAbandonedClaimExpires(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
 		clk := newFakeClock()
-		s := newStore(t, d, 2, sqlstore.WithClock(clk.Now), sqlstore.WithAbandonedRetention(time.Hour))
+		s := newStore(t, d, 2, sqlstore.WithClock(clk), sqlstore.WithAbandonedRetention(time.Hour))
 		if c, err := s.Claim(ctx, "k", "fp", lease); err != nil || !c.Acquired {
 			t.Fatalf("claim = %+v, %v", c, err)
 		}

@@ -385,7 +385,7 @@ func TestPurgeWhileClaiming(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
 		clk := newFakeClock()
-		s := newStore(t, d, 6, sqlstore.WithClock(clk.Now))
+		s := newStore(t, d, 6, sqlstore.WithClock(clk))
 		expired, live := 300, 100
 		if testing.Short() {
 			expired, live = 60, 20
