@@ -1,0 +1,446 @@
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Codec encodes the results that Do stores and decodes them for replays. A
+// Codec must be safe for concurrent use.
+type Codec interface {
+	Marshal(v any) ([]byte, error)
+	Unmarshal(data []byte, v any) error
+}
+
+// JSONCodec is the default Codec: encoding/json.
+type JSONCodec struct{}
+
+// Marshal returns the JSON encoding of v.
+func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal decodes JSON data into v.
+func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+type doConfig struct {
+	common
+	codec       Codec
+	fingerprint string
+}
+
+// Runner runs work once per key over a Store, for Do. It collapses
+// concurrent calls with the same key (and fingerprint) inside the process
+// into one with golang.org/x/sync/singleflight before they reach the store,
+// so one Runner should be shared by all the callers of a store. A Runner is
+// safe for concurrent use and starts no goroutine of its own.
+type Runner struct {
+	store   Store
+	cfg     doConfig
+	metrics *metrics
+	group   singleflight.Group
+}
+
+// NewRunner returns a Runner over store, with options that every Do through
+// it uses unless the call overrides them. It returns an error naming the
+// option if an option is invalid, or if WithTransaction is given and store
+// is not a TxStore.
+func NewRunner(store Store, opts ...DoOption) (*Runner, error) {
+	cfg := doConfig{common: defaultCommon(), codec: JSONCodec{}}
+	cfg.wait = 10 * time.Second
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("idempotency: NewRunner: nil option")
+		}
+		if err := o.applyDo(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(store); err != nil {
+		return nil, err
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	m, err := newMetrics(cfg.meterProvider, "do")
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{store: store, cfg: cfg, metrics: m}, nil
+}
+
+// Do runs fn once for key, through r's store, and returns its result; every
+// later call with the same key, here or in another process sharing the
+// store, returns the stored result instead, until the retention ends.
+//
+// Concurrent calls with the same key inside the process share one run. A
+// call that finds the key held elsewhere waits for the result (up to
+// WithWait, 10s by default), then returns ErrInProgress. The lease of the
+// claim is renewed while fn runs. If fn returns an error, the claim is
+// released and the error returned, so that the next call runs fn again;
+// unless the error is marked with Final: then it is stored and replayed as a
+// *FinalError. If fn panics, the claim is released and the panic goes on.
+//
+// With WithFingerprint, a call whose input differs from the first one's gets
+// ErrFingerprintMismatch. With WithTransaction, fn runs inside the store's
+// transaction (TxFrom(ctx)), whose commit stores the result.
+//
+// If fn succeeded but its result could not be stored, Do returns the result
+// and a *NotStoredError. Other errors are the store's (wrapped), ctx's, and
+// those of options given to this call.
+func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Context) (T, error), opts ...DoOption) (T, error) {
+	var zero T
+	if r == nil || fn == nil {
+		return zero, errors.New("idempotency: Do: nil Runner or func")
+	}
+	cfg := &r.cfg
+	if len(opts) > 0 {
+		c := r.cfg
+		for _, o := range opts {
+			if o == nil {
+				return zero, errors.New("idempotency: Do: nil option")
+			}
+			if err := o.applyDo(&c); err != nil {
+				return zero, err
+			}
+		}
+		if err := c.validate(r.store); err != nil {
+			return zero, err
+		}
+		cfg = &c
+	}
+	flightKey := key
+	if cfg.fingerprint != "" {
+		flightKey = key + "\x00" + cfg.fingerprint
+	}
+	for {
+		var (
+			value T
+			// state is the fate of this caller's closure: flightIdle until it
+			// runs (flightRunning) or this caller gives up first
+			// (flightAbandoned), whichever comes first.
+			state atomic.Int32
+		)
+		ch := r.group.DoChan(flightKey, func() (any, error) {
+			if !state.CompareAndSwap(flightIdle, flightRunning) {
+				return flightResult{}, errAbandoned
+			}
+			return r.run(ctx, cfg, key, func(ctx context.Context) ([]byte, error) {
+				v, err := fn(ctx)
+				if err != nil {
+					return nil, err
+				}
+				value = v
+				b, err := cfg.codec.Marshal(v)
+				if err != nil {
+					return nil, fmt.Errorf("idempotency: encoding the result of %q: %w", key, err)
+				}
+				return append(b, tagValue), nil
+			})
+		})
+		var res singleflight.Result
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			if state.CompareAndSwap(flightIdle, flightAbandoned) {
+				return zero, ctx.Err()
+			}
+			// This caller's closure runs the work with ctx: it ends soon,
+			// and the caller waits for it.
+			res = <-ch
+		}
+		leader := state.Load() == flightRunning
+		fr, _ := res.Val.(flightResult)
+		if fr.panicked {
+			panic(fr.panicValue)
+		}
+		if res.Err != nil {
+			if !leader && ctx.Err() == nil && (errors.Is(res.Err, errAbandoned) || isContextError(res.Err)) {
+				// The caller that ran the flight gave up; this one has not.
+				continue
+			}
+			var ns *NotStoredError
+			if !errors.As(res.Err, &ns) {
+				return zero, res.Err
+			}
+			if leader {
+				return value, res.Err
+			}
+			var v T
+			if err := cfg.codec.Unmarshal(fr.payload, &v); err != nil {
+				return zero, res.Err
+			}
+			return v, res.Err
+		}
+		if leader && fr.ran {
+			return value, nil
+		}
+		var v T
+		if err := cfg.codec.Unmarshal(fr.payload, &v); err != nil {
+			return zero, fmt.Errorf("idempotency: decoding the stored result of %q: %w", key, err)
+		}
+		return v, nil
+	}
+}
+
+const (
+	flightIdle int32 = iota
+	flightRunning
+	flightAbandoned
+)
+
+// errAbandoned is the result of a flight whose caller gave up before it
+// started.
+var errAbandoned = errors.New("idempotency: abandoned")
+
+func isContextError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// The stored form of a Do result: the codec's encoding followed by tagValue,
+// or an error message followed by tagError.
+const (
+	tagValue byte = 'v'
+	tagError byte = 'e'
+)
+
+type flightResult struct {
+	// ran is true when this flight ran the work (its value is the caller's).
+	ran bool
+	// payload is the encoded result to decode.
+	payload    []byte
+	panicked   bool
+	panicValue any
+}
+
+// run claims key and runs exec, or finds its result, for one flight.
+func (r *Runner) run(ctx context.Context, cfg *doConfig, key string, exec func(context.Context) ([]byte, error)) (flightResult, error) {
+	fp := cfg.fingerprint
+	var deadline time.Time
+	for {
+		var (
+			c   Claim
+			tx  Tx
+			err error
+		)
+		if cfg.transaction {
+			tx, c, err = r.store.(TxStore).ClaimTx(ctx, key, fp, cfg.lease)
+		} else {
+			c, err = r.store.Claim(ctx, key, fp, cfg.lease)
+		}
+		if err != nil {
+			if !isContextError(err) {
+				r.metrics.add(ctx, r.metrics.storeErrors)
+			}
+			return flightResult{}, fmt.Errorf("idempotency: claiming %q: %w", key, err)
+		}
+		if c.Acquired {
+			r.metrics.add(ctx, r.metrics.executions)
+			return r.execute(ctx, cfg, key, c.Token, tx, exec)
+		}
+		rec := c.Record
+		for {
+			if rec.Fingerprint != fp {
+				r.metrics.add(ctx, r.metrics.mismatches)
+				return flightResult{}, fmt.Errorf("%w: %q", ErrFingerprintMismatch, key)
+			}
+			if rec.Status == StatusCompleted {
+				r.metrics.add(ctx, r.metrics.replays)
+				return replayDo(key, rec.Response)
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(cfg.wait)
+			}
+			rec, err = waitRecord(ctx, r.store, key, fp, deadline)
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, errClaimAgain) {
+				break
+			}
+			if errors.Is(err, ErrInProgress) {
+				r.metrics.add(ctx, r.metrics.conflicts)
+				return flightResult{}, fmt.Errorf("%w: %q", ErrInProgress, key)
+			}
+			if !isContextError(err) {
+				r.metrics.add(ctx, r.metrics.storeErrors)
+			}
+			return flightResult{}, fmt.Errorf("idempotency: waiting for %q: %w", key, err)
+		}
+	}
+}
+
+func replayDo(key string, stored []byte) (flightResult, error) {
+	if len(stored) == 0 {
+		return flightResult{}, fmt.Errorf("idempotency: the stored result of %q is empty: not written by Do", key)
+	}
+	payload, tag := stored[:len(stored)-1], stored[len(stored)-1]
+	switch tag {
+	case tagValue:
+		return flightResult{payload: payload}, nil
+	case tagError:
+		return flightResult{}, &FinalError{Err: errors.New(string(payload)), Replayed: true}
+	}
+	return flightResult{}, fmt.Errorf("idempotency: the stored result of %q was not written by Do", key)
+}
+
+// execute runs exec under the claim held with token (or in tx), then stores
+// its result or gives the claim up.
+func (r *Runner) execute(ctx context.Context, cfg *doConfig, key string, token int64, tx Tx, exec func(context.Context) ([]byte, error)) (flightResult, error) {
+	runCtx := ctx
+	var ren *renewal
+	if tx != nil {
+		runCtx = WithTx(ctx, tx)
+	} else {
+		ren = startRenewal(ctx, r.store, key, token, cfg.lease, cfg.logger)
+	}
+	stored, err, pv, panicked := callExec(runCtx, exec)
+	if ren != nil {
+		ren.stop()
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.storeTimeout)
+	defer cancel()
+	if panicked || (err != nil && !IsFinal(err)) {
+		r.undo(sctx, cfg, key, token, tx)
+		return flightResult{panicked: panicked, panicValue: pv}, err
+	}
+	done := flightResult{ran: true}
+	if err != nil {
+		stored = append([]byte(err.Error()), tagError)
+	} else {
+		done.payload = stored[:len(stored)-1]
+	}
+	if tx != nil {
+		if cerr := tx.Commit(sctx, stored, cfg.retention); cerr != nil {
+			r.metrics.add(ctx, r.metrics.storeErrors)
+			return flightResult{}, fmt.Errorf("idempotency: committing %q: %w", key, cerr)
+		}
+		return done, err
+	}
+	if cerr := complete(sctx, r.store, key, token, stored, cfg.retention); cerr != nil {
+		r.metrics.add(ctx, r.metrics.storeErrors)
+		cfg.logger.Error("idempotency: the work ran but its result was not stored; a retry may run it again",
+			"key", key, "error", cerr)
+		if err != nil {
+			return done, err
+		}
+		return done, &NotStoredError{Key: key, Err: cerr}
+	}
+	return done, err
+}
+
+// undo gives up the claim after work that is to run again.
+func (r *Runner) undo(ctx context.Context, cfg *doConfig, key string, token int64, tx Tx) {
+	var err error
+	if tx != nil {
+		err = tx.Rollback(ctx)
+	} else {
+		err = r.store.Release(ctx, key, token)
+	}
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		r.metrics.add(ctx, r.metrics.storeErrors)
+		cfg.logger.Warn("idempotency: releasing a claim failed; the key stays held until its lease ends",
+			"key", key, "error", err)
+	}
+}
+
+func callExec(ctx context.Context, exec func(context.Context) ([]byte, error)) (stored []byte, err error, pv any, panicked bool) {
+	panicked = true
+	defer func() {
+		if panicked {
+			pv = recover()
+		}
+	}()
+	stored, err = exec(ctx)
+	panicked = false
+	return stored, err, nil, false
+}
+
+// complete stores the result, retrying a failing store a few times within
+// ctx. A lost lease is not retried.
+func complete(ctx context.Context, store Store, key string, token int64, stored []byte, retention time.Duration) error {
+	delay := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := store.Complete(ctx, key, token, stored, retention)
+		if err == nil || errors.Is(err, ErrLeaseLost) || attempt == completeAttempts {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
+// completeAttempts bounds the tries to store a result.
+const completeAttempts = 4
+
+// errClaimAgain tells a waiter that the key was released or abandoned.
+var errClaimAgain = errors.New("idempotency: claim again")
+
+// waitRecord polls the record of key, with backoff, while it is in progress
+// under a live lease, until deadline. It returns the record once it is
+// completed or has another fingerprint than fp, errClaimAgain once the key
+// is free or its lease has run out, or ErrInProgress at the deadline.
+func waitRecord(ctx context.Context, store Store, key, fp string, deadline time.Time) (Record, error) {
+	delay := 5 * time.Millisecond
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return Record{}, ErrInProgress
+		}
+		t := time.NewTimer(min(delay, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Record{}, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 250*time.Millisecond)
+		rec, err := store.Get(ctx, key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return Record{}, errClaimAgain
+		case err != nil:
+			return Record{}, err
+		case rec.Fingerprint != fp:
+		case rec.Status == StatusInProgress && !time.Now().Before(rec.LeaseExpiresAt):
+			// Its holder died, by our clock; the store decides.
+			return Record{}, errClaimAgain
+		case rec.Status == StatusInProgress:
+			continue
+		}
+		return rec, nil
+	}
+}
+
+// fingerprintBytes returns the hex SHA-256 of b.
+func fingerprintBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// fingerprintRequest returns the hex SHA-256 of a request's method, path and
+// body, each but the last followed by a zero byte (which neither a method
+// nor an escaped path contains).
+func fingerprintRequest(method, path string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write(body)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
+}

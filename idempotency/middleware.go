@@ -1,0 +1,500 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type middlewareConfig struct {
+	common
+	keySource     KeySource
+	optional      bool
+	scope         func(*http.Request) string
+	route         func(*http.Request) string
+	canonicalJSON bool
+	storedHeaders []string
+	maxBody       int64
+	maxResponse   int
+	final         func(status int) bool
+	failOpen      bool
+}
+
+// ReplayedHeader is the header field, set to "true", that marks a replayed
+// response.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// Middleware returns HTTP middleware that runs a handler once per
+// idempotency key (by default the Idempotency-Key header, as the IETF draft
+// "The Idempotency-Key HTTP Header Field" describes) and replays its response
+// to every retry with the same key. It is safe for concurrent use and fits
+// net/http and chi alike: mux.Handle("POST /orders", mw(orders)).
+//
+// For each request with a non-safe method (GET, HEAD, OPTIONS and TRACE pass
+// through untouched) it:
+//
+//   - reads the body, up to WithMaxBodyBytes (413 beyond), and finds the key
+//     (400 if it is missing, unless WithOptionalKey, or malformed, given twice
+//     or longer than 255 bytes);
+//   - namespaces the key by WithScope (tenant), the method and the route, and
+//     fingerprints the request: SHA-256 over method, path and body;
+//   - claims the key in the store: a key claimed with another fingerprint
+//     gets 422 and the record is left as it was; a key in progress gets 409
+//     with Retry-After, or with WithWait, a bounded wait and the replay; a
+//     completed key is replayed: its status, body and stored headers, with
+//     Idempotent-Replayed: true, and the handler does not run;
+//   - runs the handler with the claim's lease renewed in the background, and
+//     its response buffered; a final response (WithFinalStatus: below 500,
+//     except 408, 409 and 429) is stored before the claim ends and then
+//     sent; any other response, or a panic, releases the claim (the panic
+//     goes on), so that a retry runs the handler again.
+//
+// A store that fails gets 503, and the handler does not run, unless
+// WithFailOpen. A result that cannot be stored after the handler ran is still
+// sent; storing it is retried a few times, then logged as an error. Every
+// error response is application/problem+json with a stable type URI (the
+// Problem constants).
+//
+// Middleware returns an error naming the option if an option is invalid, or
+// if WithTransaction is given and store is not a TxStore.
+func Middleware(store Store, opts ...Option) (func(http.Handler) http.Handler, error) {
+	cfg := middlewareConfig{
+		common:        defaultCommon(),
+		keySource:     HeaderKey(DefaultKeyHeader),
+		route:         defaultRoute,
+		storedHeaders: []string{"Content-Type", "Content-Language", "Content-Encoding", "Content-Location", "Location", "Etag", "Last-Modified", "Link", "Cache-Control"},
+		maxBody:       1 << 20,
+		maxResponse:   1 << 20,
+		final:         DefaultFinalStatus,
+	}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("idempotency: Middleware: nil option")
+		}
+		if err := o.applyMiddleware(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(store); err != nil {
+		return nil, err
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	m, err := newMetrics(cfg.meterProvider, "http")
+	if err != nil {
+		return nil, err
+	}
+	mw := &middleware{cfg: cfg, store: store, metrics: m}
+	if cfg.transaction {
+		mw.txStore = store.(TxStore)
+	}
+	return func(next http.Handler) http.Handler {
+		return &handler{mw: mw, next: next}
+	}, nil
+}
+
+func defaultRoute(r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return r.URL.Path
+}
+
+// ScopedKey returns the key under which the middleware stores the record of
+// a request: key in the namespace of scope (WithScope), method and route
+// (WithRoute). Operators use it to look a request's record up, or release
+// it, in the store.
+func ScopedKey(scope, method, route, key string) string {
+	var b strings.Builder
+	b.Grow(len(scope) + len(method) + len(route) + len(key) + 16)
+	for _, part := range [...]string{scope, method, route} {
+		b.WriteString(strconv.Itoa(len(part)))
+		b.WriteByte(':')
+		b.WriteString(part)
+	}
+	b.WriteString(key)
+	return b.String()
+}
+
+type middleware struct {
+	cfg     middlewareConfig
+	store   Store
+	txStore TxStore
+	metrics *metrics
+}
+
+type handler struct {
+	mw   *middleware
+	next http.Handler
+}
+
+func safeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// ServeHTTP implements http.Handler.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if safeMethod(r.Method) {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	mw := h.mw
+	cfg := &mw.cfg
+	body, err := readBody(r, cfg.maxBody)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeProblem(w, ProblemBodyTooLarge, fmt.Sprintf("The request body is larger than %d bytes.", cfg.maxBody))
+			return
+		}
+		writeProblem(w, ProblemBodyUnreadable, "The request body could not be read.")
+		return
+	}
+	if body != nil {
+		br := &bodyReader{}
+		br.Reset(body)
+		r.Body = br
+	}
+	key, err := cfg.keySource.Key(r, body)
+	switch {
+	case errors.Is(err, ErrKeyMissing):
+		if cfg.optional {
+			h.next.ServeHTTP(w, r)
+			return
+		}
+		writeProblem(w, ProblemKeyMissing, "This request needs an idempotency key: "+err.Error())
+		return
+	case err != nil:
+		writeProblem(w, ProblemKeyInvalid, err.Error())
+		return
+	}
+	scope := ""
+	if cfg.scope != nil {
+		scope = cfg.scope(r)
+	}
+	skey := ScopedKey(scope, r.Method, cfg.route(r), key)
+	fp := mw.fingerprint(r, body)
+	ctx := r.Context()
+
+	var deadline time.Time
+	for {
+		var (
+			c   Claim
+			tx  Tx
+			err error
+		)
+		if mw.txStore != nil {
+			tx, c, err = mw.txStore.ClaimTx(ctx, skey, fp, cfg.lease)
+		} else {
+			c, err = mw.store.Claim(ctx, skey, fp, cfg.lease)
+		}
+		if err != nil {
+			h.storeFailed(w, r, err)
+			return
+		}
+		if c.Acquired {
+			mw.metrics.add(ctx, mw.metrics.executions)
+			h.run(w, r, skey, c.Token, tx)
+			return
+		}
+		rec := c.Record
+		for {
+			if rec.Fingerprint != fp {
+				mw.metrics.add(ctx, mw.metrics.mismatches)
+				writeProblem(w, ProblemKeyMismatch, "This idempotency key was used with another request (method, path or body differ).")
+				return
+			}
+			if rec.Status == StatusCompleted {
+				mw.metrics.add(ctx, mw.metrics.replays)
+				mw.replay(w, rec.Response)
+				return
+			}
+			if cfg.wait == 0 {
+				mw.inProgress(w, ctx)
+				return
+			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(cfg.wait)
+			}
+			rec, err = waitRecord(ctx, mw.store, skey, fp, deadline)
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, errClaimAgain) {
+				break
+			}
+			if errors.Is(err, ErrInProgress) {
+				mw.inProgress(w, ctx)
+				return
+			}
+			h.storeFailed(w, r, err)
+			return
+		}
+	}
+}
+
+func (mw *middleware) inProgress(w http.ResponseWriter, ctx context.Context) {
+	mw.metrics.add(ctx, mw.metrics.conflicts)
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, ProblemInProgress, "A request with this idempotency key is being processed; retry later.")
+}
+
+// storeFailed answers a request whose claim failed: 503, or the handler
+// unprotected if the middleware fails open.
+func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	mw := h.mw
+	ctx := r.Context()
+	if ctx.Err() != nil && isContextError(err) {
+		// The client went away; nobody reads the answer.
+		writeProblem(w, ProblemStoreUnavailable, "The request was cancelled.")
+		return
+	}
+	mw.metrics.add(ctx, mw.metrics.storeErrors)
+	full := errors.Is(err, ErrStoreFull)
+	if !full {
+		mw.cfg.logger.Warn("idempotency: store failed", "error", err)
+	}
+	if mw.cfg.failOpen {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	if full {
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, ProblemStoreFull, "Too many requests with new idempotency keys are held; retry later.")
+		return
+	}
+	writeProblem(w, ProblemStoreUnavailable, "The idempotency store is unavailable; retry later.")
+}
+
+// run runs the handler under the claim held with token, or in tx.
+func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, tx Tx) {
+	mw := h.mw
+	cfg := &mw.cfg
+	ctx := r.Context()
+	var ren *renewal
+	if tx != nil {
+		r = r.WithContext(WithTx(ctx, tx))
+	} else {
+		ren = startRenewal(ctx, mw.store, key, token, cfg.lease, cfg.logger)
+	}
+	bw := &bufferedWriter{header: make(http.Header)}
+	finished := false
+	defer func() {
+		if finished {
+			return
+		}
+		// The handler panicked: give the claim up, and let the panic go on.
+		if ren != nil {
+			ren.stop()
+		}
+		mw.undo(ctx, key, token, tx)
+	}()
+	h.next.ServeHTTP(bw, r)
+	finished = true
+	if ren != nil {
+		ren.stop()
+	}
+	status := bw.statusCode()
+	if !cfg.final(status) {
+		mw.undo(ctx, key, token, tx)
+		bw.sendTo(w)
+		return
+	}
+	stored := encodeResponse(status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.storeTimeout)
+	defer cancel()
+	if tx != nil {
+		if err := tx.Commit(sctx, stored, cfg.retention); err != nil {
+			// Everything the handler wrote in tx is gone: its response
+			// would lie.
+			mw.metrics.add(ctx, mw.metrics.storeErrors)
+			mw.cfg.logger.Warn("idempotency: committing the transaction failed", "key", key, "error", err)
+			writeProblem(w, ProblemStoreUnavailable, "The request's transaction could not be committed; retry.")
+			return
+		}
+		bw.sendTo(w)
+		return
+	}
+	err := mw.store.Complete(sctx, key, token, stored, cfg.retention)
+	if err == nil {
+		bw.sendTo(w)
+		return
+	}
+	// The work is done: answer, then try to store the result again.
+	bw.sendTo(w)
+	_ = http.NewResponseController(w).Flush()
+	if !errors.Is(err, ErrLeaseLost) {
+		err = complete(sctx, mw.store, key, token, stored, cfg.retention)
+	}
+	if err != nil {
+		mw.metrics.add(ctx, mw.metrics.storeErrors)
+		cfg.logger.Error("idempotency: the handler ran but its response was not stored; a retry may run it again",
+			"key", key, "error", err)
+	}
+}
+
+// undo gives the claim up after a response that is not final, or a panic.
+func (mw *middleware) undo(ctx context.Context, key string, token int64, tx Tx) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mw.cfg.storeTimeout)
+	defer cancel()
+	var err error
+	if tx != nil {
+		err = tx.Rollback(sctx)
+	} else {
+		err = mw.store.Release(sctx, key, token)
+	}
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		mw.metrics.add(ctx, mw.metrics.storeErrors)
+		mw.cfg.logger.Warn("idempotency: releasing a claim failed; the key stays held until its lease ends",
+			"key", key, "error", err)
+	}
+}
+
+func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
+	resp, err := decodeResponse(stored, mw.cfg.storedHeaders)
+	if err != nil {
+		mw.metrics.add(context.Background(), mw.metrics.storeErrors)
+		mw.cfg.logger.Error("idempotency: a stored response is corrupt", "error", err)
+		writeProblem(w, ProblemStoreUnavailable, "The stored response of this idempotency key cannot be read.")
+		return
+	}
+	if resp.tooLarge {
+		writeProblem(w, ProblemResponseNotStored, fmt.Sprintf(
+			"A request with this idempotency key was processed (status %d), but its response was too large to keep and cannot be replayed.", resp.status))
+		return
+	}
+	hdr := w.Header()
+	for _, f := range resp.header {
+		if neverStored(f.name) {
+			continue
+		}
+		hdr[f.name] = f.values
+	}
+	hdr[ReplayedHeader] = []string{"true"}
+	w.WriteHeader(resp.status)
+	_, _ = w.Write(resp.body)
+}
+
+// fingerprint returns the hex SHA-256 of the method, path and body.
+func (mw *middleware) fingerprint(r *http.Request, body []byte) string {
+	if mw.cfg.canonicalJSON {
+		body = canonicalJSON(body)
+	}
+	return fingerprintRequest(r.Method, r.URL.EscapedPath(), body)
+}
+
+// canonicalJSON returns the canonical form of a JSON body, or body itself if
+// it is not JSON.
+func canonicalJSON(body []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return body
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return body
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// readBody reads r's body, up to max bytes: more is an *http.MaxBytesError.
+func readBody(r *http.Request, max int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > max {
+		return nil, &http.MaxBytesError{Limit: max}
+	}
+	var buf []byte
+	if r.ContentLength > 0 {
+		buf = make([]byte, r.ContentLength, r.ContentLength+1)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, err
+		}
+		var one [1]byte
+		if n, _ := r.Body.Read(one[:]); n > 0 {
+			// More than Content-Length said: read the rest, bounded.
+			buf = append(buf, one[0])
+		} else {
+			return buf, nil
+		}
+	}
+	rest, err := io.ReadAll(io.LimitReader(r.Body, max+1-int64(len(buf))))
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, rest...)
+	if int64(len(buf)) > max {
+		return nil, &http.MaxBytesError{Limit: max}
+	}
+	return buf, nil
+}
+
+// bodyReader hands the buffered body to the handler.
+type bodyReader struct {
+	bytes.Reader
+}
+
+func (*bodyReader) Close() error { return nil }
+
+// bufferedWriter holds the handler's response until the middleware has
+// stored it. It does not support Flush or Hijack: a streamed response cannot
+// be replayed.
+type bufferedWriter struct {
+	header      http.Header
+	status      int
+	wroteHeader bool
+	body        bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.wroteHeader || code < 200 {
+		// Informational responses (103 Early Hints) are not buffered.
+		return
+	}
+	b.wroteHeader = true
+	b.status = code
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if !b.wroteHeader {
+		b.WriteHeader(http.StatusOK)
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedWriter) statusCode() int {
+	if !b.wroteHeader {
+		return http.StatusOK
+	}
+	return b.status
+}
+
+func (b *bufferedWriter) sendTo(w http.ResponseWriter) {
+	dst := w.Header()
+	for k, v := range b.header {
+		dst[k] = v
+	}
+	w.WriteHeader(b.statusCode())
+	_, _ = w.Write(b.body.Bytes())
+}

@@ -1,0 +1,99 @@
+package idempotency
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Problem is the type URI of an application/problem+json (RFC 9457) error
+// response of the middleware. The URIs are stable: clients may branch on
+// them.
+type Problem string
+
+// The problems the middleware answers with.
+const (
+	// ProblemKeyMissing (400): the route requires a key and the request has none.
+	ProblemKeyMissing Problem = "https://steadfast-go.github.io/problems/idempotency-key-missing"
+	// ProblemKeyInvalid (400): the key is malformed, too long or given more than once.
+	ProblemKeyInvalid Problem = "https://steadfast-go.github.io/problems/idempotency-key-invalid"
+	// ProblemKeyMismatch (422): the key was used with another request.
+	ProblemKeyMismatch Problem = "https://steadfast-go.github.io/problems/idempotency-key-mismatch"
+	// ProblemInProgress (409): a request with the key is being processed.
+	ProblemInProgress Problem = "https://steadfast-go.github.io/problems/idempotency-key-in-progress"
+	// ProblemResponseNotStored (422): the key's request was processed but its
+	// response was too large to keep.
+	ProblemResponseNotStored Problem = "https://steadfast-go.github.io/problems/idempotency-response-not-stored"
+	// ProblemStoreUnavailable (503): the store failed; the handler did not run.
+	ProblemStoreUnavailable Problem = "https://steadfast-go.github.io/problems/idempotency-store-unavailable"
+	// ProblemStoreFull (503): the store holds as many keys as it may.
+	ProblemStoreFull Problem = "https://steadfast-go.github.io/problems/idempotency-store-full"
+	// ProblemBodyTooLarge (413): the request body is over the limit.
+	ProblemBodyTooLarge Problem = "https://steadfast-go.github.io/problems/request-body-too-large"
+	// ProblemBodyUnreadable (400): the request body could not be read.
+	ProblemBodyUnreadable Problem = "https://steadfast-go.github.io/problems/request-body-unreadable"
+)
+
+// Status returns the HTTP status that the middleware answers p with.
+func (p Problem) Status() int {
+	switch p {
+	case ProblemKeyMissing, ProblemKeyInvalid, ProblemBodyUnreadable:
+		return http.StatusBadRequest
+	case ProblemKeyMismatch, ProblemResponseNotStored:
+		return http.StatusUnprocessableEntity
+	case ProblemInProgress:
+		return http.StatusConflict
+	case ProblemStoreUnavailable, ProblemStoreFull:
+		return http.StatusServiceUnavailable
+	case ProblemBodyTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+// Title returns the short summary of p.
+func (p Problem) Title() string {
+	switch p {
+	case ProblemKeyMissing:
+		return "Idempotency key missing"
+	case ProblemKeyInvalid:
+		return "Idempotency key invalid"
+	case ProblemKeyMismatch:
+		return "Idempotency key reused for another request"
+	case ProblemInProgress:
+		return "Request with this idempotency key in progress"
+	case ProblemResponseNotStored:
+		return "Response of this idempotency key not stored"
+	case ProblemStoreUnavailable:
+		return "Idempotency store unavailable"
+	case ProblemStoreFull:
+		return "Idempotency store full"
+	case ProblemBodyTooLarge:
+		return "Request body too large"
+	case ProblemBodyUnreadable:
+		return "Request body unreadable"
+	}
+	return "Error"
+}
+
+// ProblemDetails is the body of a problem response (RFC 9457).
+type ProblemDetails struct {
+	Type   Problem `json:"type"`
+	Title  string  `json:"title"`
+	Status int     `json:"status"`
+	Detail string  `json:"detail,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, p Problem, detail string) {
+	body, err := json.Marshal(ProblemDetails{Type: p, Title: p.Title(), Status: p.Status(), Detail: detail})
+	if err != nil {
+		// A struct of strings and an int always marshals.
+		panic(err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status())
+	_, _ = w.Write(body)
+}
