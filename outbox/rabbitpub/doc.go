@@ -1,0 +1,18 @@
+// Package rabbitpub is an outbox publisher for RabbitMQ (AMQP 0-9-1), and the
+// consumer-side helper that makes processing of its messages exactly-once
+// through an inbox.
+//
+// Publish sends each message to the publisher's exchange with the message's
+// topic as routing key, the message id as the AMQP message-id property,
+// persistent delivery mode and the mandatory flag, on a channel in confirm
+// mode. It returns nil only when the broker confirmed the message (basic.ack)
+// and did not return it as unroutable: a message that no queue would receive
+// is an error (*ReturnedError), never a silent loss, and the relay tries it
+// again later.
+//
+// The publisher keeps one connection. When the connection or its channel
+// drops, the publish in flight fails (its confirmation is lost, so the relay
+// publishes it again: consumers deduplicate by message id), and the next
+// Publish dials again. Nothing runs in the background except the reader of
+// returned messages, which lives as long as its channel; Close ends it.
+package rabbitpub
