@@ -429,6 +429,15 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 	if start.Add(r.cfg.publishTimeout).After(claimedAt.Add(r.cfg.lease)) {
 		return release(c)
 	}
+	// The destination may have been paused while this message waited.
+	r.mu.Lock()
+	until := r.paused[c.Topic]
+	r.mu.Unlock()
+	if until.After(start) {
+		out := release(c)
+		out.Delay = until.Sub(start)
+		return out
+	}
 
 	ctx := contextWithTraceParent(r.pubCtx, c.TraceParent)
 	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic,

@@ -1,0 +1,935 @@
+package outboxtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/retry"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Run runs the conformance suite against the backend that newHarness makes,
+// the way testing/slogtest checks a slog.Handler: every test is a subtest
+// of t, asks newHarness for a fresh outbox, and may run in parallel with the
+// others. Under testing.Short the volume tests run smaller.
+func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h Harness)
+	}{
+		{"EnqueueRefusesBadInput", testEnqueueRefusesBadInput},
+		{"RollbackPublishesNothing", testRollbackPublishesNothing},
+		{"ReverseCommitOrder", testReverseCommitOrder},
+		{"LongOpenTransaction", testLongOpenTransaction},
+		{"ClaimIsExclusive", testClaimIsExclusive},
+		{"NotBefore", testNotBefore},
+		{"LeaseTakeoverRejectsLateWrite", testLeaseTakeoverRejectsLateWrite},
+		{"RelayLeaseTakeover", testRelayLeaseTakeover},
+		{"KeyOrderAndPositions", testKeyOrderAndPositions},
+		{"PoisonHeadBlocksOnlyItsKey", testPoisonHeadBlocksOnlyItsKey},
+		{"PoisonHeadDeadLetteredThenKeyContinues", testPoisonHeadDeadLettered},
+		{"PausedDestinationIsolated", testPausedDestination},
+		{"PermanentDeadLetterRequeue", testPermanentDeadLetterRequeue},
+		{"RetryAfterHonoured", testRetryAfterHonoured},
+		{"MaxAttemptsDeadLetter", testMaxAttempts},
+		{"DeadLetterAdmin", testDeadLetterAdmin},
+		{"MalformedRowDeadLettered", testMalformedRow},
+		{"PollOnlyDelivers", testPollOnly},
+		{"CleanupKeepsPendingClaimedDead", testCleanupSafety},
+		{"StopReleasesClaimed", testStopReleases},
+		{"FourRelaysExactlyOnce", testFourRelaysExactlyOnce},
+		{"TraceContextContinues", testTraceContext},
+		{"Stats", testStats},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newHarness(t))
+		})
+	}
+}
+
+const waitLong = 60 * time.Second
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// commit enqueues msgs in one transaction and commits it.
+func commit(t *testing.T, h Harness, msgs ...outbox.Message) {
+	t.Helper()
+	ctx := ctxFor(t)
+	tx, err := h.Begin(ctx)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if err := tx.Enqueue(ctx, msgs...); err != nil {
+		_ = tx.Rollback()
+		t.Fatalf("enqueue: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+}
+
+func msgs(topic, key string, n int, prefix string) []outbox.Message {
+	out := make([]outbox.Message, n)
+	for i := range out {
+		out[i] = outbox.Message{Topic: topic, Key: key, Payload: []byte(prefix + strconv.Itoa(i))}
+	}
+	return out
+}
+
+// testOptions keep tests quick: short backoff and polling, long leases (so
+// that a starved CPU does not turn into a takeover).
+func testOptions(h Harness, extra ...outbox.Option) []outbox.Option {
+	opts := []outbox.Option{
+		outbox.WithLease(time.Minute),
+		outbox.WithPublishTimeout(20 * time.Second),
+		outbox.WithBackoff(5*time.Millisecond, 20*time.Millisecond),
+		outbox.WithPollInterval(50 * time.Millisecond),
+	}
+	opts = append(opts, h.RelayOptions...)
+	return append(opts, extra...)
+}
+
+func startRelay(t *testing.T, h Harness, pub outbox.Publisher, opts ...outbox.Option) *outbox.Relay {
+	t.Helper()
+	r, err := outbox.NewRelay(h.Store, pub, testOptions(h, opts...)...)
+	if err != nil {
+		t.Fatalf("NewRelay: %v", err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { stop(t, r) })
+	return r
+}
+
+func stop(t *testing.T, r *outbox.Relay) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}
+
+func payloads(ds []outbox.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = string(d.Payload)
+	}
+	return out
+}
+
+func ofKey(ds []outbox.Delivery, key string) []outbox.Delivery {
+	var out []outbox.Delivery
+	for _, d := range ds {
+		if d.Key == key {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func claimAll(t *testing.T, h Harness, lease time.Duration) []outbox.Claimed {
+	t.Helper()
+	c, err := h.Store.Claim(ctxFor(t), outbox.ClaimRequest{Limit: 1000, Lease: lease})
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return c
+}
+
+func settle(t *testing.T, h Harness, kind outbox.OutcomeKind, cs ...outbox.Claimed) error {
+	t.Helper()
+	outs := make([]outbox.Outcome, len(cs))
+	for i, c := range cs {
+		outs[i] = outbox.Outcome{Position: c.Position, Token: c.Token, Kind: kind}
+	}
+	return h.Store.Settle(ctxFor(t), outs)
+}
+
+func testEnqueueRefusesBadInput(t *testing.T, h Harness) {
+	ctx := ctxFor(t)
+	cases := []struct {
+		name string
+		msg  outbox.Message
+	}{
+		{"empty topic", outbox.Message{Payload: []byte("x")}},
+		{"blank topic", outbox.Message{Topic: "  ", Payload: []byte("x")}},
+		{"payload over the limit", outbox.Message{Topic: "t", Payload: make([]byte, outbox.DefaultMaxPayload+1)}},
+		{"id not a UUID", outbox.Message{ID: "42", Topic: "t"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tx, err := h.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			good := outbox.Message{Topic: "t", Payload: []byte("good")}
+			err = tx.Enqueue(ctx, good, c.msg)
+			var ie *outbox.InvalidMessageError
+			if !errors.Is(err, outbox.ErrInvalidMessage) || !errors.As(err, &ie) || ie.Index != 1 {
+				t.Errorf("Enqueue(%s) = %v, want an InvalidMessageError for index 1", c.name, err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if c := claimAll(t, h, time.Minute); len(c) != 0 {
+		t.Errorf("a refused batch wrote %d messages", len(c))
+	}
+}
+
+func testRollbackPublishesNothing(t *testing.T, h Harness) {
+	ctx := ctxFor(t)
+	tx, err := h.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Enqueue(ctx, msgs("orders", "", 3, "rolled-back-")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	rec := &Recorder{}
+	r := startRelay(t, h, rec)
+	commit(t, h, outbox.Message{Topic: "orders", Payload: []byte("committed")})
+	rec.WaitFor(t, waitLong, Count(1))
+	stop(t, r) // writes the delivery back
+	// The committed message was enqueued after the rolled-back ones, and
+	// a relay claims in order of readiness: had they existed, they would
+	// have come first. Check the store as well.
+	if got := payloads(rec.Delivered()); !slices.Equal(got, []string{"committed"}) {
+		t.Errorf("delivered %q, want only the committed message", got)
+	}
+	st, err := h.Store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 0 {
+		t.Errorf("Stats.Pending = %d after the rollback and one delivery, want 0", st.Pending)
+	}
+}
+
+func testReverseCommitOrder(t *testing.T, h Harness) {
+	if h.SingleWriter {
+		t.Skip("the backend admits one write transaction at a time: commits cannot interleave")
+	}
+	ctx := ctxFor(t)
+	rec := &Recorder{}
+	startRelay(t, h, rec)
+	first, err := h.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback() //nolint:errcheck
+	if err := first.Enqueue(ctx, outbox.Message{Topic: "t", Payload: []byte("lower id, commits second")}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("higher id, commits first")})
+	rec.WaitFor(t, waitLong, Count(1))
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitFor(t, waitLong, Count(2))
+	got := payloads(rec.Delivered())
+	slices.Sort(got)
+	if want := []string{"higher id, commits first", "lower id, commits second"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q", got, want)
+	}
+}
+
+func testLongOpenTransaction(t *testing.T, h Harness) {
+	if h.SingleWriter {
+		t.Skip("the backend admits one write transaction at a time")
+	}
+	ctx := ctxFor(t)
+	rec := &Recorder{}
+	startRelay(t, h, rec)
+	open, err := h.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Rollback() //nolint:errcheck
+	if err := open.Enqueue(ctx, outbox.Message{Topic: "t", Payload: []byte("slow")}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		commit(t, h, outbox.Message{Topic: "t", Payload: []byte("fast-" + strconv.Itoa(i))})
+	}
+	rec.WaitFor(t, waitLong, Count(20))
+	if err := open.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitFor(t, waitLong, Count(21))
+	if got := payloads(rec.Delivered()); got[20] != "slow" {
+		t.Errorf("last delivery %q, want the held transaction's message", got[20])
+	}
+}
+
+func testClaimIsExclusive(t *testing.T, h Harness) {
+	commit(t, h, msgs("t", "", 10, "m")...)
+	a := claimAll(t, h, time.Minute)
+	if len(a) != 10 {
+		t.Fatalf("claimed %d, want 10", len(a))
+	}
+	if b := claimAll(t, h, time.Minute); len(b) != 0 {
+		t.Fatalf("second claim got %d messages under a live lease", len(b))
+	}
+	for i, c := range a {
+		if c.Attempt != 1 || c.Token == "" || c.ID == "" || c.CreatedAt.IsZero() {
+			t.Errorf("claimed[%d] = attempt %d token %q id %q created %v", i, c.Attempt, c.Token, c.ID, c.CreatedAt)
+		}
+	}
+	forged := a[0]
+	forged.Token = a[0].Token[:len(a[0].Token)-1] + map[bool]string{true: "0", false: "1"}[strings.HasSuffix(a[0].Token, "1")]
+	if err := settle(t, h, outbox.Delivered, forged); !errors.Is(err, outbox.ErrLeaseLost) {
+		t.Errorf("Settle with a wrong token = %v, want ErrLeaseLost", err)
+	}
+	if err := settle(t, h, outbox.Delivered, a...); err != nil {
+		t.Errorf("Settle: %v", err)
+	}
+	if err := settle(t, h, outbox.Delivered, a[0]); !errors.Is(err, outbox.ErrLeaseLost) {
+		t.Errorf("second Settle of a settled message = %v, want ErrLeaseLost", err)
+	}
+}
+
+func testNotBefore(t *testing.T, h Harness) {
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("later"), NotBefore: time.Now().Add(time.Hour)},
+		outbox.Message{Topic: "t", Payload: []byte("now")})
+	c := claimAll(t, h, time.Minute)
+	if len(c) != 1 || string(c[0].Payload) != "now" {
+		t.Fatalf("claimed %d messages, want only the one without NotBefore", len(c))
+	}
+}
+
+func testLeaseTakeoverRejectsLateWrite(t *testing.T, h Harness) {
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
+	slow := claimAll(t, h, 50*time.Millisecond)
+	if len(slow) != 1 {
+		t.Fatalf("claimed %d", len(slow))
+	}
+	var fast []outbox.Claimed
+	deadline := time.Now().Add(waitLong)
+	for len(fast) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired lease was never taken over")
+		}
+		time.Sleep(20 * time.Millisecond)
+		fast = claimAll(t, h, time.Minute)
+	}
+	if fast[0].ID != slow[0].ID || fast[0].Attempt != 2 || fast[0].Token == slow[0].Token {
+		t.Fatalf("takeover claimed %+v", fast[0])
+	}
+	if err := settle(t, h, outbox.Delivered, slow[0]); !errors.Is(err, outbox.ErrLeaseLost) {
+		t.Errorf("late write-back of the expired claim = %v, want ErrLeaseLost", err)
+	}
+	if err := settle(t, h, outbox.Reschedule, slow[0]); !errors.Is(err, outbox.ErrLeaseLost) {
+		t.Errorf("late reschedule of the expired claim = %v, want ErrLeaseLost", err)
+	}
+	if err := settle(t, h, outbox.Delivered, fast[0]); err != nil {
+		t.Errorf("write-back of the live claim: %v", err)
+	}
+}
+
+func testRelayLeaseTakeover(t *testing.T, h Harness) {
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
+	release := make(chan struct{})
+	slowStarted := make(chan struct{})
+	// The slow publisher ignores its context, as a badly written one may,
+	// and outlives the lease; then it reports a failure, which would put
+	// the message back to pending were its write-back accepted.
+	slow := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		close(slowStarted)
+		<-release
+		return errors.New("late failure")
+	}}
+	// One claimer that polls hourly and hears no notification: it does not
+	// claim the message again itself.
+	rs, err := outbox.NewRelay(h.Store, slow, outbox.WithClaimers(1), outbox.WithPollInterval(time.Hour),
+		outbox.WithLease(300*time.Millisecond), outbox.WithPublishTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-slowStarted
+	fast := &Recorder{}
+	rf := startRelay(t, h, fast)
+	fast.WaitFor(t, waitLong, Count(1))
+	stop(t, rf)
+	close(release)
+	stop(t, rs)
+	got := fast.Delivered()[0]
+	if got.Attempt != 2 || got.ID != slow.Calls()[0].ID {
+		t.Errorf("takeover delivery attempt %d id %s, want attempt 2 of the same id %s", got.Attempt, got.ID, slow.Calls()[0].ID)
+	}
+	if dl := h.DeadLetters; dl != nil {
+		r, err := dl.Get(ctxFor(t), got.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != outbox.StateDelivered || r.LastError != "" {
+			t.Errorf("after the late write-back: state %v, last error %q; want delivered, the late failure rejected", r.State, r.LastError)
+		}
+	}
+}
+
+func testKeyOrderAndPositions(t *testing.T, h Harness) {
+	// Several transactions per key, interleaved across keys, a few messages
+	// each, some in one batch.
+	const keys, perKey = 5, 12
+	for round := 0; round < perKey; round += 3 {
+		var batch []outbox.Message
+		for k := range keys {
+			for i := round; i < round+3; i++ {
+				batch = append(batch, outbox.Message{Topic: "t", Key: "k" + strconv.Itoa(k), Payload: []byte(strconv.Itoa(i))})
+			}
+		}
+		commit(t, h, batch...)
+	}
+	commit(t, h, msgs("t", "", 10, "free-")...)
+	rec := &Recorder{}
+	startRelay(t, h, rec)
+	rec.WaitFor(t, waitLong, Count(keys*perKey+10))
+	for k := range keys {
+		got := ofKey(rec.Delivered(), "k"+strconv.Itoa(k))
+		for i, d := range got {
+			if string(d.Payload) != strconv.Itoa(i) {
+				t.Fatalf("key k%d: delivery %d is message %s: out of order", k, i, d.Payload)
+			}
+			if p := d.Headers[outbox.PositionHeader]; p != strconv.FormatInt(d.Position, 10) {
+				t.Errorf("%s header %q, position %d", outbox.PositionHeader, p, d.Position)
+			}
+			if i > 0 && d.Position <= got[i-1].Position {
+				t.Errorf("key k%d: positions not increasing: %d after %d", k, d.Position, got[i-1].Position)
+			}
+		}
+	}
+}
+
+func testPoisonHeadBlocksOnlyItsKey(t *testing.T, h Harness) {
+	// The head of key "poison" fails five times, and keeps failing until
+	// every message of the other keys was delivered: the test ends only if
+	// the other keys flow while the head is failing.
+	var fails, others atomic.Int32
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		if d.Key != "poison" {
+			others.Add(1)
+			return nil
+		}
+		if string(d.Payload) == "0" && (fails.Load() < 5 || others.Load() < 20) {
+			fails.Add(1)
+			return errors.New("consumer down")
+		}
+		return nil
+	}}
+	commit(t, h, msgs("t", "poison", 3, "")...)
+	for k := range 4 {
+		commit(t, h, msgs("t", "ok"+strconv.Itoa(k), 5, "")...)
+	}
+	startRelay(t, h, rec, outbox.WithMaxAttempts(1000))
+	rec.WaitFor(t, waitLong, Count(23))
+	if got := payloads(ofKey(rec.Delivered(), "poison")); !slices.Equal(got, []string{"0", "1", "2"}) {
+		t.Errorf("poison key delivered %q, want 0 1 2 in order", got)
+	}
+	calls := rec.Calls()
+	headDone := slices.IndexFunc(calls, func(x outbox.Delivery) bool { return x.Key == "poison" && string(x.Payload) == "0" && x.Attempt == int(fails.Load())+1 })
+	if headDone < 0 {
+		t.Fatal("the head never succeeded")
+	}
+	for _, c := range calls[:headDone] {
+		if c.Key == "poison" && string(c.Payload) != "0" {
+			t.Errorf("message %s of the poison key was published before its head succeeded", c.Payload)
+		}
+	}
+	for _, k := range []string{"ok0", "ok1", "ok2", "ok3"} {
+		if got := payloads(ofKey(rec.Delivered(), k)); !slices.Equal(got, []string{"0", "1", "2", "3", "4"}) {
+			t.Errorf("key %s delivered %q, want 0..4 in order", k, got)
+		}
+	}
+	if n := fails.Load(); n < 5 {
+		t.Errorf("the head failed %d times, want at least 5", n)
+	}
+}
+
+func testPoisonHeadDeadLettered(t *testing.T, h Harness) {
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		if d.Key == "k" && string(d.Payload) == "0" {
+			return errors.New("always fails")
+		}
+		return nil
+	}}
+	commit(t, h, msgs("t", "k", 3, "")...)
+	commit(t, h, msgs("t", "other", 3, "")...)
+	startRelay(t, h, rec, outbox.WithMaxAttempts(5))
+	rec.WaitFor(t, waitLong, Count(5))
+	if got := payloads(ofKey(rec.Delivered(), "k")); !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("key delivered %q after its head was dead-lettered, want 1 2", got)
+	}
+	tries := 0
+	for _, c := range rec.Calls() {
+		if c.Key == "k" && string(c.Payload) == "0" {
+			tries++
+		}
+	}
+	if tries != 5 {
+		t.Errorf("the head was tried %d times, want 5", tries)
+	}
+	if h.DeadLetters != nil {
+		dead, err := h.DeadLetters.ListDead(ctxFor(t), "", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) != 1 || dead[0].Attempts != 5 || !strings.Contains(dead[0].LastError, "always fails") {
+			t.Errorf("dead letters %+v, want the head with 5 attempts and its last error", dead)
+		}
+	}
+}
+
+func testPausedDestination(t *testing.T, h Harness) {
+	var downCalls atomic.Int32
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		if d.Topic == "down" {
+			downCalls.Add(1)
+			return outbox.Pause(errors.New("breaker open"), time.Hour)
+		}
+		return nil
+	}}
+	commit(t, h, msgs("down", "", 50, "d")...)
+	commit(t, h, msgs("up", "", 200, "u")...)
+	r := startRelay(t, h, rec, outbox.WithBatchSize(20), outbox.WithTopicConcurrency(4))
+	rec.WaitFor(t, waitLong, Count(200))
+	stop(t, r)
+	for _, d := range rec.Delivered() {
+		if d.Topic != "up" {
+			t.Fatalf("delivered %s to a paused destination", d.Topic)
+		}
+	}
+	// Once paused, the destination is not called: at most the publishes
+	// in flight when the pause began (the topic's concurrency) were made.
+	if n := downCalls.Load(); n > 4 {
+		t.Errorf("the paused destination was called %d times, want at most 4 (its concurrency)", n)
+	}
+	if h.DeadLetters != nil {
+		for _, c := range rec.Calls() {
+			if c.Topic != "down" {
+				continue
+			}
+			r, err := h.DeadLetters.Get(ctxFor(t), c.ID)
+			if c.Attempt != 1 {
+				t.Errorf("paused message published at attempt %d, want 1", c.Attempt)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.State != outbox.StatePending || r.Attempts != 0 {
+				t.Errorf("paused message: state %v attempts %d, want pending with its attempts kept (0)", r.State, r.Attempts)
+			}
+			if r.AvailableAt.Before(time.Now().Add(30 * time.Minute)) {
+				t.Errorf("paused message available at %v, want about an hour from now", r.AvailableAt)
+			}
+		}
+	}
+}
+
+func testPermanentDeadLetterRequeue(t *testing.T, h Harness) {
+	if h.DeadLetters == nil {
+		t.Skip("no DeadLetters")
+	}
+	var broken atomic.Bool
+	broken.Store(true)
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		if broken.Load() {
+			return retry.Permanent(errors.New("410 gone"))
+		}
+		return nil
+	}}
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
+	startRelay(t, h, rec)
+	ctx := ctxFor(t)
+	var dead []outbox.Record
+	for deadline := time.Now().Add(waitLong); len(dead) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no dead letter")
+		}
+		var err error
+		if dead, err = h.DeadLetters.ListDead(ctx, "t", 0, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rec.Calls()) != 1 || dead[0].Attempts != 1 || !strings.Contains(dead[0].LastError, "410 gone") {
+		t.Fatalf("permanent error: %d calls, dead letter %+v; want one attempt, dead at once", len(rec.Calls()), dead[0])
+	}
+	broken.Store(false)
+	n, err := h.DeadLetters.Requeue(ctx, dead[0].ID)
+	if err != nil || n != 1 {
+		t.Fatalf("Requeue = %d, %v", n, err)
+	}
+	rec.WaitFor(t, waitLong, Count(1))
+	if d := rec.Delivered()[0]; d.ID != dead[0].ID || d.Attempt != 1 {
+		t.Errorf("requeued delivery id %s attempt %d, want the same id, attempts reset", d.ID, d.Attempt)
+	}
+}
+
+func testRetryAfterHonoured(t *testing.T, h Harness) {
+	const wait = 300 * time.Millisecond
+	var mu sync.Mutex
+	var at []time.Time
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		if len(at) == 1 {
+			return retry.After(errors.New("429"), wait)
+		}
+		return nil
+	}}
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
+	startRelay(t, h, rec)
+	rec.WaitFor(t, waitLong, Count(1))
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := at[1].Sub(at[0]); gap < wait {
+		t.Errorf("retried after %v, want at least the Retry-After of %v", gap, wait)
+	}
+}
+
+func testMaxAttempts(t *testing.T, h Harness) {
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error { return fmt.Errorf("attempt %d failed", d.Attempt) }}
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
+	startRelay(t, h, rec, outbox.WithMaxAttempts(3))
+	if h.DeadLetters == nil {
+		t.Skip("no DeadLetters")
+	}
+	ctx := ctxFor(t)
+	for deadline := time.Now().Add(waitLong); ; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no dead letter")
+		}
+		dead, err := h.DeadLetters.ListDead(ctx, "", 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) == 1 {
+			if dead[0].Attempts != 3 || dead[0].LastError != "attempt 3 failed" {
+				t.Errorf("dead letter attempts %d error %q, want 3 and the last error", dead[0].Attempts, dead[0].LastError)
+			}
+			return
+		}
+	}
+}
+
+func testDeadLetterAdmin(t *testing.T, h Harness) {
+	dl := h.DeadLetters
+	if dl == nil {
+		t.Skip("no DeadLetters")
+	}
+	ctx := ctxFor(t)
+	commit(t, h, msgs("a", "", 3, "a")...)
+	commit(t, h, msgs("b", "", 2, "b")...)
+	c := claimAll(t, h, time.Minute)
+	outs := make([]outbox.Outcome, len(c))
+	for i, x := range c {
+		outs[i] = outbox.Outcome{Position: x.Position, Token: x.Token, Kind: outbox.Dead, LastError: "reason " + string(x.Payload)}
+	}
+	if err := h.Store.Settle(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+	all, err := dl.ListDead(ctx, "", 0, 100)
+	if err != nil || len(all) != 5 {
+		t.Fatalf("ListDead = %d, %v; want 5", len(all), err)
+	}
+	page, _ := dl.ListDead(ctx, "", all[1].Position, 2)
+	if len(page) != 2 || page[0].ID != all[2].ID {
+		t.Errorf("paging after position %d gave %v", all[1].Position, page)
+	}
+	onlyB, _ := dl.ListDead(ctx, "b", 0, 100)
+	if len(onlyB) != 2 {
+		t.Errorf("ListDead(b) = %d, want 2", len(onlyB))
+	}
+	r, err := dl.Get(ctx, all[0].ID)
+	if err != nil || r.State != outbox.StateDead || r.LastError != "reason a0" || string(r.Payload) != "a0" {
+		t.Errorf("Get = %+v, %v", r, err)
+	}
+	if _, err := dl.Get(ctx, "0190d8a2-0000-7000-8000-000000000000"); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("Get(unknown) = %v, want ErrNotFound", err)
+	}
+	// A requeue naming a dead letter and a message that is not dead
+	// changes only the dead one.
+	commit(t, h, outbox.Message{ID: "0190d8a2-0000-7000-8000-0000000000aa", Topic: "a"})
+	if n, err := dl.Requeue(ctx, all[0].ID, all[1].ID, "0190d8a2-0000-7000-8000-0000000000aa"); err != nil || n != 2 {
+		t.Errorf("Requeue = %d, %v; want 2", n, err)
+	}
+	if _, err := dl.Requeue(ctx, "not-a-uuid"); err == nil {
+		t.Error("Requeue(not-a-uuid) succeeded")
+	}
+	if n, err := dl.Discard(ctx, onlyB[0].ID, all[0].ID); err != nil || n != 1 {
+		t.Errorf("Discard(dead, requeued) = %d, %v; want 1 (a requeued message is no dead letter)", n, err)
+	}
+	left, _ := dl.ListDead(ctx, "", 0, 100)
+	if len(left) != 2 {
+		t.Errorf("%d dead letters left, want 2", len(left))
+	}
+	st, err := h.Store.Stats(ctx)
+	if err != nil || st.Dead != 2 || st.Pending != 3 {
+		t.Errorf("Stats = %+v, %v; want 2 dead, 3 pending", st, err)
+	}
+}
+
+func testMalformedRow(t *testing.T, h Harness) {
+	if h.Corrupt == nil || h.DeadLetters == nil {
+		t.Skip("no Corrupt or no DeadLetters")
+	}
+	const bad = "0190d8a2-0000-7000-8000-0000000000bb"
+	commit(t, h, outbox.Message{ID: bad, Topic: "t", Key: "k", Payload: []byte("bad")})
+	commit(t, h, outbox.Message{Topic: "t", Key: "k", Payload: []byte("after")}, outbox.Message{Topic: "t", Payload: []byte("free")})
+	if err := h.Corrupt(ctxFor(t), bad); err != nil {
+		t.Fatal(err)
+	}
+	rec := &Recorder{}
+	startRelay(t, h, rec)
+	rec.WaitFor(t, waitLong, Count(2))
+	for _, d := range rec.Calls() {
+		if d.ID == bad {
+			t.Error("the malformed message was published")
+		}
+	}
+	r, err := h.DeadLetters.Get(ctxFor(t), bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != outbox.StateDead || !strings.Contains(r.LastError, "malformed") {
+		t.Errorf("malformed message: state %v reason %q, want dead with the reason", r.State, r.LastError)
+	}
+}
+
+func testPollOnly(t *testing.T, h Harness) {
+	const poll = 10 * time.Second
+	clk := NewClock(time.Now())
+	rec := &Recorder{}
+	// No notifier: whatever the backend sends at commit is lost.
+	r, err := outbox.NewRelay(h.Store, rec,
+		outbox.WithClock(clk), outbox.WithPollInterval(poll), outbox.WithClaimers(1),
+		outbox.WithCleanup(time.Hour, 0), outbox.WithStatsInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(t, r) })
+	// Wait until the claimer found nothing and sleeps until its next poll
+	// (the stats loop waits too).
+	waitWaiters(t, clk, 2)
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
+	clk.Advance(poll)
+	rec.WaitFor(t, waitLong, Count(1))
+}
+
+func waitWaiters(t *testing.T, clk *Clock, n int) {
+	t.Helper()
+	deadline := time.After(waitLong)
+	for {
+		got, changed := clk.Waiters()
+		if got >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%d clock waiters, want %d", got, n)
+		}
+	}
+}
+
+func testCleanupSafety(t *testing.T, h Harness) {
+	ctx := ctxFor(t)
+	commit(t, h, msgs("t", "", 6, "x")...)
+	c := claimAll(t, h, time.Minute)
+	if len(c) != 6 {
+		t.Fatalf("claimed %d", len(c))
+	}
+	// 2 delivered, 2 dead, 2 still claimed; then 3 pending and unclaimed.
+	if err := settle(t, h, outbox.Delivered, c[0], c[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := settle(t, h, outbox.Dead, c[2], c[3]); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, h, msgs("t", "", 3, "y")...)
+	total := 0
+	for {
+		n, err := h.Store.Cleanup(ctx, 0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if total != 2 {
+		t.Errorf("Cleanup deleted %d messages, want the 2 delivered ones", total)
+	}
+	st, err := h.Store.Stats(ctx)
+	if err != nil || st.Pending != 5 || st.Dead != 2 {
+		t.Errorf("Stats after cleanup = %+v, %v; want 5 pending (2 claimed), 2 dead", st, err)
+	}
+	if err := settle(t, h, outbox.Delivered, c[4], c[5]); err != nil {
+		t.Errorf("the claimed messages cannot be settled after cleanup: %v", err)
+	}
+	if n, err := h.Store.Cleanup(ctx, time.Hour, 100); err != nil || n != 0 {
+		t.Errorf("Cleanup within the retention deleted %d, %v", n, err)
+	}
+}
+
+func testStopReleases(t *testing.T, h Harness) {
+	started := make(chan struct{}, 100)
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		started <- struct{}{}
+		<-ctx.Done() // hangs until the relay gives up on it
+		return ctx.Err()
+	}}
+	commit(t, h, msgs("t", "", 30, "x")...)
+	r, err := outbox.NewRelay(h.Store, rec, testOptions(h, outbox.WithLease(time.Hour), outbox.WithPublishTimeout(30*time.Minute), outbox.WithTopicConcurrency(5))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		<-started
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // do not wait for the hanging publishes
+	if err := r.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Stop = %v, want context.Canceled (publishes were cut)", err)
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Errorf("second Stop = %v", err)
+	}
+	// Every message is claimable at once, though the leases were an hour,
+	// and none lost an attempt.
+	c := claimAll(t, h, time.Minute)
+	if len(c) != 30 {
+		t.Fatalf("after Stop %d of 30 messages were claimable", len(c))
+	}
+	for _, x := range c {
+		if x.Attempt != 1 {
+			t.Errorf("message %s: attempt %d after a release, want 1", x.Payload, x.Attempt)
+		}
+	}
+}
+
+func testFourRelaysExactlyOnce(t *testing.T, h Harness) {
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	const keys = 50
+	for i := 0; i < n; i += 500 {
+		batch := make([]outbox.Message, 0, 500)
+		for j := i; j < min(i+500, n); j++ {
+			key := ""
+			if j%2 == 0 {
+				key = "k" + strconv.Itoa(j%keys)
+			}
+			batch = append(batch, outbox.Message{Topic: "t", Key: key, Payload: []byte(strconv.Itoa(j))})
+		}
+		commit(t, h, batch...)
+	}
+	var mu sync.Mutex
+	seen := make(map[string]int, n)
+	var all []outbox.Delivery
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		mu.Lock()
+		seen[d.ID]++
+		all = append(all, d)
+		mu.Unlock()
+		return nil
+	}}
+	for range 4 {
+		startRelay(t, h, rec)
+	}
+	rec.WaitFor(t, 5*time.Minute, Count(n))
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("message %s published %d times", id, c)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct messages published, want %d", len(seen), n)
+	}
+	last := map[string]int{}
+	for _, d := range all {
+		if d.Key == "" {
+			continue
+		}
+		v, _ := strconv.Atoi(string(d.Payload))
+		if p, ok := last[d.Key]; ok && v < p {
+			t.Fatalf("key %s: %d delivered after %d", d.Key, v, p)
+		}
+		last[d.Key] = v
+	}
+}
+
+func testTraceContext(t *testing.T, h Harness) {
+	tid := trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8}, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(ctxFor(t), sc)
+	tx, err := h.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Enqueue(ctx, outbox.Message{Topic: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Value
+	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		got.Store(trace.SpanContextFromContext(ctx).TraceID())
+		return nil
+	}}
+	startRelay(t, h, rec)
+	rec.WaitFor(t, waitLong, Count(1))
+	if g := got.Load().(trace.TraceID); g != tid {
+		t.Errorf("publish ran in trace %v, want the enqueuing trace %v", g, tid)
+	}
+}
+
+func testStats(t *testing.T, h Harness) {
+	ctx := ctxFor(t)
+	st, err := h.Store.Stats(ctx)
+	if err != nil || st != (outbox.Stats{}) {
+		t.Fatalf("empty Stats = %+v, %v", st, err)
+	}
+	commit(t, h, msgs("t", "", 4, "x")...)
+	time.Sleep(5 * time.Millisecond)
+	st, err = h.Store.Stats(ctx)
+	if err != nil || st.Pending != 4 || st.OldestPendingAge <= 0 {
+		t.Errorf("Stats = %+v, %v; want 4 pending with an age", st, err)
+	}
+}

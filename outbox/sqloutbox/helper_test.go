@@ -1,0 +1,3 @@
+package sqloutbox_test
+
+func runHelperProcess() bool { return false }

@@ -1,0 +1,196 @@
+package sqloutbox_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/steadfast-go/steadfast/internal/testenv"
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/outboxtest"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
+)
+
+func TestMain(m *testing.M) {
+	if runHelperProcess() {
+		return
+	}
+	code := m.Run()
+	// The shared pools live for the whole run.
+	if pgDB != nil {
+		pgDB.Close()
+	}
+	if myDB != nil {
+		myDB.Close()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+type sqlTx struct {
+	tx *sql.Tx
+	s  *sqloutbox.Store
+}
+
+func (t sqlTx) Enqueue(ctx context.Context, msgs ...outbox.Message) error {
+	return t.s.Enqueue(ctx, t.tx, msgs...)
+}
+func (t sqlTx) Commit() error   { return t.tx.Commit() }
+func (t sqlTx) Rollback() error { return t.tx.Rollback() }
+
+func harness(t *testing.T, db *sql.DB, s *sqloutbox.Store) outboxtest.Harness {
+	return outboxtest.Harness{
+		Store:       s,
+		DeadLetters: s,
+		Begin: func(ctx context.Context) (outboxtest.Tx, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			return sqlTx{tx: tx, s: s}, nil
+		},
+		Corrupt: func(ctx context.Context, id string) error {
+			q := "UPDATE " + s.Table() + " SET headers = 'not json' WHERE id = ?"
+			if s.Dialect() == sqloutbox.Postgres {
+				q = "UPDATE " + s.Table() + " SET headers = 'not json' WHERE id = $1"
+			}
+			_, err := db.ExecContext(ctx, q, id)
+			return err
+		},
+		SingleWriter: s.Dialect() == sqloutbox.SQLite,
+	}
+}
+
+var (
+	pgOnce sync.Once
+	pgDB   *sql.DB
+	pgErr  error
+	myOnce sync.Once
+	myDB   *sql.DB
+	myErr  error
+)
+
+// postgresDB returns the shared pool on TEST_POSTGRES_URL (small: the
+// server allows 100 connections to everybody).
+func postgresDB(t testing.TB) (*sql.DB, string) {
+	url := testenv.PostgresURL(t)
+	pgOnce.Do(func() {
+		pgDB, pgErr = sql.Open("pgx", url)
+		if pgErr == nil {
+			pgDB.SetMaxOpenConns(12)
+			pgDB.SetMaxIdleConns(12)
+		}
+	})
+	if pgErr != nil {
+		t.Fatal(pgErr)
+	}
+	return pgDB, url
+}
+
+func mysqlDB(t testing.TB) *sql.DB {
+	url := testenv.MySQLURL(t)
+	myOnce.Do(func() {
+		myDB, myErr = sql.Open("mysql", url)
+		if myErr == nil {
+			myDB.SetMaxOpenConns(12)
+			myDB.SetMaxIdleConns(12)
+		}
+	})
+	if myErr != nil {
+		t.Fatal(myErr)
+	}
+	return myDB
+}
+
+func tableName() string { return fmt.Sprintf("obx_%x", rand.Uint64()) }
+
+// newPostgres makes a store on a table of its own, dropped at the end.
+func newPostgres(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Store, string) {
+	db, url := postgresDB(t)
+	table := tableName()
+	s, err := sqloutbox.New(db, sqloutbox.Postgres, append([]sqloutbox.Option{sqloutbox.WithTable(table)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = db.Exec("DROP TABLE IF EXISTS " + table) })
+	return db, s, url
+}
+
+func newSQLite(t testing.TB) (*sql.DB, *sqloutbox.Store) {
+	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := sqloutbox.New(db, sqloutbox.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db, s
+}
+
+func newMySQL(t testing.TB) (*sql.DB, *sqloutbox.Store) {
+	db := mysqlDB(t)
+	table := tableName()
+	s, err := sqloutbox.New(db, sqloutbox.MySQL, sqloutbox.WithTable(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP TABLE IF EXISTS " + table)
+		_, _ = db.Exec("DROP TABLE IF EXISTS " + table + "_keys")
+	})
+	return db, s
+}
+
+func TestPostgresConformance(t *testing.T) {
+	postgresDB(t)
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		db, s, url := newPostgres(t)
+		h := harness(t, db, s)
+		l, err := s.NewPostgresListener(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.RelayOptions = []outbox.Option{outbox.WithNotifier(l)}
+		return h
+	})
+}
+
+func TestSQLiteConformance(t *testing.T) {
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		db, s := newSQLite(t)
+		return harness(t, db, s)
+	})
+}
+
+func TestMySQLConformance(t *testing.T) {
+	mysqlDB(t)
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		db, s := newMySQL(t)
+		return harness(t, db, s)
+	})
+}
