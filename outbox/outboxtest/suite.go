@@ -451,7 +451,9 @@ func testPoisonHeadBlocksOnlyItsKey(t *testing.T, h Harness) {
 		t.Errorf("poison key delivered %q, want 0 1 2 in order", got)
 	}
 	calls := rec.Calls()
-	headDone := slices.IndexFunc(calls, func(x outbox.Delivery) bool { return x.Key == "poison" && string(x.Payload) == "0" && x.Attempt == int(fails.Load())+1 })
+	headDone := slices.IndexFunc(calls, func(x outbox.Delivery) bool {
+		return x.Key == "poison" && string(x.Payload) == "0" && x.Attempt == int(fails.Load())+1
+	})
 	if headDone < 0 {
 		t.Fatal("the head never succeeded")
 	}
