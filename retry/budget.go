@@ -2,6 +2,7 @@ package retry
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,21 +20,21 @@ const budgetSlots = 10
 // window therefore stay at or under ratio × requests + floor, whatever the
 // number of attempts per call; successes (new requests) and the passing of
 // time (old retries leaving the window) restore it. It is safe for concurrent
-// use.
+// use; recording a request takes no lock.
 type budget struct {
 	ratio  float64
 	floor  float64
 	width  time.Duration // of one slot
 	epoch  time.Time
-	mu     sync.Mutex
+	mu     sync.Mutex // serialises slot resets and retry decisions
 	slots  [budgetSlots]budgetSlot
 	warned int64 // slot index+1 of the last refusal reported for logging; 0: none
 }
 
 type budgetSlot struct {
-	index    int64
-	requests int64
-	retries  int64
+	index    atomic.Int64
+	requests atomic.Int64
+	retries  atomic.Int64
 }
 
 func newBudget(ratio float64, floor int, window time.Duration, now time.Time) *budget {
@@ -56,18 +57,25 @@ func (b *budget) slotIndex(now time.Time) int64 {
 // b.mu must be held.
 func (b *budget) slot(i int64) *budgetSlot {
 	s := &b.slots[i%budgetSlots]
-	if s.index != i {
-		*s = budgetSlot{index: i}
+	if s.index.Load() != i {
+		s.requests.Store(0)
+		s.retries.Store(0)
+		s.index.Store(i)
 	}
 	return s
 }
 
-// request records a first attempt.
+// request records a first attempt. It takes the lock only for the first
+// request of a slot.
 func (b *budget) request(now time.Time) {
 	i := b.slotIndex(now)
-	b.mu.Lock()
-	b.slot(i).requests++
-	b.mu.Unlock()
+	s := &b.slots[i%budgetSlots]
+	if s.index.Load() != i {
+		b.mu.Lock()
+		b.slot(i)
+		b.mu.Unlock()
+	}
+	s.requests.Add(1)
 }
 
 // retry records a retry and reports true if the budget allows it, and
@@ -80,14 +88,14 @@ func (b *budget) retry(now time.Time) (allowed, report bool) {
 	var req, ret int64
 	for k := range b.slots {
 		s := &b.slots[k]
-		if s.index > i-budgetSlots && s.index <= i {
-			req += s.requests
-			ret += s.retries
+		if x := s.index.Load(); x > i-budgetSlots && x <= i {
+			req += s.requests.Load()
+			ret += s.retries.Load()
 		}
 	}
 	allowed = float64(ret+1) <= b.ratio*float64(req)+b.floor
 	if allowed {
-		b.slot(i).retries++
+		b.slot(i).retries.Add(1)
 		return true, false
 	}
 	if b.warned == 0 || i+1-b.warned >= budgetSlots {
@@ -105,7 +113,7 @@ func (b *budget) idle(now time.Time) bool {
 	defer b.mu.Unlock()
 	for k := range b.slots {
 		s := &b.slots[k]
-		if s.index > i-budgetSlots && (s.requests > 0 || s.retries > 0) {
+		if s.index.Load() > i-budgetSlots && (s.requests.Load() > 0 || s.retries.Load() > 0) {
 			return false
 		}
 	}

@@ -235,21 +235,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	n := 0
 	err := t.p.loop(ctx, t.budgetFor(req.URL.Host), func(ctx context.Context) (int, verdict, error) {
 		n++
-		r := req
+		var body io.ReadCloser
 		if n > 1 && rewind {
-			body, err := req.GetBody()
-			if err != nil {
+			var err error
+			if body, err = req.GetBody(); err != nil {
 				return 0, stop, fmt.Errorf("retry: rewinding the request body: %w", err)
 			}
-			r = new(http.Request)
-			*r = *req
-			r.Body = body
 		}
-		actx := ctx
+		r, actx := req, ctx
 		var cancel context.CancelFunc
 		if d := t.p.cfg.attemptTimeout; d > 0 {
 			actx, cancel = withAttemptTimeout(ctx, t.p.cfg.clock, d)
-			r = r.WithContext(actx)
+			r = req.WithContext(actx)
+		} else if body != nil {
+			r = new(http.Request)
+			*r = *req
+		}
+		if body != nil {
+			r.Body = body
 		}
 		res, err := next.RoundTrip(r)
 		if err != nil {
