@@ -27,7 +27,14 @@ func Delay(attempt int, base, max time.Duration, rnd Rand) time.Duration {
 	} else {
 		f = rnd.Float64()
 	}
-	return time.Duration(f * float64(c))
+	if !(f > 0) { // also NaN from a broken source
+		return 0
+	}
+	x := f * float64(c)
+	if x >= float64(c) { // f ≥ 1 from a broken source, or rounding for a large c
+		return c - 1
+	}
+	return min(time.Duration(x), c-1)
 }
 
 // Ceiling returns the upper bound of Delay for attempt: min(max,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -92,7 +93,7 @@ func (e *GaveUpError) Error() string {
 	}
 	if e.Reason != nil {
 		b = append(b, " ("...)
-		b = append(b, e.Reason.Error()...)
+		b = append(b, strings.TrimPrefix(e.Reason.Error(), "retry: ")...)
 		b = append(b, ')')
 	}
 	if e.Err != nil {
@@ -150,7 +151,8 @@ type StatusError struct {
 	StatusCode int
 }
 
-// Error returns "retry: HTTP " and the status.
+// Error returns "HTTP " and the status, such as "HTTP 503 Service
+// Unavailable".
 func (e *StatusError) Error() string {
-	return "retry: HTTP " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
+	return "HTTP " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode)
 }

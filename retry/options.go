@@ -165,7 +165,8 @@ func WithOnRetry(fn func(ctx context.Context, attempt int, err error, wait time.
 // WithClock sets the clock of the waits, of the per-attempt timeout, of the
 // deadline check and of the retry budget. It must be safe for concurrent use.
 // With a clock other than the system clock the attempt's context is
-// cancelled by that clock's timer and carries no deadline of its own.
+// cancelled by that clock's timer, carries no deadline of its own and
+// reports context.Canceled from Err; its cause is still ErrAttemptTimeout.
 // Defaults to the system clock; nil restores it.
 func WithClock(clk Clock) Option {
 	return func(c *config) error {

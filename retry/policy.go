@@ -15,7 +15,8 @@ import (
 // with it for HTTP requests. It holds the settings, the retry budget of Do
 // and the metric instruments; each call keeps its own backoff state. A Policy
 // is safe for concurrent use by any number of goroutines, and is meant to be
-// made once per dependency and shared.
+// made once per dependency and shared. Make Policies with New: the zero
+// Policy is not usable.
 type Policy struct {
 	cfg    config
 	rand   Rand

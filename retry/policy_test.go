@@ -479,3 +479,33 @@ func TestGaveUpErrorMessage(t *testing.T) {
 		assert.True(t, strings.Contains(msg, want), "%q lacks %q", msg, want)
 	}
 }
+
+func TestDelayStaysBelowItsCeilingWhateverTheSource(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		rnd  retry.Rand
+	}{
+		{"zero", constRand(0)},
+		{"almost one", constRand(0.9999999999999999)},
+		{"one (broken source)", constRand(1)},
+		{"above one (broken source)", constRand(7)},
+		{"negative (broken source)", constRand(-1)},
+		{"NaN (broken source)", constRand(nan())},
+		{"global source", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, attempt := range []int{-5, 0, 1, 2, 30, 64, 1 << 40} {
+				for _, bounds := range [][2]time.Duration{{time.Millisecond, time.Second}, {time.Second, 1<<63 - 1}, {time.Hour, time.Minute}} {
+					c := retry.Ceiling(attempt, bounds[0], bounds[1])
+					d := retry.Delay(attempt, bounds[0], bounds[1], tt.rnd)
+					assert.GreaterOrEqual(t, d, time.Duration(0))
+					assert.Less(t, d, c, "attempt %d, bounds %v", attempt, bounds)
+				}
+			}
+		})
+	}
+	assert.Equal(t, time.Duration(0), retry.Delay(3, 0, time.Second, constRand(0.5)), "no base, no wait")
+}
