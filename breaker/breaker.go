@@ -130,10 +130,20 @@ var (
 )
 
 // Breaker is a circuit breaker over gobreaker v2. Make one with [New]; run
-// calls through it with [Execute] or [ExecuteWithFallback]. A Breaker is safe
-// for concurrent use; the call path takes gobreaker's mutex twice and never
-// waits on anything else (hooks, logging, metrics of transitions and a
-// [Syncer] run after the call, outside any lock).
+// calls through it with [Execute] or [ExecuteWithFallback].
+//
+// A call's outcome counts only toward the state it started in: a call that
+// started before a state change (say, a slow call that started while closed
+// and ends after the circuit opened and went half-open) is not counted at
+// all, so a late failure cannot re-open a half-open circuit and a late
+// success cannot close it (gobreaker's generations).
+//
+// A Breaker is safe for concurrent use. The call path takes gobreaker's mutex
+// twice and waits on nothing else: state-change hooks, the log line and the
+// metrics of a transition, and the [Syncer] run after the call that caused
+// the transition returned, outside any lock. Transitions due to time (open
+// to half-open) happen, as in gobreaker, when the next call or State sees
+// them.
 type Breaker struct {
 	name     string
 	policy   Policy
@@ -243,7 +253,8 @@ func (b *Breaker) Policy() Policy { return b.policy }
 // it open, else the local state. Like every method it may be called from a
 // state-change hook.
 func (b *Breaker) State() State {
-	if h := b.hold.Load(); h != nil && time.Now().Before(h.Until) {
+	if b.held() != nil {
+		b.flush()
 		return Open
 	}
 	s := fromGobreaker(b.cb.State())
@@ -365,9 +376,27 @@ const (
 	rejected
 )
 
+// held returns the shared hold while it lasts. The first to see that it
+// ended ends it, with its transition (delivered by the caller's flush).
+func (b *Breaker) held() *OpenError {
+	h := b.hold.Load()
+	if h == nil {
+		return nil
+	}
+	if time.Now().Before(h.Until) {
+		return h
+	}
+	if b.hold.CompareAndSwap(h, nil) {
+		if local := fromGobreaker(b.cb.State()); local != Open {
+			b.enqueue(Transition{Name: b.name, From: Open, To: local, Shared: true, At: time.Now()})
+		}
+	}
+	return nil
+}
+
 // admit checks the shared hold and takes a bulkhead slot.
 func (b *Breaker) admit(ctx context.Context) error {
-	if h := b.hold.Load(); h != nil && time.Now().Before(h.Until) {
+	if h := b.held(); h != nil {
 		b.ins.reject(ctx, b.rej.open)
 		return h
 	}
@@ -449,6 +478,7 @@ func (b *Breaker) rejection(ctx context.Context, gerr error) error {
 func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), resultOutcome func(T) Outcome) (T, kind, error) {
 	var res T
 	if err := b.admit(ctx); err != nil {
+		b.flush()
 		return res, rejected, err
 	}
 	var (
@@ -543,19 +573,18 @@ func (b *Breaker) SyncLocalOpen() time.Duration {
 // open: calls are rejected with an [*OpenError] whose Shared field is true.
 // d <= 0 ends the hold. The start and the end of a hold are transitions
 // (Shared is true): hooks, log and metrics see them. It is part of the
-// interface a [Syncer] works through; it must not be called from a hook.
+// interface a [Syncer] works through. While the local breaker is open
+// itself, a hold changes nothing visible and makes no transition.
 func (b *Breaker) SyncHold(d time.Duration) {
+	b.held() // a hold that ran out ends here, with its transition
 	now := time.Now()
-	old := b.hold.Load()
-	held := old != nil && now.Before(old.Until)
+	local := fromGobreaker(b.cb.State())
 	if d > 0 {
-		b.hold.Store(&OpenError{Name: b.name, Until: now.Add(d), Shared: true})
-		if !held {
-			b.enqueue(Transition{Name: b.name, From: fromGobreaker(b.cb.State()), To: Open, Shared: true, At: now})
+		if b.hold.Swap(&OpenError{Name: b.name, Until: now.Add(d), Shared: true}) == nil && local != Open {
+			b.enqueue(Transition{Name: b.name, From: local, To: Open, Shared: true, At: now})
 		}
-	} else if old != nil {
-		b.hold.Store(nil)
-		b.enqueue(Transition{Name: b.name, From: Open, To: fromGobreaker(b.cb.State()), Shared: true, At: now})
+	} else if b.hold.Swap(nil) != nil && local != Open {
+		b.enqueue(Transition{Name: b.name, From: Open, To: local, Shared: true, At: now})
 	}
 	b.flush()
 }

@@ -104,12 +104,13 @@ func TestOpensOnlyWhenRatioAndMinCallsAreMet(t *testing.T) {
 func TestRollingWindowForgetsOldFailures(t *testing.T) {
 	t.Parallel()
 	// Real time: gobreaker keeps the window's clock. 4 failures, then the
-	// window (20ms in 2 buckets) passes, then 4 more: never 5 in one window.
-	b := newBreaker(t, breaker.WithFailureRatio(1, 5), breaker.WithWindow(20*time.Millisecond, 2))
+	// window (1s in 2 buckets) passes, then 4 more: never 5 in one window.
+	// The last five calls take far less than a bucket.
+	b := newBreaker(t, breaker.WithFailureRatio(1, 5), breaker.WithWindow(time.Second, 2))
 	for range 4 {
 		call(b, errBoom)
 	}
-	time.Sleep(60 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	for range 4 {
 		call(b, errBoom)
 	}

@@ -147,7 +147,16 @@ func TestSharedWindowTrips(t *testing.T) {
 
 func TestSharedOpenEndsEverywhere(t *testing.T) {
 	t.Parallel()
-	rs := replicas(t, sharedClient(t), 2, quiet, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(50*time.Millisecond))
+	var mu sync.Mutex
+	var seen []string
+	rs := replicas(t, sharedClient(t), 2, quiet, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(50*time.Millisecond),
+		breaker.WithStateHook(func(tr breaker.Transition) {
+			mu.Lock()
+			defer mu.Unlock()
+			if tr.Shared {
+				seen = append(seen, tr.From.String()+"->"+tr.To.String())
+			}
+		}))
 	call(rs[0].b, errBoom)
 	syncAll(t, rs)
 	require.Equal(t, breaker.Open, rs[1].b.State())
@@ -157,6 +166,16 @@ func TestSharedOpenEndsEverywhere(t *testing.T) {
 		require.NoError(t, rs[1].share.Sync(context.Background()))
 	}
 	assert.NoError(t, call(rs[1].b, nil))
+	mu.Lock()
+	defer mu.Unlock()
+	// Replica 0 opened by itself: its hold is invisible. Replica 1 was held,
+	// then released (more than once if its clock and Redis's disagreed on the
+	// last millisecond).
+	require.NotEmpty(t, seen)
+	for i, tr := range seen {
+		assert.Equal(t, []string{"closed->open", "open->closed"}[i%2], tr, "transition %d of %v", i, seen)
+	}
+	assert.Equal(t, "open->closed", seen[len(seen)-1])
 }
 
 func TestRunPropagatesWithinBound(t *testing.T) {
