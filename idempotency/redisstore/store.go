@@ -320,4 +320,3 @@ func (s *Store) ForceRelease(ctx context.Context, key string) error {
 	}
 	return err
 }
-

@@ -21,7 +21,16 @@ import (
 	"github.com/steadfast-go/steadfast/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The restart test makes go-redis log every failed dial; keep the test
+	// output readable.
+	redis.SetLogger(quietLogger{})
+	goleak.VerifyTestMain(m)
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // newClient connects to TEST_REDIS_URL (or skips) and returns a client and a
 // key prefix of the test's own, whose keys are deleted at the end.
