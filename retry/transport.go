@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/google/uuid"
 )
@@ -119,17 +118,20 @@ func validToken(s string) bool {
 // that is not eligible is sent once, except that a dial error (nothing was
 // sent) is retried for any method and any replayable body.
 //
-// For an eligible request, the Transport retries connection errors and
-// timeouts (net.Error, io.EOF, io.ErrUnexpectedEOF, ECONNRESET and the like),
-// attempts that hit the policy's per-attempt timeout, errors of next that ask
-// for a delay through the error protocol (such as a circuit breaker's open
-// error, whose wait is then honoured like a Retry-After), and the statuses 408,
-// 429, 502, 503 and 504; 500 is retried only for the idempotent methods, not
-// for a POST carrying a key. It never retries other statuses (1xx to 4xx but
-// 408 and 429, 501, 505 and up), errors marked Permanent, certificate and
-// TLS record errors, errors
-// of a request it could not write (invalid headers), nor anything after the
-// caller's context ended. Redirects are left to http.Client, which makes a
+// For an eligible request, the Transport retries the statuses 408, 429, 502,
+// 503 and 504, and 500 for the idempotent methods only (not for a POST that
+// carries a key: the server may have done part of the work). It retries the
+// errors of next (connection errors, timeouts, a server that closed the
+// connection before answering, attempts that hit the policy's per-attempt
+// timeout, errors that ask for a delay through the error protocol such as a
+// circuit breaker's open error, whose wait is honoured like a Retry-After),
+// except errors marked Permanent, certificate and TLS errors (x509 errors,
+// *tls.CertificateVerificationError, tls.RecordHeaderError, tls.AlertError)
+// and anything after the caller's context ended. It never retries other
+// statuses (1xx, 2xx, 3xx, other 4xx, 501, 505 and up). A request net/http
+// would refuse to send (a scheme other than http and https, no host, an
+// invalid method, header name or header value) is handed to next once, so its
+// error is never retried. Redirects are left to http.Client, which makes a
 // RoundTrip per hop, so the redirect limit is never retried.
 //
 // Retry-After on a 429 or 503 sets the next wait (see ParseRetryAfter); one
@@ -211,7 +213,8 @@ func (t *Transport) base() http.RoundTripper {
 // req with a body from GetBody.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	next := t.base()
-	if req.URL == nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") {
+	if !wellFormed(req) {
+		// next fails it, or sends it its own way, once.
 		return next.RoundTrip(req)
 	}
 	ctx := req.Context()
@@ -376,8 +379,12 @@ func classifyTransportError(err error, eligible, replayable bool) verdict {
 		retryable = true
 		eligible = true
 	case eligible:
-		_, asks := RetryAfter(err)
-		retryable = asks || errors.Is(err, ErrAttemptTimeout) || transientError(err)
+		// The request was well formed (see wellFormed), so what failed is
+		// the connection, the server or a layer below that can recover:
+		// net/http reports some of these with untyped errors (a server
+		// that closed the connection before answering), so everything is
+		// retried but what cannot change.
+		retryable = true
 	}
 	switch {
 	case !retryable:
@@ -390,28 +397,55 @@ func classifyTransportError(err error, eligible, replayable bool) verdict {
 	return stop
 }
 
-// certificateError reports whether err is a certificate or TLS record error:
+// certificateError reports whether err is a certificate or TLS error:
 // retrying it would fail the same way.
 func certificateError(err error) bool {
 	var (
 		cve *tls.CertificateVerificationError
 		rhe tls.RecordHeaderError
+		ale tls.AlertError
 		uae x509.UnknownAuthorityError
 		hne x509.HostnameError
 		cie x509.CertificateInvalidError
 	)
-	return errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &uae) ||
-		errors.As(err, &hne) || errors.As(err, &cie)
+	return errors.As(err, &cve) || errors.As(err, &rhe) || errors.As(err, &ale) ||
+		errors.As(err, &uae) || errors.As(err, &hne) || errors.As(err, &cie)
 }
 
-// transientError reports whether err is a connection error or a timeout:
-// one that another attempt may not meet.
-func transientError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
+// wellFormed reports whether req is an http or https request that net/http
+// would try to send: a host, a valid method, valid header names and values.
+// The Transport retries only such requests, so that an error of a request
+// that could never be sent is not retried.
+func wellFormed(req *http.Request) bool {
+	u := req.URL
+	if u == nil || (u.Scheme != "http" && u.Scheme != "https") || (u.Host == "" && req.Host == "") {
+		return false
+	}
+	if req.Method != "" && !validToken(req.Method) {
+		return false
+	}
+	for k, vv := range req.Header {
+		if !validToken(k) {
+			return false
+		}
+		for _, v := range vv {
+			if !validHeaderValue(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v has no control character but tab, as
+// RFC 9110's field-value requires.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // drainClose reads up to maxDrain bytes of body and closes it.
