@@ -16,7 +16,7 @@ import (
 )
 
 // businessTable creates a table for the "business writes" of a test.
-func businessTable(t *testing.T, s *sqlstore.Store) string {
+func businessTable(t testing.TB, s *sqlstore.Store) string {
 	t.Helper()
 	name := uniqueTable(t)
 	if _, err := s.DB().Exec("CREATE TABLE " + name + " (id VARCHAR(64) NOT NULL, n BIGINT NOT NULL)"); err != nil {

@@ -1,0 +1,6 @@
+package sqlstore_test
+
+import "runtime"
+
+// benchProcs yields once per GOMAXPROCS.
+func benchProcs() []struct{} { return make([]struct{}, runtime.GOMAXPROCS(0)) }
