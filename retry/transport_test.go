@@ -776,3 +776,26 @@ func TestTransportNeverOpensMoreConnectionsThanAttempts(t *testing.T) {
 		})
 	}
 }
+
+// idleCounting counts CloseIdleConnections calls.
+type idleCounting struct {
+	http.RoundTripper
+	closes atomic.Int64
+}
+
+func (c *idleCounting) CloseIdleConnections() { c.closes.Add(1) }
+
+func TestTransportNeverFlushesIdleConnectionsItself(t *testing.T) {
+	t.Parallel()
+	clk := newAutoClock()
+	next := &idleCounting{RoundTripper: &scripted{clk: clk, steps: []step{{status: 503}, {err: io.ErrUnexpectedEOF}, {status: 200}, {status: 503}}}}
+	client := &http.Client{Transport: newTransport(t, next, clk, nil)}
+	resp, err := client.Get("http://api.example/x")
+	require.NoError(t, err)
+	resp.Body.Close()
+	_, err = client.Get("http://api.example/x") // fails twice more, gives up
+	require.Error(t, err)
+	assert.Zero(t, next.closes.Load(), "retries and give-ups keep the pool")
+	client.CloseIdleConnections()
+	assert.Equal(t, int64(1), next.closes.Load(), "the caller's request reaches the base transport")
+}
