@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,10 +24,12 @@ func Example() {
 	if err != nil {
 		panic(err) // Redis unreachable: answer 503
 	}
-	if c.Acquired {
-		// ... do the work once ...
-		err = store.Complete(ctx, "order-42", c.Token, []byte(`{"id":42}`), 24*time.Hour)
-	} else {
+	if !c.Acquired {
 		fmt.Printf("replay %s\n", c.Record.Response)
+		return
+	}
+	// ... do the work once, then store its result ...
+	if err := store.Complete(ctx, "order-42", c.Token, []byte(`{"id":42}`), 24*time.Hour); err != nil {
+		log.Printf("result not stored, a retry may run the work again: %v", err)
 	}
 }
