@@ -1,0 +1,52 @@
+package kafkapub
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Inbox runs fn at most once per (consumer, message id), in a transaction
+// that also records the message as processed. *sqlstore.Store of
+// idempotency/sqlstore implements it.
+type Inbox interface {
+	Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error)
+}
+
+// ErrNoMessageID is returned by Consume for a record without an IDHeader
+// header: it was not produced by this package and cannot be deduplicated.
+var ErrNoMessageID = errors.New("kafkapub: record has no " + IDHeader + " header")
+
+// MessageID returns the outbox message id of rec (its IDHeader header), or
+// "" when it has none.
+func MessageID(rec *kgo.Record) string {
+	for _, h := range rec.Headers {
+		if h.Key == IDHeader {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// Consume processes rec at most once for consumer: it runs fn inside the
+// inbox's transaction, keyed by the record's message id, and reports
+// duplicate true, without running fn, for a record already processed (a
+// copy produced again by the relay, or a record fetched again after a
+// restart before its offset was committed).
+//
+// Kafka has no per-record acknowledgement: commit the record's offset only
+// after Consume returned nil (for instance with kgo.DisableAutoCommit and
+// CommitRecords, or kgo.AutoCommitMarks and MarkCommitRecords). If fn or the
+// inbox fails, the transaction rolls back and the error is returned: do not
+// commit past the record, process it again. A record without IDHeader gets
+// ErrNoMessageID. fn's effects must stay inside tx. Consume is safe for
+// concurrent use.
+func Consume(ctx context.Context, inbox Inbox, consumer string, rec *kgo.Record, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+	id := MessageID(rec)
+	if id == "" {
+		return false, ErrNoMessageID
+	}
+	return inbox.Process(ctx, consumer, id, fn)
+}
