@@ -40,7 +40,7 @@ func Example() {
 func ExampleConsume() {
 	ctx := context.Background()
 	var inbox kafkapub.Inbox // an *sqlstore.Store
-	var client *kgo.Client  // made with kgo.DisableAutoCommit()
+	var client *kgo.Client   // made with kgo.DisableAutoCommit()
 	for {
 		fetches := client.PollFetches(ctx)
 		for _, rec := range fetches.Records() {
