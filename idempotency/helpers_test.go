@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,3 +177,5 @@ func txWrite(t *testing.T, ctx context.Context, s string) {
 	}
 	tx.Driver().(*fakeTx).Write(s)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -94,6 +95,7 @@ func Middleware(store Store, opts ...Option) (func(http.Handler) http.Handler, e
 		return nil, err
 	}
 	mw := &middleware{cfg: cfg, store: store, metrics: m}
+	mw.buffers.New = func() any { return new(requestBuffer) }
 	if cfg.transaction {
 		mw.txStore = store.(TxStore)
 	}
@@ -130,6 +132,7 @@ type middleware struct {
 	store   Store
 	txStore TxStore
 	metrics *metrics
+	buffers sync.Pool // of *requestBuffer
 }
 
 type handler struct {
@@ -153,7 +156,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	mw := h.mw
 	cfg := &mw.cfg
-	body, err := readBody(r, cfg.maxBody)
+	rb := mw.buffers.Get().(*requestBuffer)
+	defer mw.buffers.Put(rb)
+	body, err := readBody(r, cfg.maxBody, rb.buf)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -163,10 +168,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, ProblemBodyUnreadable, "The request body could not be read.")
 		return
 	}
+	if cap(body) <= maxPooledBody {
+		rb.buf = body[:0]
+	}
 	if body != nil {
-		br := &bodyReader{}
-		br.Reset(body)
-		r.Body = br
+		rb.reader.Reset(body)
+		r.Body = &rb.reader
 	}
 	key, err := cfg.keySource.Key(r, body)
 	switch {
@@ -364,10 +371,12 @@ func (mw *middleware) undo(ctx context.Context, key string, token int64, tx Tx) 
 }
 
 func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
-	resp, err := decodeResponse(stored, mw.cfg.storedHeaders)
+	hdr := w.Header()
+	resp, err := decodeResponse(stored, mw.cfg.storedHeaders, hdr)
 	if err != nil {
 		mw.metrics.add(context.Background(), mw.metrics.storeErrors)
 		mw.cfg.logger.Error("idempotency: a stored response is corrupt", "error", err)
+		clear(hdr)
 		writeProblem(w, ProblemStoreUnavailable, "The stored response of this idempotency key cannot be read.")
 		return
 	}
@@ -375,13 +384,6 @@ func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
 		writeProblem(w, ProblemResponseNotStored, fmt.Sprintf(
 			"A request with this idempotency key was processed (status %d), but its response was too large to keep and cannot be replayed.", resp.status))
 		return
-	}
-	hdr := w.Header()
-	for _, f := range resp.header {
-		if neverStored(f.name) {
-			continue
-		}
-		hdr[f.name] = f.values
 	}
 	hdr[ReplayedHeader] = []string{"true"}
 	w.WriteHeader(resp.status)
@@ -415,38 +417,49 @@ func canonicalJSON(body []byte) []byte {
 	return out
 }
 
-// readBody reads r's body, up to max bytes: more is an *http.MaxBytesError.
-func readBody(r *http.Request, max int64) ([]byte, error) {
+// readBody reads r's body into buf, up to max bytes: more is an
+// *http.MaxBytesError. It returns nil for a request without a body.
+func readBody(r *http.Request, max int64, buf []byte) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
 	if r.ContentLength > max {
 		return nil, &http.MaxBytesError{Limit: max}
 	}
-	var buf []byte
-	if r.ContentLength > 0 {
-		buf = make([]byte, r.ContentLength, r.ContentLength+1)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, err
+	buf = buf[:0]
+	if r.ContentLength >= 0 && int64(cap(buf)) < r.ContentLength+1 {
+		buf = make([]byte, 0, r.ContentLength+1)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
 		}
-		var one [1]byte
-		if n, _ := r.Body.Read(one[:]); n > 0 {
-			// More than Content-Length said: read the rest, bounded.
-			buf = append(buf, one[0])
-		} else {
+		// Read at most one byte past max, to tell "max" from "more".
+		room := min(int64(cap(buf)-len(buf)), max+1-int64(len(buf)))
+		n, err := r.Body.Read(buf[len(buf) : len(buf)+int(room)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return nil, &http.MaxBytesError{Limit: max}
+		}
+		if err == io.EOF {
 			return buf, nil
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	rest, err := io.ReadAll(io.LimitReader(r.Body, max+1-int64(len(buf))))
-	if err != nil {
-		return nil, err
-	}
-	buf = append(buf, rest...)
-	if int64(len(buf)) > max {
-		return nil, &http.MaxBytesError{Limit: max}
-	}
-	return buf, nil
 }
+
+// requestBuffer holds a request's body while the middleware handles it;
+// the middleware pools them. The handler must not use the request's body
+// after it returned (as net/http requires), nor may a KeySource keep it.
+type requestBuffer struct {
+	buf    []byte
+	reader bodyReader
+}
+
+// maxPooledBody is the largest body buffer put back in the pool.
+const maxPooledBody = 64 << 10
 
 // bodyReader hands the buffered body to the handler.
 type bodyReader struct {

@@ -825,4 +825,3 @@ func (l *logRecorder) count(level slog.Level) int {
 	}
 	return n
 }
-

@@ -60,21 +60,17 @@ func encodeResponse(status int, h http.Header, allowed []string, body []byte, ma
 	return append(b, body...)
 }
 
-type headerField struct {
-	name   string
-	values []string
-}
-
 type storedResponse struct {
 	tooLarge bool
 	status   int
-	header   []headerField
 	body     []byte
 }
 
-// decodeResponse decodes a stored response. Header names are taken from
-// allowed where they match, to save copying them; the body aliases b.
-func decodeResponse(b []byte, allowed []string) (storedResponse, error) {
+// decodeResponse decodes a stored response, adding its header fields to
+// hdr, except those that must never be replayed. Header names are taken
+// from allowed where they match, to save copying them; the body aliases b.
+// On error, hdr may hold some of the fields.
+func decodeResponse(b []byte, allowed []string, hdr http.Header) (storedResponse, error) {
 	var r storedResponse
 	if len(b) == 0 || (b[0] != kindResponse && b[0] != kindTooLarge) {
 		return r, errCorrupt
@@ -107,15 +103,12 @@ func decodeResponse(b []byte, allowed []string) (storedResponse, error) {
 	if !ok || n > uint64(len(b)) {
 		return r, errCorrupt
 	}
-	if n > 0 {
-		r.header = make([]headerField, n)
-	}
-	for i := range r.header {
-		name, ok := bytesOf()
+	for range n {
+		raw, ok := bytesOf()
 		if !ok {
 			return r, errCorrupt
 		}
-		r.header[i].name = internName(name, allowed)
+		name := internName(raw, allowed)
 		nv, ok := next()
 		if !ok || nv == 0 || nv > uint64(len(b)) {
 			return r, errCorrupt
@@ -128,7 +121,9 @@ func decodeResponse(b []byte, allowed []string) (storedResponse, error) {
 			}
 			vs[j] = string(v)
 		}
-		r.header[i].values = vs
+		if !neverStored(name) {
+			hdr[name] = vs
+		}
 	}
 	r.body = b
 	return r, nil

@@ -1,0 +1,154 @@
+package idempotency_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing but its header map,
+// reused across iterations.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) WriteHeader(int)             {}
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// resettableBody is a request body that a benchmark rewinds each iteration.
+type resettableBody struct{ bytes.Reader }
+
+func (*resettableBody) Close() error { return nil }
+
+// BenchmarkMiddleware compares the middleware over the memory store with the
+// bare handler writing the same 1 KiB response: the baseline, the first run
+// of each key, and the replay of one key.
+func BenchmarkMiddleware(b *testing.B) {
+	payload := bytes.Repeat([]byte("x"), 1024)
+	reqBody := []byte(`{"sku":"A1","quantity":2,"note":"benchmark"}`)
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(payload)
+	})
+	newWrapped := func(b *testing.B) http.Handler {
+		store, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		mw, err := idempotency.Middleware(store)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return mw(bare)
+	}
+
+	// run serves b.N requests; renew, if not nil, gives a fresh handler
+	// (over a fresh store) every storeSpan iterations, outside the timer, so
+	// that the first-run path is measured over a store of bounded size.
+	run := func(b *testing.B, h http.Handler, key func(i int) string, renew func(*testing.B) http.Handler) {
+		body := &resettableBody{}
+		r, err := http.NewRequest(http.MethodPost, "http://example.com/orders", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := &discardWriter{h: make(http.Header)}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if renew != nil && i%storeSpan == 0 {
+				b.StopTimer()
+				h = renew(b)
+				b.StartTimer()
+			}
+			body.Reset(reqBody)
+			r.Body = body
+			r.ContentLength = int64(len(reqBody))
+			r.Header["Idempotency-Key"] = []string{key(i)}
+			clear(w.h)
+			h.ServeHTTP(w, r)
+		}
+	}
+	same := func(int) string { return "8e03978e-40d5-43e8-bc93-6894a57f9324" }
+	b.Run("bare", func(b *testing.B) { run(b, bare, same, nil) })
+	b.Run("first-run", func(b *testing.B) {
+		run(b, nil, func(i int) string { return "key-" + strconv.Itoa(i) }, newWrapped)
+	})
+	b.Run("replay", func(b *testing.B) { run(b, newWrapped(b), same, nil) })
+}
+
+type benchResult struct {
+	ID     string
+	Amount int
+}
+
+// storeSpan is how many first runs a benchmark makes against one store.
+const storeSpan = 4096
+
+// BenchmarkDo compares Do (first run of each key, JSON codec) with the
+// memory store's own Claim and Complete called directly.
+func BenchmarkDo(b *testing.B) {
+	ctx := context.Background()
+	encoded := []byte(`{"ID":"ch_1","Amount":42}`)
+	newMem := func(b *testing.B) *idempotency.MemoryStore {
+		s, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	b.Run("direct", func(b *testing.B) {
+		var s *idempotency.MemoryStore
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if i%storeSpan == 0 {
+				b.StopTimer()
+				s = newMem(b)
+				b.StartTimer()
+			}
+			key := "k" + strconv.Itoa(i)
+			c, err := s.Claim(ctx, key, "", 30*time.Second)
+			if err != nil || !c.Acquired {
+				b.Fatal(c, err)
+			}
+			if err := s.Complete(ctx, key, c.Token, encoded, 24*time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Do", func(b *testing.B) {
+		var r *idempotency.Runner
+		fn := func(context.Context) (benchResult, error) { return benchResult{ID: "ch_1", Amount: 42}, nil }
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if i%storeSpan == 0 {
+				b.StopTimer()
+				var err error
+				if r, err = idempotency.NewRunner(newMem(b)); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			if _, err := idempotency.Do(ctx, r, "k"+strconv.Itoa(i), fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Do-replay", func(b *testing.B) {
+		r, err := idempotency.NewRunner(newMem(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		fn := func(context.Context) (benchResult, error) { return benchResult{ID: "ch_1", Amount: 42}, nil }
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := idempotency.Do(ctx, r, "k", fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,154 @@
+package idempotency_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+)
+
+// claimTracker counts the claims that are held: acquired and neither
+// completed nor released.
+type claimTracker struct {
+	idempotency.Store
+	held atomic.Int64
+}
+
+func (s *claimTracker) Claim(ctx context.Context, key, fp string, lease time.Duration) (idempotency.Claim, error) {
+	c, err := s.Store.Claim(ctx, key, fp, lease)
+	if err == nil && c.Acquired {
+		s.held.Add(1)
+	}
+	return c, err
+}
+
+func (s *claimTracker) Complete(ctx context.Context, key string, token int64, resp []byte, retention time.Duration) error {
+	err := s.Store.Complete(ctx, key, token, resp, retention)
+	if err == nil {
+		s.held.Add(-1)
+	}
+	return err
+}
+
+func (s *claimTracker) Release(ctx context.Context, key string, token int64) error {
+	err := s.Store.Release(ctx, key, token)
+	if err == nil {
+		s.held.Add(-1)
+	}
+	return err
+}
+
+// FuzzMiddleware sends two identical requests with random methods, key
+// headers, bodies and handler outcomes. The middleware must never panic
+// (but the handler's own panic), always answer with a valid response (a
+// problem+json body that parses, when it is the middleware's), never leave a
+// claim held, and never run a handler twice for a stored response.
+func FuzzMiddleware(f *testing.F) {
+	f.Add("POST", "k1", "", []byte(`{"a":1}`), uint16(201), false, false)
+	f.Add("POST", `"quoted key"`, "", []byte(""), uint16(500), false, true)
+	f.Add("PUT", "k", "second", []byte("x"), uint16(200), false, false)
+	f.Add("POST", strings.Repeat("k", 256), "", []byte("x"), uint16(404), false, false)
+	f.Add("PATCH", "k", "", bytes.Repeat([]byte("b"), 100), uint16(200), true, false)
+	f.Add("GET", "k", "", []byte(nil), uint16(429), false, false)
+	f.Add("DELETE", "\x00\xff", "", []byte("{"), uint16(302), false, false)
+	f.Fuzz(func(t *testing.T, method, key1, key2 string, body []byte, status uint16, panics, canonical bool) {
+		if method == "" {
+			method = "POST"
+		}
+		code := 200 + int(status)%400 // 200..599
+		store := &claimTracker{Store: newStore(t)}
+		opts := []idempotency.Option{idempotency.WithMaxBodyBytes(64), idempotency.WithMaxResponseBytes(64)}
+		if canonical {
+			opts = append(opts, idempotency.WithCanonicalJSON())
+		}
+		var runs atomic.Int64
+		srv := newMiddleware(t, store, opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs.Add(1)
+			got, err := io.ReadAll(r.Body)
+			if err != nil || (len(body) <= 64 && !bytes.Equal(got, body)) {
+				t.Errorf("the handler read %q, %v; want the request body %q", got, err, body)
+			}
+			if panics {
+				panic("handler panic")
+			}
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(code)
+			_, _ = w.Write(bytes.Repeat(got, 2))
+		}))
+		send := func() (w *httptest.ResponseRecorder, panicked bool) {
+			hdr := http.Header{}
+			if key1 != "" {
+				hdr["Idempotency-Key"] = []string{key1}
+			}
+			if key2 != "" {
+				hdr["Idempotency-Key"] = append(hdr["Idempotency-Key"], key2)
+			}
+			r := (&http.Request{
+				Method:        method,
+				URL:           &url.URL{Path: "/x"},
+				Header:        hdr,
+				Body:          io.NopCloser(bytes.NewReader(body)),
+				ContentLength: int64(len(body)),
+			}).WithContext(context.Background())
+			w = httptest.NewRecorder()
+			defer func() {
+				if p := recover(); p != nil {
+					if !panics || p != "handler panic" {
+						t.Fatalf("panic %v", p)
+					}
+					panicked = true
+				}
+			}()
+			srv.ServeHTTP(w, r)
+			return w, false
+		}
+		for i := range 2 {
+			before := runs.Load()
+			w, panicked := send()
+			if held := store.held.Load(); held != 0 {
+				t.Fatalf("request %d left %d claims held", i, held)
+			}
+			if panicked {
+				continue
+			}
+			if w.Code < 100 || w.Code > 599 {
+				t.Fatalf("request %d: status %d", i, w.Code)
+			}
+			ranNow := runs.Load() > before
+			if !ranNow && w.Header().Get(idempotency.ReplayedHeader) == "" {
+				if w.Header().Get("Content-Type") != "application/problem+json" {
+					t.Fatalf("request %d: the middleware answered %d with %q; want problem+json", i, w.Code, w.Header().Get("Content-Type"))
+				}
+				var d idempotency.ProblemDetails
+				if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || d.Status != w.Code || d.Type == "" || d.Title == "" {
+					t.Fatalf("request %d: problem %q (%v) does not match status %d", i, w.Body, err, w.Code)
+				}
+			}
+			if i == 1 && ranNow && runs.Load() == 2 && idempotency.DefaultFinalStatus(code) && !panics &&
+				method != "GET" && method != "HEAD" && method != "OPTIONS" && method != "TRACE" {
+				if _, err := idempotency.ParseKey(nonEmpty(key1, key2)); err == nil {
+					t.Fatalf("the handler ran twice for a stored %d", code)
+				}
+			}
+		}
+	})
+}
+
+func nonEmpty(vs ...string) []string {
+	var out []string
+	for _, v := range vs {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
