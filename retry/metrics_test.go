@@ -48,7 +48,7 @@ func TestMetrics(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
 	clk := newAutoClock()
-	p, err := retry.New(retry.WithClock(clk), retry.WithMeterProvider(mp), retry.WithName("payments"),
+	p, err := retry.New(retry.WithClock(clk), retry.WithLogger(quiet), retry.WithMeterProvider(mp), retry.WithName("payments"),
 		retry.WithMaxAttempts(3), retry.WithBudget(0, 3, time.Minute))
 	require.NoError(t, err)
 	ctx := context.Background()

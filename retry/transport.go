@@ -25,6 +25,10 @@ const maxDrain = 64 << 10
 // forgets those that have been idle for a whole window.
 const maxBudgets = 1024
 
+// errNoResponse is the error of a next RoundTripper that returned neither a
+// response nor an error.
+var errNoResponse = errors.New("retry: the next RoundTripper returned neither a response nor an error")
+
 // DefaultKeyHeader is the idempotency key header a Transport looks for unless
 // WithKeyHeaders names others.
 const DefaultKeyHeader = "Idempotency-Key"
@@ -258,6 +262,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		res, err := next.RoundTrip(r)
+		if err == nil && res == nil {
+			err = errNoResponse
+		}
 		if err != nil {
 			err = attemptError(ctx, actx, err)
 			if cancel != nil {

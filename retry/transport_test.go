@@ -589,7 +589,7 @@ func TestTransportBudgetPerHost(t *testing.T) {
 	})
 	counting := &countingTransport{next: next}
 	tr := newTransport(t, counting, clk, []retry.Option{
-		retry.WithMaxAttempts(4), retry.WithBudget(ratio, floor, 10*time.Second),
+		retry.WithMaxAttempts(4), retry.WithBudget(ratio, floor, 10*time.Second), retry.WithLogger(quiet),
 		retry.WithBackoff(time.Nanosecond, time.Nanosecond), // time stands still: one window
 	})
 	client := &http.Client{Transport: tr}
@@ -650,7 +650,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func TestDoBudget(t *testing.T) {
 	t.Parallel()
 	clk := newAutoClock()
-	p, err := retry.New(retry.WithClock(clk), retry.WithBudget(0, 3, time.Second), retry.WithMaxAttempts(10),
+	p, err := retry.New(retry.WithClock(clk), retry.WithLogger(quiet), retry.WithBudget(0, 3, time.Second), retry.WithMaxAttempts(10),
 		retry.WithBackoff(time.Nanosecond, time.Nanosecond))
 	require.NoError(t, err)
 	calls := 0
@@ -669,9 +669,14 @@ func TestDoBudget(t *testing.T) {
 
 func TestTransportSharedBy100Goroutines(t *testing.T) {
 	t.Parallel()
-	var n atomic.Int64
+	var mu sync.Mutex
+	seen := map[string]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1)%2 == 0 {
+		mu.Lock()
+		seen[r.URL.Path]++
+		first := seen[r.URL.Path] == 1
+		mu.Unlock()
+		if first { // each call fails once, then succeeds
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -687,15 +692,16 @@ func TestTransportSharedBy100Goroutines(t *testing.T) {
 	require.NoError(t, err)
 	client := &http.Client{Transport: tr}
 	var wg sync.WaitGroup
-	for range 100 {
+	for g := range 100 {
 		wg.Go(func() {
 			for i := range 5 {
 				var resp *http.Response
 				var err error
+				url := srv.URL + "/" + strconv.Itoa(g) + "/" + strconv.Itoa(i)
 				if i%2 == 0 {
-					resp, err = client.Get(srv.URL)
+					resp, err = client.Get(url)
 				} else {
-					resp, err = client.Post(srv.URL, "text/plain", strings.NewReader("hello"))
+					resp, err = client.Post(url, "text/plain", strings.NewReader("hello"))
 				}
 				if !assert.NoError(t, err) {
 					continue
