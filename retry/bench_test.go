@@ -63,8 +63,10 @@ func BenchmarkDo(b *testing.B) {
 }
 
 // BenchmarkTransport measures a GET to a loopback server: the bare
-// http.Transport (the baseline), then wrapped in a retry.Transport, without
-// and with a per-attempt timeout.
+// http.Transport (the baseline), the bare transport with a timeout the caller
+// sets on each request's context (the baseline of a per-attempt timeout; it
+// includes building the request), then a retry.Transport without and with a
+// per-attempt timeout.
 func BenchmarkTransport(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
@@ -92,6 +94,27 @@ func BenchmarkTransport(b *testing.B) {
 		return base
 	}
 	b.Run("bare", func(b *testing.B) { run(b, newBase(b)) })
+	b.Run("bare+context-timeout", func(b *testing.B) {
+		// The baseline for a per-attempt timeout: the caller bounds each
+		// request with context.WithTimeoutCause itself.
+		base := newBase(b)
+		client := &http.Client{Transport: base}
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := context.WithTimeoutCause(context.Background(), 5*time.Second, retry.ErrAttemptTimeout)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			cancel()
+		}
+	})
 	b.Run("retry", func(b *testing.B) {
 		tr, err := retry.NewTransport(newBase(b), nil)
 		if err != nil {
