@@ -76,15 +76,15 @@ const (
 	Ignore
 )
 
-// Classifier tells how a call that returned err counts. ctx is the context
-// the call ran with. The breaker never asks it about the caller's own
-// cancellation: an error matching context.Canceled, or any error while ctx
-// was cancelled (not timed out), is ignored before the classifier is called.
+// Classifier tells how a call that returned the non-nil error err counts (a
+// nil error is always a success). ctx is the context the call ran with. The
+// breaker never asks it about the caller's own cancellation: an error
+// matching context.Canceled, or any error while ctx was cancelled (not timed
+// out), is ignored before the classifier is called.
 type Classifier func(ctx context.Context, err error) Outcome
 
-// DefaultClassifier counts nil as a success and every other error as a
-// failure, timeouts (context.DeadlineExceeded, a per-attempt timeout)
-// included.
+// DefaultClassifier counts every error as a failure, timeouts
+// (context.DeadlineExceeded, a per-attempt timeout) included.
 func DefaultClassifier(_ context.Context, err error) Outcome {
 	if err == nil {
 		return Success
@@ -453,8 +453,9 @@ func (b *Breaker) judge(o Outcome) error {
 	return errIgnored
 }
 
+// outcome judges a non-nil error.
 func (b *Breaker) outcome(ctx context.Context, err error) Outcome {
-	if err != nil && (ctx.Err() == context.Canceled || errors.Is(err, context.Canceled)) {
+	if ctx.Err() == context.Canceled || errors.Is(err, context.Canceled) {
 		return Ignore
 	}
 	return b.classify(ctx, err)
@@ -488,10 +489,14 @@ func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, er
 	)
 	_, gerr := b.cb.Execute(func() (struct{}, error) {
 		ran = true
-		defer b.release()
+		if b.sem != nil || b.grouped {
+			defer b.release()
+		}
 		res, err = fn(ctx)
-		o := b.outcome(ctx, err)
-		if err == nil && o == Success && resultOutcome != nil {
+		o := Success
+		if err != nil {
+			o = b.outcome(ctx, err)
+		} else if resultOutcome != nil {
 			o = resultOutcome(res)
 		}
 		k = kind(o) // Success, Failure, Ignore map to ranSuccess, ranFailure, ranIgnored
