@@ -133,7 +133,12 @@ type RetryAfterError struct {
 
 // Error describes the asked delay and the limit.
 func (e *RetryAfterError) Error() string {
-	return fmt.Sprintf("retry: asked to wait %v, more than the %v allowed: %v", e.Delay, e.Limit, e.GaveUp)
+	attempts, last := 0, error(nil)
+	if e.GaveUp != nil {
+		attempts, last = e.GaveUp.Attempts, e.GaveUp.Err
+	}
+	return fmt.Sprintf("retry: gave up after %d attempt(s): asked to wait %v, more than the %v allowed: %v",
+		attempts, e.Delay, e.Limit, last)
 }
 
 // Unwrap returns the *GaveUpError.
