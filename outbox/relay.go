@@ -79,7 +79,7 @@ type Relay struct {
 
 type settled struct {
 	Outcome
-	topic string
+	keyed bool
 }
 
 // NewRelay returns a relay from store to pub, configured by opts. It starts
@@ -391,7 +391,7 @@ func (r *Relay) deliver(c Claimed, claimedAt time.Time) {
 	defer r.pubs.Done()
 	out := r.publish(c, claimedAt)
 	r.topicDone(c.Topic)
-	r.outcomes <- settled{Outcome: out, topic: c.Topic}
+	r.outcomes <- settled{Outcome: out, keyed: c.Key != ""}
 }
 
 func release(c Claimed) Outcome {
@@ -515,6 +515,7 @@ func (r *Relay) settleLoop() {
 	batch := make([]Outcome, 0, 256)
 	for first := range r.outcomes {
 		batch = append(batch[:0], first.Outcome)
+		next := first.keyed && first.Kind != Reschedule
 	drain:
 		for len(batch) < 1000 {
 			select {
@@ -523,12 +524,17 @@ func (r *Relay) settleLoop() {
 					break drain
 				}
 				batch = append(batch, o.Outcome)
+				next = next || (o.keyed && o.Kind != Reschedule)
 			default:
 				break drain
 			}
 		}
 		r.flush(batch)
 		r.unhold(len(batch))
+		if next {
+			// The next message of a key may be ready now.
+			r.Wake()
+		}
 	}
 }
 

@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/steadfast-go/steadfast/outbox"
 )
+
+// unparkEvery is how often a store looks for parked messages whose
+// predecessor was settled while they were being enqueued.
+const unparkEvery = 5 * time.Second
 
 // PgxExecer is what EnqueuePgx needs of a pgx transaction: pgx.Tx,
 // *pgx.Conn and *pgxpool.Tx satisfy it.
@@ -71,11 +76,17 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 	if with != "" {
 		with = "WITH " + with + "\n"
 	}
-	q := with + `INSERT INTO ` + s.cfg.table + ` (id, topic, partition_key, headers, payload, traceparent, available_at)
-SELECT v.id::uuid, v.topic, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $7::text,
-	CASE WHEN v.nb = 0 THEN now() ELSE to_timestamp(v.nb / 1000000.0) END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
-	WITH ORDINALITY AS v(id, topic, k, h, p, nb, ord)` + from + `
+	// A keyed message behind a pending one of its key is parked: it is
+	// not ready until the settle of its predecessor unparks it.
+	q := with + `INSERT INTO ` + s.cfg.table + ` (id, topic, partition_key, headers, payload, traceparent, not_before, available_at)
+SELECT v.id::uuid, v.topic, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $7::text, v.nbt,
+	CASE WHEN v.k <> '' AND (v.rn > 1 OR EXISTS (
+		SELECT 1 FROM ` + s.cfg.table + ` e WHERE e.partition_key = v.k AND e.state = 0))
+	THEN 'infinity' ELSE COALESCE(v.nbt, now()) END
+FROM (SELECT u.*, row_number() OVER (PARTITION BY u.k ORDER BY u.ord) AS rn,
+		CASE WHEN u.nb = 0 THEN NULL ELSE to_timestamp(u.nb / 1000000.0) END AS nbt
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
+		WITH ORDINALITY AS u(id, topic, k, h, p, nb, ord)) AS v` + from + `
 ORDER BY v.ord`
 	return exec(ctx, q, args...)
 }
@@ -84,6 +95,11 @@ func (s *Store) pgClaim(ctx context.Context, req outbox.ClaimRequest, token stri
 	exclude := req.Exclude
 	if exclude == nil {
 		exclude = []string{}
+	}
+	if last := s.unparked.Load(); time.Since(time.Unix(0, last)) > unparkEvery && s.unparked.CompareAndSwap(last, time.Now().UnixNano()) {
+		if _, err := s.db.ExecContext(ctx, s.q.unpark); err != nil {
+			return nil, err
+		}
 	}
 	rows, err := s.db.QueryContext(ctx, s.q.claim, req.Limit, token, exclude, seconds(req.Lease))
 	if err != nil {
@@ -101,11 +117,9 @@ func (s *Store) pgSettle(ctx context.Context, outcomes []outbox.Outcome) (int64,
 			refunds[i] = 1
 		}
 	}
-	res, err := s.db.ExecContext(ctx, s.q.settle, seqs, toks, kinds, delays, refunds, errs)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	var applied int64
+	err := s.db.QueryRowContext(ctx, s.q.settle, seqs, toks, kinds, delays, refunds, errs).Scan(&applied)
+	return applied, err
 }
 
 // PostgresListener is an outbox.Notifier that LISTENs on a store's channel

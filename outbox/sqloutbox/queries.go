@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	headers       text,
 	payload       bytea NOT NULL,
 	traceparent   text,
+	not_before    timestamptz,
 	created_at    timestamptz NOT NULL DEFAULT now(),
 	available_at  timestamptz NOT NULL DEFAULT now(),
 	state         smallint NOT NULL DEFAULT 0,
@@ -30,7 +31,9 @@ CREATE TABLE IF NOT EXISTS {t} (
 	done_at       timestamptz
 );
 -- Ready messages, in the order they become ready (claimed ones are pushed
--- to the end of their lease). Only pending rows: delivered rows cost nothing.
+-- to the end of their lease; a message queued behind an earlier one of its
+-- key is parked at 'infinity' until that one is done). Only pending rows:
+-- delivered rows cost nothing.
 CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
 -- The head of each key: the lowest pending position.
 CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
@@ -54,9 +57,9 @@ WITH c AS (
 	SELECT seq FROM {t} o
 	WHERE state = 0 AND available_at <= now()
 	  AND NOT (topic = ANY ($3::text[]))
-	  AND (partition_key IS NULL OR NOT EXISTS (
-		SELECT 1 FROM {t} p
-		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
+	  AND (partition_key IS NULL OR o.seq = (
+		SELECT min(p.seq) FROM {t} p
+		WHERE p.partition_key = o.partition_key AND p.partition_key IS NOT NULL AND p.state = 0))
 	ORDER BY available_at
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED
@@ -67,8 +70,10 @@ RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.t
 	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts`
 
 // pgSettle applies a batch of outcomes in one statement. kind: 1 delivered,
-// 2 reschedule, 3 dead.
+// 2 reschedule, 3 dead. A keyed message that is done unparks the next one
+// of its key.
 const pgSettle = `
+WITH s AS (
 UPDATE {t} o SET
 	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 ELSE 0 END,
 	done_at = CASE WHEN u.kind = 2 THEN NULL ELSE now() END,
@@ -78,7 +83,24 @@ UPDATE {t} o SET
 	claim_token = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::smallint[], $4::float8[], $5::integer[], $6::text[])
 	AS u(seq, tok, kind, delay, refund, err)
-WHERE o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0`
+WHERE o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
+RETURNING o.seq, o.partition_key, o.state
+), p AS (
+UPDATE {t} n SET available_at = greatest(n.not_before, now())
+FROM s
+WHERE s.state <> 0 AND s.partition_key IS NOT NULL AND n.available_at = 'infinity'
+  AND n.seq = (SELECT min(q.seq) FROM {t} q
+	WHERE q.partition_key = s.partition_key AND q.state = 0 AND q.seq > s.seq)
+)
+SELECT count(*) FROM s`
+
+// pgUnpark makes ready the parked heads whose predecessor was settled
+// while they were being enqueued (the settle could not see them yet).
+const pgUnpark = `
+UPDATE {t} o SET available_at = greatest(o.not_before, now())
+FROM (SELECT min(seq) AS seq FROM {t}
+	WHERE state = 0 AND partition_key IS NOT NULL GROUP BY partition_key) h
+WHERE o.seq = h.seq AND o.available_at = 'infinity'`
 
 const pgCleanup = `
 DELETE FROM {t} WHERE seq IN (
@@ -99,7 +121,7 @@ WHERE state = 2 AND seq > $1 AND ($2 = '' OR topic = $2) ORDER BY seq LIMIT $3`
 const pgGet = `SELECT ` + pgCols + ` FROM {t} WHERE id = $1::uuid`
 
 const pgRequeue = `
-UPDATE {t} SET state = 0, available_at = now(), attempts = 0, claim_token = NULL, done_at = NULL
+UPDATE {t} SET state = 0, available_at = greatest(not_before, now()), attempts = 0, claim_token = NULL, done_at = NULL
 WHERE id = ANY ($1::uuid[]) AND state = 2`
 
 const pgDiscard = `DELETE FROM {t} WHERE id = ANY ($1::uuid[]) AND state = 2`

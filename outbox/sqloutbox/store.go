@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,8 @@ type Store struct {
 	cfg     config
 	q       queries
 	lockID  int32 // PostgreSQL advisory lock class of the table's keys
+
+	unparked atomic.Int64 // PostgreSQL: when the last unpark sweep ran (UnixNano)
 }
 
 var (
@@ -33,8 +36,8 @@ var (
 )
 
 type queries struct {
-	schema, claim, settle, cleanup, stats, listDead, get, requeue, discard string
-	cols                                                                   string
+	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, discard string
+	cols                                                                           string
 }
 
 // New returns a Store on db for dialect d. It checks its arguments and
@@ -53,7 +56,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	var q queries
 	switch d {
 	case Postgres:
-		q = queries{schema: pgSchema, claim: pgClaim, settle: pgSettle, cleanup: pgCleanup, stats: pgStats,
+		q = queries{schema: pgSchema, claim: pgClaim, settle: pgSettle, unpark: pgUnpark, cleanup: pgCleanup, stats: pgStats,
 			listDead: pgListDead, get: pgGet, requeue: pgRequeue, discard: pgDiscard, cols: pgCols}
 	case SQLite:
 		q = queries{schema: sqliteSchema, claim: sqliteClaim, cleanup: sqliteCleanup, cols: plainCols}
@@ -86,7 +89,7 @@ func (q queries) with(table string) queries {
 	}
 	r := strings.NewReplacer("{t}", table, "{i}", idx, "{c}", q.cols)
 	f := func(s string) string { return r.Replace(s) }
-	return queries{schema: f(q.schema), claim: f(q.claim), settle: f(q.settle), cleanup: f(q.cleanup),
+	return queries{schema: f(q.schema), claim: f(q.claim), settle: f(q.settle), unpark: f(q.unpark), cleanup: f(q.cleanup),
 		stats: f(q.stats), listDead: f(q.listDead), get: f(q.get), requeue: f(q.requeue), discard: f(q.discard), cols: q.cols}
 }
 
@@ -113,14 +116,14 @@ func (s *Store) Schema() string { return s.q.schema }
 
 // Migrate creates the table and its indexes if they do not exist.
 func (s *Store) Migrate(ctx context.Context) error {
-	for _, stmt := range strings.Split(s.q.schema, ";") {
-		var lines []string
-		for _, l := range strings.Split(stmt, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				lines = append(lines, l)
-			}
+	var lines []string
+	for _, l := range strings.Split(s.q.schema, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
 		}
-		stmt = strings.TrimSpace(strings.Join(lines, "\n"))
+	}
+	for _, stmt := range strings.Split(strings.Join(lines, "\n"), ";") {
+		stmt = strings.TrimSpace(stmt)
 		if stmt == "" {
 			continue
 		}
