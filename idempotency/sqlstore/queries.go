@@ -24,6 +24,7 @@ type queries struct {
 	inboxGC  string
 	order    string
 	orderUpd string // MySQL only: the update half of order
+	insert   string // MySQL only: the claim of a key that has no record
 }
 
 var postgresQueries = queries{
@@ -160,7 +161,11 @@ ON DUPLICATE KEY UPDATE
     WHERE processed_at < ? ORDER BY processed_at LIMIT ?`,
 	order: `INSERT IGNORE INTO steadfast_idempotency_order (entity, position, tie_break, updated_at)
     VALUES (?, ?, ?, ?)`,
+	insert: `INSERT IGNORE INTO steadfast_idempotency
+    (idem_key, fingerprint, status, token, lease_until, expires_at, response)
+VALUES (?, ?, 1, ?, ?, ?, NULL)`,
 	orderUpd: `UPDATE steadfast_idempotency_order
     SET position = ?, tie_break = ?, updated_at = ?
     WHERE entity = ? AND (position < ? OR (position = ? AND tie_break < ?))`,
 }
+

@@ -169,4 +169,3 @@ func openDBLike(t *testing.T, d sqlstore.Dialect, s *sqlstore.Store, conns int) 
 	t.Cleanup(func() { db.Close() })
 	return db
 }
-

@@ -90,7 +90,7 @@ func (q queries) withTable(name string) queries {
 		renew: r.Replace(q.renew), complete: r.Replace(q.complete),
 		release: r.Replace(q.release), check: r.Replace(q.check), force: r.Replace(q.force),
 		purge: r.Replace(q.purge), inbox: r.Replace(q.inbox), inboxGC: r.Replace(q.inboxGC),
-		order: r.Replace(q.order), orderUpd: r.Replace(q.orderUpd),
+		order: r.Replace(q.order), orderUpd: r.Replace(q.orderUpd), insert: r.Replace(q.insert),
 	}
 }
 
@@ -159,13 +159,57 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return idempotency.Claim{}, err
 	}
+	// Fast path, one read and no write: a live record that this claim
+	// could not take anyway (completed, held, or another fingerprint) is
+	// returned as is. Replays cost one SELECT, like a hand-written lookup.
+	now := s.now()
+	rec, err := s.getOn(ctx, s.db, s.q.get, key, now)
+	switch {
+	case err == nil:
+		takeover := rec.Status == idempotency.StatusInProgress &&
+			rec.LeaseExpiresAt.UnixNano() <= now && rec.Fingerprint == fingerprint
+		if !takeover {
+			return idempotency.Claim{Record: rec.Record}, nil
+		}
+	case errors.Is(err, idempotency.ErrNotFound):
+		if s.dialect == MySQL {
+			// A plain INSERT IGNORE reports unambiguously whether it
+			// inserted, whatever the DSN's clientFoundRows: no read-back.
+			if c, ok, err := s.insertMySQL(ctx, key, fingerprint, lease); err != nil || ok {
+				return c, err
+			}
+		}
+	default:
+		return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: %w", err)
+	}
 	var c idempotency.Claim
-	err := s.retry(ctx, func(ctx context.Context) error {
+	err = s.retry(ctx, func(ctx context.Context) error {
 		var err error
 		c, err = s.claimOn(ctx, s.db, key, fingerprint, lease)
 		return err
 	})
 	return c, err
+}
+
+// insertMySQL claims a key that had no record with INSERT IGNORE; ok is
+// false if the key was inserted by someone else in between.
+func (s *Store) insertMySQL(ctx context.Context, key, fingerprint string, lease time.Duration) (c idempotency.Claim, ok bool, err error) {
+	err = s.retry(ctx, func(ctx context.Context) error {
+		now := s.now()
+		token := newToken()
+		leaseUntil := addNanos(now, lease)
+		res, err := s.db.ExecContext(ctx, s.q.insert, key, fingerprint, token, leaseUntil, addNanos(leaseUntil, s.cfg.abandoned))
+		if err != nil {
+			return fmt.Errorf("sqlstore: claim: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlstore: claim: %w", err)
+		}
+		c, ok = idempotency.Claim{Acquired: n == 1, Token: token}, n == 1
+		return nil
+	})
+	return c, ok, err
 }
 
 // maxClaimRounds bounds the claim loop of claimOn.
