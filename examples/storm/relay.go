@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/webhookpub"
+)
+
+// relays runs the outbox relay to the partner, crashes it once the partner
+// has taken a share of the messages, and starts a new one in its place.
+type relays struct {
+	s    *storm
+	pub  *webhookpub.Publisher
+	opts []outbox.Option
+
+	mu      sync.Mutex
+	current *outbox.Relay
+	crashed bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+	stopped bool
+}
+
+var errCrashed = errors.New("storm: relay process crashed")
+
+// crashingStore and crashingPublisher are the first relay's view of the
+// world: once dead, nothing it does reaches the database or the partner,
+// as when its process is killed.
+type crashingStore struct {
+	outbox.Store
+	dead *atomic.Bool
+}
+
+func (c crashingStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Claimed, error) {
+	if c.dead.Load() {
+		return nil, errCrashed
+	}
+	return c.Store.Claim(ctx, req)
+}
+
+func (c crashingStore) Settle(ctx context.Context, outcomes []outbox.Outcome) error {
+	if c.dead.Load() {
+		return errCrashed
+	}
+	return c.Store.Settle(ctx, outcomes)
+}
+
+type crashingPublisher struct {
+	outbox.Publisher
+	dead *atomic.Bool
+}
+
+func (c crashingPublisher) Publish(ctx context.Context, d outbox.Delivery) error {
+	if c.dead.Load() {
+		return errCrashed
+	}
+	return c.Publisher.Publish(ctx, d)
+}
+
+func startRelays(ctx context.Context, s *storm) (*relays, error) {
+	r := &relays{s: s, done: make(chan struct{})}
+	if s.cfg.noOutbox {
+		r.wg.Add(1)
+		go r.crashWhenDue(ctx, nil)
+		return r, nil
+	}
+	pub, err := webhookpub.New(
+		map[string]webhookpub.Endpoint{partnerTopic: {URL: s.partner.url(), Secrets: []string{partnerSecret}}},
+		webhookpub.WithTimeout(250*time.Millisecond),
+		webhookpub.WithLogger(s.log),
+		webhookpub.WithBreaker(
+			breaker.WithConsecutiveFailures(5),
+			breaker.WithOpenDuration(500*time.Millisecond),
+			breaker.WithLogger(s.log),
+			breaker.WithStateHook(func(t breaker.Transition) {
+				if t.To == breaker.Open {
+					s.c.breakerOpenings.Add(1)
+				}
+			}),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	r.pub = pub
+	r.opts = []outbox.Option{
+		outbox.WithLease(2 * time.Second),
+		outbox.WithPublishTimeout(500 * time.Millisecond),
+		outbox.WithPollInterval(50 * time.Millisecond),
+		outbox.WithBackoff(10*time.Millisecond, 300*time.Millisecond),
+		outbox.WithMaxRetryAfter(2 * time.Second),
+		outbox.WithPause(250 * time.Millisecond),
+		outbox.WithConcurrency(16),
+		outbox.WithMaxAttempts(100),
+		outbox.WithLogger(s.log),
+	}
+	if s.postgres {
+		l, err := s.out.NewPostgresListener(s.pgURL)
+		if err != nil {
+			return nil, err
+		}
+		r.opts = append(r.opts, outbox.WithNotifier(l))
+	}
+	dead := &atomic.Bool{}
+	first, err := outbox.NewRelay(crashingStore{Store: s.out, dead: dead}, crashingPublisher{Publisher: pub, dead: dead}, r.opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := first.Start(ctx); err != nil {
+		return nil, err
+	}
+	r.current = first
+	r.wg.Add(1)
+	go r.crashWhenDue(ctx, dead)
+	return r, nil
+}
+
+// crashWhenDue waits until the partner has taken a fifth of the expected
+// messages, then kills the relay and starts a new one.
+func (r *relays) crashWhenDue(ctx context.Context, dead *atomic.Bool) {
+	defer r.wg.Done()
+	due := int64(len(r.s.plan.orders))
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for r.s.c.partnerReceived.Load() < due {
+		select {
+		case <-t.C:
+		case <-r.done:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+	r.crash(ctx, dead)
+}
+
+func (r *relays) crash(ctx context.Context, dead *atomic.Bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.crashed || r.stopped {
+		return
+	}
+	r.crashed = true
+	r.s.partner.markCrash()
+	if dead == nil { // -no-outbox: the crash drops the calls in flight
+		return
+	}
+	dead.Store(true)
+	// Stop returns at once: its goroutines end, and nothing it still wanted
+	// to write (releases, outcomes) reaches the database.
+	stopCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_ = r.current.Stop(stopCtx)
+	cancel()
+	next, err := outbox.NewRelay(r.s.out, r.pub, r.opts...)
+	if err == nil {
+		err = next.Start(ctx)
+	}
+	if err != nil {
+		r.s.log.Error("restart relay", "err", err)
+		return
+	}
+	r.current = next
+}
+
+// waitDrained waits until every committed message was delivered (or the
+// storm's deadline passed).
+func (r *relays) waitDrained(ctx context.Context, s *storm) {
+	for ctx.Err() == nil {
+		if s.cfg.noOutbox {
+			s.partner.direct_.Wait()
+			return
+		}
+		st, err := s.out.Stats(ctx)
+		if err == nil && st.Pending == 0 {
+			r.mu.Lock()
+			crashed := r.crashed
+			r.mu.Unlock()
+			if crashed {
+				return
+			}
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		if err == nil && st.Pending == 0 {
+			// Everything went through before the crash was due: crash now,
+			// so that the report always covers a relay restart.
+			r.mu.Lock()
+			crashed := r.crashed
+			r.mu.Unlock()
+			if !crashed {
+				r.crash(ctx, &atomic.Bool{})
+			}
+		}
+	}
+}
+
+func (r *relays) stop() {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.stopped = true
+	close(r.done)
+	cur := r.current
+	r.mu.Unlock()
+	r.wg.Wait()
+	if cur != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = cur.Stop(ctx)
+		cancel()
+	}
+}
