@@ -168,4 +168,3 @@ VALUES (?, ?, 1, ?, ?, ?, NULL)`,
     SET position = ?, tie_break = ?, updated_at = ?
     WHERE entity = ? AND (position < ? OR (position = ? AND tie_break < ?))`,
 }
-
