@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -151,4 +152,66 @@ func nonEmpty(vs ...string) []string {
 		}
 	}
 	return out
+}
+
+// storedStore is a Store whose every key holds one completed record with a
+// given response, as if another version or a corrupted backend wrote it.
+type storedStore struct {
+	idempotency.Store
+	response []byte
+}
+
+func (s *storedStore) Claim(_ context.Context, key, fp string, _ time.Duration) (idempotency.Claim, error) {
+	return idempotency.Claim{Record: idempotency.Record{Key: key, Fingerprint: fp, Status: idempotency.StatusCompleted, Response: s.response}}, nil
+}
+
+// FuzzReplay replays random stored bytes: the middleware must answer with a
+// valid response (the stored one, or a problem), never panic, never run the
+// handler, and never replay a header that must not be replayed.
+func FuzzReplay(f *testing.F) {
+	mem, err := idempotency.NewMemoryStore()
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Seed with real stored responses, taken from the memory store.
+	seedSrv := newMiddleware(f, mem, idempotency.WithStoredHeaders("Content-Type", "Location", "X-A"), idempotency.WithMaxResponseBytes(8))(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("X-A", "1")
+			w.Header().Add("X-A", "2")
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(201)
+			_, _ = io.Copy(w, r.Body)
+		}))
+	for i, body := range []string{"", "short", "longer than eight"} {
+		key := fmt.Sprint("seed", i)
+		serve(seedSrv, request("/x", key, body))
+		rec, err := mem.Get(context.Background(), idempotency.ScopedKey("", "POST", "/x", key))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(rec.Response)
+	}
+	f.Add([]byte{})
+	f.Add([]byte("r\xc8\x01\x01\x0aSet-Cookie\x01\x01x"))
+	f.Fuzz(func(t *testing.T, stored []byte) {
+		srv := newMiddleware(t, &storedStore{Store: mem, response: stored}, idempotency.WithLogger(discardLogger()))(
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				t.Fatal("the handler ran for a completed record")
+			}))
+		w := serve(srv, request("/x", "k", "b"))
+		if w.Code < 100 || w.Code > 999 {
+			t.Fatalf("status %d", w.Code)
+		}
+		if w.Header().Get(idempotency.ReplayedHeader) != "true" {
+			var d idempotency.ProblemDetails
+			if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || d.Status != w.Code {
+				t.Fatalf("not a replay and not a problem: %d %q", w.Code, w.Body)
+			}
+		}
+		for _, h := range []string{"Set-Cookie", "Authorization", "Proxy-Authorization", "Www-Authenticate"} {
+			if _, ok := w.Header()[h]; ok {
+				t.Fatalf("replayed %s", h)
+			}
+		}
+	})
 }

@@ -10,10 +10,10 @@ import (
 
 // renewal renews a claim's lease every third of the lease while the work
 // runs. It runs on a timer, so that work that ends before the first renewal
-// costs no goroutine; stop waits for a renewal in progress. Its owner is the
-// call that started it, which must call stop.
+// costs no goroutine; stop cancels and waits for a renewal in progress. Its
+// owner is the call that started it, which must call stop.
 type renewal struct {
-	ctx    context.Context
+	parent context.Context
 	store  Store
 	key    string
 	token  int64
@@ -24,13 +24,12 @@ type renewal struct {
 	timer   *time.Timer
 	stopped bool
 	lost    bool
+	cancel  context.CancelFunc // of the renewal in progress
 	running sync.WaitGroup
-	cancel  context.CancelFunc
 }
 
 func startRenewal(ctx context.Context, store Store, key string, token int64, lease time.Duration, logger *slog.Logger) *renewal {
-	r := &renewal{store: store, key: key, token: token, lease: lease, logger: logger}
-	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r := &renewal{parent: ctx, store: store, key: key, token: token, lease: lease, logger: logger}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.timer = time.AfterFunc(lease/3, r.renew)
@@ -43,38 +42,43 @@ func (r *renewal) renew() {
 		r.mu.Unlock()
 		return
 	}
+	// The renewal outlives a caller that went away: the work still runs.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.parent), r.lease/3)
+	r.cancel = cancel
 	r.running.Add(1)
 	r.mu.Unlock()
 	defer r.running.Done()
 
-	ctx, cancel := context.WithTimeout(r.ctx, r.lease/3)
 	err := r.store.Renew(ctx, r.key, r.token, r.lease)
 	cancel()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.cancel = nil
 	switch {
+	case r.stopped:
+		return
 	case errors.Is(err, ErrLeaseLost):
 		r.lost = true
 		r.logger.Warn("idempotency: lease lost while the work ran; another claimer may run it too", "key", r.key)
 		return
-	case err != nil && r.ctx.Err() == nil:
-		// Try again at the next tick: the lease has two more thirds to go.
+	case err != nil:
+		// Try again at the next tick: the lease has two thirds to go.
 		r.logger.Warn("idempotency: renewing a lease failed", "key", r.key, "error", err)
 	}
-	if !r.stopped {
-		r.timer.Reset(r.lease / 3)
-	}
+	r.timer.Reset(r.lease / 3)
 }
 
-// stop ends the renewals, waits for one in progress, and reports whether the
-// lease was found lost.
+// stop ends the renewals, cancels and waits for one in progress, and
+// reports whether the lease was found lost.
 func (r *renewal) stop() (lost bool) {
 	r.mu.Lock()
 	r.stopped = true
 	r.timer.Stop()
+	if r.cancel != nil {
+		r.cancel()
+	}
 	r.mu.Unlock()
-	r.cancel()
 	r.running.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()

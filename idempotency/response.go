@@ -95,7 +95,7 @@ func decodeResponse(b []byte, allowed []string, hdr http.Header) (storedResponse
 		return s, true
 	}
 	status, ok := next()
-	if !ok || status < 100 || status > 999 {
+	if !ok || status < 200 || status > 999 {
 		return r, errCorrupt
 	}
 	r.status = int(status)
