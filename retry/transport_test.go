@@ -805,3 +805,30 @@ func TestTransportNeverFlushesIdleConnectionsItself(t *testing.T) {
 	client.CloseIdleConnections()
 	assert.Equal(t, int64(1), next.closes.Load(), "the caller's request reaches the base transport")
 }
+
+func TestTransportBudgetHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	const ratio, floor, goroutines, perGoroutine = 0.1, 5, 50, 20
+	next := &countingTransport{next: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 502, Body: http.NoBody, Header: http.Header{}}, nil
+	})}
+	tr := newTransport(t, next, newAutoClock(), []retry.Option{
+		retry.WithMaxAttempts(5), retry.WithBudget(ratio, floor, time.Minute), retry.WithLogger(quiet),
+		retry.WithBackoff(time.Nanosecond, time.Nanosecond),
+	})
+	client := &http.Client{Transport: tr}
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range perGoroutine {
+				_, err := client.Get("http://api.example/x")
+				assert.ErrorIs(t, err, retry.ErrGaveUp)
+			}
+		})
+	}
+	wg.Wait()
+	requests := int64(goroutines * perGoroutine)
+	retries := next.n.Load() - requests
+	assert.LessOrEqual(t, retries, int64(ratio*float64(requests)+floor))
+	assert.Positive(t, retries)
+}
