@@ -21,9 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if runHelperProcess() {
-		return
-	}
 	code := m.Run()
 	// The shared pools live for the whole run.
 	if pgDB != nil {

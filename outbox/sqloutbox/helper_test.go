@@ -1,3 +1,0 @@
-package sqloutbox_test
-
-func runHelperProcess() bool { return false }
