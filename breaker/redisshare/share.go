@@ -92,13 +92,12 @@ type Share struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards breakers and degraded; never held while calling a breaker
 	breakers map[*breaker.Breaker]time.Time // registered breakers, and when the hold we set on each ends
 	wake     chan struct{}
 	running  atomic.Bool
 
-	syncMu   sync.Mutex // one pass at a time
-	degraded bool       // the last pass failed; guarded by syncMu
+	degraded bool // the last pass failed
 }
 
 var _ breaker.Syncer = (*Share)(nil)
@@ -194,11 +193,10 @@ type job struct {
 
 // Sync runs one pass now, for every registered breaker, bounded by Timeout:
 // push counts and local open periods, pull the shared open periods. Run calls
-// it; tests and programs that drive their own loop may too. It returns the
-// Redis error of a failed pass (already logged).
+// it; tests and programs that drive their own loop may too, even while Run
+// runs, and so may a state-change hook (no lock is held while a breaker is
+// called). It returns the Redis error of a failed pass (already logged).
 func (s *Share) Sync(ctx context.Context) error {
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	jobs := make([]*job, 0, len(s.breakers))
 	for b := range s.breakers {
@@ -224,8 +222,7 @@ func (s *Share) Sync(ctx context.Context) error {
 		s.failed(ctx, err, jobs)
 		return err
 	}
-	if s.degraded {
-		s.degraded = false
+	if s.setDegraded(false) {
 		s.logger.Info("redisshare: Redis reachable again: sharing breaker state", slog.Int("breakers", len(jobs)))
 	}
 	now := time.Now()
@@ -296,10 +293,19 @@ func (s *Share) apply(b *breaker.Breaker, now time.Time, d time.Duration) {
 	}
 }
 
+// setDegraded records whether Redis is failing and reports whether that
+// changed.
+func (s *Share) setDegraded(d bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := s.degraded != d
+	s.degraded = d
+	return changed
+}
+
 // failed logs an outage once and releases the holds that ended.
 func (s *Share) failed(ctx context.Context, err error, jobs []*job) {
-	if !s.degraded && ctx.Err() != context.Canceled {
-		s.degraded = true
+	if ctx.Err() != context.Canceled && s.setDegraded(true) {
 		s.logger.Warn("redisshare: Redis unreachable: breakers use local state until it answers again",
 			slog.Int("breakers", len(jobs)), slog.Any("error", err))
 	}

@@ -310,3 +310,31 @@ func TestNewRejectsNonsense(t *testing.T) {
 	_, err = redisshare.New(nil)
 	assert.ErrorContains(t, err, "client is nil")
 }
+
+func TestHookMaySync(t *testing.T) {
+	t.Parallel()
+	c := sharedClient(t)
+	rs := replicas(t, c, 1, quiet)
+	var b *breaker.Breaker
+	var syncs atomic.Int32
+	b, err := breaker.New("hooked", breaker.WithLogger(quiet), breaker.WithSync(rs[0].share), breaker.WithConsecutiveFailures(1),
+		breaker.WithOpenDuration(time.Hour), breaker.WithStateHook(func(breaker.Transition) {
+			// Calls back into the share, which calls back into the breaker.
+			assert.NoError(t, rs[0].share.Sync(context.Background()))
+			syncs.Add(1)
+			_ = b.State()
+		}))
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		call(b, errBoom)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deadlock: a hook calling Share.Sync never returned")
+	}
+	assert.Equal(t, int32(1), syncs.Load())
+	assert.Equal(t, breaker.Open, b.State())
+}
