@@ -92,7 +92,7 @@ type Share struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 
-	mu       sync.Mutex // guards breakers and degraded; never held while calling a breaker
+	mu       sync.Mutex                     // guards breakers and degraded; never held while calling a breaker
 	breakers map[*breaker.Breaker]time.Time // registered breakers, and when the hold we set on each ends
 	wake     chan struct{}
 	running  atomic.Bool
