@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Codec encodes the results that Do stores and decodes them for replays. A
@@ -38,14 +36,14 @@ type doConfig struct {
 
 // Runner runs work once per key over a Store, for Do. It collapses
 // concurrent calls with the same key (and fingerprint) inside the process
-// into one with golang.org/x/sync/singleflight before they reach the store,
-// so one Runner should be shared by all the callers of a store. A Runner is
+// into one run before they reach the store, so one Runner should be shared
+// by all the callers of a store. A Runner is
 // safe for concurrent use and starts no goroutine of its own.
 type Runner struct {
 	store   Store
 	cfg     doConfig
 	metrics *metrics
-	group   singleflight.Group
+	flights flights
 }
 
 // NewRunner returns a Runner over store, with options that every Do through
@@ -80,9 +78,12 @@ func NewRunner(store Store, opts ...DoOption) (*Runner, error) {
 // later call with the same key, here or in another process sharing the
 // store, returns the stored result instead, until the retention ends.
 //
-// Concurrent calls with the same key inside the process share one run. A
-// call that finds the key held elsewhere waits for the result (up to
-// WithWait, 10s by default), then returns ErrInProgress. The lease of the
+// Concurrent calls with the same key (and fingerprint) inside the process
+// share one run, on the goroutine of the first; the others wait for it, each
+// until its own ctx ends. If that run panics, they get an error and the
+// first caller the panic. A call that finds the key held elsewhere (another
+// process, another Runner) waits for the result, polling the store with
+// backoff, up to WithWait (10s by default), then returns ErrInProgress. The lease of the
 // claim is renewed while fn runs. If fn returns an error, the claim is
 // released and the error returned, so that the next call runs fn again;
 // unless the error is marked with Final: then it is stored and replayed as a
@@ -121,18 +122,10 @@ func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Conte
 		flightKey = key + "\x00" + cfg.fingerprint
 	}
 	for {
-		var (
-			value T
-			// state is the fate of this caller's closure: flightIdle until it
-			// runs (flightRunning) or this caller gives up first
-			// (flightAbandoned), whichever comes first.
-			state atomic.Int32
-		)
-		ch := r.group.DoChan(flightKey, func() (any, error) {
-			if !state.CompareAndSwap(flightIdle, flightRunning) {
-				return flightResult{}, errAbandoned
-			}
-			return r.run(ctx, cfg, key, func(ctx context.Context) ([]byte, error) {
+		fl, leader := r.flights.join(flightKey)
+		if leader {
+			var value T
+			fr, err := r.lead(ctx, cfg, key, flightKey, fl, func(ctx context.Context) ([]byte, error) {
 				v, err := fn(ctx)
 				if err != nil {
 					return nil, err
@@ -144,61 +137,99 @@ func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Conte
 				}
 				return append(b, tagValue), nil
 			})
-		})
-		var res singleflight.Result
-		select {
-		case res = <-ch:
-		case <-ctx.Done():
-			if state.CompareAndSwap(flightIdle, flightAbandoned) {
-				return zero, ctx.Err()
-			}
-			// This caller's closure runs the work with ctx: it ends soon,
-			// and the caller waits for it.
-			res = <-ch
-		}
-		leader := state.Load() == flightRunning
-		fr, _ := res.Val.(flightResult)
-		if fr.panicked {
-			panic(fr.panicValue)
-		}
-		if res.Err != nil {
-			if !leader && ctx.Err() == nil && (errors.Is(res.Err, errAbandoned) || isContextError(res.Err)) {
-				// The caller that ran the flight gave up; this one has not.
-				continue
+			if fr.panicked {
+				panic(fr.panicValue)
 			}
 			var ns *NotStoredError
-			if !errors.As(res.Err, &ns) {
-				return zero, res.Err
+			switch {
+			case fr.ran && (err == nil || errors.As(err, &ns)):
+				return value, err
+			case err != nil:
+				return zero, err
 			}
-			if leader {
-				return value, res.Err
+			return decode[T](cfg, key, fr.payload, nil)
+		}
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+		fr, err := fl.result, fl.err
+		switch {
+		case fr.panicked:
+			return zero, fmt.Errorf("idempotency: the run of %q that this call shared panicked: %v", key, fr.panicValue)
+		case err != nil && ctx.Err() == nil && isContextError(err):
+			// The caller that ran the flight gave up; this one has not.
+			continue
+		case err != nil:
+			var ns *NotStoredError
+			if errors.As(err, &ns) && fr.payload != nil {
+				return decode[T](cfg, key, fr.payload, err)
 			}
-			var v T
-			if err := cfg.codec.Unmarshal(fr.payload, &v); err != nil {
-				return zero, res.Err
-			}
-			return v, res.Err
+			return zero, err
 		}
-		if leader && fr.ran {
-			return value, nil
-		}
-		var v T
-		if err := cfg.codec.Unmarshal(fr.payload, &v); err != nil {
-			return zero, fmt.Errorf("idempotency: decoding the stored result of %q: %w", key, err)
-		}
-		return v, nil
+		return decode[T](cfg, key, fr.payload, nil)
 	}
 }
 
-const (
-	flightIdle int32 = iota
-	flightRunning
-	flightAbandoned
-)
+// decode decodes a stored or shared result, and returns it with err.
+func decode[T any](cfg *doConfig, key string, payload []byte, err error) (T, error) {
+	var v T
+	if derr := cfg.codec.Unmarshal(payload, &v); derr != nil {
+		var zero T
+		return zero, fmt.Errorf("idempotency: decoding the stored result of %q: %w", key, derr)
+	}
+	return v, err
+}
 
-// errAbandoned is the result of a flight whose caller gave up before it
-// started.
-var errAbandoned = errors.New("idempotency: abandoned")
+// lead runs the flight fl on the caller's goroutine and hands its outcome to
+// the callers that joined it.
+func (r *Runner) lead(ctx context.Context, cfg *doConfig, key, flightKey string, fl *flight, exec func(context.Context) ([]byte, error)) (fr flightResult, err error) {
+	defer func() { r.flights.finish(flightKey, fl, fr, err) }()
+	return r.run(ctx, cfg, key, exec)
+}
+
+// flights collapses concurrent calls with the same key into one run, as
+// golang.org/x/sync/singleflight does, with two differences that Do needs:
+// the run happens on the first caller's own goroutine (singleflight's DoChan
+// starts a goroutine per run, whose stack then grows), and a caller waiting
+// for another's run leaves as soon as its own context ends (singleflight's
+// Do cannot).
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+// flight is one run; done is closed once result and err are set.
+type flight struct {
+	done   chan struct{}
+	result flightResult
+	err    error
+}
+
+// join returns the flight of key, and whether the caller leads it (it
+// started it, and must finish it).
+func (f *flights) join(key string) (*flight, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl, ok := f.m[key]; ok {
+		return fl, false
+	}
+	if f.m == nil {
+		f.m = make(map[string]*flight)
+	}
+	fl := &flight{done: make(chan struct{})}
+	f.m[key] = fl
+	return fl, true
+}
+
+func (f *flights) finish(key string, fl *flight, result flightResult, err error) {
+	fl.result, fl.err = result, err
+	f.mu.Lock()
+	delete(f.m, key)
+	f.mu.Unlock()
+	close(fl.done)
+}
 
 func isContextError(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)

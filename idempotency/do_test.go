@@ -373,6 +373,38 @@ func TestDoFollowerContext(t *testing.T) {
 	})
 }
 
+// A caller that shared a run that panicked gets an error; the panic itself
+// goes on in the caller that ran the work.
+func TestDoSharedPanic(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := newRunner(t, newStore(t))
+		release := make(chan struct{})
+		leaderPanic := make(chan any)
+		go func() {
+			defer func() { leaderPanic <- recover() }()
+			_, _ = idempotency.Do(context.Background(), r, "k", func(context.Context) (int, error) {
+				<-release
+				panic("boom")
+			})
+		}()
+		synctest.Wait()
+		followerErr := make(chan error)
+		go func() {
+			_, err := idempotency.Do(context.Background(), r, "k", func(context.Context) (int, error) { return 1, nil })
+			followerErr <- err
+		}()
+		synctest.Wait()
+		close(release)
+		if p := <-leaderPanic; p != "boom" {
+			t.Fatalf("leader recovered %v; want boom", p)
+		}
+		if err := <-followerErr; err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Fatalf("follower: %v; want an error saying the shared run panicked", err)
+		}
+	})
+}
+
 // The lease of a claim is renewed while fn runs longer than the lease; a
 // claim whose holder died is taken over and the dead holder's late
 // completion is rejected.
