@@ -87,3 +87,12 @@ func closeBody(req *http.Request) {
 		req.Body.Close()
 	}
 }
+
+// CloseIdleConnections calls CloseIdleConnections on next when it has the
+// method, so that http.Client.CloseIdleConnections reaches the base
+// transport.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -251,7 +250,7 @@ func (s *Share) exec(ctx context.Context, jobs []*job, eval bool) error {
 }
 
 func isNoScript(err error) bool {
-	return strings.HasPrefix(err.Error(), "NOSCRIPT")
+	return redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
 // request builds the script's keys and arguments for b, taking its counts.

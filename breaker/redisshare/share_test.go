@@ -50,6 +50,17 @@ type replica struct {
 
 func replicas(t testing.TB, c redis.UniversalClient, n int, logger *slog.Logger, opts ...breaker.Option) []replica {
 	t.Helper()
+	prefix := uniquePrefix(t, c)
+	rs := make([]replica, n)
+	for i := range rs {
+		rs[i] = newReplica(t, c, prefix, logger, opts...)
+	}
+	return rs
+}
+
+// uniquePrefix returns a key prefix of the test's own, whose keys are deleted
+// at the end.
+func uniquePrefix(t testing.TB, c redis.UniversalClient) string {
 	prefix := "test:" + uuid.NewString() + ":"
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -58,16 +69,17 @@ func replicas(t testing.TB, c redis.UniversalClient, n int, logger *slog.Logger,
 			c.Del(ctx, keys...)
 		}
 	})
-	rs := make([]replica, n)
-	for i := range rs {
-		s, err := redisshare.New(c, redisshare.WithPrefix(prefix), redisshare.WithInterval(10*time.Millisecond),
-			redisshare.WithTimeout(time.Second), redisshare.WithLogger(logger))
-		require.NoError(t, err)
-		b, err := breaker.New("payments", append([]breaker.Option{breaker.WithLogger(quiet), breaker.WithSync(s)}, opts...)...)
-		require.NoError(t, err)
-		rs[i] = replica{share: s, b: b}
-	}
-	return rs
+	return prefix
+}
+
+func newReplica(t testing.TB, c redis.UniversalClient, prefix string, logger *slog.Logger, opts ...breaker.Option) replica {
+	t.Helper()
+	s, err := redisshare.New(c, redisshare.WithPrefix(prefix), redisshare.WithInterval(10*time.Millisecond),
+		redisshare.WithTimeout(time.Second), redisshare.WithLogger(logger))
+	require.NoError(t, err)
+	b, err := breaker.New("payments", append([]breaker.Option{breaker.WithLogger(quiet), breaker.WithSync(s)}, opts...)...)
+	require.NoError(t, err)
+	return replica{share: s, b: b}
 }
 
 func syncAll(t testing.TB, rs []replica) {
@@ -149,14 +161,19 @@ func TestSharedOpenEndsEverywhere(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var seen []string
-	rs := replicas(t, sharedClient(t), 2, quiet, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(50*time.Millisecond),
-		breaker.WithStateHook(func(tr breaker.Transition) {
+	c := sharedClient(t)
+	prefix := uniquePrefix(t, c)
+	opts := []breaker.Option{breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(50 * time.Millisecond)}
+	rs := []replica{
+		newReplica(t, c, prefix, quiet, opts...),
+		newReplica(t, c, prefix, quiet, append(opts, breaker.WithStateHook(func(tr breaker.Transition) {
 			mu.Lock()
 			defer mu.Unlock()
 			if tr.Shared {
 				seen = append(seen, tr.From.String()+"->"+tr.To.String())
 			}
-		}))
+		}))...),
+	}
 	call(rs[0].b, errBoom)
 	syncAll(t, rs)
 	require.Equal(t, breaker.Open, rs[1].b.State())
@@ -168,8 +185,7 @@ func TestSharedOpenEndsEverywhere(t *testing.T) {
 	assert.NoError(t, call(rs[1].b, nil))
 	mu.Lock()
 	defer mu.Unlock()
-	// Replica 0 opened by itself: its hold is invisible. Replica 1 was held,
-	// then released (more than once if its clock and Redis's disagreed on the
+	// Replica 1 was held, then released (more than once if its clock and Redis's disagreed on the
 	// last millisecond).
 	require.NotEmpty(t, seen)
 	for i, tr := range seen {
@@ -337,4 +353,19 @@ func TestHookMaySync(t *testing.T) {
 	}
 	assert.Equal(t, int32(1), syncs.Load())
 	assert.Equal(t, breaker.Open, b.State())
+}
+
+func TestScriptFlushed(t *testing.T) {
+	t.Parallel()
+	// A server of the test's own: SCRIPT FLUSH on the shared one would
+	// disturb other tests.
+	srv := testserver.StartRedis(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 2})
+	t.Cleanup(func() { c.Close() })
+	rs := replicas(t, c, 2, quiet, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Hour))
+	syncAll(t, rs)
+	require.NoError(t, c.ScriptFlush(context.Background()).Err())
+	call(rs[0].b, errBoom)
+	syncAll(t, rs) // reloads the script, and loses nothing
+	assert.Equal(t, breaker.Open, rs[1].b.State())
 }
