@@ -1,0 +1,129 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+	"github.com/steadfast-go/steadfast/internal/testenv"
+	"github.com/steadfast-go/steadfast/internal/testserver"
+)
+
+// openViaProxy opens a pool on the test server of d through a TCP proxy the
+// test controls.
+func openViaProxy(t *testing.T, d sqlstore.Dialect) (*sql.DB, *testserver.Proxy) {
+	t.Helper()
+	var (
+		driver, dsn string
+		p           *testserver.Proxy
+	)
+	switch d {
+	case sqlstore.Postgres:
+		u, err := url.Parse(testenv.PostgresURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = testserver.NewProxy(t, u.Host)
+		u.Host = p.Addr()
+		driver, dsn = "pgx", u.String()
+	case sqlstore.MySQL:
+		cfg, err := mysql.ParseDSN(testenv.MySQLURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = testserver.NewProxy(t, cfg.Addr)
+		cfg.Addr = p.Addr()
+		driver, dsn = "mysql", cfg.FormatDSN()
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(4)
+	t.Cleanup(func() { db.Close() })
+	return db, p
+}
+
+// TestServerFaults: a database that hangs (the caller's deadline passes) or
+// drops every connection makes each operation fail with an error, claims
+// nothing and marks nothing done; when the network comes back, the store
+// works again by itself.
+func TestServerFaults(t *testing.T) {
+	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.MySQL} {
+		t.Run(d.String(), func(t *testing.T) {
+			t.Parallel()
+			db, proxy := openViaProxy(t, d)
+			s := newStoreOn(t, db, d)
+			ctx := context.Background()
+			held, err := s.Claim(ctx, "held", "fp", time.Hour)
+			if err != nil || !held.Acquired {
+				t.Fatalf("claim = %+v, %v", held, err)
+			}
+
+			for _, fault := range []struct {
+				name  string
+				apply func()
+				want  error
+			}{
+				{"hang", proxy.Hang, context.DeadlineExceeded},
+				{"cut", proxy.Cut, nil},
+			} {
+				fault.apply()
+				tctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				c, err := s.Claim(tctx, "new-"+fault.name, "fp", time.Hour)
+				if err == nil || c.Acquired {
+					t.Errorf("%s: claim = %+v, %v; want an error", fault.name, c, err)
+				}
+				if fault.want != nil && !errors.Is(err, fault.want) {
+					t.Errorf("%s: claim error %v, want %v", fault.name, err, fault.want)
+				}
+				if err := s.Complete(tctx, "held", held.Token, []byte("r"), time.Hour); err == nil || errors.Is(err, idempotency.ErrLeaseLost) {
+					t.Errorf("%s: complete = %v; want a connection error", fault.name, err)
+				}
+				cancel()
+				proxy.Restore()
+				// Recovers by itself: the next calls work.
+				var rec idempotency.Record
+				for i := 0; i < 50; i++ {
+					if rec, err = s.Get(ctx, "held"); err == nil {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if err != nil || rec.Status != idempotency.StatusInProgress {
+					t.Fatalf("%s: after restore, get = %+v, %v; want the claim still in progress", fault.name, rec, err)
+				}
+				if _, err := s.Get(ctx, "new-"+fault.name); !errors.Is(err, idempotency.ErrNotFound) {
+					t.Fatalf("%s: the failed claim left a record: %v", fault.name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestGarbageRecord: a row the store did not write (an unknown status) gets
+// a clear error from Get and Claim, and is never taken over.
+func TestGarbageRecord(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		ctx := context.Background()
+		s := newStore(t, d, 2)
+		ins := rebind(d, "INSERT INTO "+s.Table()+" (idem_key, fingerprint, status, token, lease_until, expires_at) VALUES ($1, 'fp', 9, 1, 0, $2)")
+		if _, err := s.DB().Exec(ins, "garbage", time.Now().Add(time.Hour).UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, "garbage"); err == nil || !strings.Contains(err.Error(), "unknown status") {
+			t.Errorf("get = %v, want an unknown-status error", err)
+		}
+		if c, err := s.Claim(ctx, "garbage", "fp", time.Hour); err == nil || c.Acquired {
+			t.Errorf("claim = %+v, %v; want an error", c, err)
+		}
+	})
+}
