@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	// run serves b.N requests; renew, if not nil, gives a fresh handler
 	// (over a fresh store) every storeSpan iterations, outside the timer, so
 	// that the first-run path is measured over a store of bounded size.
-	run := func(b *testing.B, h http.Handler, key func(i int) string, renew func(*testing.B) http.Handler) {
+	run := func(b *testing.B, h http.Handler, key func(i int) string, renew func(*testing.B) http.Handler, recorder bool) {
 		body := &resettableBody{}
 		r, err := http.NewRequest(http.MethodPost, "http://example.com/orders", nil)
 		if err != nil {
@@ -69,16 +70,27 @@ func BenchmarkMiddleware(b *testing.B) {
 			r.Body = body
 			r.ContentLength = int64(len(reqBody))
 			r.Header["Idempotency-Key"] = []string{key(i)}
+			if recorder {
+				h.ServeHTTP(httptest.NewRecorder(), r)
+				continue
+			}
 			clear(w.h)
 			h.ServeHTTP(w, r)
 		}
 	}
 	same := func(int) string { return "8e03978e-40d5-43e8-bc93-6894a57f9324" }
-	b.Run("bare", func(b *testing.B) { run(b, bare, same, nil) })
+	// The writer discards: what is measured is the middleware alone.
+	b.Run("bare", func(b *testing.B) { run(b, bare, same, nil, false) })
 	b.Run("first-run", func(b *testing.B) {
-		run(b, nil, func(i int) string { return "key-" + strconv.Itoa(i) }, newWrapped)
+		run(b, nil, func(i int) string { return "key-" + strconv.Itoa(i) }, newWrapped, false)
 	})
-	b.Run("replay", func(b *testing.B) { run(b, newWrapped(b), same, nil) })
+	b.Run("replay", func(b *testing.B) { run(b, newWrapped(b), same, nil, false) })
+	// The same with a writer that keeps the response, as a server's does.
+	b.Run("recorder/bare", func(b *testing.B) { run(b, bare, same, nil, true) })
+	b.Run("recorder/first-run", func(b *testing.B) {
+		run(b, nil, func(i int) string { return "key-" + strconv.Itoa(i) }, newWrapped, true)
+	})
+	b.Run("recorder/replay", func(b *testing.B) { run(b, newWrapped(b), same, nil, true) })
 }
 
 type benchResult struct {

@@ -3,6 +3,8 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,7 +195,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		scope = cfg.scope(r)
 	}
 	skey := ScopedKey(scope, r.Method, cfg.route(r), key)
-	fp := mw.fingerprint(r, body)
+	fp := mw.fingerprint(r, body, rb)
 	ctx := r.Context()
 
 	var deadline time.Time
@@ -391,11 +393,25 @@ func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
 }
 
 // fingerprint returns the hex SHA-256 of the method, path and body.
-func (mw *middleware) fingerprint(r *http.Request, body []byte) string {
+func (mw *middleware) fingerprint(r *http.Request, body []byte, rb *requestBuffer) string {
 	if mw.cfg.canonicalJSON {
 		body = canonicalJSON(body)
 	}
-	return fingerprintRequest(r.Method, r.URL.EscapedPath(), body)
+	path := r.URL.EscapedPath()
+	if len(body) > maxPooledBody {
+		return fingerprintRequest(r.Method, path, body)
+	}
+	// Small requests: one contiguous input, hashed without a digest object.
+	in := append(rb.scratch[:0], r.Method...)
+	in = append(in, 0)
+	in = append(in, path...)
+	in = append(in, 0)
+	in = append(in, body...)
+	if cap(in) <= 2*maxPooledBody {
+		rb.scratch = in[:0]
+	}
+	sum := sha256.Sum256(in)
+	return hex.EncodeToString(sum[:])
 }
 
 // canonicalJSON returns the canonical form of a JSON body, or body itself if
@@ -454,8 +470,9 @@ func readBody(r *http.Request, max int64, buf []byte) ([]byte, error) {
 // the middleware pools them. The handler must not use the request's body
 // after it returned (as net/http requires), nor may a KeySource keep it.
 type requestBuffer struct {
-	buf    []byte
-	reader bodyReader
+	buf     []byte
+	scratch []byte // the fingerprint's input
+	reader  bodyReader
 }
 
 // maxPooledBody is the largest body buffer put back in the pool.
