@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -442,6 +443,42 @@ func TestDoLease(t *testing.T) {
 		}
 		if err := store.Complete(ctx, "orphan", dead.Token, []byte("late"), time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
 			t.Fatalf("the dead holder's late Complete: %v; want ErrLeaseLost", err)
+		}
+	})
+}
+
+// Renewals that fail let the lease run out: another claimer takes the key
+// over, and the first run's result is returned with a NotStoredError that
+// says the lease was lost; both are logged.
+func TestDoRenewalFails(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := &faultyStore{Store: newStore(t), failRenew: true}
+		logs := &logRecorder{}
+		r := newRunner(t, store, idempotency.WithLease(time.Second), idempotency.WithLogger(slog.New(logs)))
+		ctx := context.Background()
+		done := make(chan error)
+		go func() {
+			got, err := idempotency.Do(ctx, r, "k", func(context.Context) (int, error) {
+				time.Sleep(5 * time.Second)
+				return 1, nil
+			})
+			if got != 1 {
+				t.Errorf("Do returned %d; want the run's result", got)
+			}
+			done <- err
+		}()
+		time.Sleep(2 * time.Second)
+		c, err := store.Claim(ctx, "k", "", time.Hour)
+		if err != nil || !c.Acquired {
+			t.Fatalf("claim after the unrenewed lease ran out = %+v, %v; want a takeover", c, err)
+		}
+		var ns *idempotency.NotStoredError
+		if err := <-done; !errors.As(err, &ns) || !errors.Is(err, idempotency.ErrLeaseLost) {
+			t.Fatalf("Do after losing its lease: %v; want a NotStoredError wrapping ErrLeaseLost", err)
+		}
+		if logs.count(slog.LevelWarn) == 0 || logs.count(slog.LevelError) != 1 {
+			t.Fatalf("logged %d warnings and %d errors; want the failed renewals and one lost result", logs.count(slog.LevelWarn), logs.count(slog.LevelError))
 		}
 	})
 }

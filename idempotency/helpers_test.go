@@ -34,6 +34,17 @@ type faultyStore struct {
 	failGet     bool
 	failN       int // Complete fails this many times
 	failRelease bool
+	failRenew   bool
+}
+
+func (s *faultyStore) Renew(ctx context.Context, key string, token int64, lease time.Duration) error {
+	s.mu.Lock()
+	fail := s.failRenew
+	s.mu.Unlock()
+	if fail {
+		return errStoreDown
+	}
+	return s.Store.Renew(ctx, key, token, lease)
 }
 
 func (s *faultyStore) Claim(ctx context.Context, key, fp string, lease time.Duration) (idempotency.Claim, error) {
