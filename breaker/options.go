@@ -156,10 +156,13 @@ func WithClassifier(cl Classifier) Option {
 	}
 }
 
-// WithStateHook adds a function called on each state change, after the call
-// that caused it returned and outside any lock: it may call back into the
-// breaker. Hooks of one breaker are called one at a time, in the order of
-// the transitions. Several hooks may be added. By default there is none.
+// WithStateHook adds a function called on each state change, outside any
+// lock, so it may call back into the breaker. It runs in the goroutine of a
+// call (or of State, or of the Syncer) that saw the change, after gobreaker
+// released its mutex and before that call returns to its caller: a slow hook
+// delays that one call, never the others. Hooks of one breaker are called
+// one at a time, in the order of the transitions. Several hooks may be
+// added. By default there is none.
 func WithStateHook(hook func(Transition)) Option {
 	return func(c *config) {
 		if hook == nil {
