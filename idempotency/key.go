@@ -93,8 +93,11 @@ type headerKey string
 
 func (h headerKey) Key(r *http.Request, _ []byte) (string, error) {
 	k, err := ParseKey(r.Header[string(h)])
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", string(h), err)
+	switch {
+	case errors.Is(err, ErrKeyMissing):
+		return "", fmt.Errorf("no %s header: %w", string(h), err)
+	case err != nil:
+		return "", fmt.Errorf("%s header: %w", string(h), err)
 	}
 	return k, nil
 }

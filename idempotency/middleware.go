@@ -513,6 +513,10 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
 func (b *bufferedWriter) statusCode() int {
 	if !b.wroteHeader {
 		return http.StatusOK
@@ -525,6 +529,12 @@ func (b *bufferedWriter) sendTo(w http.ResponseWriter) {
 	for k, v := range b.header {
 		dst[k] = v
 	}
-	w.WriteHeader(b.statusCode())
+	status := b.statusCode()
+	if _, ok := dst["Content-Length"]; !ok && bodyAllowed(status) && dst.Get("Transfer-Encoding") == "" {
+		// The whole body is known: say so, so that the client has the
+		// complete response even while the middleware still works after it.
+		dst["Content-Length"] = []string{strconv.Itoa(b.body.Len())}
+	}
+	w.WriteHeader(status)
 	_, _ = w.Write(b.body.Bytes())
 }

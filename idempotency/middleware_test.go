@@ -147,6 +147,9 @@ func TestMiddlewareReplay(t *testing.T) {
 	if first.Header().Get("Set-Cookie") == "" {
 		t.Fatal("the first response lost its Set-Cookie: only replays drop it")
 	}
+	if got, want := first.Header().Get("Content-Length"), fmt.Sprint(first.Body.Len()); got != want {
+		t.Fatalf("first response: Content-Length %q; want %s", got, want)
+	}
 	second := serve(srv, request("/orders", "8e03978e-40d5-43e8-bc93-6894a57f9324", `{"sku":"A1"}`))
 	if n := h.runs.Load(); n != 1 {
 		t.Fatalf("handler ran %d times; want 1", n)
@@ -824,4 +827,46 @@ func (l *logRecorder) count(level slog.Level) int {
 		}
 	}
 	return n
+}
+
+// Over a real server and client: the replay, and a response whose storing
+// fails, which the client still gets whole.
+func TestMiddlewareOverHTTP(t *testing.T) {
+	t.Parallel()
+	store := &faultyStore{Store: newStore(t)}
+	h := &counting{}
+	srv := httptest.NewServer(newMiddleware(t, store, idempotency.WithLogger(discardLogger()))(h))
+	defer srv.Close()
+	client := srv.Client()
+	defer client.CloseIdleConnections()
+	post := func(key string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/orders", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	first, body1 := post("k1")
+	second, body2 := post("k1")
+	if first.StatusCode != 201 || second.StatusCode != 201 || body1 != body2 || second.Header.Get(idempotency.ReplayedHeader) != "true" || h.runs.Load() != 1 {
+		t.Fatalf("over HTTP: %d %q, %d %q (replayed %q) after %d runs", first.StatusCode, body1, second.StatusCode, body2, second.Header.Get(idempotency.ReplayedHeader), h.runs.Load())
+	}
+	store.mu.Lock()
+	store.failN = 100
+	store.mu.Unlock()
+	resp, body := post("k2")
+	if resp.StatusCode != 201 || body != `{"run":2,"echo":"body"}` {
+		t.Fatalf("response whose storing failed: %d %q", resp.StatusCode, body)
+	}
 }
