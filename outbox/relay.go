@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,9 @@ var ErrPublishTimeout = errors.New("outbox: publish timed out")
 // ErrStopped is returned by Start after Stop, and is the cause of the
 // context of a publish cut off by Stop.
 var ErrStopped = errors.New("outbox: relay stopped")
+
+// maxSettle is the most outcomes written back at once.
+const maxSettle = 1000
 
 // stopGrace bounds the final write-back after Stop's context has ended, so
 // that released messages are still released at once.
@@ -516,8 +520,12 @@ func (r *Relay) settleLoop() {
 	for first := range r.outcomes {
 		batch = append(batch[:0], first.Outcome)
 		next := first.keyed && first.Kind != Reschedule
+		// Take what else is ready. When nothing is, let the publishes that
+		// are about to finish run first (a few yields, no sleeping): one
+		// write-back of a whole claim costs about what one of a single
+		// message does.
 	drain:
-		for len(batch) < 1000 {
+		for yields := 0; len(batch) < maxSettle; {
 			select {
 			case o, ok := <-r.outcomes:
 				if !ok {
@@ -526,7 +534,11 @@ func (r *Relay) settleLoop() {
 				batch = append(batch, o.Outcome)
 				next = next || (o.keyed && o.Kind != Reschedule)
 			default:
-				break drain
+				if yields == 3 {
+					break drain
+				}
+				yields++
+				runtime.Gosched()
 			}
 		}
 		r.flush(batch)

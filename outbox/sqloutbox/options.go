@@ -57,6 +57,7 @@ type config struct {
 	table      string
 	maxPayload int
 	notify     bool
+	durable    bool
 	now        func() time.Time
 }
 
@@ -94,6 +95,16 @@ func WithMaxPayload(n int) Option {
 // never notify.
 func WithoutNotify() Option {
 	return func(c *config) error { c.notify = false; return nil }
+}
+
+// WithDurableWriteBacks makes the relay's claims and write-backs on
+// PostgreSQL commit synchronously. By default they commit asynchronously
+// (synchronous_commit off for those statements only; enqueues are never
+// affected): a database crash may then forget the last fraction of a second
+// of write-backs, and the messages concerned are delivered again. Delivery is
+// at least once either way; asynchronous commits spare a WAL flush per batch.
+func WithDurableWriteBacks() Option {
+	return func(c *config) error { c.durable = true; return nil }
 }
 
 // WithClock sets the clock of the SQLite store, which keeps time itself

@@ -30,10 +30,10 @@ CREATE TABLE IF NOT EXISTS {t} (
 	last_error    text,
 	done_at       timestamptz
 );
--- Ready messages, in the order they become ready (claimed ones are pushed
--- to the end of their lease; a message queued behind an earlier one of its
--- key is parked at 'infinity' until that one is done). Only pending rows:
--- delivered rows cost nothing.
+-- Ready messages, in the order they become ready (a claimed message is
+-- pushed to the end of its lease; a message queued behind an earlier one of
+-- its key is parked at 'infinity' until that one is done). Only pending
+-- rows: delivered rows cost nothing.
 CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
 -- The head of each key: the lowest pending position.
 CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
@@ -53,7 +53,7 @@ const pgCols = `seq, id::text, topic, partition_key, headers, payload, tracepare
 // pushes available_at to the end of the lease, so a claimed row is out of
 // the ready range until its lease expires.
 const pgClaim = `
-WITH c AS (
+WITH {async}c AS (
 	SELECT seq FROM {t} o
 	WHERE state = 0 AND available_at <= now()
 	  AND NOT (topic = ANY ($3::text[]))
@@ -65,15 +65,20 @@ WITH c AS (
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), attempts = o.attempts + 1
-FROM c WHERE o.seq = c.seq
+FROM c{asyncFrom} WHERE o.seq = c.seq
 RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.traceparent,
 	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts`
+
+// pgAsync makes the relay's own statements commit asynchronously: a
+// database crash may forget the last write-backs, which only means that
+// those messages are claimed and delivered again. See WithDurableWriteBacks.
+const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS x), `
 
 // pgSettle applies a batch of outcomes in one statement. kind: 1 delivered,
 // 2 reschedule, 3 dead. A keyed message that is done unparks the next one
 // of its key.
 const pgSettle = `
-WITH s AS (
+WITH {async}s AS (
 UPDATE {t} o SET
 	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 ELSE 0 END,
 	done_at = CASE WHEN u.kind = 2 THEN NULL ELSE now() END,
@@ -92,7 +97,7 @@ WHERE s.state <> 0 AND s.partition_key IS NOT NULL AND n.available_at = 'infinit
   AND n.seq = (SELECT min(q.seq) FROM {t} q
 	WHERE q.partition_key = s.partition_key AND q.state = 0 AND q.seq > s.seq)
 )
-SELECT count(*) FROM s`
+SELECT count(*) FROM s{asyncFrom}`
 
 // pgUnpark makes ready the parked heads whose predecessor was settled
 // while they were being enqueued (the settle could not see them yet).

@@ -67,6 +67,12 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(cfg.table))
+	async, asyncFrom := pgAsync, ", cfg"
+	if cfg.durable {
+		async, asyncFrom = "", ""
+	}
+	r := strings.NewReplacer("{async}", async, "{asyncFrom}", asyncFrom)
+	q.claim, q.settle = r.Replace(q.claim), r.Replace(q.settle)
 	s := &Store{db: db, dialect: d, cfg: cfg, q: q.with(cfg.table), lockID: int32(h.Sum32())}
 	if d != Postgres {
 		s.q.stats = s.expand(genericStats)
