@@ -1,0 +1,236 @@
+// Package pubtest holds what the tests and benchmarks of the outbox
+// publishers share: a SQLite outbox of a test's own, a relay that stops with
+// the test, waiting helpers, and the throughput benchmark that compares a
+// publisher driven by the relay with its broker client publishing directly.
+package pubtest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite" // the outbox of the tests
+
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/outboxtest"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+)
+
+// Outbox is a SQLite outbox in a temporary directory.
+type Outbox struct {
+	Store *sqloutbox.Store
+	DB    *sql.DB
+}
+
+// NewOutbox creates a SQLite outbox for t, on the clock now (nil: time.Now).
+func NewOutbox(t testing.TB, now func() time.Time) *Outbox {
+	t.Helper()
+	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	var opts []sqloutbox.Option
+	if now != nil {
+		opts = append(opts, sqloutbox.WithClock(now))
+	}
+	store, err := sqloutbox.New(db, sqloutbox.SQLite, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return &Outbox{Store: store, DB: db}
+}
+
+// Enqueue commits msgs, in batches of at most 1,000 per transaction.
+func (o *Outbox) Enqueue(t testing.TB, msgs ...outbox.Message) {
+	t.Helper()
+	for len(msgs) > 0 {
+		n := min(len(msgs), 1000)
+		tx, err := o.DB.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Store.Enqueue(context.Background(), tx, msgs[:n]...); err != nil {
+			_ = tx.Rollback()
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+// Record returns the stored message id.
+func (o *Outbox) Record(t testing.TB, id string) outbox.Record {
+	t.Helper()
+	r, err := o.Store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// StartRelay runs a relay from store to pub until the returned stop is
+// called or the test ends.
+func StartRelay(t testing.TB, store outbox.Store, pub outbox.Publisher, opts ...outbox.Option) (stop func()) {
+	t.Helper()
+	r, err := outbox.NewRelay(store, pub, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("relay: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// Until waits in real time for cond, moving clock by step each round (a
+// nil clock or a zero step: not at all). Steps rather than one jump: a relay
+// may register its next timer just after a jump, and would then wait for a
+// time that never comes. The 30 s bound only stops a broken test from
+// hanging.
+func Until(t testing.TB, what string, clock *outboxtest.Clock, step time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		if clock != nil && step > 0 {
+			clock.Advance(step)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Counting wraps a Publisher and counts the publishes that returned nil.
+type Counting struct {
+	outbox.Publisher
+	ok    atomic.Int64
+	mu    sync.Mutex
+	goal  int64
+	reach chan struct{}
+}
+
+// Publish publishes through the wrapped publisher and counts successes.
+func (c *Counting) Publish(ctx context.Context, d outbox.Delivery) error {
+	err := c.Publisher.Publish(ctx, d)
+	if err == nil {
+		n := c.ok.Add(1)
+		c.mu.Lock()
+		if c.reach != nil && n == c.goal {
+			close(c.reach)
+			c.reach = nil
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// Delivered returns the number of successful publishes.
+func (c *Counting) Delivered() int64 { return c.ok.Load() }
+
+// await returns a channel closed once n more publishes succeeded.
+func (c *Counting) await(n int64) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan struct{})
+	c.goal = c.ok.Load() + n
+	if n <= 0 {
+		close(ch)
+		return ch
+	}
+	c.reach = ch
+	return ch
+}
+
+// Workers is the concurrency of the throughput benchmark: the relay's
+// WithConcurrency and the number of goroutines of the baseline.
+const Workers = 64
+
+// Throughput runs two sub-benchmarks over b.N messages and reports msgs/s:
+//
+//   - "baseline=client": direct(ctx, i) for every i, from Workers
+//     goroutines: the broker client publishing and waiting for each
+//     confirmation itself;
+//   - "relay": msg(i) for every i enqueued in a SQLite outbox beforehand
+//     (not timed), then a relay delivering them all through pub, with
+//     Workers publishes in flight.
+//
+// The ratio of their ns/op is the cost of going through the outbox.
+func Throughput(b *testing.B, pub outbox.Publisher, msg func(i int) outbox.Message, direct func(ctx context.Context, i int) error) {
+	b.Run("baseline=client", func(b *testing.B) {
+		b.ReportAllocs()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, Workers)
+		ctx := context.Background()
+		b.ResetTimer()
+		for range Workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= b.N {
+						return
+					}
+					if err := direct(ctx, i); err != nil {
+						errs <- fmt.Errorf("message %d: %w", i, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("relay", func(b *testing.B) {
+		b.ReportAllocs()
+		ob := NewOutbox(b, nil)
+		msgs := make([]outbox.Message, b.N)
+		for i := range msgs {
+			msgs[i] = msg(i)
+		}
+		ob.Enqueue(b, msgs...)
+		counting := &Counting{Publisher: pub}
+		done := counting.await(int64(b.N))
+		b.ResetTimer()
+		stop := StartRelay(b, ob.Store, counting,
+			outbox.WithConcurrency(Workers), outbox.WithTopicConcurrency(Workers),
+			outbox.WithPollInterval(10*time.Millisecond), outbox.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("relay delivered %d of %d messages", counting.Delivered(), b.N)
+		}
+		b.StopTimer()
+		stop()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+}
