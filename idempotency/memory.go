@@ -200,13 +200,12 @@ func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Cla
 	}
 	switch {
 	case !ok:
-		if s.maxRecords > 0 && s.count.Load() >= s.maxRecords {
+		s.sweep(sh, now, key)
+		if !s.reserve() {
 			return Claim{}, true
 		}
-		s.sweep(sh, now, key)
 		rec = &memoryRecord{fingerprint: fingerprint}
 		sh.records[key] = rec
-		s.count.Add(1)
 	case rec.status == StatusInProgress && !now.Before(rec.leaseEnd) && rec.fingerprint == fingerprint:
 		// Takeover of an abandoned claim: below, with a fresh token.
 	default:
@@ -218,6 +217,21 @@ func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Cla
 	rec.expiresAt = time.Time{}
 	rec.response = nil
 	return Claim{Acquired: true, Token: rec.token}, false
+}
+
+// reserve counts a new record in, unless the store is full. It is exact
+// across shards: claims in other shards cannot push the count over the
+// bound between the check and the count.
+func (s *MemoryStore) reserve() bool {
+	for {
+		n := s.count.Load()
+		if s.maxRecords > 0 && n >= s.maxRecords {
+			return false
+		}
+		if s.count.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // sweep removes up to sweepPerInsert expired records of sh other than keep.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +209,28 @@ func TestMemoryStoreBadArguments(t *testing.T) {
 	}
 	if err := s.Complete(ctx, "k", c.Token, nil, 0); err == nil {
 		t.Error("Complete with a zero retention returned nil")
+	}
+}
+
+// Concurrent claims of new keys never push the store over its bound.
+func TestMemoryStoreBoundExact(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newFakeStore(t, idempotency.WithMaxRecords(10))
+	var wg sync.WaitGroup
+	var acquired atomic.Int64
+	for i := range 200 {
+		wg.Go(func() {
+			c, err := s.Claim(ctx, fmt.Sprint("k", i), "fp", time.Hour)
+			if err == nil && c.Acquired {
+				acquired.Add(1)
+			} else if !errors.Is(err, idempotency.ErrStoreFull) {
+				t.Errorf("Claim: %+v, %v", c, err)
+			}
+		})
+	}
+	wg.Wait()
+	if acquired.Load() != 10 || s.Len() != 10 {
+		t.Fatalf("%d claims acquired, %d records held; want 10 and 10", acquired.Load(), s.Len())
 	}
 }
