@@ -1,0 +1,244 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/outboxtest"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/retry"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newStore(t testing.TB) (*sql.DB, *sqloutbox.Store) {
+	t.Helper()
+	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := sqloutbox.New(db, sqloutbox.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db, s
+}
+
+func enqueue(t testing.TB, db *sql.DB, s *sqloutbox.Store, msgs ...outbox.Message) {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(context.Background(), tx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewRelayValidates(t *testing.T) {
+	t.Parallel()
+	_, s := newStore(t)
+	pub := &outboxtest.Recorder{}
+	cases := []struct {
+		name string
+		opt  outbox.Option
+		want string
+	}{
+		{"batch", outbox.WithBatchSize(0), "WithBatchSize"},
+		{"concurrency", outbox.WithConcurrency(-1), "WithConcurrency"},
+		{"topic concurrency", outbox.WithTopicConcurrency(0), "WithTopicConcurrency"},
+		{"claimers", outbox.WithClaimers(0), "WithClaimers"},
+		{"lease", outbox.WithLease(0), "WithLease"},
+		{"lease under the publish timeout", outbox.WithLease(time.Second), "WithLease"},
+		{"publish timeout", outbox.WithPublishTimeout(0), "WithPublishTimeout"},
+		{"poll", outbox.WithPollInterval(0), "WithPollInterval"},
+		{"nil notifier", outbox.WithNotifier(nil), "WithNotifier"},
+		{"backoff max under base", outbox.WithBackoff(time.Second, time.Millisecond), "WithBackoff"},
+		{"backoff base", outbox.WithBackoff(0, time.Second), "WithBackoff"},
+		{"attempts", outbox.WithMaxAttempts(0), "WithMaxAttempts"},
+		{"retry-after cap", outbox.WithMaxRetryAfter(0), "WithMaxRetryAfter"},
+		{"pause", outbox.WithPause(0), "WithPause"},
+		{"cleanup retention", outbox.WithCleanup(0, time.Minute), "WithCleanup"},
+		{"cleanup interval", outbox.WithCleanup(time.Hour, -1), "WithCleanup"},
+		{"stats", outbox.WithStatsInterval(0), "WithStatsInterval"},
+		{"clock", outbox.WithClock(nil), "WithClock"},
+		{"logger", outbox.WithLogger(nil), "WithLogger"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := outbox.NewRelay(s, pub, c.opt)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("NewRelay(%s) = %v, want an error naming %s", c.name, err, c.want)
+			}
+		})
+	}
+	if _, err := outbox.NewRelay(nil, pub); err == nil {
+		t.Error("NewRelay(nil store) succeeded")
+	}
+	if _, err := outbox.NewRelay(s, nil); err == nil {
+		t.Error("NewRelay(nil publisher) succeeded")
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	_, s := newStore(t)
+	r, err := outbox.NewRelay(s, &outboxtest.Recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Errorf("second Start = %v, want nil", err)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Errorf("Stop = %v", err)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Errorf("second Stop = %v", err)
+	}
+	if err := r.Start(ctx); !errors.Is(err, outbox.ErrStopped) {
+		t.Errorf("Start after Stop = %v, want ErrStopped", err)
+	}
+	never, err := outbox.NewRelay(s, &outboxtest.Recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Stop(ctx); err != nil {
+		t.Errorf("Stop before Start = %v", err)
+	}
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	db, s := newStore(t)
+	rec := &outboxtest.Recorder{}
+	r, err := outbox.NewRelay(s, rec, outbox.WithPollInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	enqueue(t, db, s, outbox.Message{Topic: "t", Payload: []byte("x")})
+	rec.WaitFor(t, time.Minute, outboxtest.Count(1))
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
+// TestPublishTimeout: a publisher that hangs is cut off by the publish
+// timeout and the message is retried.
+func TestPublishTimeout(t *testing.T) {
+	t.Parallel()
+	db, s := newStore(t)
+	var calls int
+	rec := &outboxtest.Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		calls++ // one key: publishes of this message never overlap
+		if d.Attempt == 1 {
+			<-ctx.Done()
+			if !errors.Is(context.Cause(ctx), outbox.ErrPublishTimeout) {
+				t.Errorf("cause %v, want ErrPublishTimeout", context.Cause(ctx))
+			}
+			return ctx.Err()
+		}
+		return nil
+	}}
+	enqueue(t, db, s, outbox.Message{Topic: "t", Key: "k", Payload: []byte("x")})
+	r, err := outbox.NewRelay(s, rec, outbox.WithPublishTimeout(50*time.Millisecond), outbox.WithLease(time.Minute),
+		outbox.WithBackoff(time.Millisecond, time.Millisecond), outbox.WithPollInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitFor(t, time.Minute, outboxtest.Count(1))
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := rec.Delivered()[0]; d.Attempt != 2 {
+		t.Errorf("delivered at attempt %d, want 2", d.Attempt)
+	}
+	if calls := rec.Calls(); !strings.Contains(calls[0].Headers[outbox.PositionHeader], "1") {
+		t.Errorf("position header %q", calls[0].Headers[outbox.PositionHeader])
+	}
+}
+
+// TestMetrics checks the counters and gauges a user would chart.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	db, s := newStore(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	rec := &outboxtest.Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		if string(d.Payload) == "bad" {
+			return retry.Permanent(errors.New("no"))
+		}
+		return nil
+	}}
+	enqueue(t, db, s, outbox.Message{Topic: "a", Payload: []byte("ok")}, outbox.Message{Topic: "a", Payload: []byte("ok")},
+		outbox.Message{Topic: "b", Payload: []byte("bad")})
+	r, err := outbox.NewRelay(s, rec, outbox.WithMeterProvider(mp), outbox.WithPollInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitFor(t, time.Minute, outboxtest.Count(2))
+	for len(rec.Calls()) < 3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]int64{}
+	seen := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			seen[m.Name] = true
+			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range s.DataPoints {
+					topic, _ := dp.Attributes.Value(attribute.Key("outbox.topic"))
+					sums[m.Name+"/"+topic.AsString()] += dp.Value
+				}
+			}
+		}
+	}
+	if sums["outbox.deliveries/a"] != 2 || sums["outbox.dead_letters/b"] != 1 || sums["outbox.attempts/a"] != 2 || sums["outbox.attempts/b"] != 1 {
+		t.Errorf("counters %v", sums)
+	}
+	for _, name := range []string{"outbox.publish.duration", "outbox.backlog", "outbox.oldest_pending_age", "outbox.dead"} {
+		if !seen[name] {
+			t.Errorf("metric %s not reported", name)
+		}
+	}
+}
