@@ -336,7 +336,7 @@ func (r *Runner) execute(ctx context.Context, cfg *doConfig, key string, token i
 	if ren != nil {
 		ren.stop()
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.storeTimeout)
+	sctx, cancel := afterWork(ctx, r.store, cfg.storeTimeout)
 	defer cancel()
 	if panicked || (err != nil && !IsFinal(err)) {
 		r.undo(sctx, cfg, key, token, tx)

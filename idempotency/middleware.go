@@ -323,7 +323,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 		return
 	}
 	stored := encodeResponse(status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.storeTimeout)
+	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
 	if tx != nil {
 		if err := tx.Commit(sctx, stored, cfg.retention); err != nil {
@@ -357,7 +357,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 
 // undo gives the claim up after a response that is not final, or a panic.
 func (mw *middleware) undo(ctx context.Context, key string, token int64, tx Tx) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mw.cfg.storeTimeout)
+	sctx, cancel := afterWork(ctx, mw.store, mw.cfg.storeTimeout)
 	defer cancel()
 	var err error
 	if tx != nil {

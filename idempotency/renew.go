@@ -84,3 +84,14 @@ func (r *renewal) stop() (lost bool) {
 	defer r.mu.Unlock()
 	return r.lost
 }
+
+// afterWork returns the context of the store calls made after the work ran:
+// detached from ctx, so that a caller that went away leaves no claim
+// behind, and bounded by timeout. A MemoryStore never blocks, so it needs
+// no deadline, and is spared the timer.
+func afterWork(ctx context.Context, store Store, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := store.(*MemoryStore); ok {
+		return context.WithoutCancel(ctx), func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
+}
