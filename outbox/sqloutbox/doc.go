@@ -1,0 +1,66 @@
+// Package sqloutbox stores the transactional outbox in PostgreSQL (through
+// pgx, with database/sql or pgx's own transactions), SQLite
+// (modernc.org/sqlite) or MySQL 8/MariaDB 10.6+.
+//
+// Enqueue writes messages in the caller's transaction (a *sql.Tx, *sql.Conn,
+// sqlx or bun transaction; EnqueuePgx takes a pgx.Tx), so they commit or roll
+// back with the business data. Store implements outbox.Store for
+// outbox.Relay and outbox.DeadLetters for operators (see also the outboxctl
+// command).
+//
+// # Schema
+//
+// Migrate creates one table (WithTable names it; DefaultTable otherwise)
+// and its indexes; Schema returns the same DDL for your own migration tool.
+// Every message is a row with a position (a sequence), its UUIDv7 id, topic,
+// partition key, headers (JSON), payload, the W3C traceparent of the
+// enqueuing span, a state (pending, delivered, dead), an attempt count, the
+// last error and the claim's token. Indexes cover only what the relay scans:
+// on PostgreSQL and SQLite partial indexes over pending rows (so millions of
+// delivered rows cost the claim nothing), on MySQL indexes that lead with the
+// state. Delivered rows are deleted after a retention by the relay's
+// cleanup, in batches that skip rows another relay is deleting.
+//
+// # Claims
+//
+// A claim takes ready messages in the order they became ready: on
+// PostgreSQL and MySQL with FOR UPDATE SKIP LOCKED, so relays never wait for
+// each other; on SQLite with one UPDATE ... RETURNING, atomic under SQLite's
+// single writer. A claim stamps a fresh token and pushes the message out of
+// the ready range until the lease ends; write-backs name the token and are
+// refused once another relay has claimed the message since. Claims never
+// look for rows "after the last id seen": a transaction that commits late
+// with a low position is claimed when it commits.
+//
+// # Per-key order
+//
+// A message with a partition key is claimable only while no message of its
+// key with a lower position is pending (waiting, claimed or backing off), so
+// a key has one message in flight at a time, across all relays, in position
+// order. Positions are commit order within a key because Enqueue serialises
+// the writers of a key: on PostgreSQL with a transaction-scoped advisory lock
+// per key, taken before the rows get their positions; on MySQL by locking the
+// key's row in the table {table}_keys; SQLite has a single writer. A
+// transaction that enqueues for a key therefore waits for any other open
+// transaction that enqueued for the same key. On PostgreSQL a message queued
+// behind an earlier one of its key is parked out of the ready range and
+// unparked when that one is delivered or dead-lettered, so deep per-key
+// backlogs do not slow claims down.
+//
+// # Wake-up
+//
+// On PostgreSQL Enqueue also sends a NOTIFY on the table's channel (at
+// commit; WithoutNotify turns it off) and NewPostgresListener returns an
+// outbox.Notifier that LISTENs on a connection of its own; relays poll as
+// well, so a lost notification delays a message by at most the poll
+// interval. Behind a transaction-mode pooler, run the relay without a
+// notifier (poll-only).
+//
+// # Durability of write-backs
+//
+// On PostgreSQL the relay's claims and write-backs commit asynchronously by
+// default (synchronous_commit off for those statements only): a database
+// crash may forget the last of them, and the messages concerned are delivered
+// again, which at-least-once delivery allows. WithDurableWriteBacks makes
+// them synchronous. Enqueue is never affected.
+package sqloutbox
