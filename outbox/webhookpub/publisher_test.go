@@ -73,7 +73,7 @@ func status(code int, headers ...string) func(w http.ResponseWriter) {
 	}
 }
 
-func newPublisher(t *testing.T, url string, opts ...webhookpub.Option) *webhookpub.Publisher {
+func newPublisher(t testing.TB, url string, opts ...webhookpub.Option) *webhookpub.Publisher {
 	t.Helper()
 	p, err := webhookpub.New(map[string]webhookpub.Endpoint{"partner": {URL: url, Secrets: []string{secret}}}, opts...)
 	if err != nil {

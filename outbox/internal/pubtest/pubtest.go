@@ -9,14 +9,19 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	_ "modernc.org/sqlite" // the outbox of the tests
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL outbox of the benchmarks
+	_ "modernc.org/sqlite"             // the outbox of the tests
 
+	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
@@ -47,6 +52,29 @@ func NewOutbox(t testing.TB, now func() time.Time) *Outbox {
 	if err := store.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return &Outbox{Store: store, DB: db}
+}
+
+// NewPostgresOutbox creates an outbox in a table of t's own on
+// TEST_POSTGRES_URL (skipping t when it is unset), dropped at the end.
+func NewPostgresOutbox(t testing.TB) *Outbox {
+	t.Helper()
+	url := testenv.PostgresURL(t)
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(8)
+	t.Cleanup(func() { _ = db.Close() })
+	table := "pubtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
+	store, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = db.Exec("DROP TABLE IF EXISTS " + table) })
 	return &Outbox{Store: store, DB: db}
 }
 
@@ -168,18 +196,38 @@ func (c *Counting) await(n int64) <-chan struct{} {
 // WithConcurrency and the number of goroutines of the baseline.
 const Workers = 64
 
-// Throughput runs two sub-benchmarks over b.N messages and reports msgs/s:
+// Throughput runs these sub-benchmarks over b.N messages and reports msgs/s:
 //
 //   - "baseline=client": direct(ctx, i) for every i, from Workers
 //     goroutines: the broker client publishing and waiting for each
 //     confirmation itself;
-//   - "relay": msg(i) for every i enqueued in a SQLite outbox beforehand
-//     (not timed), then a relay delivering them all through pub, with
-//     Workers publishes in flight.
+//   - "publisher": pub.Publish of a delivery of msg(i) for every i, from
+//     Workers goroutines: the publisher's own cost, without an outbox;
+//   - "relay/sqlite" and, when TEST_POSTGRES_URL is set, "relay/postgres":
+//     msg(i) for every i enqueued in an outbox beforehand (not timed), then
+//     a relay delivering them all through pub, with Workers publishes in
+//     flight.
 //
-// The ratio of their ns/op is the cost of going through the outbox.
+// The ratios of their ns/op are the costs of the publisher and of going
+// through the outbox.
 func Throughput(b *testing.B, pub outbox.Publisher, msg func(i int) outbox.Message, direct func(ctx context.Context, i int) error) {
-	b.Run("baseline=client", func(b *testing.B) {
+	b.Run("baseline=client", func(b *testing.B) { parallel(b, direct) })
+	b.Run("publisher", func(b *testing.B) {
+		parallel(b, func(ctx context.Context, i int) error {
+			id, _ := uuid.NewV7()
+			m := msg(i)
+			m.ID = id.String()
+			return pub.Publish(ctx, outbox.Delivery{Message: m, Attempt: 1})
+		})
+	})
+	b.Run("relay/sqlite", func(b *testing.B) { viaRelay(b, NewOutbox(b, nil), pub, msg) })
+	if os.Getenv(testenv.PostgresVar) != "" {
+		b.Run("relay/postgres", func(b *testing.B) { viaRelay(b, NewPostgresOutbox(b), pub, msg) })
+	}
+}
+
+func parallel(b *testing.B, call func(ctx context.Context, i int) error) {
+	{
 		b.ReportAllocs()
 		var next atomic.Int64
 		var wg sync.WaitGroup
@@ -195,7 +243,7 @@ func Throughput(b *testing.B, pub outbox.Publisher, msg func(i int) outbox.Messa
 					if i >= b.N {
 						return
 					}
-					if err := direct(ctx, i); err != nil {
+					if err := call(ctx, i); err != nil {
 						errs <- fmt.Errorf("message %d: %w", i, err)
 						return
 					}
@@ -209,10 +257,12 @@ func Throughput(b *testing.B, pub outbox.Publisher, msg func(i int) outbox.Messa
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
-	b.Run("relay", func(b *testing.B) {
+	}
+}
+
+func viaRelay(b *testing.B, ob *Outbox, pub outbox.Publisher, msg func(i int) outbox.Message) {
+	{
 		b.ReportAllocs()
-		ob := NewOutbox(b, nil)
 		msgs := make([]outbox.Message, b.N)
 		for i := range msgs {
 			msgs[i] = msg(i)
@@ -232,5 +282,5 @@ func Throughput(b *testing.B, pub outbox.Publisher, msg func(i int) outbox.Messa
 		b.StopTimer()
 		stop()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	})
+	}
 }
