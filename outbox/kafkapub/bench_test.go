@@ -26,7 +26,9 @@ func BenchmarkThroughput(b *testing.B) {
 	b.Cleanup(direct.Close)
 	payload := make([]byte, 256)
 	pubtest.Throughput(b, pub,
-		func(i int) outbox.Message { return outbox.Message{Topic: "bench", Key: strconv.Itoa(i % 64), Payload: payload} },
+		func(i int) outbox.Message {
+			return outbox.Message{Topic: "bench", Key: strconv.Itoa(i % 64), Payload: payload}
+		},
 		func(ctx context.Context, i int) error {
 			id, _ := uuid.NewV7()
 			return direct.ProduceSync(ctx, &kgo.Record{Topic: "bench", Key: []byte(strconv.Itoa(i % 64)), Value: payload,
