@@ -347,3 +347,19 @@ func TestStripe(t *testing.T) {
 		t.Errorf("NewStripeVerifier(nil) = %v, want ErrInvalidSecret", err)
 	}
 }
+
+func TestValidateID(t *testing.T) {
+	t.Parallel()
+	for id, ok := range map[string]bool{
+		"msg_p5jXN8AQM9LWM0D4loKWxJek":         true,
+		"0190f5e2-7b4c-7000-8000-0000000000aa": true,
+		"":                                     false,
+		"has space":                            false,
+		"new\nline":                            false,
+		"non-ascii-é":                          false,
+	} {
+		if err := webhook.ValidateID(id); (err == nil) != ok {
+			t.Errorf("ValidateID(%q) = %v, want ok=%v", id, err, ok)
+		}
+	}
+}

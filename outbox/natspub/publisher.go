@@ -32,6 +32,7 @@ var ErrSubjectNotInStream = errors.New("natspub: subject not bound to the stream
 // DuplicateWindowError says that a stream deduplicates for a shorter time
 // than the relay may take to publish a message again.
 type DuplicateWindowError struct {
+	// Stream is the stream's name.
 	Stream string
 	// Window is the stream's duplicate window.
 	Window time.Duration
@@ -156,7 +157,9 @@ func (p *Publisher) DuplicateWindow() time.Duration { return p.window }
 // recognised it as a duplicate within its window). A topic that is not one
 // of the stream's subjects, a message too large for the server, or a subject
 // bound to another stream is a permanent error; anything else (no stream
-// leader, timeouts, a lost connection) is retried by the relay.
+// leader, timeouts, a lost connection) is retried by the relay. d.Key is not
+// sent: the relay already hands over the messages of a key one at a time,
+// so they are stored in order.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	if !p.bound(d.Topic) {
 		return retry.Permanent(fmt.Errorf("%w: %q is not one of %q of stream %q", ErrSubjectNotInStream, d.Topic, p.subjects, p.stream))

@@ -39,11 +39,15 @@ var (
 // ErrReturned. The relay retries the message: bind a queue, and it goes
 // through.
 type ReturnedError struct {
-	MessageID  string
+	// MessageID is the outbox message id.
+	MessageID string
+	// Exchange and RoutingKey are where the message was published.
 	Exchange   string
 	RoutingKey string
-	ReplyCode  uint16
-	ReplyText  string
+	// ReplyCode and ReplyText are the broker's reason, such as 312
+	// NO_ROUTE.
+	ReplyCode uint16
+	ReplyText string
 }
 
 // Error names the message, the exchange and routing key, and the broker's

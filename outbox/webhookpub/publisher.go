@@ -62,8 +62,9 @@ type StatusError struct {
 	// Body is the start of the response body, at most WithMaxResponseBytes.
 	Body []byte
 	// RetryAfter is the delay the endpoint asked for with a Retry-After
-	// header, when HasRetryAfter.
-	RetryAfter    time.Duration
+	// header (delta-seconds or HTTP-date), valid when HasRetryAfter.
+	RetryAfter time.Duration
+	// HasRetryAfter reports whether the answer carried a valid Retry-After.
 	HasRetryAfter bool
 }
 
@@ -323,6 +324,9 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	ep, ok := p.endpoints[d.Topic]
 	if !ok {
 		return retry.Permanent(fmt.Errorf("%w: topic %q", ErrUnknownEndpoint, d.Topic))
+	}
+	if err := webhook.ValidateID(d.ID); err != nil {
+		return retry.Permanent(fmt.Errorf("webhookpub: endpoint %q: %w", ep.name, err))
 	}
 	b, err := p.breakers.Get(ep.name)
 	if err != nil {

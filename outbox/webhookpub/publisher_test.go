@@ -279,6 +279,19 @@ func TestUnknownTopicIsPermanent(t *testing.T) {
 	}
 }
 
+func TestIDThatCannotBeAHeaderIsPermanent(t *testing.T) {
+	t.Parallel()
+	ep := newEndpoint(t, status(200))
+	p := newPublisher(t, ep.srv.URL)
+	err := p.Publish(context.Background(), delivery("id with spaces\n"))
+	if !retry.IsPermanent(err) {
+		t.Fatalf("Publish = %v, want permanent", err)
+	}
+	if n := len(ep.seen()); n != 0 {
+		t.Errorf("endpoint saw %d requests, want 0", n)
+	}
+}
+
 func TestConnectionRefusedIsRetried(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
