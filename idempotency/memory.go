@@ -167,7 +167,8 @@ func (s *MemoryStore) nextToken() int64 {
 
 // Claim implements Store. It fails with ErrStoreFull when the store is
 // bounded, the key has no live record and the store holds MaxRecords live
-// records.
+// records. The Response of a returned Record is shared with the store and
+// must not be modified.
 func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease time.Duration) (Claim, error) {
 	if err := ctx.Err(); err != nil {
 		return Claim{}, err
