@@ -234,3 +234,53 @@ func TestMemoryStoreBoundExact(t *testing.T) {
 		t.Fatalf("%d claims acquired, %d records held; want 10 and 10", acquired.Load(), s.Len())
 	}
 }
+
+// Random concurrent operations keep the record count exact: once every
+// record has expired, Purge leaves an empty store.
+func TestMemoryStoreConcurrentOps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, clock := newFakeStore(t, idempotency.WithMaxRecords(0))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				k := fmt.Sprint("k", (g*7+i)%20)
+				switch i % 6 {
+				case 0, 1:
+					c, err := s.Claim(ctx, k, "fp", time.Duration(1+i%3)*time.Minute)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if c.Acquired {
+						switch i % 3 {
+						case 0:
+							_ = s.Complete(ctx, k, c.Token, []byte(k), time.Duration(1+i%4)*time.Minute)
+						case 1:
+							_ = s.Release(ctx, k, c.Token)
+						}
+					}
+				case 2:
+					_, _ = s.Get(ctx, k)
+				case 3:
+					_, _ = s.Purge(ctx)
+				case 4:
+					clock.Advance(time.Second)
+				case 5:
+					if r, err := s.Get(ctx, k); err == nil {
+						_ = s.Renew(ctx, k, r.Token, time.Minute)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	clock.Advance(time.Hour)
+	if _, err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Len(); n != 0 {
+		t.Fatalf("Len = %d after everything expired and was purged; the count drifted", n)
+	}
+}

@@ -23,6 +23,12 @@
 // Release,
 // and a cancelled context honoured.
 //
+// One case is left to the store: a claim with another fingerprint on a
+// record whose lease has expired (an abandoned claim). The memory store
+// refuses it as a mismatch until the record is purged; a store that forgets
+// abandoned claims at once (key expiry) lets it acquire. Both are
+// conformant.
+//
 // A store that keeps time itself (it reads a clock in Go) is tested with a
 // fake clock: Harness.Advance moves it, and the cases run instantly. A store
 // whose server keeps time (key expiry in Redis, now() in SQL) leaves Advance
