@@ -78,10 +78,14 @@ func (p Problem) Title() string {
 
 // ProblemDetails is the body of a problem response (RFC 9457).
 type ProblemDetails struct {
-	Type   Problem `json:"type"`
-	Title  string  `json:"title"`
-	Status int     `json:"status"`
-	Detail string  `json:"detail,omitempty"`
+	// Type is the stable URI that names the problem.
+	Type Problem `json:"type"`
+	// Title is the short summary of Type.
+	Title string `json:"title"`
+	// Status is the HTTP status of the response.
+	Status int `json:"status"`
+	// Detail says what was wrong with this request.
+	Detail string `json:"detail,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, p Problem, detail string) {
