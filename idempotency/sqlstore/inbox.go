@@ -95,8 +95,10 @@ func (s *Store) Process(ctx context.Context, consumer, messageID string, fn func
 // version (a stale or duplicate event) it changes nothing and reports
 // applied false. Apply the event's effect in the same transaction only when
 // applied is true. Concurrent transactions for one entity take turns on its
-// row. Entities are compared byte for byte. A deadlock or busy error aborts
-// tx and is returned as is.
+// row. Entities are compared byte for byte. Versions must be greater than
+// math.MinInt64. Use either ApplyVersion or ApplyTimestamp for a given
+// entity, not both. A deadlock or busy error aborts tx and is returned as
+// is.
 func (s *Store) ApplyVersion(ctx context.Context, tx sqldb.Tx, entity string, version int64) (applied bool, err error) {
 	return s.applyPosition(ctx, tx, entity, version, "")
 }
@@ -120,6 +122,9 @@ func (s *Store) applyPosition(ctx context.Context, tx sqldb.Tx, entity string, p
 		return false, fmt.Errorf("%w: entity is %d bytes, at most %d are stored", ErrTooLarge, len(entity), MaxKeyLen)
 	}
 	now := s.now()
+	if s.dialect == MySQL {
+		return s.applyMySQL(ctx, tx, entity, pos, tie, now)
+	}
 	res, err := tx.ExecContext(ctx, s.q.order, entity, pos, tie, now)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
@@ -128,15 +133,45 @@ func (s *Store) applyPosition(ctx context.Context, tx sqldb.Tx, entity string, p
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}
-	if n > 0 || s.dialect != MySQL {
-		return n > 0, nil
+	return n > 0, nil
+}
+
+func (s *Store) applyMySQL(ctx context.Context, tx sqldb.Tx, entity string, pos int64, tie string, now int64) (bool, error) {
+	if _, err := tx.ExecContext(ctx, s.q.order, entity, now); err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}
-	// MySQL: INSERT IGNORE found the entity; advance it if older.
-	res, err = tx.ExecContext(ctx, s.q.orderUpd, pos, tie, now, entity, pos, pos, tie)
+	rows, err := tx.QueryContext(ctx, s.q.orderLock, entity)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}
-	n, err = res.RowsAffected()
+	var (
+		last    int64
+		lastTie []byte
+	)
+	found := rows.Next()
+	if found {
+		err = rows.Scan(&last, &lastTie)
+	}
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	if err == nil && !found {
+		err = fmt.Errorf("entity %q vanished under its lock", entity)
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
+	}
+	if pos < last || (pos == last && tie <= string(lastTie)) {
+		return false, nil
+	}
+	res, err := tx.ExecContext(ctx, s.q.orderUpd, pos, tie, now, entity, pos, pos, tie)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: apply: %w", err)
+	}
+	n, err := res.RowsAffected()
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}

@@ -7,44 +7,52 @@ package sqlstore
 // the same fingerprint.
 
 type queries struct {
-	// claim takes or reports a key. Postgres: one statement returning
+	// claim takes or reports a key. Postgres: an insert returning
 	// (acquired, fingerprint, status, token, lease_until, expires_at,
-	// response). SQLite: an upsert returning token when taken. MySQL: an
-	// upsert, followed by get.
-	claim    string
-	get      string
-	lookup   string
-	renew    string
-	complete string
-	release  string
-	check    string // is key held by token: returns one row if so
-	force    string
-	purge    string
-	inbox    string
-	inboxGC  string
-	order    string
-	orderUpd string // MySQL only: the update half of order
-	insert   string // MySQL only: the claim of a key that has no record
+	// response), followed by takeover when the existing row is claimable.
+	// SQLite: an upsert returning token when taken. MySQL: an upsert,
+	// followed by lookupLocked.
+	claim     string
+	get       string
+	lookup    string
+	renew     string
+	complete  string
+	release   string
+	check     string // is key held by token: returns one row if so
+	force     string
+	purge     string
+	inbox     string
+	inboxGC   string
+	order     string
+	orderUpd  string // MySQL only: advance the position
+	orderLock string // MySQL only: read the locked position
+	insert    string // MySQL only: the claim of a key that has no record
+	// takeover is PostgreSQL's compare-and-swap of a claimable record.
+	takeover string
+	// lookupLocked is MySQL's read-back of the row its claim upsert
+	// locked: a locking read sees the latest version under REPEATABLE READ.
+	lookupLocked string
 }
 
 var postgresQueries = queries{
+	// An existing key costs no write and no row lock: ON CONFLICT DO
+	// NOTHING only waits for a transaction that is inserting the same key.
 	claim: `WITH claimed AS (
-    INSERT INTO steadfast_idempotency AS r
+    INSERT INTO steadfast_idempotency
         (idem_key, fingerprint, status, token, lease_until, expires_at, response)
     VALUES ($1, $2, 1, $3, $4, $5, NULL)
-    ON CONFLICT (idem_key) DO UPDATE
-        SET fingerprint = EXCLUDED.fingerprint, status = 1, token = EXCLUDED.token,
-            lease_until = EXCLUDED.lease_until, expires_at = EXCLUDED.expires_at,
-            response = NULL
-        WHERE r.expires_at <= $6
-           OR (r.status = 1 AND r.lease_until <= $6 AND r.fingerprint = EXCLUDED.fingerprint)
+    ON CONFLICT (idem_key) DO NOTHING
     RETURNING true AS acquired, fingerprint, status, token, lease_until, expires_at, response
 )
 SELECT acquired, fingerprint, status, token, lease_until, expires_at, response FROM claimed
 UNION ALL
 SELECT false, fingerprint, status, token, lease_until, expires_at, response
     FROM steadfast_idempotency
-    WHERE idem_key = $1 AND expires_at > $6 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+    WHERE idem_key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+	takeover: `UPDATE steadfast_idempotency
+    SET fingerprint = $1, status = 1, token = $2, lease_until = $3, expires_at = $4, response = NULL
+    WHERE idem_key = $5 AND token = $6
+      AND (expires_at <= $7 OR (status = 1 AND lease_until <= $7 AND fingerprint = $1))`,
 	get: `SELECT fingerprint, status, token, lease_until, expires_at, response
     FROM steadfast_idempotency WHERE idem_key = $1 AND expires_at > $2`,
 	lookup: `SELECT fingerprint, status, token, lease_until, expires_at, response
@@ -143,6 +151,8 @@ ON DUPLICATE KEY UPDATE
     FROM steadfast_idempotency WHERE idem_key = ? AND expires_at > ?`,
 	lookup: `SELECT fingerprint, status, token, lease_until, expires_at, response
     FROM steadfast_idempotency WHERE idem_key = ?`,
+	lookupLocked: `SELECT fingerprint, status, token, lease_until, expires_at, response
+    FROM steadfast_idempotency WHERE idem_key = ? FOR UPDATE`,
 	renew: `UPDATE steadfast_idempotency SET lease_until = ?, expires_at = ?
     WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > ?`,
 	complete: `UPDATE steadfast_idempotency
@@ -159,8 +169,17 @@ ON DUPLICATE KEY UPDATE
     VALUES (?, ?, ?)`,
 	inboxGC: `DELETE FROM steadfast_idempotency_inbox
     WHERE processed_at < ? ORDER BY processed_at LIMIT ?`,
-	order: `INSERT IGNORE INTO steadfast_idempotency_order (entity, position, tie_break, updated_at)
-    VALUES (?, ?, ?, ?)`,
+	// MySQL's ordering guard locks the entity's row before it reads it, so
+	// that concurrent events for one entity queue on an exclusive lock
+	// instead of deadlocking on a shared one: order makes sure the row
+	// exists (a sentinel position below every real one, which only the
+	// first event of an entity inserts) and locks it; orderLock reads it;
+	// orderUpd advances it.
+	order: `INSERT INTO steadfast_idempotency_order (entity, position, tie_break, updated_at)
+    VALUES (?, -9223372036854775808, '', ?)
+    ON DUPLICATE KEY UPDATE entity = entity`,
+	orderLock: `SELECT position, tie_break FROM steadfast_idempotency_order
+    WHERE entity = ? FOR UPDATE`,
 	insert: `INSERT IGNORE INTO steadfast_idempotency
     (idem_key, fingerprint, status, token, lease_until, expires_at, response)
 VALUES (?, ?, 1, ?, ?, ?, NULL)`,

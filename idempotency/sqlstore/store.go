@@ -91,6 +91,7 @@ func (q queries) withTable(name string) queries {
 		release: r.Replace(q.release), check: r.Replace(q.check), force: r.Replace(q.force),
 		purge: r.Replace(q.purge), inbox: r.Replace(q.inbox), inboxGC: r.Replace(q.inboxGC),
 		order: r.Replace(q.order), orderUpd: r.Replace(q.orderUpd), insert: r.Replace(q.insert),
+		takeover: r.Replace(q.takeover), lookupLocked: r.Replace(q.lookupLocked), orderLock: r.Replace(q.orderLock),
 	}
 }
 
@@ -159,28 +160,31 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return idempotency.Claim{}, err
 	}
-	// Fast path, one read and no write: a live record that this claim
-	// could not take anyway (completed, held, or another fingerprint) is
-	// returned as is. Replays cost one SELECT, like a hand-written lookup.
-	now := s.now()
-	rec, err := s.getOn(ctx, s.db, s.q.get, key, now)
-	switch {
-	case err == nil:
-		takeover := rec.Status == idempotency.StatusInProgress &&
-			rec.LeaseExpiresAt.UnixNano() <= now && rec.Fingerprint == fingerprint
-		if !takeover {
-			return idempotency.Claim{Record: rec.Record}, nil
-		}
-	case errors.Is(err, idempotency.ErrNotFound):
-		if s.dialect == MySQL {
-			// A plain INSERT IGNORE reports unambiguously whether it
-			// inserted, whatever the DSN's clientFoundRows: no read-back.
-			if c, ok, err := s.insertMySQL(ctx, key, fingerprint, lease); err != nil || ok {
-				return c, err
+	// SQLite and MySQL take a fast path, one read and no write: a live
+	// record that this claim could not take anyway (completed, held, or
+	// another fingerprint) is returned as is, so a replay costs one SELECT.
+	// (PostgreSQL's claim statement is already one round trip that writes
+	// nothing for an existing key.)
+	var err error
+	if s.dialect != Postgres {
+		now := s.now()
+		rec, err := s.getOn(ctx, s.db, s.q.lookup, key)
+		switch {
+		case err == nil:
+			if !rec.claimable(fingerprint, now) {
+				return idempotency.Claim{Record: rec.Record}, nil
 			}
+		case errors.Is(err, idempotency.ErrNotFound):
+			if s.dialect == MySQL {
+				// A plain INSERT IGNORE reports unambiguously whether it
+				// inserted, whatever the DSN's clientFoundRows.
+				if c, ok, err := s.insertMySQL(ctx, key, fingerprint, lease); err != nil || ok {
+					return c, err
+				}
+			}
+		default:
+			return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: %w", err)
 		}
-	default:
-		return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: %w", err)
 	}
 	var c idempotency.Claim
 	err = s.retry(ctx, func(ctx context.Context) error {
@@ -253,26 +257,40 @@ func (s *Store) claimOn(ctx context.Context, q querier, key, fingerprint string,
 }
 
 func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, token, leaseUntil, expires, now int64) (idempotency.Claim, bool, error) {
-	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, leaseUntil, expires, now)
+	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, leaseUntil, expires)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	defer rows.Close()
 	if !rows.Next() {
+		// The conflicting row is newer than this statement's snapshot:
+		// the next round sees it.
 		return idempotency.Claim{}, false, rows.Err()
 	}
 	var acquired bool
-	rec := idempotency.Record{Key: key}
-	if err := scanRecord(rows, &rec, &acquired); err != nil {
+	rec, err := scanStored(rows, key, &acquired)
+	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	if err := rows.Close(); err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	if acquired {
-		return idempotency.Claim{Acquired: true, Token: rec.Token}, true, nil
+		return idempotency.Claim{Acquired: true, Token: token}, true, nil
 	}
-	return idempotency.Claim{Record: rec}, true, nil
+	if !rec.claimable(fp, now) {
+		return idempotency.Claim{Record: rec.Record}, true, nil
+	}
+	// Expired, or abandoned with the same fingerprint: take it over if it
+	// is still the row just read (compare-and-swap on its token).
+	res, err := q.ExecContext(ctx, s.q.takeover, fp, token, leaseUntil, expires, key, rec.Token, now)
+	if err != nil {
+		return idempotency.Claim{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return idempotency.Claim{}, false, err
+	}
+	return idempotency.Claim{Acquired: true, Token: token}, true, nil
 }
 
 func (s *Store) claimSQLite(ctx context.Context, q querier, key, fp string, token, leaseUntil, expires, now int64) (idempotency.Claim, bool, error) {
@@ -304,7 +322,7 @@ func (s *Store) claimMySQL(ctx context.Context, q querier, key, fp string, token
 	if _, err := q.ExecContext(ctx, s.q.claim, key, fp, token, leaseUntil, expires, now, now); err != nil {
 		return idempotency.Claim{}, false, err
 	}
-	rec, err := s.getOn(ctx, q, s.q.lookup, key)
+	rec, err := s.getOn(ctx, q, s.q.lookupLocked, key)
 	if errors.Is(err, idempotency.ErrNotFound) {
 		return idempotency.Claim{}, false, nil
 	}
@@ -335,25 +353,39 @@ func (s *Store) reportExisting(ctx context.Context, q querier, key string, now i
 
 type storedRecord struct {
 	idempotency.Record
-	rawExpires int64
+	rawLease, rawExpires int64
 }
 
-func scanRecord(rows *sql.Rows, rec *idempotency.Record, acquired *bool) error {
+// claimable reports whether a claim with fingerprint fp at now may take the
+// record over: it expired, or it is in progress under an expired lease with
+// the same fingerprint.
+func (r storedRecord) claimable(fp string, now int64) bool {
+	return r.rawExpires <= now ||
+		(r.Status == idempotency.StatusInProgress && r.rawLease <= now && r.Fingerprint == fp)
+}
+
+// scanStored scans (fingerprint, status, token, lease_until, expires_at,
+// response), preceded by acquired when it is not nil.
+func scanStored(rows *sql.Rows, key string, acquired *bool) (storedRecord, error) {
 	var (
-		status             int16
-		leaseUntil, expire int64
-		resp               []byte
-		err                error
+		rec    storedRecord
+		status int16
+		resp   []byte
+		err    error
 	)
+	rec.Key = key
 	if acquired != nil {
-		err = rows.Scan(acquired, &rec.Fingerprint, &status, &rec.Token, &leaseUntil, &expire, &resp)
+		err = rows.Scan(acquired, &rec.Fingerprint, &status, &rec.Token, &rec.rawLease, &rec.rawExpires, &resp)
 	} else {
-		err = rows.Scan(&rec.Fingerprint, &status, &rec.Token, &leaseUntil, &expire, &resp)
+		err = rows.Scan(&rec.Fingerprint, &status, &rec.Token, &rec.rawLease, &rec.rawExpires, &resp)
 	}
 	if err != nil {
-		return err
+		return storedRecord{}, err
 	}
-	return fillRecord(rec, status, leaseUntil, expire, resp)
+	if err := fillRecord(&rec.Record, status, rec.rawLease, rec.rawExpires, resp); err != nil {
+		return storedRecord{}, err
+	}
+	return rec, nil
 }
 
 func fillRecord(rec *idempotency.Record, status int16, leaseUntil, expire int64, resp []byte) error {
@@ -388,18 +420,8 @@ func (s *Store) getOn(ctx context.Context, q querier, query, key string, args ..
 		}
 		return storedRecord{}, idempotency.ErrNotFound
 	}
-	var (
-		rec                storedRecord
-		status             int16
-		leaseUntil, expire int64
-		resp               []byte
-	)
-	rec.Key = key
-	if err := rows.Scan(&rec.Fingerprint, &status, &rec.Token, &leaseUntil, &expire, &resp); err != nil {
-		return storedRecord{}, err
-	}
-	rec.rawExpires = expire
-	if err := fillRecord(&rec.Record, status, leaseUntil, expire, resp); err != nil {
+	rec, err := scanStored(rows, key, nil)
+	if err != nil {
 		return storedRecord{}, err
 	}
 	return rec, rows.Close()
