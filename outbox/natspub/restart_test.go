@@ -100,4 +100,3 @@ func TestPublishAcrossServerRestart(t *testing.T) {
 		}
 	}
 }
-
