@@ -5,7 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -45,3 +47,47 @@ func BenchmarkVerify2KiB(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkMiddleware2KiB compares a request through the verification
+// middleware with the same request to the bare handler, which reads the body
+// itself.
+func BenchmarkMiddleware2KiB(b *testing.B) {
+	const now = 1_700_000_000
+	payload := bytes.Repeat([]byte("a"), 2048)
+	signer, _ := webhook.NewSigner(vecSecret)
+	v, _ := webhook.NewVerifier([]string{vecSecret}, fixedClock(now))
+	mw, err := webhook.NewMiddleware(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	h := http.Header{}
+	signer.SetHeaders(h, vecID, time.Unix(now, 0), payload)
+	run := func(b *testing.B, next http.Handler) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(payload)))
+		w := &discardWriter{h: http.Header{}}
+		for b.Loop() {
+			r := httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(payload))
+			r.Header = h
+			next.ServeHTTP(w, r)
+			if w.code != http.StatusNoContent {
+				b.Fatalf("status %d", w.code)
+			}
+		}
+	}
+	b.Run("baseline=bare-handler", func(b *testing.B) { run(b, handler) })
+	b.Run("middleware", func(b *testing.B) { run(b, mw(handler)) })
+}
+
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }

@@ -169,27 +169,28 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 }
 
 // readBody reads at most maxBody bytes and reports a *http.MaxBytesError
-// when there is more.
+// when there is more. A declared length (already checked against the limit)
+// is read into a buffer of exactly that size.
 func (m *middleware) readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
 	}
 	defer r.Body.Close()
-	size := m.cfg.maxBody + 1
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	} else {
-		buf.Grow(512)
+	if r.ContentLength >= 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, size))
+	buf, err := io.ReadAll(io.LimitReader(r.Body, m.cfg.maxBody+1))
 	if err != nil {
 		return nil, err
 	}
-	if n > m.cfg.maxBody {
+	if int64(len(buf)) > m.cfg.maxBody {
 		return nil, &http.MaxBytesError{Limit: m.cfg.maxBody}
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // problem is an RFC 9457 problem details object.
