@@ -97,7 +97,10 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // Publisher publishes outbox messages to one JetStream stream. It implements
-// outbox.Publisher and is safe for concurrent use.
+// outbox.Publisher and is safe for concurrent use. It does not own the NATS
+// connection: the caller closes it, after the relay stopped. nats.go
+// reconnects on its own; publishes fail (and are retried by the relay) while
+// it is disconnected.
 type Publisher struct {
 	js       jetstream.JetStream
 	stream   string

@@ -318,8 +318,11 @@ func classify(_ context.Context, err error) breaker.Outcome {
 }
 
 // Publish POSTs d to the endpoint of d.Topic, signed, and returns nil once
-// the endpoint answered 2xx. Its errors follow the outbox protocol, as
-// described in the package documentation.
+// the endpoint answered 2xx. The request carries d.Headers, then the
+// endpoint's Headers, a Content-Type of application/json unless one of those
+// set it, and the three webhook headers. Its errors follow the outbox
+// protocol, as described in the package documentation; a message id that
+// cannot be a header value is a permanent error.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	ep, ok := p.endpoints[d.Topic]
 	if !ok {
