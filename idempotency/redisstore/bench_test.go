@@ -16,9 +16,12 @@ import (
 // The benchmarks compare the store with the minimal commands for the job
 // issued by hand with go-redis, in the same run, with 16 concurrent callers:
 // two SETs (SET NX, then SET of the response) for a new key, one GET for a
-// replay.
+// replay. The store and the baseline run alternately from the same callers
+// (paired), so that both see the same load: each reports its mean latency
+// (base-ns/op, store-ns/op) and store/base, whose inverse is the store's
+// share of the baseline's throughput.
 //
-//	go test -run '^$' -bench . -benchtime 2s ./idempotency/redisstore/
+//	go test -run '^$' -bench . -benchtime 3s ./idempotency/redisstore/
 
 func parallel(b *testing.B, f func(ctx context.Context) error) {
 	b.Helper()
@@ -36,6 +39,38 @@ func parallel(b *testing.B, f func(ctx context.Context) error) {
 	})
 }
 
+func paired(b *testing.B, base, store func(ctx context.Context) error) {
+	b.Helper()
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	var flip, baseNs, storeNs, nBase, nStore atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			f, ns, n := base, &baseNs, &nBase
+			if flip.Add(1)%2 == 0 {
+				f, ns, n = store, &storeNs, &nStore
+			}
+			start := time.Now()
+			if err := f(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+			ns.Add(int64(time.Since(start)))
+			n.Add(1)
+		}
+	})
+	if nBase.Load() == 0 || nStore.Load() == 0 {
+		return
+	}
+	bn := float64(baseNs.Load()) / float64(nBase.Load())
+	sn := float64(storeNs.Load()) / float64(nStore.Load())
+	b.ReportMetric(bn, "base-ns/op")
+	b.ReportMetric(sn, "store-ns/op")
+	b.ReportMetric(sn/bn, "store/base")
+}
+
 func keyGen() func() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -51,26 +86,20 @@ func BenchmarkNewKey(b *testing.B) {
 		b.Fatal(err)
 	}
 	resp := []byte(`{"id":"ord_123","status":"created"}`)
-	b.Run("baseline_two_sets", func(b *testing.B) {
-		next := keyGen()
-		parallel(b, func(ctx context.Context) error {
-			k := prefix + next()
-			if err := rdb.SetNX(ctx, k, "in-progress", time.Minute).Err(); err != nil {
-				return err
-			}
-			return rdb.Set(ctx, k, resp, 24*time.Hour).Err()
-		})
-	})
-	b.Run("store", func(b *testing.B) {
-		next := keyGen()
-		parallel(b, func(ctx context.Context) error {
-			k := next()
-			c, err := s.Claim(ctx, k, "fp", time.Minute)
-			if err != nil {
-				return err
-			}
-			return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
-		})
+	next := keyGen()
+	paired(b, func(ctx context.Context) error {
+		k := prefix + next()
+		if err := rdb.SetNX(ctx, k, "in-progress", time.Minute).Err(); err != nil {
+			return err
+		}
+		return rdb.Set(ctx, k, resp, 24*time.Hour).Err()
+	}, func(ctx context.Context) error {
+		k := next()
+		c, err := s.Claim(ctx, k, "fp", time.Minute)
+		if err != nil {
+			return err
+		}
+		return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
 	})
 }
 
@@ -98,13 +127,11 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	var n atomic.Int64
 	key := func() string { return "replay-" + strconv.Itoa(int(n.Add(1)%keys)) }
-	b.Run("baseline_get", func(b *testing.B) {
-		parallel(b, func(ctx context.Context) error { return rdb.Get(ctx, prefix+"plain-"+key()).Err() })
+	get := func(ctx context.Context) error { return rdb.Get(ctx, prefix+"plain-"+key()).Err() }
+	b.Run("claim", func(b *testing.B) {
+		paired(b, get, func(ctx context.Context) error { _, err := s.Claim(ctx, key(), "fp", time.Minute); return err })
 	})
-	b.Run("store_claim", func(b *testing.B) {
-		parallel(b, func(ctx context.Context) error { _, err := s.Claim(ctx, key(), "fp", time.Minute); return err })
-	})
-	b.Run("store_get", func(b *testing.B) {
-		parallel(b, func(ctx context.Context) error { _, err := s.Get(ctx, key()); return err })
+	b.Run("get", func(b *testing.B) {
+		paired(b, get, func(ctx context.Context) error { _, err := s.Get(ctx, key()); return err })
 	})
 }

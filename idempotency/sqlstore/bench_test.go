@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,9 +24,15 @@ import (
 // CONFLICT DO NOTHING and one UPDATE (two commits) for a new key, one SELECT
 // for a replay. On PostgreSQL and MySQL they run 16 concurrent callers
 // (RunParallel with GOMAXPROCS*parallelism goroutines) on a pool of 16
-// connections. Report ns/op ratios (store / baseline).
+// connections.
 //
-//	go test -run '^$' -bench . -benchtime 2s ./idempotency/sqlstore/
+// Each comparison runs the store and the baseline alternately, from the same
+// callers at the same time (paired), so that both see the same load on a
+// shared machine: it reports each one's mean latency (base-ns/op,
+// store-ns/op) and store/base, the latency ratio; with a fixed number of
+// callers, base/store is the store's share of the baseline's throughput.
+//
+//	go test -run '^$' -bench . -benchtime 3s ./idempotency/sqlstore/
 
 const benchCallers = 16
 
@@ -64,6 +71,43 @@ func parallel(b *testing.B, f func(ctx context.Context) error) {
 			}
 		}
 	})
+}
+
+// paired runs base and store alternately from benchCallers concurrent
+// callers and reports their mean latencies and ratio.
+func paired(b *testing.B, base, store func(ctx context.Context) error) {
+	b.Helper()
+	b.ReportAllocs()
+	b.SetParallelism(max(1, benchCallers/testingProcs()))
+	var (
+		flip                          atomic.Int64
+		baseNs, storeNs, nBase, nStor atomic.Int64
+	)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			f, ns, n := base, &baseNs, &nBase
+			if flip.Add(1)%2 == 0 {
+				f, ns, n = store, &storeNs, &nStor
+			}
+			start := time.Now()
+			if err := f(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+			ns.Add(int64(time.Since(start)))
+			n.Add(1)
+		}
+	})
+	if nBase.Load() == 0 || nStor.Load() == 0 {
+		return
+	}
+	bn := float64(baseNs.Load()) / float64(nBase.Load())
+	sn := float64(storeNs.Load()) / float64(nStor.Load())
+	b.ReportMetric(bn, "base-ns/op")
+	b.ReportMetric(sn, "store-ns/op")
+	b.ReportMetric(sn/bn, "store/base")
 }
 
 func testingProcs() int {
@@ -109,28 +153,22 @@ func BenchmarkNewKey(b *testing.B) {
 			ins := baselineInsert(d, s.Table())
 			upd := rebind(d, "UPDATE "+s.Table()+" SET status = 2, response = $1, expires_at = $2 WHERE idem_key = $3 AND token = $4")
 			resp := []byte(`{"id":"ord_123","status":"created"}`)
-			b.Run("baseline", func(b *testing.B) {
-				next := keyGen()
-				parallel(b, func(ctx context.Context) error {
-					k := next()
-					now := time.Now().UnixNano()
-					if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
-						return err
-					}
-					_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+			next := keyGen()
+			paired(b, func(ctx context.Context) error {
+				k := next()
+				now := time.Now().UnixNano()
+				if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 					return err
-				})
-			})
-			b.Run("store", func(b *testing.B) {
-				next := keyGen()
-				parallel(b, func(ctx context.Context) error {
-					k := next()
-					c, err := s.Claim(ctx, k, "fp", time.Minute)
-					if err != nil {
-						return err
-					}
-					return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
-				})
+				}
+				_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+				return err
+			}, func(ctx context.Context) error {
+				k := next()
+				c, err := s.Claim(ctx, k, "fp", time.Minute)
+				if err != nil {
+					return err
+				}
+				return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
 			})
 		})
 	}
@@ -155,25 +193,26 @@ func BenchmarkReplay(b *testing.B) {
 			sel := rebind(d, "SELECT fingerprint, status, token, lease_until, expires_at, response FROM "+s.Table()+" WHERE idem_key = $1")
 			var n atomic.Int64
 			key := func() string { return "replay-" + strconv.Itoa(int(n.Add(1)%keys)) }
-			b.Run("baseline", func(b *testing.B) {
-				parallel(b, func(ctx context.Context) error {
-					var (
-						fp        string
-						st        int
-						tok, l, e int64
-						r         []byte
-					)
-					return s.DB().QueryRowContext(ctx, sel, key()).Scan(&fp, &st, &tok, &l, &e, &r)
-				})
-			})
-			b.Run("store_claim", func(b *testing.B) {
-				parallel(b, func(ctx context.Context) error {
-					_, err := s.Claim(ctx, key(), "fp", time.Minute)
+			selectOne := func(ctx context.Context) error {
+				var (
+					fp        string
+					st        int
+					tok, l, e int64
+					r         []byte
+				)
+				return s.DB().QueryRowContext(ctx, sel, key()).Scan(&fp, &st, &tok, &l, &e, &r)
+			}
+			b.Run("claim", func(b *testing.B) {
+				paired(b, selectOne, func(ctx context.Context) error {
+					c, err := s.Claim(ctx, key(), "fp", time.Minute)
+					if err == nil && c.Acquired {
+						err = errors.New("replay acquired")
+					}
 					return err
 				})
 			})
-			b.Run("store_get", func(b *testing.B) {
-				parallel(b, func(ctx context.Context) error {
+			b.Run("get", func(b *testing.B) {
+				paired(b, selectOne, func(ctx context.Context) error {
 					_, err := s.Get(ctx, key())
 					return err
 				})
@@ -182,10 +221,11 @@ func BenchmarkReplay(b *testing.B) {
 	}
 }
 
-// BenchmarkTransactional: a request that writes one business row. Baseline:
-// the two-commit protocol by hand (claim INSERT, business INSERT, complete
-// UPDATE, each its own commit). store: Claim, business INSERT, Complete.
-// store_tx: ClaimTx, business INSERT in the transaction, Commit (one commit).
+// BenchmarkTransactional: a request that writes one business row. The base
+// is the two-commit protocol by hand (claim INSERT, business INSERT,
+// complete UPDATE, each its own commit). store: Claim, business INSERT,
+// Complete. store_tx: ClaimTx, business INSERT in the transaction, Commit
+// (one commit).
 func BenchmarkTransactional(b *testing.B) {
 	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.MySQL, sqlstore.SQLite} {
 		b.Run(d.String(), func(b *testing.B) {
@@ -195,24 +235,21 @@ func BenchmarkTransactional(b *testing.B) {
 			ins := baselineInsert(d, s.Table())
 			upd := rebind(d, "UPDATE "+s.Table()+" SET status = 2, response = $1, expires_at = $2 WHERE idem_key = $3 AND token = $4")
 			resp := []byte(`{"id":"ord_123","status":"created"}`)
-			b.Run("baseline_two_commits", func(b *testing.B) {
-				next := keyGen()
-				parallel(b, func(ctx context.Context) error {
-					k := next()
-					now := time.Now().UnixNano()
-					if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
-						return err
-					}
-					if _, err := s.DB().ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
-						return err
-					}
-					_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+			next := keyGen()
+			twoCommits := func(ctx context.Context) error {
+				k := next()
+				now := time.Now().UnixNano()
+				if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 					return err
-				})
-			})
+				}
+				if _, err := s.DB().ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
+					return err
+				}
+				_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+				return err
+			}
 			b.Run("store", func(b *testing.B) {
-				next := keyGen()
-				parallel(b, func(ctx context.Context) error {
+				paired(b, twoCommits, func(ctx context.Context) error {
 					k := next()
 					c, err := s.Claim(ctx, k, "fp", time.Minute)
 					if err != nil {
@@ -225,8 +262,7 @@ func BenchmarkTransactional(b *testing.B) {
 				})
 			})
 			b.Run("store_tx", func(b *testing.B) {
-				next := keyGen()
-				parallel(b, func(ctx context.Context) error {
+				paired(b, twoCommits, func(ctx context.Context) error {
 					k := next()
 					tx, _, err := s.ClaimTx(ctx, k, "fp", time.Minute)
 					if err != nil {
@@ -245,7 +281,8 @@ func BenchmarkTransactional(b *testing.B) {
 
 // BenchmarkPgxNative measures what a native pgxpool path could gain on
 // PostgreSQL: the same two baseline statements through database/sql (pgx's
-// stdlib driver) and through pgxpool directly.
+// stdlib driver, reported as base) and through pgxpool directly (reported as
+// store).
 func BenchmarkPgxNative(b *testing.B) {
 	s := newStore(b, sqlstore.Postgres, benchCallers)
 	pool, err := pgxpool.New(context.Background(), testenv.PostgresURL(b)+"&pool_max_conns=16")
@@ -256,29 +293,24 @@ func BenchmarkPgxNative(b *testing.B) {
 	ins := baselineInsert(sqlstore.Postgres, s.Table())
 	upd := "UPDATE " + s.Table() + " SET status = 2, response = $1, expires_at = $2 WHERE idem_key = $3 AND token = $4"
 	resp := []byte(`{"id":"ord_123","status":"created"}`)
-	b.Run("database_sql", func(b *testing.B) {
-		next := keyGen()
-		parallel(b, func(ctx context.Context) error {
-			k := next()
-			now := time.Now().UnixNano()
-			if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
-				return err
-			}
-			_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+	next := keyGen()
+	// base: database/sql over pgx's stdlib driver; store: pgxpool.
+	paired(b, func(ctx context.Context) error {
+		k := next()
+		now := time.Now().UnixNano()
+		if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 			return err
-		})
-	})
-	b.Run("pgxpool", func(b *testing.B) {
-		next := keyGen()
-		parallel(b, func(ctx context.Context) error {
-			k := next()
-			now := time.Now().UnixNano()
-			if _, err := pool.Exec(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
-				return err
-			}
-			_, err := pool.Exec(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+		}
+		_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+		return err
+	}, func(ctx context.Context) error {
+		k := next()
+		now := time.Now().UnixNano()
+		if _, err := pool.Exec(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 			return err
-		})
+		}
+		_, err := pool.Exec(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+		return err
 	})
 }
 
