@@ -96,6 +96,10 @@ func (r *receiver) instance(gen int) (http.Handler, error) {
 		opts := []idempotency.Option{
 			idempotency.WithKeySource(idempotency.HeaderKey("webhook-id")),
 			idempotency.WithWait(5 * time.Second),
+			// Short on purpose: late redeliveries outlive the record, and
+			// the inbox is what still catches them.
+			idempotency.WithRetention(600 * time.Millisecond),
+			idempotency.WithLease(500 * time.Millisecond),
 			idempotency.WithLogger(s.log),
 		}
 		if _, tx := store.(idempotency.TxStore); tx && !s.cfg.noOutbox {
