@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,12 +39,90 @@ func (s *Store) EnqueuePgx(ctx context.Context, tx PgxExecer, msgs ...outbox.Mes
 	}, msgs)
 }
 
-// pgEnqueue inserts ms with one statement whose text does not depend on the
-// batch's size (arrays, so the prepared statement is reused): the locks of
+// smallBatch is the largest batch that pgEnqueue writes with a VALUES list
+// (cheapest for one message); larger ones go through arrays.
+const smallBatch = 8
+
+// pgEnqueue inserts ms with one statement: the locks of the batch's keys
+// are taken, in key order, before any row gets its position (the k CTE is
+// joined, so it runs first); rows get positions in the order of ms; the
+// NOTIFY is sent at commit. A keyed message behind a pending one of its key
+// (in the table or earlier in the batch) is parked: it is not ready until
+// the settle of its predecessor unparks it.
+func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
+	if len(ms) > smallBatch {
+		return s.pgEnqueueArrays(ctx, exec, ms, hs, tp)
+	}
+	var b strings.Builder
+	args := make([]any, 0, len(ms)*7+4)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	keys := sortedKeys(ms)
+	var with, from []string
+	if len(keys) == 1 {
+		with = append(with, "k AS (SELECT 1 AS n FROM (SELECT pg_advisory_xact_lock("+arg(s.lockID)+", hashtext("+arg(keys[0])+"))) AS x)")
+		from = append(from, "k")
+	} else if len(keys) > 1 {
+		with = append(with, "k AS (SELECT count(pg_advisory_xact_lock("+arg(s.lockID)+", hashtext(x))) AS n FROM (SELECT x FROM unnest("+arg(keys)+"::text[]) AS x ORDER BY x) AS sk)")
+		from = append(from, "k")
+	}
+	if s.cfg.notify {
+		with = append(with, "nt AS (SELECT 1 AS n FROM (SELECT pg_notify("+arg(s.NotifyChannel())+", '')) AS x)")
+		from = append(from, "nt")
+	}
+	if len(with) > 0 {
+		b.WriteString("WITH " + strings.Join(with, ", ") + "\n")
+	}
+	tpArg := arg(nullable(tp))
+	b.WriteString("INSERT INTO " + s.cfg.table + " (id, topic, partition_key, headers, payload, traceparent, not_before, available_at)\n")
+	b.WriteString("SELECT v.id, v.topic, v.k, v.h, v.p, " + tpArg + "::text, v.nb, ")
+	if len(keys) > 0 {
+		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND EXISTS (SELECT 1 FROM " + s.cfg.table +
+			" e WHERE e.partition_key = v.k AND e.state = 0)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
+	} else {
+		b.WriteString("COALESCE(v.nb, now())")
+	}
+	b.WriteString("\nFROM (VALUES ")
+	seen := map[string]bool{}
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		var nb any
+		if !m.NotBefore.IsZero() {
+			nb = m.NotBefore
+		}
+		p := m.Payload
+		if p == nil {
+			p = []byte{}
+		}
+		behind := m.Key != "" && seen[m.Key]
+		if m.Key != "" {
+			seen[m.Key] = true
+		}
+		b.WriteString("(" + arg(m.ID) + "::uuid, " + arg(m.Topic) + "::text, " + arg(nullable(m.Key)) + "::text, " +
+			arg(nullable(hs[i])) + "::text, " + arg(p) + "::bytea, " + arg(nb) + "::timestamptz, " +
+			arg(behind) + "::boolean, " + strconv.Itoa(i) + ")")
+	}
+	b.WriteString(") AS v(id, topic, k, h, p, nb, behind, ord)")
+	for _, f := range from {
+		b.WriteString(", " + f)
+	}
+	if len(ms) > 1 {
+		b.WriteString("\nORDER BY v.ord")
+	}
+	return exec(ctx, b.String(), args...)
+}
+
+// pgEnqueueArrays is pgEnqueue for larger batches: one statement whose text
+// does not depend on the batch's size (arrays, so the prepared statement and
+// its plan are reused): the locks of
 // the batch's keys are taken, in key order, before any row gets its
 // position; rows get positions in the order of ms; the NOTIFY is sent at
 // commit.
-func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
+func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
 	n := len(ms)
 	ids, topics, keys, payloads := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
 	notBefore := make([]int64, n)

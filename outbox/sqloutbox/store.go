@@ -216,7 +216,7 @@ func (s *Store) enqueue(ctx context.Context, exec execFunc, msgs []outbox.Messag
 	if err != nil {
 		return err
 	}
-	const chunk = 1000
+	const chunk = 500 // PostgreSQL: 8 parameters a row, under 65,535
 	for i := 0; i < len(ms); i += chunk {
 		j := min(i+chunk, len(ms))
 		var err error
