@@ -27,7 +27,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 4 attempts of the flaky call, 4 during the outage, 1 probe.
-	want := summary{Writes: 2, ServerRequests: 9, FailedFast: 1, BreakerOpenings: 1}
+	want := summary{Writes: 2, ServerRequests: 9, BreakerOpenings: 1}
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}

@@ -112,8 +112,8 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	svc := &payments{runner: runner, provider: prov}
 
 	// Keys are the client's: here one per order, unique to this run.
-	run := newRunID()
-	key := func(n int) string { return fmt.Sprintf("order-%s-%d", run, n) }
+	runID := newRunID()
+	key := func(n int) string { return fmt.Sprintf("order-%s-%d", runID, n) }
 	card := "4242424242424242"
 
 	// 1. The first call charges.

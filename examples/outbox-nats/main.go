@@ -172,14 +172,14 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	defer stopRelay() // on early returns; a second Stop waits for the first
 
 	// Place the orders: each order row and its message in one transaction.
-	run := newRunID()
+	runID := newRunID()
 	customers := []string{"alice", "bob", "carol"}
 	var s summary
 	var first outbox.Message
 	for i := range cfg.orders {
 		cust := customers[i%len(customers)]
 		msg, err := placeOrder(ctx, db, ob, orders, topic, orderCreated{
-			Order: fmt.Sprintf("ord_%s_%03d", run, i), Customer: run + "_" + cust, Seq: i / len(customers),
+			Order: fmt.Sprintf("ord_%s_%03d", runID, i), Customer: runID + "_" + cust, Seq: i / len(customers),
 		})
 		if err != nil {
 			return summary{}, fmt.Errorf("order %d: %w", i, err)
@@ -192,7 +192,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	fmt.Fprintf(out, "placed %d orders, each with its outbox message in the same transaction\n", s.Placed)
 
 	// An order whose transaction rolls back publishes nothing.
-	if err := placeFailingOrder(ctx, db, ob, orders, topic, run); err != nil {
+	if err := placeFailingOrder(ctx, db, ob, orders, topic, runID); err != nil {
 		return summary{}, err
 	}
 	fmt.Fprintln(out, "1 order rolled back (card declined): its message is gone with it")
@@ -204,7 +204,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	if err != nil {
 		return summary{}, err
 	}
-	if err := consume(ctx, cons, inbox, db, shipments, run, s.Placed, &s); err != nil {
+	if err := consume(ctx, cons, inbox, db, shipments, runID, s.Placed, &s); err != nil {
 		return summary{}, err
 	}
 	fmt.Fprintf(out, "relay published, consumer shipped %d orders (%d redelivery after a consumer crash skipped by its inbox)\n", s.Shipped, s.Duplicates)
@@ -214,12 +214,12 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	if err := pub.Publish(ctx, outbox.Delivery{Message: first, Attempt: 2}); err != nil {
 		return summary{}, err
 	}
-	if s.StreamMsgs, err = countRunMessages(ctx, js, cfg.stream, topic, run); err != nil {
+	if s.StreamMsgs, err = countRunMessages(ctx, js, cfg.stream, topic, runID); err != nil {
 		return summary{}, err
 	}
 	fmt.Fprintf(out, "republished %s: the stream holds %d messages of this run for %d orders\n", first.ID, s.StreamMsgs, s.Placed)
 
-	if err := checkOrder(ctx, db, shipments, run, &s); err != nil {
+	if err := checkOrder(ctx, db, shipments, runID, &s); err != nil {
 		return summary{}, err
 	}
 	fmt.Fprintf(out, "per-customer order violations: %d\n", s.OrderBroken)
@@ -266,13 +266,13 @@ func placeOrder(ctx context.Context, db *sql.DB, ob *sqloutbox.Store, orders, to
 
 // placeFailingOrder writes an order and its message, then rolls back, as when
 // the card is declined after the order was written.
-func placeFailingOrder(ctx context.Context, db *sql.DB, ob *sqloutbox.Store, orders, topic, run string) error {
+func placeFailingOrder(ctx context.Context, db *sql.DB, ob *sqloutbox.Store, orders, topic, runID string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	o := orderCreated{Order: "ord_" + run + "_declined", Customer: run + "_dave"}
+	o := orderCreated{Order: "ord_" + runID + "_declined", Customer: runID + "_dave"}
 	payload, _ := json.Marshal(o)
 	if _, err := tx.ExecContext(ctx, "INSERT INTO "+orders+" (id, customer) VALUES ($1, $2)", o.Order, o.Customer); err != nil {
 		return err
@@ -286,7 +286,7 @@ func placeFailingOrder(ctx context.Context, db *sql.DB, ob *sqloutbox.Store, ord
 // consume fetches messages and ships each order once, until want orders of
 // this run are shipped and the redelivery after a simulated crash was
 // skipped, or 30 s have passed.
-func consume(ctx context.Context, cons jetstream.Consumer, inbox *sqlstore.Store, db *sql.DB, shipments, run string, want int, s *summary) error {
+func consume(ctx context.Context, cons jetstream.Consumer, inbox *sqlstore.Store, db *sql.DB, shipments, runID string, want int, s *summary) error {
 	deadline := time.Now().Add(30 * time.Second)
 	crashed := false
 	for s.Shipped < want || s.Duplicates == 0 {
@@ -307,7 +307,7 @@ func consume(ctx context.Context, cons jetstream.Consumer, inbox *sqlstore.Store
 				_, err := tx.ExecContext(ctx, "INSERT INTO "+shipments+" (order_id, customer, seq) VALUES ($1, $2, $3)", o.Order, o.Customer, o.Seq)
 				return err
 			}
-			if !crashed && strings.HasPrefix(o.Order, "ord_"+run+"_") {
+			if !crashed && strings.HasPrefix(o.Order, "ord_"+runID+"_") {
 				// The consumer ships the first order and dies before it
 				// acknowledges: JetStream delivers the message again.
 				crashed = true
@@ -324,7 +324,7 @@ func consume(ctx context.Context, cons jetstream.Consumer, inbox *sqlstore.Store
 				return err
 			case dup:
 				s.Duplicates++
-			case strings.HasPrefix(o.Order, "ord_"+run+"_"):
+			case strings.HasPrefix(o.Order, "ord_"+runID+"_"):
 				s.Shipped++
 			}
 		}
@@ -336,7 +336,7 @@ func consume(ctx context.Context, cons jetstream.Consumer, inbox *sqlstore.Store
 }
 
 // countRunMessages counts the messages of this run in the stream.
-func countRunMessages(ctx context.Context, js jetstream.JetStream, stream, topic, run string) (int, error) {
+func countRunMessages(ctx context.Context, js jetstream.JetStream, stream, topic, runID string) (int, error) {
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{topic}})
 	if err != nil {
 		return 0, err
@@ -352,7 +352,7 @@ func countRunMessages(ctx context.Context, js jetstream.JetStream, stream, topic
 			return 0, err
 		}
 		var o orderCreated
-		if json.Unmarshal(msg.Data(), &o) == nil && strings.HasPrefix(o.Order, "ord_"+run+"_") {
+		if json.Unmarshal(msg.Data(), &o) == nil && strings.HasPrefix(o.Order, "ord_"+runID+"_") {
 			n++
 		}
 	}
@@ -361,8 +361,8 @@ func countRunMessages(ctx context.Context, js jetstream.JetStream, stream, topic
 
 // checkOrder counts the shipments of a customer that came before one placed
 // earlier.
-func checkOrder(ctx context.Context, db *sql.DB, shipments, run string, s *summary) error {
-	rows, err := db.QueryContext(ctx, "SELECT customer, seq FROM "+shipments+" WHERE customer LIKE $1 ORDER BY n", run+"_%")
+func checkOrder(ctx context.Context, db *sql.DB, shipments, runID string, s *summary) error {
+	rows, err := db.QueryContext(ctx, "SELECT customer, seq FROM "+shipments+" WHERE customer LIKE $1 ORDER BY n", runID+"_%")
 	if err != nil {
 		return err
 	}

@@ -228,8 +228,8 @@ func (rc *receiver) migrate(ctx context.Context, db *sql.DB) error {
 
 // demo plays the payment provider: it sends deliveries to url and reports.
 func demo(ctx context.Context, db *sql.DB, rc *receiver, url string, out io.Writer) (summary, error) {
-	run := newRunID()
-	order := "ord_" + run
+	runID := newRunID()
+	order := "ord_" + runID
 	if _, err := db.ExecContext(ctx, "INSERT INTO "+rc.orders+" (id, status, version) VALUES ($1, 'created', 0)", order); err != nil {
 		return summary{}, err
 	}
@@ -240,7 +240,7 @@ func demo(ctx context.Context, db *sql.DB, rc *receiver, url string, out io.Writ
 	sender := &sender{url: url, signer: signer, client: &http.Client{Timeout: 10 * time.Second},
 		sum: summary{Statuses: map[int]int{}, Results: map[string]int{}}}
 	ev := func(v int64, typ string) event {
-		return event{ID: fmt.Sprintf("evt_%s_%d", run, v), Type: typ, OrderID: order, Version: v}
+		return event{ID: fmt.Sprintf("evt_%s_%d", runID, v), Type: typ, OrderID: order, Version: v}
 	}
 	authorized, captured, settled := ev(1, "payment.authorized"), ev(2, "payment.captured"), ev(3, "payment.settled")
 
@@ -251,12 +251,12 @@ func demo(ctx context.Context, db *sql.DB, rc *receiver, url string, out io.Writ
 		copies int  // concurrent copies of the delivery
 		forge  bool // signed with another secret
 	}{
-		{"deliver authorized", "msg_" + run + "_1", authorized, 1, false},
-		{"redeliver authorized (our 200 was lost)", "msg_" + run + "_1", authorized, 1, false},
-		{"deliver settled before captured", "msg_" + run + "_3", settled, 1, false},
-		{"deliver captured, 3 copies at once", "msg_" + run + "_2", captured, 3, false},
-		{"resend authorized under a new webhook-id", "msg_" + run + "_1b", authorized, 1, false},
-		{"forged settled", "msg_" + run + "_9", settled, 1, true},
+		{"deliver authorized", "msg_" + runID + "_1", authorized, 1, false},
+		{"redeliver authorized (our 200 was lost)", "msg_" + runID + "_1", authorized, 1, false},
+		{"deliver settled before captured", "msg_" + runID + "_3", settled, 1, false},
+		{"deliver captured, 3 copies at once", "msg_" + runID + "_2", captured, 3, false},
+		{"resend authorized under a new webhook-id", "msg_" + runID + "_1b", authorized, 1, false},
+		{"forged settled", "msg_" + runID + "_9", settled, 1, true},
 	}
 	for _, st := range steps {
 		lines, err := sender.send(ctx, st.msgID, st.ev, st.copies, st.forge)
