@@ -98,7 +98,8 @@ type config struct {
 
 // WithClient sets the HTTP client. The publisher uses a copy whose
 // CheckRedirect refuses every redirect; the client's own Timeout, if any,
-// still applies. Defaults to a client over http.DefaultTransport.
+// still applies. Give it no retrying transport: the relay's persisted
+// attempts are the retries. Defaults to a client over http.DefaultTransport.
 func WithClient(c *http.Client) Option {
 	return func(cfg *config) error {
 		if c == nil {
