@@ -56,7 +56,7 @@ func BenchmarkMiddleware2KiB(b *testing.B) {
 	payload := bytes.Repeat([]byte("a"), 2048)
 	signer, _ := webhook.NewSigner(vecSecret)
 	v, _ := webhook.NewVerifier([]string{vecSecret}, fixedClock(now))
-	mw, err := webhook.Middleware(v)
+	mw, err := webhook.NewMiddleware(v)
 	if err != nil {
 		b.Fatal(err)
 	}

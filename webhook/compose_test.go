@@ -21,7 +21,7 @@ func receiver(t *testing.T, now func() time.Time, handler http.Handler, idemOpts
 	if err != nil {
 		t.Fatal(err)
 	}
-	verify, err := webhook.Middleware(v)
+	verify, err := webhook.NewMiddleware(v)
 	if err != nil {
 		t.Fatal(err)
 	}

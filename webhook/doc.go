@@ -20,7 +20,7 @@
 // StripeVerifier verifies the "t=…,v1=…" headers of Stripe and of the
 // providers that copied its scheme.
 //
-// Middleware verifies requests before anything parses their bodies: it
+// NewMiddleware verifies requests before anything parses their bodies: it
 // reads the raw body (bounded; 413 beyond the limit), verifies it, answers
 // 401 with an RFC 9457 problem+json body when verification fails, and hands
 // the body on intact to the next handler. It composes in front of

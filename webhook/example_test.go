@@ -21,13 +21,13 @@ func ExampleSigner_Sign() {
 	// Output: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=
 }
 
-func ExampleMiddleware() {
+func ExampleNewMiddleware() {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	verifier, err := webhook.NewVerifier([]string{secret})
 	if err != nil {
 		panic(err)
 	}
-	verify, err := webhook.Middleware(verifier)
+	verify, err := webhook.NewMiddleware(verifier)
 	if err != nil {
 		panic(err)
 	}

@@ -22,7 +22,7 @@ func TestMiddlewareMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 
 	signer := mustSigner(t, vecSecret)
-	mw, err := webhook.Middleware(mustVerifier(t, []string{vecSecret}, fixedClock(now)),
+	mw, err := webhook.NewMiddleware(mustVerifier(t, []string{vecSecret}, fixedClock(now)),
 		webhook.WithMeterProvider(mp), webhook.WithMaxBodyBytes(8))
 	if err != nil {
 		t.Fatal(err)

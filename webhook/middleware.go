@@ -31,7 +31,7 @@ var (
 // WithMaxBodyBytes says otherwise.
 const DefaultMaxBodyBytes = 1 << 20
 
-// MiddlewareOption configures Middleware.
+// MiddlewareOption configures NewMiddleware.
 type MiddlewareOption func(*middlewareConfig) error
 
 type middlewareConfig struct {
@@ -79,7 +79,7 @@ func WithMeterProvider(mp metric.MeterProvider) MiddlewareOption {
 	}
 }
 
-// Middleware returns middleware that lets a request through only when v
+// NewMiddleware returns middleware that lets a request through only when v
 // verifies its headers against its raw body.
 //
 // The middleware reads the whole body, up to the limit of WithMaxBodyBytes,
@@ -97,9 +97,9 @@ func WithMeterProvider(mp metric.MeterProvider) MiddlewareOption {
 // redelivered webhook runs its handler once and a forged one never does.
 //
 // It returns an error when v is nil or an option is invalid.
-func Middleware(v RequestVerifier, opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
+func NewMiddleware(v RequestVerifier, opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
 	if v == nil {
-		return nil, errors.New("webhook: Middleware: a verifier is required")
+		return nil, errors.New("webhook: NewMiddleware: a verifier is required")
 	}
 	c := middlewareConfig{maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
@@ -136,7 +136,7 @@ type middleware struct {
 	cfg     middlewareConfig
 	v       RequestVerifier
 	counter metric.Int64Counter
-	attrs   map[string]metric.AddOption // by result; written once in Middleware
+	attrs   map[string]metric.AddOption // by result; written once in NewMiddleware
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {

@@ -45,7 +45,7 @@ func TestMiddleware(t *testing.T) {
 	const now = 1_700_000_000
 	signer := mustSigner(t, vecSecret)
 	v := mustVerifier(t, []string{vecSecret}, fixedClock(now))
-	mw, err := webhook.Middleware(v, webhook.WithMaxBodyBytes(64))
+	mw, err := webhook.NewMiddleware(v, webhook.WithMaxBodyBytes(64))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,9 +164,9 @@ func TestNewMiddlewareRefusesBadConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := webhook.Middleware(tt.v, tt.opts...)
+			_, err := webhook.NewMiddleware(tt.v, tt.opts...)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Middleware = %v, want an error naming %q", err, tt.want)
+				t.Fatalf("NewMiddleware = %v, want an error naming %q", err, tt.want)
 			}
 		})
 	}

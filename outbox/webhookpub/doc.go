@@ -6,7 +6,7 @@
 // retries are the retries: there is no retry loop in here), signed afresh with
 // the message id as webhook-id, which stays the same on every attempt, and
 // the current time as webhook-timestamp. The receiver deduplicates on
-// webhook-id, for instance with webhook.Middleware in front of
+// webhook-id, for instance with webhook.NewMiddleware in front of
 // idempotency.Middleware.
 //
 // The endpoint's answer becomes the outcome the relay acts on:

@@ -18,7 +18,7 @@ func Example() {
 
 	// The partner verifies what it receives.
 	verifier, _ := webhook.NewVerifier([]string{secret})
-	verify, _ := webhook.Middleware(verifier)
+	verify, _ := webhook.NewMiddleware(verifier)
 	partner := httptest.NewServer(verify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println("partner got", r.Header.Get("webhook-id"))
 	})))
