@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/steadfast-go/steadfast/outbox"
 )
 
 // Inbox runs fn at most once per (consumer, message id), in a transaction
@@ -49,4 +52,18 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, rec *kgo.Record,
 		return false, ErrNoMessageID
 	}
 	return inbox.Process(ctx, consumer, id, fn)
+}
+
+// Position returns the outbox position of rec (its outbox.PositionHeader
+// header, set by the relay), for an ordering guard such as
+// sqlstore.ApplyVersion keyed by the record key. ok is false when rec has no
+// valid position.
+func Position(rec *kgo.Record) (pos int64, ok bool) {
+	for _, h := range rec.Headers {
+		if h.Key == outbox.PositionHeader {
+			pos, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return pos, err == nil
+		}
+	}
+	return 0, false
 }

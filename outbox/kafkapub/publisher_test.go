@@ -299,6 +299,12 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 	if _, err := kafkapub.Consume(ctx, inbox, "billing", recs[0], failing); err == nil {
 		t.Fatal("Consume with a failing handler = nil")
 	}
+	if pos, ok := kafkapub.Position(recs[0]); !ok || pos != 1 {
+		t.Errorf("Position = %d, %v; want 1", pos, ok)
+	}
+	if _, ok := kafkapub.Position(&kgo.Record{}); ok {
+		t.Error("Position of a record without the header reported ok")
+	}
 	if dup, err := kafkapub.Consume(ctx, inbox, "billing", recs[0], fn); err != nil || dup {
 		t.Fatalf("Consume = %v, %v; want first processing", dup, err)
 	}

@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/steadfast-go/steadfast/outbox"
 )
 
 // Inbox runs fn at most once per (consumer, message id), in a transaction
@@ -52,4 +55,14 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Ms
 		return duplicate, fmt.Errorf("natspub: ack %s: %w", id, err)
 	}
 	return duplicate, nil
+}
+
+// Position returns the outbox position of msg (its outbox.PositionHeader
+// header, set by the relay), for an ordering guard such as
+// sqlstore.ApplyVersion keyed by the message's partition key. ok is false
+// when msg has no valid position.
+func Position(msg jetstream.Msg) (pos int64, ok bool) {
+	v := msg.Headers().Get(outbox.PositionHeader)
+	pos, err := strconv.ParseInt(v, 10, 64)
+	return pos, err == nil
 }

@@ -17,4 +17,8 @@
 // id) inside the inbox transaction of idempotency/sqlstore, then acknowledges
 // the message: a redelivery, or a duplicate that slipped past the window, is
 // acknowledged without running the handler again.
+//
+// Position reads the outbox position the relay attaches to every message,
+// for an ordering guard (sqlstore.ApplyVersion) that drops a message older
+// than the last one applied for its key.
 package natspub

@@ -277,6 +277,9 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 	if md, _ := msg.Metadata(); md.NumDelivered != 2 {
 		t.Errorf("NumDelivered = %d, want 2 (the nak redelivered it)", md.NumDelivered)
 	}
+	if pos, ok := natspub.Position(msg); !ok || pos != 42 {
+		t.Errorf("Position = %d, %v; want 42", pos, ok)
+	}
 	if dup, err := natspub.Consume(ctx, inbox, "billing", msg, handler(false)); err != nil || dup {
 		t.Fatalf("Consume = %v, %v; want first processing", dup, err)
 	}

@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/steadfast-go/steadfast/outbox"
 )
 
 // Inbox runs fn at most once per (consumer, message id), in a transaction
@@ -50,4 +53,14 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, d amqp.Delivery,
 		return duplicate, fmt.Errorf("rabbitpub: ack %s: %w", d.MessageId, err)
 	}
 	return duplicate, nil
+}
+
+// Position returns the outbox position of d (its outbox.PositionHeader
+// header, set by the relay), for an ordering guard such as
+// sqlstore.ApplyVersion keyed by the message's partition key. ok is false
+// when d has no valid position.
+func Position(d amqp.Delivery) (pos int64, ok bool) {
+	v, _ := d.Headers[outbox.PositionHeader].(string)
+	pos, err := strconv.ParseInt(v, 10, 64)
+	return pos, err == nil
 }

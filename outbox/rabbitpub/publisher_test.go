@@ -339,6 +339,9 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 	if !m.Redelivered {
 		t.Error("the failed message was not redelivered")
 	}
+	if pos, ok := rabbitpub.Position(m); !ok || pos != 9 {
+		t.Errorf("Position = %d, %v; want 9", pos, ok)
+	}
 	if dup, err := rabbitpub.Consume(ctx, inbox, "billing", m, handler(false)); err != nil || dup {
 		t.Fatalf("Consume = %v, %v; want first processing", dup, err)
 	}
