@@ -16,4 +16,9 @@
 // into the topic. A retry by the relay after a produce whose outcome was lost
 // (a timeout) may store the record twice, adjacent in its partition;
 // consumers deduplicate on IDHeader (see Consume).
+//
+// Consume runs a handler once per message id inside the inbox transaction of
+// idempotency/sqlstore; Position reads the outbox position the relay attaches
+// to every message, for an ordering guard (sqlstore.ApplyVersion) that drops
+// a message older than the last one applied for its key.
 package kafkapub

@@ -15,4 +15,9 @@
 // publishes it again: consumers deduplicate by message id), and the next
 // Publish dials again. Nothing runs in the background except the reader of
 // returned messages, which lives as long as its channel; Close ends it.
+//
+// Consume runs a handler once per message id inside the inbox transaction of
+// idempotency/sqlstore; Position reads the outbox position the relay attaches
+// to every message, for an ordering guard (sqlstore.ApplyVersion) that drops
+// a message older than the last one applied for its key.
 package rabbitpub
