@@ -145,3 +145,43 @@ func ExampleStore_Process() {
 	// m1: version 1 applied=false
 	// m2: duplicate, skipped
 }
+
+// Do in transactional mode: the charge is recorded in the same transaction
+// as the key's result, so a retry after a crash replays instead of charging
+// twice.
+func Example_do() {
+	db, done := exampleDB()
+	defer done()
+	ctx := context.Background()
+	store, _ := sqlstore.New(db, sqlstore.SQLite)
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE charges (id TEXT PRIMARY KEY, cents INTEGER)`); err != nil {
+		log.Fatal(err)
+	}
+	runner, err := idempotency.NewRunner(store, idempotency.WithTransaction())
+	if err != nil {
+		log.Fatal(err)
+	}
+	charge := func() (string, error) {
+		return idempotency.Do(ctx, runner, "charge-7", func(ctx context.Context) (string, error) {
+			tx := sqlstore.TxFrom(ctx)
+			_, err := tx.ExecContext(ctx, `INSERT INTO charges (id, cents) VALUES ('ch_7', 1999)`)
+			return "ch_7", err
+		})
+	}
+	first, err := charge()
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, err := charge() // a retry: replayed, nothing inserted
+	if err != nil {
+		log.Fatal(err)
+	}
+	var n int
+	_ = db.QueryRow(`SELECT COUNT(*) FROM charges`).Scan(&n)
+	fmt.Println(first, again, "charges:", n)
+	// Output:
+	// ch_7 ch_7 charges: 1
+}
