@@ -462,10 +462,10 @@ func fingerprintBytes(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// fingerprintRequest returns the hex SHA-256 of a request's method, path and
+// fingerprintSum returns the SHA-256 of a request's method, path and
 // body, each but the last followed by a zero byte (which neither a method
 // nor an escaped path contains).
-func fingerprintRequest(method, path string, body []byte) string {
+func fingerprintSum(method, path string, body []byte) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write([]byte(method))
 	h.Write([]byte{0})
@@ -473,5 +473,6 @@ func fingerprintRequest(method, path string, body []byte) string {
 	h.Write([]byte{0})
 	h.Write(body)
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	h.Sum(sum[:0]) // appends into sum, which has the room
+	return sum
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -118,15 +117,17 @@ func defaultRoute(r *http.Request) string {
 // (WithRoute). Operators use it to look a request's record up, or release
 // it, in the store.
 func ScopedKey(scope, method, route, key string) string {
-	var b strings.Builder
-	b.Grow(len(scope) + len(method) + len(route) + len(key) + 16)
+	return string(appendScopedKey(make([]byte, 0, len(scope)+len(method)+len(route)+len(key)+16), scope, method, route, key))
+}
+
+// appendScopedKey appends the ScopedKey of its arguments to b.
+func appendScopedKey(b []byte, scope, method, route, key string) []byte {
 	for _, part := range [...]string{scope, method, route} {
-		b.WriteString(strconv.Itoa(len(part)))
-		b.WriteByte(':')
-		b.WriteString(part)
+		b = strconv.AppendInt(b, int64(len(part)), 10)
+		b = append(b, ':')
+		b = append(b, part...)
 	}
-	b.WriteString(key)
-	return b.String()
+	return append(b, key...)
 }
 
 type middleware struct {
@@ -194,8 +195,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cfg.scope != nil {
 		scope = cfg.scope(r)
 	}
-	skey := ScopedKey(scope, r.Method, cfg.route(r), key)
-	fp := mw.fingerprint(r, body, rb)
+	skey, fp := mw.keyAndFingerprint(r, scope, cfg.route(r), key, body, rb)
 	ctx := r.Context()
 
 	var deadline time.Time
@@ -374,11 +374,10 @@ func (mw *middleware) undo(ctx context.Context, key string, token int64, tx Tx) 
 
 func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
 	hdr := w.Header()
-	resp, err := decodeResponse(stored, mw.cfg.storedHeaders, hdr)
+	resp, err := decodeResponse(stored, mw.cfg.storedHeaders, hdr, 1)
 	if err != nil {
 		mw.metrics.add(context.Background(), mw.metrics.storeErrors)
 		mw.cfg.logger.Error("idempotency: a stored response is corrupt", "error", err)
-		clear(hdr)
 		writeProblem(w, ProblemStoreUnavailable, "The stored response of this idempotency key cannot be read.")
 		return
 	}
@@ -387,31 +386,46 @@ func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
 			"A request with this idempotency key was processed (status %d), but its response was too large to keep and cannot be replayed.", resp.status))
 		return
 	}
-	hdr[ReplayedHeader] = []string{"true"}
+	replayed := resp.spare[0:1:1]
+	replayed[0] = "true"
+	hdr[ReplayedHeader] = replayed
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(resp.body)
 }
 
-// fingerprint returns the hex SHA-256 of the method, path and body.
-func (mw *middleware) fingerprint(r *http.Request, body []byte, rb *requestBuffer) string {
+// keyAndFingerprint returns the ScopedKey of a request and its fingerprint:
+// the hex SHA-256 of the method, path and body (see fingerprintSum). Both
+// come from one allocation: a store that keeps a new record keeps both
+// anyway, and a replay allocates once.
+func (mw *middleware) keyAndFingerprint(r *http.Request, scope, route, key string, body []byte, rb *requestBuffer) (skey, fp string) {
 	if mw.cfg.canonicalJSON {
 		body = canonicalJSON(body)
 	}
 	path := r.URL.EscapedPath()
+	var sum [sha256.Size]byte
 	if len(body) > maxPooledBody {
-		return fingerprintRequest(r.Method, path, body)
+		sum = fingerprintSum(r.Method, path, body)
+	} else {
+		// Small requests: one contiguous input, hashed without a digest
+		// object.
+		in := append(rb.scratch[:0], r.Method...)
+		in = append(in, 0)
+		in = append(in, path...)
+		in = append(in, 0)
+		in = append(in, body...)
+		sum = sha256.Sum256(in)
+		if cap(in) <= 2*maxPooledBody {
+			rb.scratch = in[:0]
+		}
 	}
-	// Small requests: one contiguous input, hashed without a digest object.
-	in := append(rb.scratch[:0], r.Method...)
-	in = append(in, 0)
-	in = append(in, path...)
-	in = append(in, 0)
-	in = append(in, body...)
-	if cap(in) <= 2*maxPooledBody {
-		rb.scratch = in[:0]
+	b := appendScopedKey(rb.scratch[:0], scope, r.Method, route, key)
+	n := len(b)
+	b = hex.AppendEncode(b, sum[:])
+	if cap(b) <= 2*maxPooledBody {
+		rb.scratch = b[:0]
 	}
-	sum := sha256.Sum256(in)
-	return hex.EncodeToString(sum[:])
+	both := string(b)
+	return both[:n], both[n:]
 }
 
 // canonicalJSON returns the canonical form of a JSON body, or body itself if

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // The stored form of a middleware response:
@@ -64,69 +65,103 @@ type storedResponse struct {
 	tooLarge bool
 	status   int
 	body     []byte
+	// spare is the free values asked of decodeResponse, for the caller to
+	// fill and set, each as a one-value slice: spare[i:i+1:i+1].
+	spare []string
 }
 
 // decodeResponse decodes a stored response, adding its header fields to
 // hdr, except those that must never be replayed. Header names are taken
 // from allowed where they match, to save copying them; the body aliases b.
-// On error, hdr may hold some of the fields.
-func decodeResponse(b []byte, allowed []string, hdr http.Header) (storedResponse, error) {
+// However many fields there are, it allocates one slice for every value
+// (and spare more, handed back in storedResponse.spare)
+// and one string for their bytes. On error, hdr is as it was.
+func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (storedResponse, error) {
 	var r storedResponse
 	if len(b) == 0 || (b[0] != kindResponse && b[0] != kindTooLarge) {
 		return r, errCorrupt
 	}
 	r.tooLarge = b[0] == kindTooLarge
-	b = b[1:]
-	next := func() (uint64, bool) {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return 0, false
-		}
-		b = b[n:]
-		return v, true
-	}
-	bytesOf := func() ([]byte, bool) {
-		l, ok := next()
-		if !ok || l > uint64(len(b)) {
-			return nil, false
-		}
-		s := b[:l]
-		b = b[l:]
-		return s, true
-	}
-	status, ok := next()
+	d := decoder{b: b[1:]}
+	status, ok := d.uvarint()
 	if !ok || status < 200 || status > 999 {
 		return r, errCorrupt
 	}
 	r.status = int(status)
-	n, ok := next()
-	if !ok || n > uint64(len(b)) {
+	fields := d
+	// First pass: check the fields, count their values and bytes.
+	n, ok := d.uvarint()
+	if !ok || n > uint64(len(d.b)) {
 		return r, errCorrupt
 	}
+	nvalues, nbytes := 0, 0
 	for range n {
-		raw, ok := bytesOf()
-		if !ok {
+		if _, ok := d.bytes(); !ok {
 			return r, errCorrupt
 		}
-		name := internName(raw, allowed)
-		nv, ok := next()
-		if !ok || nv == 0 || nv > uint64(len(b)) {
+		nv, ok := d.uvarint()
+		if !ok || nv == 0 || nv > uint64(len(d.b)) {
 			return r, errCorrupt
 		}
-		vs := make([]string, nv)
-		for j := range vs {
-			v, ok := bytesOf()
+		for range nv {
+			v, ok := d.bytes()
 			if !ok {
 				return r, errCorrupt
 			}
-			vs[j] = string(v)
+			nbytes += len(v)
+		}
+		nvalues += int(nv)
+	}
+	r.body = d.b
+	// Second pass: the fields are known to be well formed.
+	vs := make([]string, nvalues+spare)
+	var buf strings.Builder
+	buf.Grow(nbytes)
+	d = fields
+	d.uvarint()
+	vi := 0
+	for range n {
+		raw, _ := d.bytes()
+		name := internName(raw, allowed)
+		nv, _ := d.uvarint()
+		first := vi
+		for range nv {
+			v, _ := d.bytes()
+			from := buf.Len()
+			buf.Write(v)
+			// A Builder's String never changes once returned.
+			vs[vi] = buf.String()[from:]
+			vi++
 		}
 		if !neverStored(name) {
-			hdr[name] = vs
+			hdr[name] = vs[first:vi:vi]
 		}
 	}
-	r.body = b
+	r.spare = vs[vi:]
 	return r, nil
+}
+
+// decoder reads the fields of a stored response.
+type decoder struct{ b []byte }
+
+func (d *decoder) uvarint() (uint64, bool) {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		return 0, false
+	}
+	d.b = d.b[n:]
+	return v, true
+}
+
+// bytes reads a uvarint length and that many bytes.
+func (d *decoder) bytes() ([]byte, bool) {
+	l, ok := d.uvarint()
+	if !ok || l > uint64(len(d.b)) {
+		return nil, false
+	}
+	s := d.b[:l]
+	d.b = d.b[l:]
+	return s, true
 }
 
 func internName(name []byte, allowed []string) string {
