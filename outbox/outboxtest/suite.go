@@ -35,6 +35,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LeaseTakeoverRejectsLateWrite", testLeaseTakeoverRejectsLateWrite},
 		{"RelayLeaseTakeover", testRelayLeaseTakeover},
 		{"KeyOrderAndPositions", testKeyOrderAndPositions},
+		{"KeyWritersSerialise", testKeyWritersSerialise},
 		{"PoisonHeadBlocksOnlyItsKey", testPoisonHeadBlocksOnlyItsKey},
 		{"PoisonHeadDeadLetteredThenKeyContinues", testPoisonHeadDeadLettered},
 		{"PausedDestinationIsolated", testPausedDestination},
@@ -430,6 +431,61 @@ func testKeyOrderAndPositions(t *testing.T, h Harness) {
 				t.Errorf("key k%d: positions not increasing: %d after %d", k, d.Position, got[i-1].Position)
 			}
 		}
+	}
+}
+
+// testKeyWritersSerialise: a transaction that enqueued for a key and is
+// still open holds back a second transaction enqueueing for the same key,
+// so the second can neither commit first nor be delivered first: a message
+// of a key is never overtaken by a later one whose transaction committed
+// while it was pending.
+func testKeyWritersSerialise(t *testing.T, h Harness) {
+	if h.SingleWriter {
+		t.Skip("the backend admits one write transaction at a time")
+	}
+	ctx := ctxFor(t)
+	rec := &Recorder{}
+	startRelay(t, h, rec)
+	first, err := h.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback() //nolint:errcheck
+	if err := first.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k", Payload: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		tx, err := h.Begin(ctx)
+		if err != nil {
+			second <- err
+			return
+		}
+		if err := tx.Enqueue(ctx, outbox.Message{Topic: "t", Key: "k", Payload: []byte("second")}); err != nil {
+			_ = tx.Rollback()
+			second <- err
+			return
+		}
+		second <- tx.Commit()
+	}()
+	// Give a backend without the lock the time to commit and deliver the
+	// second message first; other keys keep flowing meanwhile.
+	commit(t, h, outbox.Message{Topic: "t", Key: "other", Payload: []byte("other")})
+	rec.WaitFor(t, waitLong, Count(1))
+	time.Sleep(200 * time.Millisecond)
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	rec.WaitFor(t, waitLong, Count(3))
+	got := ofKey(rec.Delivered(), "k")
+	if p := payloads(got); !slices.Equal(p, []string{"first", "second"}) {
+		t.Errorf("key k delivered %q, want first then second", p)
+	}
+	if got[0].Position > got[1].Position {
+		t.Errorf("positions %d then %d: not in commit order", got[0].Position, got[1].Position)
 	}
 }
 
