@@ -20,7 +20,12 @@ const (
 	// in WAL mode; open it with SQLiteDSN.
 	SQLite
 	// MySQL is MySQL 8 or MariaDB 10.6 or later (both have SKIP LOCKED)
-	// through github.com/go-sql-driver/mysql (driver name "mysql").
+	// through github.com/go-sql-driver/mysql (driver name "mysql"). Times
+	// come from the server (UNIX_TIMESTAMP(NOW(6))); keep the session time
+	// zone free of daylight saving (UTC, as servers usually run), or leases
+	// may be off by the shift during the repeated hour. Keyed enqueues cost
+	// a second round trip (the key lock), and the {table}_keys table keeps
+	// one row per key ever used.
 	MySQL
 )
 

@@ -180,7 +180,7 @@ func (s *Store) prepare(ctx context.Context, msgs []outbox.Message) ([]outbox.Me
 // Enqueue writes msgs in tx, the caller's transaction: they are delivered
 // once it commits, and never if it rolls back. Messages with an empty ID get
 // a UUIDv7 (the caller's slice is not modified). A batch costs one round trip
-// (on MySQL two when some messages have a partition key), up to 1,000
+// (on MySQL two when some messages have a partition key), up to 500
 // messages per statement.
 //
 // Before writing anything it refuses, with an error matching
