@@ -16,6 +16,13 @@
 // Schema returns the same SQL for users who run their own migration tool; the
 // files are under migrations/<dialect>/ in the module source.
 //
+// An application that uses pgxpool can hand the store a *sql.DB over the
+// same pool with stdlib.OpenDBFromPool. (A native pgxpool path was measured
+// against pgx's database/sql driver on the store's statements and was not
+// faster: the round trips and commits dominate.) On SQLite keep the pool
+// small (db.SetMaxOpenConns(4)): the database has one writer, and more
+// connections only queue for it.
+//
 // # Records and time
 //
 // One row per key holds the fingerprint, the status, the fencing token (a
