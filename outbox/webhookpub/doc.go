@@ -13,13 +13,15 @@
 //
 //   - 2xx: delivered;
 //   - 429 or 503 with Retry-After: retry after that delay (retry.After);
+//   - 409 with Retry-After: the same (a receiver behind idempotency.Middleware
+//     answers so while an earlier delivery of the message is still running);
 //   - 408, 425, 429, 5xx, transport errors and timeouts: retry after the
 //     relay's backoff;
 //   - 410 Gone: the endpoint is paused (outbox.Pause) for WithGonePause: its
 //     messages wait without spending attempts, and the pause is logged at
 //     warn level;
-//   - any other 4xx: permanent (retry.Permanent), the message is
-//     dead-lettered;
+//   - any other 4xx (409 without Retry-After included): permanent
+//     (retry.Permanent), the message is dead-lettered;
 //   - 3xx: redirects are never followed (a signed delivery must not be sent
 //     to a URL nobody configured); the message is retried, so a redirect
 //     that is fixed in time loses nothing.

@@ -371,6 +371,10 @@ func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error) error 
 			return retry.After(err, se.RetryAfter)
 		}
 		return err
+	case code == http.StatusConflict && se.HasRetryAfter:
+		// A receiver behind idempotency.Middleware answers a duplicate that
+		// arrives while the first delivery is still being handled this way.
+		return retry.After(err, se.RetryAfter)
 	case code == http.StatusRequestTimeout || code == http.StatusTooEarly || code >= 500 || code < 400:
 		return err
 	}

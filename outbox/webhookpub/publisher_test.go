@@ -108,6 +108,8 @@ func TestPublishOutcomes(t *testing.T) {
 		{"500", status(500), false, false, false, 0},
 		{"408", status(408), false, false, false, 0},
 		{"410 pauses", status(410), false, false, true, time.Hour},
+		{"409 with Retry-After (idempotency in progress)", status(409, "Retry-After", "1"), false, false, false, time.Second},
+		{"409 without Retry-After is permanent", status(409), false, true, false, 0},
 		{"400 is permanent", status(400), false, true, false, 0},
 		{"404 is permanent", status(404), false, true, false, 0},
 		{"302 is not followed, retried", status(302, "Location", "/elsewhere"), false, false, false, 0},
