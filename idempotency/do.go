@@ -40,10 +40,11 @@ type doConfig struct {
 // by all the callers of a store. A Runner is
 // safe for concurrent use and starts no goroutine of its own.
 type Runner struct {
-	store   Store
-	cfg     doConfig
-	metrics *metrics
-	flights flights
+	store    Store
+	cfg      doConfig
+	metrics  *metrics
+	flights  flights
+	renewals sync.Pool // of *renewal
 }
 
 // NewRunner returns a Runner over store, with options that every Do through
@@ -124,25 +125,12 @@ func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Conte
 	for {
 		fl, leader := r.flights.join(flightKey)
 		if leader {
-			var value T
-			fr, err := r.lead(ctx, cfg, key, flightKey, fl, func(ctx context.Context) ([]byte, error) {
-				v, err := fn(ctx)
-				if err != nil {
-					return nil, err
-				}
-				value = v
-				b, err := cfg.codec.Marshal(v)
-				if err != nil {
-					return nil, fmt.Errorf("idempotency: encoding the result of %q: %w", key, err)
-				}
-				return append(b, tagValue), nil
-			})
+			value, fr, err := lead(ctx, r, cfg, key, flightKey, fl, fn)
 			if fr.panicked {
 				panic(fr.panicValue)
 			}
-			var ns *NotStoredError
 			switch {
-			case fr.ran && (err == nil || errors.As(err, &ns)):
+			case fr.ran && (err == nil || isNotStored(err)):
 				return value, err
 			case err != nil:
 				return zero, err
@@ -162,14 +150,20 @@ func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Conte
 			// The caller that ran the flight gave up; this one has not.
 			continue
 		case err != nil:
-			var ns *NotStoredError
-			if errors.As(err, &ns) && fr.payload != nil {
+			if isNotStored(err) && fr.payload != nil {
 				return decode[T](cfg, key, fr.payload, err)
 			}
 			return zero, err
 		}
 		return decode[T](cfg, key, fr.payload, nil)
 	}
+}
+
+// isNotStored reports whether err is a *NotStoredError. (Its own function,
+// so that Do does not allocate the target of errors.As on every call.)
+func isNotStored(err error) bool {
+	var ns *NotStoredError
+	return errors.As(err, &ns)
 }
 
 // decode decodes a stored or shared result, and returns it with err.
@@ -183,10 +177,14 @@ func decode[T any](cfg *doConfig, key string, payload []byte, err error) (T, err
 }
 
 // lead runs the flight fl on the caller's goroutine and hands its outcome to
-// the callers that joined it.
-func (r *Runner) lead(ctx context.Context, cfg *doConfig, key, flightKey string, fl *flight, exec func(context.Context) ([]byte, error)) (fr flightResult, err error) {
+// the callers that joined it. value is fn's result if this flight ran it.
+func lead[T any](ctx context.Context, r *Runner, cfg *doConfig, key, flightKey string, fl *flight, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
 	defer func() { r.flights.finish(flightKey, fl, fr, err) }()
-	return r.run(ctx, cfg, key, exec)
+	c, tx, fr, err := r.claim(ctx, cfg, key)
+	if err != nil || !c.Acquired {
+		return value, fr, err
+	}
+	return execute(ctx, r, cfg, key, c.Token, tx, fn)
 }
 
 // flights collapses concurrent calls with the same key into one run, as
@@ -196,39 +194,59 @@ func (r *Runner) lead(ctx context.Context, cfg *doConfig, key, flightKey string,
 // for another's run leaves as soon as its own context ends (singleflight's
 // Do cannot).
 type flights struct {
-	mu sync.Mutex
-	m  map[string]*flight
+	mu   sync.Mutex
+	m    map[string]*flight
+	pool sync.Pool // of *flight
 }
 
-// flight is one run; done is closed once result and err are set.
+// flight is one run. done is made by the first caller that joins the run,
+// and closed once result and err are set.
 type flight struct {
-	done   chan struct{}
-	result flightResult
-	err    error
+	done    chan struct{}
+	waiters int
+	result  flightResult
+	err     error
 }
 
 // join returns the flight of key, and whether the caller leads it (it
-// started it, and must finish it).
+// started it, and must finish it). A caller that does not lead waits on the
+// flight's done.
 func (f *flights) join(key string) (*flight, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl, ok := f.m[key]; ok {
+		fl.waiters++
+		if fl.done == nil {
+			fl.done = make(chan struct{})
+		}
 		return fl, false
 	}
 	if f.m == nil {
 		f.m = make(map[string]*flight)
 	}
-	fl := &flight{done: make(chan struct{})}
+	fl, _ := f.pool.Get().(*flight)
+	if fl == nil {
+		fl = new(flight)
+	}
 	f.m[key] = fl
 	return fl, true
 }
 
+// finish hands the outcome to the waiters. A flight that nobody joined is
+// reused.
 func (f *flights) finish(key string, fl *flight, result flightResult, err error) {
-	fl.result, fl.err = result, err
 	f.mu.Lock()
+	fl.result, fl.err = result, err
 	delete(f.m, key)
+	done, waiters := fl.done, fl.waiters
 	f.mu.Unlock()
-	close(fl.done)
+	if done != nil {
+		close(done)
+	}
+	if waiters == 0 {
+		*fl = flight{}
+		f.pool.Put(fl)
+	}
 }
 
 func isContextError(err error) bool {
@@ -251,8 +269,9 @@ type flightResult struct {
 	panicValue any
 }
 
-// run claims key and runs exec, or finds its result, for one flight.
-func (r *Runner) run(ctx context.Context, cfg *doConfig, key string, exec func(context.Context) ([]byte, error)) (flightResult, error) {
+// claim claims key for one flight, or finds its result: it returns the
+// acquired claim (and its transaction), or the stored result.
+func (r *Runner) claim(ctx context.Context, cfg *doConfig, key string) (Claim, Tx, flightResult, error) {
 	fp := cfg.fingerprint
 	var deadline time.Time
 	for {
@@ -270,21 +289,22 @@ func (r *Runner) run(ctx context.Context, cfg *doConfig, key string, exec func(c
 			if !isContextError(err) {
 				r.metrics.add(ctx, r.metrics.storeErrors)
 			}
-			return flightResult{}, fmt.Errorf("idempotency: claiming %q: %w", key, err)
+			return Claim{}, nil, flightResult{}, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 		}
 		if c.Acquired {
 			r.metrics.add(ctx, r.metrics.executions)
-			return r.execute(ctx, cfg, key, c.Token, tx, exec)
+			return c, tx, flightResult{}, nil
 		}
 		rec := c.Record
 		for {
 			if rec.Fingerprint != fp {
 				r.metrics.add(ctx, r.metrics.mismatches)
-				return flightResult{}, fmt.Errorf("%w: %q", ErrFingerprintMismatch, key)
+				return Claim{}, nil, flightResult{}, fmt.Errorf("%w: %q", ErrFingerprintMismatch, key)
 			}
 			if rec.Status == StatusCompleted {
 				r.metrics.add(ctx, r.metrics.replays)
-				return replayDo(key, rec.Response)
+				fr, err := replayDo(key, rec.Response)
+				return Claim{}, nil, fr, err
 			}
 			if deadline.IsZero() {
 				deadline = time.Now().Add(cfg.wait)
@@ -298,12 +318,12 @@ func (r *Runner) run(ctx context.Context, cfg *doConfig, key string, exec func(c
 			}
 			if errors.Is(err, ErrInProgress) {
 				r.metrics.add(ctx, r.metrics.conflicts)
-				return flightResult{}, fmt.Errorf("%w: %q", ErrInProgress, key)
+				return Claim{}, nil, flightResult{}, fmt.Errorf("%w: %q", ErrInProgress, key)
 			}
 			if !isContextError(err) {
 				r.metrics.add(ctx, r.metrics.storeErrors)
 			}
-			return flightResult{}, fmt.Errorf("idempotency: waiting for %q: %w", key, err)
+			return Claim{}, nil, flightResult{}, fmt.Errorf("idempotency: waiting for %q: %w", key, err)
 		}
 	}
 }
@@ -322,17 +342,17 @@ func replayDo(key string, stored []byte) (flightResult, error) {
 	return flightResult{}, fmt.Errorf("idempotency: the stored result of %q was not written by Do", key)
 }
 
-// execute runs exec under the claim held with token (or in tx), then stores
-// its result or gives the claim up.
-func (r *Runner) execute(ctx context.Context, cfg *doConfig, key string, token int64, tx Tx, exec func(context.Context) ([]byte, error)) (flightResult, error) {
+// execute runs fn under the claim held with token (or in tx), then stores
+// its result or gives the claim up. value is fn's result.
+func execute[T any](ctx context.Context, r *Runner, cfg *doConfig, key string, token int64, tx Tx, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
 	runCtx := ctx
 	var ren *renewal
 	if tx != nil {
 		runCtx = WithTx(ctx, tx)
 	} else {
-		ren = startRenewal(ctx, r.store, key, token, cfg.lease, cfg.logger)
+		ren = startRenewal(&r.renewals, ctx, r.store, key, token, cfg.lease, cfg.logger)
 	}
-	stored, err, pv, panicked := callExec(runCtx, exec)
+	value, stored, err, pv, panicked := callExec(runCtx, cfg, key, fn)
 	if ren != nil {
 		ren.stop()
 	}
@@ -340,7 +360,8 @@ func (r *Runner) execute(ctx context.Context, cfg *doConfig, key string, token i
 	defer cancel()
 	if panicked || (err != nil && !IsFinal(err)) {
 		r.undo(sctx, cfg, key, token, tx)
-		return flightResult{panicked: panicked, panicValue: pv}, err
+		var zero T
+		return zero, flightResult{panicked: panicked, panicValue: pv}, err
 	}
 	done := flightResult{ran: true}
 	if err != nil {
@@ -351,20 +372,20 @@ func (r *Runner) execute(ctx context.Context, cfg *doConfig, key string, token i
 	if tx != nil {
 		if cerr := tx.Commit(sctx, stored, cfg.retention); cerr != nil {
 			r.metrics.add(ctx, r.metrics.storeErrors)
-			return flightResult{}, fmt.Errorf("idempotency: committing %q: %w", key, cerr)
+			return value, flightResult{}, fmt.Errorf("idempotency: committing %q: %w", key, cerr)
 		}
-		return done, err
+		return value, done, err
 	}
 	if cerr := complete(sctx, r.store, key, token, stored, cfg.retention); cerr != nil {
 		r.metrics.add(ctx, r.metrics.storeErrors)
 		cfg.logger.Error("idempotency: the work ran but its result was not stored; a retry may run it again",
 			"key", key, "error", cerr)
 		if err != nil {
-			return done, err
+			return value, done, err
 		}
-		return done, &NotStoredError{Key: key, Err: cerr}
+		return value, done, &NotStoredError{Key: key, Err: cerr}
 	}
-	return done, err
+	return value, done, err
 }
 
 // undo gives up the claim after work that is to run again.
@@ -382,16 +403,27 @@ func (r *Runner) undo(ctx context.Context, cfg *doConfig, key string, token int6
 	}
 }
 
-func callExec(ctx context.Context, exec func(context.Context) ([]byte, error)) (stored []byte, err error, pv any, panicked bool) {
+// callExec calls fn and encodes its result, followed by tagValue, into
+// stored. A panic of either is recovered into pv.
+func callExec[T any](ctx context.Context, cfg *doConfig, key string, fn func(context.Context) (T, error)) (value T, stored []byte, err error, pv any, panicked bool) {
 	panicked = true
 	defer func() {
 		if panicked {
 			pv = recover()
 		}
 	}()
-	stored, err = exec(ctx)
+	value, err = fn(ctx)
+	var zero T
+	if err != nil {
+		// Do returns no result with an error, whatever fn returned.
+		value = zero
+	} else if b, merr := cfg.codec.Marshal(value); merr != nil {
+		value, err = zero, fmt.Errorf("idempotency: encoding the result of %q: %w", key, merr)
+	} else {
+		stored = append(b, tagValue)
+	}
 	panicked = false
-	return stored, err, nil, false
+	return value, stored, err, nil, false
 }
 
 // complete stores the result, retrying a failing store a few times within

@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -444,6 +445,49 @@ func TestDoLease(t *testing.T) {
 		if err := store.Complete(ctx, "orphan", dead.Token, []byte("late"), time.Hour); !errors.Is(err, idempotency.ErrLeaseLost) {
 			t.Fatalf("the dead holder's late Complete: %v; want ErrLeaseLost", err)
 		}
+	})
+}
+
+// Renewals outlive reuse: after short runs (whose renewal state the Runner
+// reuses) and a long one (whose renewal fired), a long run is still renewed.
+func TestDoLeaseRenewedAfterShortRuns(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := newStore(t)
+		r := newRunner(t, store, idempotency.WithLease(time.Second))
+		ctx := context.Background()
+		short := func(key string) {
+			t.Helper()
+			if _, err := idempotency.Do(ctx, r, key, func(context.Context) (int, error) { return 1, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		long := func(key string) {
+			t.Helper()
+			done := make(chan error)
+			go func() {
+				_, err := idempotency.Do(ctx, r, key, func(context.Context) (int, error) {
+					time.Sleep(5 * time.Second)
+					return 1, nil
+				})
+				done <- err
+			}()
+			time.Sleep(3 * time.Second) // three leases
+			if c, err := store.Claim(ctx, key, "", time.Second); err != nil || c.Acquired {
+				t.Fatalf("claim of running key %s after three leases = %+v, %v; want it held (renewed)", key, c, err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 3 {
+			short(fmt.Sprint("short", i))
+		}
+		long("long1")
+		for i := range 3 {
+			short(fmt.Sprint("again", i))
+		}
+		long("long2")
 	})
 }
 

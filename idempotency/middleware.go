@@ -131,11 +131,12 @@ func appendScopedKey(b []byte, scope, method, route, key string) []byte {
 }
 
 type middleware struct {
-	cfg     middlewareConfig
-	store   Store
-	txStore TxStore
-	metrics *metrics
-	buffers sync.Pool // of *requestBuffer
+	cfg      middlewareConfig
+	store    Store
+	txStore  TxStore
+	metrics  *metrics
+	buffers  sync.Pool // of *requestBuffer
+	renewals sync.Pool // of *renewal
 }
 
 type handler struct {
@@ -297,7 +298,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	if tx != nil {
 		r = r.WithContext(WithTx(ctx, tx))
 	} else {
-		ren = startRenewal(ctx, mw.store, key, token, cfg.lease, cfg.logger)
+		ren = startRenewal(&mw.renewals, ctx, mw.store, key, token, cfg.lease, cfg.logger)
 	}
 	bw := &bufferedWriter{header: make(http.Header)}
 	finished := false

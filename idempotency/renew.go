@@ -11,33 +11,50 @@ import (
 // renewal renews a claim's lease every third of the lease while the work
 // runs. It runs on a timer, so that work that ends before the first renewal
 // costs no goroutine; stop cancels and waits for a renewal in progress. Its
-// owner is the call that started it, which must call stop.
+// owner is the call that started it, which must call stop. A renewal whose
+// timer never fired goes back to its pool, so that short work allocates
+// only its timer. (The timer is not reused: it belongs to the synctest
+// bubble, if any, of the goroutine that made it.)
 type renewal struct {
+	pool  *sync.Pool
+	fire  func() // r.renew, bound once
+	timer *time.Timer
+
+	mu     sync.Mutex
 	parent context.Context
 	store  Store
 	key    string
 	token  int64
 	lease  time.Duration
 	logger *slog.Logger
-
-	mu      sync.Mutex
-	timer   *time.Timer
+	// fired is set once the timer has fired: renew may still run, so the
+	// renewal is never reused.
+	fired   bool
 	stopped bool
 	lost    bool
 	cancel  context.CancelFunc // of the renewal in progress
 	running sync.WaitGroup
 }
 
-func startRenewal(ctx context.Context, store Store, key string, token int64, lease time.Duration, logger *slog.Logger) *renewal {
-	r := &renewal{parent: ctx, store: store, key: key, token: token, lease: lease, logger: logger}
+// startRenewal starts renewing the claim of key held with token, with a
+// renewal from pool (of *renewal).
+func startRenewal(pool *sync.Pool, ctx context.Context, store Store, key string, token int64, lease time.Duration, logger *slog.Logger) *renewal {
+	r, _ := pool.Get().(*renewal)
+	if r == nil {
+		r = &renewal{pool: pool}
+		r.fire = r.renew
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.timer = time.AfterFunc(lease/3, r.renew)
+	r.parent, r.store, r.key, r.token, r.lease, r.logger = ctx, store, key, token, lease, logger
+	r.stopped, r.lost = false, false
+	r.timer = time.AfterFunc(lease/3, r.fire)
 	return r
 }
 
 func (r *renewal) renew() {
 	r.mu.Lock()
+	r.fired = true
 	if r.stopped {
 		r.mu.Unlock()
 		return
@@ -70,19 +87,29 @@ func (r *renewal) renew() {
 }
 
 // stop ends the renewals, cancels and waits for one in progress, and
-// reports whether the lease was found lost.
+// reports whether the lease was found lost. The renewal must not be used
+// after.
 func (r *renewal) stop() (lost bool) {
 	r.mu.Lock()
 	r.stopped = true
-	r.timer.Stop()
+	// A timer stopped before it fired never calls renew: nothing else
+	// refers to r, which can be reused.
+	reusable := r.timer.Stop() && !r.fired
 	if r.cancel != nil {
 		r.cancel()
 	}
 	r.mu.Unlock()
 	r.running.Wait()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lost
+	lost = r.lost
+	if reusable {
+		r.parent, r.store, r.logger, r.timer = nil, nil, nil, nil
+	}
+	r.mu.Unlock()
+	if reusable {
+		r.pool.Put(r)
+	}
+	return lost
 }
 
 // afterWork returns the context of the store calls made after the work ran:
@@ -91,7 +118,8 @@ func (r *renewal) stop() (lost bool) {
 // no deadline, and is spared the timer.
 func afterWork(ctx context.Context, store Store, timeout time.Duration) (context.Context, context.CancelFunc) {
 	if _, ok := store.(*MemoryStore); ok {
-		return context.WithoutCancel(ctx), func() {}
+		// It does not read ctx's values either.
+		return context.Background(), func() {}
 	}
 	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
 }
