@@ -354,6 +354,12 @@ func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error) error 
 	if errors.Is(err, breaker.ErrOpen) {
 		result = "breaker_open"
 		d, _ := retry.RetryAfter(err)
+		if d <= 0 {
+			// Half-open and its probes are out: their answers come within
+			// one attempt's timeout, so pause that long, not the relay's
+			// default pause.
+			d = p.cfg.timeout
+		}
 		return outbox.Pause(err, d)
 	}
 	var se *StatusError

@@ -256,6 +256,42 @@ func TestOpenBreakerPausesEndpoint(t *testing.T) {
 	}
 }
 
+// While a half-open circuit waits for its probe, other messages are paused
+// for one attempt's timeout (when the probe's answer is due), not for the
+// relay's long default pause.
+func TestHalfOpenBreakerPausesForOneAttempt(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	ep := newEndpoint(t, status(500), func(w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	})
+	defer close(release)
+	const attempt = 3 * time.Second
+	p := newPublisher(t, ep.srv.URL, webhookpub.WithTimeout(attempt), webhookpub.WithBreaker(
+		breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(30*time.Millisecond), breaker.WithHalfOpenProbes(1)))
+	if err := p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000011")); err == nil {
+		t.Fatal("first publish succeeded; want the 500 to open the circuit")
+	}
+	time.Sleep(60 * time.Millisecond) // gobreaker keeps its own clock
+	probe := make(chan error, 1)
+	go func() { probe <- p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000012")) }()
+	for len(ep.seen()) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	err := p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000013"))
+	if !errors.Is(err, outbox.ErrPaused) {
+		t.Fatalf("publish while the probe is out = %v, want ErrPaused", err)
+	}
+	if d, ok := retry.RetryAfter(err); !ok || d != attempt {
+		t.Errorf("pause = %v, %v; want one attempt's timeout (%v)", d, ok, attempt)
+	}
+	release <- struct{}{}
+	if err := <-probe; err != nil {
+		t.Errorf("probe: %v", err)
+	}
+}
+
 func TestClientErrorsDoNotTripBreaker(t *testing.T) {
 	t.Parallel()
 	ep := newEndpoint(t, status(422))
