@@ -95,7 +95,6 @@ func startRelays(ctx context.Context, s *storm) (*relays, error) {
 		outbox.WithPollInterval(50 * time.Millisecond),
 		outbox.WithBackoff(10*time.Millisecond, 300*time.Millisecond),
 		outbox.WithMaxRetryAfter(2 * time.Second),
-		outbox.WithPause(250 * time.Millisecond),
 		outbox.WithConcurrency(16),
 		outbox.WithMaxAttempts(100),
 		outbox.WithLogger(s.log),
