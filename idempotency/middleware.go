@@ -217,7 +217,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if c.Acquired {
 			mw.metrics.add(ctx, mw.metrics.executions)
-			h.run(w, r, skey, c.Token, tx)
+			h.run(w, r, skey, c.Token, tx, rb)
 			return
 		}
 		rec := c.Record
@@ -290,7 +290,10 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // run runs the handler under the claim held with token, or in tx.
-func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, tx Tx) {
+// The handler's response is buffered in rb, which the caller puts back in
+// the pool once run returns: the handler must not use its ResponseWriter
+// after it returned, as net/http requires.
+func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, tx Tx, rb *requestBuffer) {
 	mw := h.mw
 	cfg := &mw.cfg
 	ctx := r.Context()
@@ -300,7 +303,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	} else {
 		ren = startRenewal(&mw.renewals, ctx, mw.store, key, token, cfg.lease, cfg.logger)
 	}
-	bw := &bufferedWriter{header: make(http.Header)}
+	bw := rb.writer()
 	finished := false
 	defer func() {
 		if finished {
@@ -488,6 +491,22 @@ type requestBuffer struct {
 	buf     []byte
 	scratch []byte // the fingerprint's input
 	reader  bodyReader
+	w       bufferedWriter
+}
+
+// writer returns rb's bufferedWriter, emptied.
+func (rb *requestBuffer) writer() *bufferedWriter {
+	w := &rb.w
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	clear(w.header)
+	w.status, w.wroteHeader = 0, false
+	if w.body.Cap() > maxPooledBody {
+		w.body = bytes.Buffer{}
+	}
+	w.body.Reset()
+	return w
 }
 
 // maxPooledBody is the largest body buffer put back in the pool.
