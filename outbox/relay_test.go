@@ -210,29 +210,42 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.WaitFor(t, time.Minute, outboxtest.Count(2))
-	for len(rec.Calls()) < 3 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	sums := map[string]int64{}
-	seen := map[string]bool{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			seen[m.Name] = true
-			if s, ok := m.Data.(metricdata.Sum[int64]); ok {
-				for _, dp := range s.DataPoints {
-					topic, _ := dp.Attributes.Value(attribute.Key("outbox.topic"))
-					sums[m.Name+"/"+topic.AsString()] += dp.Value
+	collect := func() (map[string]int64, map[string]bool) {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		sums := map[string]int64{}
+		seen := map[string]bool{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				seen[m.Name] = true
+				if s, ok := m.Data.(metricdata.Sum[int64]); ok {
+					for _, dp := range s.DataPoints {
+						topic, _ := dp.Attributes.Value(attribute.Key("outbox.topic"))
+						sums[m.Name+"/"+topic.AsString()] += dp.Value
+					}
 				}
 			}
 		}
+		return sums, seen
 	}
+	// The gauges report once the relay has read the backlog (at start).
+	deadline := time.Now().Add(time.Minute)
+	for _, seen := collect(); !seen["outbox.backlog"]; _, seen = collect() {
+		if time.Now().After(deadline) {
+			t.Fatal("no backlog gauge")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for len(rec.Calls()) < 3 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, seen := collect()
+	if err := r.Stop(context.Background()); err != nil { // every attempt is counted
+		t.Fatal(err)
+	}
+	sums, _ := collect()
 	if sums["outbox.deliveries/a"] != 2 || sums["outbox.dead_letters/b"] != 1 || sums["outbox.attempts/a"] != 2 || sums["outbox.attempts/b"] != 1 {
 		t.Errorf("counters %v", sums)
 	}
