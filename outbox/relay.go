@@ -30,7 +30,7 @@ const maxSettle = 1000
 
 // stopGrace bounds the final write-back after Stop's context has ended, so
 // that released messages are still released at once.
-const stopGrace = 2 * time.Second
+const stopGrace = 10 * time.Second
 
 // Relay moves committed messages from a Store to a Publisher: it claims
 // ready messages under a lease, publishes them outside any transaction with
@@ -179,7 +179,7 @@ func (r *Relay) goLoop(f func(ctx context.Context)) {
 // published, lets in-flight publishes finish until ctx ends (then cuts them
 // off and releases their messages), writes every outcome back, and returns
 // when all of the relay's goroutines have ended. The final write-back gets
-// a grace of 2 s after ctx ended. Stop returns ctx's error when it had to cut
+// a grace of 10 s after ctx ended. Stop returns ctx's error when it had to cut
 // publishes off. Calling Stop again waits for the first Stop; Stop on a relay
 // never started returns nil.
 func (r *Relay) Stop(ctx context.Context) error {
