@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,6 +131,50 @@ func TestMiddlewareOptions(t *testing.T) {
 				t.Fatalf("Middleware error = %v; want one naming %s", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A replay gives back every value of every stored header field, in order,
+// common values and others alike, and values that a later replay's writer
+// changes do not leak into the next replay.
+func TestMiddlewareReplayHeaderValues(t *testing.T) {
+	t.Parallel()
+	stored := map[string][]string{
+		"Content-Type":     {"application/json"},
+		"Cache-Control":    {"no-store", "max-age=0, must-revalidate", "private"},
+		"Link":             {`</a>; rel="next"`, `</b>; rel="prev"`},
+		"Content-Language": {"de-CH"},
+		"Content-Encoding": {"gzip"},
+		"Etag":             {`W/"1"`},
+	}
+	srv := newMiddleware(t, newStore(t))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for name, vs := range stored {
+			w.Header()[name] = append([]string(nil), vs...)
+		}
+		w.Header().Add("X-Not-Stored", "x")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	serve(srv, request("/x", "k", "b"))
+	for i := range 2 {
+		w := serve(srv, request("/x", "k", "b"))
+		if w.Code != http.StatusAccepted || w.Header().Get(idempotency.ReplayedHeader) != "true" {
+			t.Fatalf("replay %d: %d %v", i, w.Code, w.Header())
+		}
+		for name, want := range stored {
+			if got := w.Header()[name]; !slices.Equal(got, want) {
+				t.Errorf("replay %d: %s = %q; want %q", i, name, got, want)
+			}
+		}
+		if _, ok := w.Header()["X-Not-Stored"]; ok {
+			t.Errorf("replay %d carries X-Not-Stored", i)
+		}
+		// A writer may change the values it was given.
+		for _, vs := range w.Header() {
+			for j := range vs {
+				vs[j] = "changed"
+			}
+		}
+		w.Header()["Link"] = append(w.Header()["Link"], "appended")
 	}
 }
 

@@ -75,7 +75,8 @@ type storedResponse struct {
 // from allowed where they match, to save copying them; the body aliases b.
 // However many fields there are, it allocates one slice for every value
 // (and spare more, handed back in storedResponse.spare)
-// and one string for their bytes. On error, hdr is as it was.
+// and one string for their bytes, unless every value is a common one
+// (commonValue). On error, hdr is as it was.
 func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (storedResponse, error) {
 	var r storedResponse
 	if len(b) == 0 || (b[0] != kindResponse && b[0] != kindTooLarge) {
@@ -108,7 +109,9 @@ func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (sto
 			if !ok {
 				return r, errCorrupt
 			}
-			nbytes += len(v)
+			if _, ok := commonValue(v); !ok {
+				nbytes += len(v)
+			}
 		}
 		nvalues += int(nv)
 	}
@@ -116,7 +119,9 @@ func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (sto
 	// Second pass: the fields are known to be well formed.
 	vs := make([]string, nvalues+spare)
 	var buf strings.Builder
-	buf.Grow(nbytes)
+	if nbytes > 0 {
+		buf.Grow(nbytes)
+	}
 	d = fields
 	d.uvarint()
 	vi := 0
@@ -127,10 +132,14 @@ func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (sto
 		first := vi
 		for range nv {
 			v, _ := d.bytes()
-			from := buf.Len()
-			buf.Write(v)
-			// A Builder's String never changes once returned.
-			vs[vi] = buf.String()[from:]
+			if c, ok := commonValue(v); ok {
+				vs[vi] = c
+			} else {
+				from := buf.Len()
+				buf.Write(v)
+				// A Builder's String never changes once returned.
+				vs[vi] = buf.String()[from:]
+			}
 			vi++
 		}
 		if !neverStored(name) {
@@ -145,6 +154,12 @@ func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (sto
 type decoder struct{ b []byte }
 
 func (d *decoder) uvarint() (uint64, bool) {
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		// One byte: the lengths and counts of nearly every response.
+		v := d.b[0]
+		d.b = d.b[1:]
+		return uint64(v), true
+	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		return 0, false
@@ -162,6 +177,36 @@ func (d *decoder) bytes() ([]byte, bool) {
 	s := d.b[:l]
 	d.b = d.b[l:]
 	return s, true
+}
+
+// commonValue returns the string of a header value that many responses
+// share, so that a replay need not copy it.
+func commonValue(v []byte) (string, bool) {
+	switch string(v) { // no allocation
+	case "application/json":
+		return "application/json", true
+	case "application/json; charset=utf-8":
+		return "application/json; charset=utf-8", true
+	case "application/problem+json":
+		return "application/problem+json", true
+	case "text/plain; charset=utf-8":
+		return "text/plain; charset=utf-8", true
+	case "text/html; charset=utf-8":
+		return "text/html; charset=utf-8", true
+	case "application/octet-stream":
+		return "application/octet-stream", true
+	case "gzip":
+		return "gzip", true
+	case "br":
+		return "br", true
+	case "no-store":
+		return "no-store", true
+	case "no-cache":
+		return "no-cache", true
+	case "private":
+		return "private", true
+	}
+	return "", false
 }
 
 func internName(name []byte, allowed []string) string {
