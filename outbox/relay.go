@@ -175,13 +175,14 @@ func (r *Relay) goLoop(f func(ctx context.Context)) {
 	}()
 }
 
-// Stop stops claiming, releases at once the claimed messages not yet being
-// published, lets in-flight publishes finish until ctx ends (then cuts them
-// off and releases their messages), writes every outcome back, and returns
-// when all of the relay's goroutines have ended. The final write-back gets
-// a grace of 10 s after ctx ended. Stop returns ctx's error when it had to cut
-// publishes off. Calling Stop again waits for the first Stop; Stop on a relay
-// never started returns nil.
+// Stop stops claiming (a claim in flight completes, bounded by the publish
+// timeout), releases at once the claimed messages not yet being published,
+// lets in-flight publishes finish until ctx ends (then cuts them off and
+// releases their messages), writes every outcome back, and returns when all
+// of the relay's goroutines have ended. The final write-back gets a grace of
+// 10 s after ctx ended. Stop returns ctx's error when it had to cut
+// publishes off. Calling Stop again waits for the first Stop; Stop on a
+// relay never started returns nil.
 func (r *Relay) Stop(ctx context.Context) error {
 	r.life.Lock()
 	switch r.state {
@@ -317,7 +318,13 @@ func (r *Relay) claimLoop(ctx context.Context) {
 			}
 			continue
 		}
-		claimed, err := r.store.Claim(ctx, ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude})
+		// A claim in flight is not cut off by Stop: the database could commit
+		// it after the relay gave up on it, and those messages would wait
+		// for their lease. It is bounded by the publish timeout instead;
+		// what it returns after Stop began is released at once.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.publishTimeout)
+		claimed, err := r.store.Claim(cctx, ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude})
+		cancel()
 		r.unhold(n - len(claimed))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -413,6 +420,9 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempts", c.Attempt-1, "reason", "attempts exhausted")
 		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: fmt.Sprintf("%d attempts exhausted without an outcome", c.Attempt-1)}
+	}
+	if r.loopCtx.Err() != nil {
+		return release(c) // stopping
 	}
 	sem := r.semFor(c.Topic)
 	select {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +254,67 @@ func TestMetrics(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("metric %s not reported", name)
 		}
+	}
+}
+
+// gatedStore holds its first claim until the gate opens, then claims for
+// real and, like a database whose commit the client stopped waiting for,
+// reports the caller's cancellation if there was one.
+type gatedStore struct {
+	outbox.Store
+	entered, gate chan struct{}
+	first         atomic.Bool
+}
+
+func (g *gatedStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Claimed, error) {
+	if g.first.CompareAndSwap(false, true) {
+		close(g.entered)
+		<-g.gate
+		c, err := g.Store.Claim(context.Background(), req)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return c, err
+	}
+	return g.Store.Claim(ctx, req)
+}
+
+// TestStopDuringClaim: a claim in flight when Stop begins completes, and
+// what it claimed is released at once, not left to its lease.
+func TestStopDuringClaim(t *testing.T) {
+	t.Parallel()
+	db, s := newStore(t)
+	enqueue(t, db, s, outbox.Message{Topic: "t", Payload: []byte("1")}, outbox.Message{Topic: "t", Payload: []byte("2")})
+	g := &gatedStore{Store: s, entered: make(chan struct{}), gate: make(chan struct{})}
+	rec := &outboxtest.Recorder{}
+	r, err := outbox.NewRelay(g, rec, outbox.WithClaimers(1), outbox.WithLease(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := make(chan error)
+	go func() { stopped <- r.Stop(ctx) }()
+	time.Sleep(50 * time.Millisecond) // Stop is under way
+	close(g.gate)
+	<-stopped
+	c, err := s.Claim(context.Background(), outbox.ClaimRequest{Limit: 10, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c) != 2 {
+		t.Fatalf("after Stop %d of 2 messages were claimable; the claim in flight was left to its hour-long lease", len(c))
+	}
+	for _, x := range c {
+		if x.Attempt != 1 {
+			t.Errorf("attempt %d after a release, want 1", x.Attempt)
+		}
+	}
+	if n := len(rec.Calls()); n != 0 {
+		t.Errorf("%d publishes after Stop began", n)
 	}
 }
