@@ -103,7 +103,8 @@ type Outcome struct {
 	// Position and Token identify the claimed message.
 	Position int64
 	Token    string
-	Kind     OutcomeKind
+	// Kind says what happened.
+	Kind OutcomeKind
 	// Delay is how long a rescheduled message waits before it is ready.
 	Delay time.Duration
 	// Refund gives back the attempt the claim counted (Reschedule only).
@@ -129,8 +130,11 @@ type State uint8
 
 // The states of a stored message.
 const (
+	// StatePending: waiting, claimed or backing off.
 	StatePending State = iota
+	// StateDelivered: the publisher confirmed it.
 	StateDelivered
+	// StateDead: a dead letter, until requeued or discarded.
 	StateDead
 )
 
@@ -152,12 +156,14 @@ type Record struct {
 	Message
 	// Position is the message's place in the outbox (see Delivery.Position).
 	Position int64
-	State    State
+	// State is where the message stands.
+	State State
 	// Attempts is the number of delivery attempts made so far.
 	Attempts int
 	// LastError is the error of the last failed attempt, or the reason it
 	// became a dead letter.
 	LastError string
+	// CreatedAt is when the message was enqueued.
 	CreatedAt time.Time
 	// AvailableAt is when the message is next ready (pending messages).
 	AvailableAt time.Time
