@@ -350,7 +350,7 @@ func execute[T any](ctx context.Context, r *Runner, cfg *doConfig, key string, t
 	if tx != nil {
 		runCtx = WithTx(ctx, tx)
 	} else {
-		ren = startRenewal(&r.renewals, ctx, r.store, key, token, cfg.lease, cfg.logger)
+		ren = startRenewal(ctx, &r.renewals, r.store, key, token, cfg.lease, cfg.logger)
 	}
 	value, stored, err, pv, panicked := callExec(runCtx, cfg, key, fn)
 	if ren != nil {

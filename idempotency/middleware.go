@@ -301,7 +301,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	if tx != nil {
 		r = r.WithContext(WithTx(ctx, tx))
 	} else {
-		ren = startRenewal(&mw.renewals, ctx, mw.store, key, token, cfg.lease, cfg.logger)
+		ren = startRenewal(ctx, &mw.renewals, mw.store, key, token, cfg.lease, cfg.logger)
 	}
 	bw := rb.writer()
 	finished := false

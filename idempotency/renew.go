@@ -38,7 +38,7 @@ type renewal struct {
 
 // startRenewal starts renewing the claim of key held with token, with a
 // renewal from pool (of *renewal).
-func startRenewal(pool *sync.Pool, ctx context.Context, store Store, key string, token int64, lease time.Duration, logger *slog.Logger) *renewal {
+func startRenewal(ctx context.Context, pool *sync.Pool, store Store, key string, token int64, lease time.Duration, logger *slog.Logger) *renewal {
 	r, _ := pool.Get().(*renewal)
 	if r == nil {
 		r = &renewal{pool: pool}
