@@ -326,7 +326,16 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 		bw.sendTo(w)
 		return
 	}
-	stored := encodeResponse(status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+	var stored []byte
+	if _, ok := mw.store.(*MemoryStore); ok && tx == nil {
+		// It keeps its own copy: encode into rb, which is reused.
+		stored = appendResponse(rb.stored[:0], status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+		if cap(stored) <= maxPooledBody {
+			rb.stored = stored[:0]
+		}
+	} else {
+		stored = appendResponse(nil, status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+	}
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
 	if tx != nil {
@@ -492,6 +501,7 @@ type requestBuffer struct {
 	scratch []byte // the fingerprint's input
 	reader  bodyReader
 	w       bufferedWriter
+	stored  []byte // the stored form of the response, for a MemoryStore
 }
 
 // writer returns rb's bufferedWriter, emptied.

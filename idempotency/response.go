@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -22,10 +23,10 @@ const (
 
 var errCorrupt = errors.New("idempotency: stored response corrupt")
 
-// encodeResponse encodes a response for the store, keeping only the header
-// fields named in allowed (canonical names). A body over maxBody is replaced
-// by a marker.
-func encodeResponse(status int, h http.Header, allowed []string, body []byte, maxBody int) []byte {
+// appendResponse appends the stored form of a response to b, keeping only
+// the header fields named in allowed (canonical names). A body over maxBody
+// is replaced by a marker.
+func appendResponse(b []byte, status int, h http.Header, allowed []string, body []byte, maxBody int) []byte {
 	kind := kindResponse
 	if len(body) > maxBody {
 		kind, body = kindTooLarge, nil
@@ -41,7 +42,7 @@ func encodeResponse(status int, h http.Header, allowed []string, body []byte, ma
 			}
 		}
 	}
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
 	b = append(b, kind)
 	b = binary.AppendUvarint(b, uint64(status))
 	b = binary.AppendUvarint(b, uint64(n))
