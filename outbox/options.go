@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -78,7 +77,7 @@ func defaults() config {
 		cleanupInterval:  time.Minute,
 		statsInterval:    15 * time.Second,
 		clock:            realClock{},
-		logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:           slog.Default(),
 	}
 }
 
@@ -219,9 +218,9 @@ func WithRand(r retry.Rand) Option {
 	return func(c *config) error { c.rand = r; return nil }
 }
 
-// WithLogger sets the logger. Failures of the store and of the notifier
-// are logged at Warn, lost leases and dead letters at Warn, single
-// deliveries only at Debug. Defaults to discarding.
+// WithLogger sets the logger. Failures of the store and of the notifier,
+// lost leases and dead letters are logged at Warn; single publishes, failed
+// or not, only at Debug. Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"log/slog"
 	"database/sql"
 	"errors"
 	"path/filepath"
@@ -203,7 +204,8 @@ func TestMetrics(t *testing.T) {
 	}}
 	enqueue(t, db, s, outbox.Message{Topic: "a", Payload: []byte("ok")}, outbox.Message{Topic: "a", Payload: []byte("ok")},
 		outbox.Message{Topic: "b", Payload: []byte("bad")})
-	r, err := outbox.NewRelay(s, rec, outbox.WithMeterProvider(mp), outbox.WithPollInterval(10*time.Millisecond))
+	r, err := outbox.NewRelay(s, rec, outbox.WithMeterProvider(mp), outbox.WithPollInterval(10*time.Millisecond),
+		outbox.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
