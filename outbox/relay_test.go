@@ -2,9 +2,9 @@ package outbox_test
 
 import (
 	"context"
-	"log/slog"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
