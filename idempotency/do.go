@@ -180,11 +180,11 @@ func decode[T any](cfg *doConfig, key string, payload []byte, err error) (T, err
 // the callers that joined it. value is fn's result if this flight ran it.
 func lead[T any](ctx context.Context, r *Runner, cfg *doConfig, key, flightKey string, fl *flight, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
 	defer func() { r.flights.finish(flightKey, fl, fr, err) }()
-	c, tx, fr, err := r.claim(ctx, cfg, key)
-	if err != nil || !c.Acquired {
+	acquired, token, tx, fr, err := r.claim(ctx, cfg, key)
+	if err != nil || !acquired {
 		return value, fr, err
 	}
-	return execute(ctx, r, cfg, key, c.Token, tx, fn)
+	return execute(ctx, r, cfg, key, token, tx, fn)
 }
 
 // flights collapses concurrent calls with the same key into one run, as
@@ -269,9 +269,10 @@ type flightResult struct {
 	panicValue any
 }
 
-// claim claims key for one flight, or finds its result: it returns the
-// acquired claim (and its transaction), or the stored result.
-func (r *Runner) claim(ctx context.Context, cfg *doConfig, key string) (Claim, Tx, flightResult, error) {
+// claim claims key for one flight, or finds its result: it returns whether
+// it acquired the claim, with its token (and transaction), or the stored
+// result.
+func (r *Runner) claim(ctx context.Context, cfg *doConfig, key string) (bool, int64, Tx, flightResult, error) {
 	fp := cfg.fingerprint
 	var deadline time.Time
 	for {
@@ -289,22 +290,22 @@ func (r *Runner) claim(ctx context.Context, cfg *doConfig, key string) (Claim, T
 			if !isContextError(err) {
 				r.metrics.add(ctx, r.metrics.storeErrors)
 			}
-			return Claim{}, nil, flightResult{}, fmt.Errorf("idempotency: claiming %q: %w", key, err)
+			return false, 0, nil, flightResult{}, fmt.Errorf("idempotency: claiming %q: %w", key, err)
 		}
 		if c.Acquired {
 			r.metrics.add(ctx, r.metrics.executions)
-			return c, tx, flightResult{}, nil
+			return true, c.Token, tx, flightResult{}, nil
 		}
 		rec := c.Record
 		for {
 			if rec.Fingerprint != fp {
 				r.metrics.add(ctx, r.metrics.mismatches)
-				return Claim{}, nil, flightResult{}, fmt.Errorf("%w: %q", ErrFingerprintMismatch, key)
+				return false, 0, nil, flightResult{}, fmt.Errorf("%w: %q", ErrFingerprintMismatch, key)
 			}
 			if rec.Status == StatusCompleted {
 				r.metrics.add(ctx, r.metrics.replays)
 				fr, err := replayDo(key, rec.Response)
-				return Claim{}, nil, fr, err
+				return false, 0, nil, fr, err
 			}
 			if deadline.IsZero() {
 				deadline = time.Now().Add(cfg.wait)
@@ -318,12 +319,12 @@ func (r *Runner) claim(ctx context.Context, cfg *doConfig, key string) (Claim, T
 			}
 			if errors.Is(err, ErrInProgress) {
 				r.metrics.add(ctx, r.metrics.conflicts)
-				return Claim{}, nil, flightResult{}, fmt.Errorf("%w: %q", ErrInProgress, key)
+				return false, 0, nil, flightResult{}, fmt.Errorf("%w: %q", ErrInProgress, key)
 			}
 			if !isContextError(err) {
 				r.metrics.add(ctx, r.metrics.storeErrors)
 			}
-			return Claim{}, nil, flightResult{}, fmt.Errorf("idempotency: waiting for %q: %w", key, err)
+			return false, 0, nil, flightResult{}, fmt.Errorf("idempotency: waiting for %q: %w", key, err)
 		}
 	}
 }
