@@ -44,7 +44,8 @@ CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
 
 const pgCols = `seq, id::text, topic, partition_key, headers, payload, traceparent,
 	(extract(epoch FROM created_at) * 1000000)::bigint,
-	(extract(epoch FROM available_at) * 1000000)::bigint,
+	CASE WHEN available_at = 'infinity' THEN 9223372036854775807
+		ELSE (extract(epoch FROM available_at) * 1000000)::bigint END,
 	state, attempts, last_error,
 	(extract(epoch FROM done_at) * 1000000)::bigint`
 
