@@ -8,6 +8,10 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 )
 
+// mysqlEnqueue does not park keyed messages behind their key's head as the
+// other dialects do: in MySQL the check would be a locking read inside the
+// caller's transaction, and would wait on other writers' rows. A deep
+// backlog on one key is therefore scanned by every claim.
 func (s *Store) mysqlEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
 	if keys := sortedKeys(ms); len(keys) > 0 {
 		// Lock the keys' rows, in key order, until the transaction ends.

@@ -175,7 +175,7 @@ func (s *Store) pgClaim(ctx context.Context, req outbox.ClaimRequest, token stri
 	if exclude == nil {
 		exclude = []string{}
 	}
-	if last := s.unparked.Load(); time.Since(time.Unix(0, last)) > unparkEvery && s.unparked.CompareAndSwap(last, time.Now().UnixNano()) {
+	if s.unparkDue() {
 		if _, err := s.db.ExecContext(ctx, s.q.unpark); err != nil {
 			return nil, err
 		}

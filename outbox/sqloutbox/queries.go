@@ -144,6 +144,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	headers       TEXT,
 	payload       BLOB NOT NULL,
 	traceparent   TEXT,
+	not_before    INTEGER,
 	created_at    INTEGER NOT NULL,
 	available_at  INTEGER NOT NULL,
 	state         INTEGER NOT NULL DEFAULT 0,
@@ -178,6 +179,29 @@ RETURNING seq, id, topic, partition_key, headers, payload, traceparent, created_
 const sqliteCleanup = `
 DELETE FROM {t} WHERE seq IN (
 	SELECT seq FROM {t} WHERE state = 1 AND done_at <= ? ORDER BY done_at LIMIT ?)`
+
+// parked is the available_at of a message waiting behind an earlier one of
+// its key on SQLite (PostgreSQL uses 'infinity'; MySQL does not park).
+const parked = "9223372036854775807"
+
+// genericUnpark makes ready the next message of the keys whose message at
+// the listed positions was just delivered or dead-lettered ({seqs}); {now}
+// is the current time.
+const genericUnpark = `
+UPDATE {t} SET available_at = CASE WHEN not_before IS NOT NULL AND not_before > {now} THEN not_before ELSE {now} END
+WHERE available_at = ` + parked + ` AND seq IN (SELECT seq FROM (
+	SELECT min(q.seq) AS seq FROM {t} q
+	WHERE q.state = 0 AND q.partition_key IN (
+		SELECT p.partition_key FROM {t} p WHERE p.seq IN ({seqs}) AND p.partition_key IS NOT NULL)
+	GROUP BY q.partition_key) AS x)`
+
+// genericUnparkAll makes ready every parked message that has become the
+// head of its key (a predecessor settled while it was being enqueued).
+const genericUnparkAll = `
+UPDATE {t} SET available_at = CASE WHEN not_before IS NOT NULL AND not_before > {now} THEN not_before ELSE {now} END
+WHERE available_at = ` + parked + ` AND seq IN (SELECT seq FROM (
+	SELECT min(seq) AS seq FROM {t} WHERE state = 0 AND partition_key IS NOT NULL
+	GROUP BY partition_key) AS x)`
 
 // MySQL/MariaDB: no UPDATE ... RETURNING, so a claim is a READ COMMITTED
 // transaction: select with SKIP LOCKED, update, read back. Per-key commit

@@ -3,6 +3,7 @@ package sqloutbox
 import (
 	"context"
 	"database/sql"
+	"strings"
 
 	"github.com/steadfast-go/steadfast/outbox"
 )
@@ -50,6 +51,12 @@ func (s *Store) txSettle(ctx context.Context, outcomes []outbox.Outcome) (int64,
 			}
 		}
 	}
+	var done []any // positions delivered or dead: their key's next message may be parked
+	for _, o := range outcomes {
+		if o.Kind == outbox.Delivered || o.Kind == outbox.Dead {
+			done = append(done, o.Position)
+		}
+	}
 	for _, tok := range order {
 		seqs := delivered[tok]
 		q := "UPDATE " + s.cfg.table + " SET state = 1, done_at = " + now + ", claim_token = NULL WHERE claim_token = ? AND state = 0 AND seq IN (" + placeholders(len(seqs)) + ")"
@@ -58,7 +65,22 @@ func (s *Store) txSettle(ctx context.Context, outcomes []outbox.Outcome) (int64,
 			return 0, err
 		}
 	}
+	if len(done) > 0 && s.dialect == SQLite { // MySQL does not park (see mysqlEnqueue)
+		q := strings.NewReplacer("{t}", s.cfg.table, "{now}", now, "{seqs}", placeholders(len(done))).Replace(genericUnpark)
+		args := append(append(append([]any{}, nowArgs...), nowArgs...), done...)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return 0, err
+		}
+	}
 	return applied, tx.Commit()
+}
+
+// unparkAll runs genericUnparkAll.
+func (s *Store) unparkAll(ctx context.Context) error {
+	now, nowArgs := s.nowSQL()
+	q := strings.NewReplacer("{t}", s.cfg.table, "{now}", now).Replace(genericUnparkAll)
+	_, err := s.db.ExecContext(ctx, q, append(append([]any{}, nowArgs...), nowArgs...)...)
+	return err
 }
 
 // nowSQL returns the SQL for "now" in microseconds and its arguments.

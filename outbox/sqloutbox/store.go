@@ -140,6 +140,13 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// unparkDue reports whether it is this caller's turn to run the unpark
+// sweep (at most every unparkEvery per Store).
+func (s *Store) unparkDue() bool {
+	last := s.unparked.Load()
+	return time.Since(time.Unix(0, last)) > unparkEvery && s.unparked.CompareAndSwap(last, time.Now().UnixNano())
+}
+
 func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) error {
 	return sqldb.Retry(ctx, sqldb.RetryPolicy{}, fn)
 }
@@ -321,6 +328,11 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Cl
 	token := uuid.NewString()
 	var out []outbox.Claimed
 	var err error
+	if s.dialect == SQLite && s.unparkDue() {
+		if err := s.retry(ctx, s.unparkAll); err != nil {
+			return nil, fmt.Errorf("sqloutbox: claim: %w", err)
+		}
+	}
 	switch s.dialect {
 	case Postgres:
 		out, err = s.pgClaim(ctx, req, token)
