@@ -42,10 +42,12 @@
 // per key, taken before the rows get their positions; on MySQL by locking the
 // key's row in the table {table}_keys; SQLite has a single writer. A
 // transaction that enqueues for a key therefore waits for any other open
-// transaction that enqueued for the same key. On PostgreSQL a message queued
-// behind an earlier one of its key is parked out of the ready range and
-// unparked when that one is delivered or dead-lettered, so deep per-key
-// backlogs do not slow claims down.
+// transaction that enqueued for the same key. On PostgreSQL and SQLite a
+// message queued behind an earlier one of its key is parked out of the ready
+// range and unparked when that one is delivered or dead-lettered, so deep
+// per-key backlogs do not slow claims down. MySQL does not park (the check
+// would be a locking read in the caller's transaction): there, every claim
+// skips the waiting messages of a deep per-key backlog one by one.
 //
 // # Wake-up
 //

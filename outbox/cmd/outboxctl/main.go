@@ -252,9 +252,13 @@ func (c *cli) inspect(ctx context.Context, args []string) error {
 		return c.print(toRecord(r), "")
 	}
 	var b strings.Builder
+	avail := r.AvailableAt.UTC().Format(time.RFC3339Nano)
+	if r.State == outbox.StatePending && r.AvailableAt.Year() > 9999 {
+		avail = "after the earlier messages of its key"
+	}
 	fmt.Fprintf(&b, "id\t%s\nposition\t%d\ntopic\t%s\nkey\t%s\nstate\t%s\nattempts\t%d\nlast error\t%s\ncreated\t%s\navailable\t%s\n",
 		r.ID, r.Position, r.Topic, r.Key, r.State, r.Attempts, r.LastError,
-		r.CreatedAt.UTC().Format(time.RFC3339Nano), r.AvailableAt.UTC().Format(time.RFC3339Nano))
+		r.CreatedAt.UTC().Format(time.RFC3339Nano), avail)
 	if !r.DoneAt.IsZero() {
 		fmt.Fprintf(&b, "done\t%s\n", r.DoneAt.UTC().Format(time.RFC3339Nano))
 	}
