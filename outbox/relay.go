@@ -454,13 +454,14 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 	}
 
 	ctx := contextWithTraceParent(r.pubCtx, c.TraceParent)
-	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic,
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.String("messaging.destination.name", c.Topic),
 			attribute.String("messaging.message.id", c.ID),
 			attribute.Int("outbox.attempt", c.Attempt),
-		))
+		)
+	}
 	defer span.End()
 	ctx, cancel := context.WithTimeoutCause(ctx, r.cfg.publishTimeout, ErrPublishTimeout)
 	defer cancel()

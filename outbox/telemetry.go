@@ -23,9 +23,12 @@ type metrics struct {
 	deadNow    metric.Int64ObservableGauge
 
 	stats atomic.Pointer[Stats]
-	attrs sync.Map // topic → metric.MeasurementOption
+	mu    sync.RWMutex
+	attrs map[attrKey]metric.MeasurementOption
 	reg   metric.Registration
 }
+
+type attrKey struct{ topic, outcome string }
 
 func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	m := mp.Meter(instrumentationName)
@@ -84,24 +87,33 @@ func (m *metrics) unregister() {
 	}
 }
 
-func (m *metrics) topic(t string) metric.MeasurementOption {
-	if v, ok := m.attrs.Load(t); ok {
-		return v.(metric.MeasurementOption)
+// option returns the cached attribute option of a topic and, when not
+// empty, an outcome.
+func (m *metrics) option(k attrKey) metric.MeasurementOption {
+	m.mu.RLock()
+	o, ok := m.attrs[k]
+	m.mu.RUnlock()
+	if ok {
+		return o
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("outbox.topic", t)))
-	m.attrs.Store(t, o)
+	attrs := []attribute.KeyValue{attribute.String("outbox.topic", k.topic)}
+	if k.outcome != "" {
+		attrs = append(attrs, attribute.String("outbox.outcome", k.outcome))
+	}
+	o = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	m.mu.Lock()
+	if m.attrs == nil {
+		m.attrs = map[attrKey]metric.MeasurementOption{}
+	}
+	m.attrs[k] = o
+	m.mu.Unlock()
 	return o
 }
 
+func (m *metrics) topic(t string) metric.MeasurementOption { return m.option(attrKey{topic: t}) }
+
 func (m *metrics) attempt(ctx context.Context, topic, outcome string, took time.Duration) {
-	k := topic + "\x00" + outcome
-	v, ok := m.attrs.Load(k)
-	if !ok {
-		v = metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("outbox.topic", topic), attribute.String("outbox.outcome", outcome)))
-		m.attrs.Store(k, v)
-	}
-	m.attempts.Add(ctx, 1, v.(metric.MeasurementOption))
+	m.attempts.Add(ctx, 1, m.option(attrKey{topic: topic, outcome: outcome}))
 	if took > 0 {
 		m.latency.Record(ctx, took.Seconds(), m.topic(topic))
 	}
