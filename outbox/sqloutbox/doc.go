@@ -39,7 +39,9 @@
 // a key has one message in flight at a time, across all relays, in position
 // order. Positions are commit order within a key because Enqueue serialises
 // the writers of a key: on PostgreSQL with a transaction-scoped advisory lock
-// per key, taken before the rows get their positions; on MySQL by locking the
+// per key (pg_advisory_xact_lock(class, hashtext(key)), class being the
+// FNV-32a hash of the table's name), taken before the rows get their
+// positions; on MySQL by locking the
 // key's row in the table {table}_keys; SQLite has a single writer. A
 // transaction that enqueues for a key therefore waits for any other open
 // transaction that enqueued for the same key. On PostgreSQL and SQLite a
