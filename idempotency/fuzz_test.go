@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -211,6 +212,39 @@ func FuzzReplay(f *testing.F) {
 		for _, h := range []string{"Set-Cookie", "Authorization", "Proxy-Authorization", "Www-Authenticate"} {
 			if _, ok := w.Header()[h]; ok {
 				t.Fatalf("replayed %s", h)
+			}
+		}
+	})
+}
+
+// FuzzReplayHeaders stores responses with random values of the stored
+// header fields (common values among them): the replay must carry every
+// value of every field, in order.
+func FuzzReplayHeaders(f *testing.F) {
+	f.Add("application/json\nno-store\n</a>; rel=next\n\ngzip", uint8(3))
+	f.Add("text/plain; charset=utf-8", uint8(1))
+	f.Add(strings.Repeat("v", 300)+"\nbr\nprivate", uint8(7))
+	f.Fuzz(func(t *testing.T, values string, spread uint8) {
+		names := []string{"Content-Type", "Cache-Control", "Link", "Content-Encoding", "Etag"}
+		want := http.Header{}
+		for i, v := range strings.Split(values, "\n") {
+			name := names[(i*int(spread|1))%len(names)]
+			want[name] = append(want[name], v)
+		}
+		srv := newMiddleware(t, newStore(t))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for name, vs := range want {
+				w.Header()[name] = append([]string(nil), vs...)
+			}
+			w.WriteHeader(http.StatusCreated)
+		}))
+		serve(srv, request("/x", "k", "b"))
+		got := serve(srv, request("/x", "k", "b"))
+		if got.Header().Get(idempotency.ReplayedHeader) != "true" {
+			t.Fatalf("not a replay: %d %v", got.Code, got.Header())
+		}
+		for name, vs := range want {
+			if !slices.Equal(got.Header()[name], vs) {
+				t.Fatalf("replayed %s = %q; want %q", name, got.Header()[name], vs)
 			}
 		}
 	})

@@ -75,64 +75,69 @@ type storedResponse struct {
 // hdr, except those that must never be replayed. Header names are taken
 // from allowed where they match, to save copying them; the body aliases b.
 // However many fields there are, it allocates one slice for every value
-// (and spare more, handed back in storedResponse.spare)
-// and one string for their bytes, unless every value is a common one
-// (commonValue). On error, hdr is as it was.
+// (and spare more, handed back in storedResponse.spare) and one string for
+// their bytes, unless every value is a common one (commonValue). On error,
+// hdr is as it was.
 func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (storedResponse, error) {
 	var r storedResponse
 	if len(b) == 0 || (b[0] != kindResponse && b[0] != kindTooLarge) {
 		return r, errCorrupt
 	}
 	r.tooLarge = b[0] == kindTooLarge
-	d := decoder{b: b[1:]}
-	status, ok := d.uvarint()
-	if !ok || status < 200 || status > 999 {
+	status, i := uvarintAt(b, 1)
+	if i < 0 || status < 200 || status > 999 {
 		return r, errCorrupt
 	}
 	r.status = int(status)
-	fields := d
-	// First pass: check the fields, count their values and bytes.
-	n, ok := d.uvarint()
-	if !ok || n > uint64(len(d.b)) {
+	n, i := uvarintAt(b, i)
+	if i < 0 || n > uint64(len(b)-i) {
 		return r, errCorrupt
 	}
+	fields := i
+	// First pass: check the fields, count their values and bytes.
 	nvalues, nbytes := 0, 0
 	for range n {
-		if _, ok := d.bytes(); !ok {
+		if i = skipBytes(b, i); i < 0 {
 			return r, errCorrupt
 		}
-		nv, ok := d.uvarint()
-		if !ok || nv == 0 || nv > uint64(len(d.b)) {
+		var nv uint64
+		nv, i = uvarintAt(b, i)
+		if i < 0 || nv == 0 || nv > uint64(len(b)-i) {
 			return r, errCorrupt
 		}
 		for range nv {
-			v, ok := d.bytes()
-			if !ok {
+			var l uint64
+			l, i = uvarintAt(b, i)
+			if i < 0 || l > uint64(len(b)-i) {
 				return r, errCorrupt
 			}
+			v := b[i : i+int(l)]
+			i += int(l)
 			if _, ok := commonValue(v); !ok {
 				nbytes += len(v)
 			}
 		}
 		nvalues += int(nv)
 	}
-	r.body = d.b
+	r.body = b[i:]
 	// Second pass: the fields are known to be well formed.
 	vs := make([]string, nvalues+spare)
 	var buf strings.Builder
 	if nbytes > 0 {
 		buf.Grow(nbytes)
 	}
-	d = fields
-	d.uvarint()
+	i = fields
 	vi := 0
 	for range n {
-		raw, _ := d.bytes()
+		var raw []byte
+		raw, i = bytesAt(b, i)
 		name := internName(raw, allowed)
-		nv, _ := d.uvarint()
+		var nv uint64
+		nv, i = uvarintAt(b, i)
 		first := vi
 		for range nv {
-			v, _ := d.bytes()
+			var v []byte
+			v, i = bytesAt(b, i)
 			if c, ok := commonValue(v); ok {
 				vs[vi] = c
 			} else {
@@ -151,33 +156,42 @@ func decodeResponse(b []byte, allowed []string, hdr http.Header, spare int) (sto
 	return r, nil
 }
 
-// decoder reads the fields of a stored response.
-type decoder struct{ b []byte }
-
-func (d *decoder) uvarint() (uint64, bool) {
-	if len(d.b) > 0 && d.b[0] < 0x80 {
+// uvarintAt reads the uvarint at b[i:], and returns it and the index after
+// it, or -1 if there is none.
+func uvarintAt(b []byte, i int) (uint64, int) {
+	if i < len(b) && b[i] < 0x80 {
 		// One byte: the lengths and counts of nearly every response.
-		v := d.b[0]
-		d.b = d.b[1:]
-		return uint64(v), true
+		return uint64(b[i]), i + 1
 	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		return 0, false
-	}
-	d.b = d.b[n:]
-	return v, true
+	return longUvarintAt(b, i)
 }
 
-// bytes reads a uvarint length and that many bytes.
-func (d *decoder) bytes() ([]byte, bool) {
-	l, ok := d.uvarint()
-	if !ok || l > uint64(len(d.b)) {
-		return nil, false
+func longUvarintAt(b []byte, i int) (uint64, int) {
+	if i < 0 || i > len(b) {
+		return 0, -1
 	}
-	s := d.b[:l]
-	d.b = d.b[l:]
-	return s, true
+	v, n := binary.Uvarint(b[i:])
+	if n <= 0 {
+		return 0, -1
+	}
+	return v, i + n
+}
+
+// skipBytes returns the index after the uvarint length at b[i:] and that
+// many bytes, or -1 if they are not there.
+func skipBytes(b []byte, i int) int {
+	l, i := uvarintAt(b, i)
+	if i < 0 || l > uint64(len(b)-i) {
+		return -1
+	}
+	return i + int(l)
+}
+
+// bytesAt returns the bytes that skipBytes skips, and the index after
+// them. b[i:] must hold them.
+func bytesAt(b []byte, i int) ([]byte, int) {
+	l, i := uvarintAt(b, i)
+	return b[i : i+int(l)], i + int(l)
 }
 
 // commonValue returns the string of a header value that many responses
