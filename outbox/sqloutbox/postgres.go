@@ -46,9 +46,17 @@ const smallBatch = 8
 // pgEnqueue inserts ms with one statement: the locks of the batch's keys
 // are taken, in key order, before any row gets its position (the k CTE is
 // joined, so it runs first); rows get positions in the order of ms; the
-// NOTIFY is sent at commit. A keyed message behind a pending one of its key
-// (in the table or earlier in the batch) is parked: it is not ready until
-// the settle of its predecessor unparks it.
+// NOTIFY is sent at commit.
+//
+// A keyed message is parked (not ready until the settle of its predecessor
+// unparks it) when an earlier message of its key waits unclaimed, in the
+// table or earlier in the batch. Behind a message that is only claimed it is
+// not parked: that claim may be settled before this transaction commits, and
+// the settle, which cannot see this row yet, would not unpark it. (It is
+// still not claimed before its predecessor is done: the claim checks heads.)
+// What remains of that race (the waiting predecessor is claimed, published
+// and settled within this transaction's lifetime) is repaired by the unpark
+// sweep, at most unparkEvery later.
 func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
 	if len(ms) > smallBatch {
 		return s.pgEnqueueArrays(ctx, exec, ms, hs, tp)
@@ -80,7 +88,7 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 	b.WriteString("SELECT v.id, v.topic, v.k, v.h, v.p, " + tpArg + "::text, v.nb, ")
 	if len(keys) > 0 {
 		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND EXISTS (SELECT 1 FROM " + s.cfg.table +
-			" e WHERE e.partition_key = v.k AND e.state = 0)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
+			" e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
 	} else {
 		b.WriteString("COALESCE(v.nb, now())")
 	}
@@ -160,7 +168,7 @@ func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.
 	q := with + `INSERT INTO ` + s.cfg.table + ` (id, topic, partition_key, headers, payload, traceparent, not_before, available_at)
 SELECT v.id::uuid, v.topic, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $7::text, v.nbt,
 	CASE WHEN v.k <> '' AND (v.rn > 1 OR EXISTS (
-		SELECT 1 FROM ` + s.cfg.table + ` e WHERE e.partition_key = v.k AND e.state = 0))
+		SELECT 1 FROM ` + s.cfg.table + ` e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL))
 	THEN 'infinity' ELSE COALESCE(v.nbt, now()) END
 FROM (SELECT u.*, row_number() OVER (PARTITION BY u.k ORDER BY u.ord) AS rn,
 		CASE WHEN u.nb = 0 THEN NULL ELSE to_timestamp(u.nb / 1000000.0) END AS nbt
