@@ -96,8 +96,13 @@ func TestMemoryStoreFull(t *testing.T) {
 	if r, err := s.Get(ctx, "running"); err != nil || r.Status != idempotency.StatusInProgress {
 		t.Fatalf("live in-progress record was evicted: %+v, %v", r, err)
 	}
+	// The claim found room by sweeping its own shard, or by the purge: an
+	// expired record in another shard may still be counted until a purge.
+	if _, err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if s.Len() != 2 {
-		t.Fatalf("Len = %d; want 2", s.Len())
+		t.Fatalf("Len after Purge = %d; want 2 (running and new)", s.Len())
 	}
 }
 
