@@ -52,7 +52,9 @@ const pgCols = `seq, id::text, topic, partition_key, headers, payload, tracepare
 // pgClaim: the candidates are pending, ready, not excluded, and the head of
 // their key; SKIP LOCKED lets concurrent relays take disjoint sets. The claim
 // pushes available_at to the end of the lease, so a claimed row is out of
-// the ready range until its lease expires.
+// the ready range until its lease expires. The "seq = ANY (ARRAY(...))"
+// lets the UPDATE find the rows by primary key: joined to c alone, the
+// planner hashes c and scans the whole table, delivered rows included.
 const pgClaim = `
 WITH {async}c AS (
 	SELECT seq FROM {t} o
@@ -66,7 +68,7 @@ WITH {async}c AS (
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), attempts = o.attempts + 1
-FROM c{asyncFrom} WHERE o.seq = c.seq
+FROM c{asyncFrom} WHERE o.seq = ANY (ARRAY(SELECT seq FROM c)) AND o.seq = c.seq
 RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.traceparent,
 	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts`
 
@@ -76,7 +78,8 @@ RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.t
 const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS x), `
 
 // pgSettle applies a batch of outcomes in one statement. kind: 1 delivered,
-// 2 reschedule, 3 dead. A keyed message that is done unparks the next one
+// 2 reschedule, 3 dead. "seq = ANY ($1)" finds the rows by primary key (as
+// in pgClaim, the join to unnest alone scans the whole table). A keyed message that is done unparks the next one
 // of its key.
 const pgSettle = `
 WITH {async}s AS (
@@ -89,7 +92,7 @@ UPDATE {t} o SET
 	claim_token = NULL
 FROM unnest($1::bigint[], $2::uuid[], $3::smallint[], $4::float8[], $5::integer[], $6::text[])
 	AS u(seq, tok, kind, delay, refund, err)
-WHERE o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
+WHERE o.seq = ANY ($1::bigint[]) AND o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
 RETURNING o.seq, o.partition_key, o.state
 ), p AS (
 UPDATE {t} n SET available_at = greatest(n.not_before, now())
