@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/steadfast-go/steadfast/retry"
@@ -61,6 +62,7 @@ type Relay struct {
 
 	loopCtx    context.Context // ends when Stop begins: no more claims, waiting messages are released
 	loopCancel context.CancelFunc
+	stopping   atomic.Bool     // set as loopCtx ends, cheaper to test per message
 	pubCtx     context.Context // ends when Stop's context ends: in-flight publishes are cut
 	pubCancel  context.CancelCauseFunc
 	setCtx     context.Context // ends after the final write-back's grace
@@ -203,6 +205,7 @@ func (r *Relay) Stop(ctx context.Context) error {
 	r.state = 2
 	r.life.Unlock()
 
+	r.stopping.Store(true)
 	r.loopCancel()
 	r.loops.Wait()
 	var err error
@@ -355,6 +358,12 @@ func (r *Relay) claimLoop(ctx context.Context) {
 	}
 }
 
+// dispatch hands a claimed batch to publishing lanes: per topic, as many
+// goroutines as the topic may publish at once (at most one per message),
+// each taking the batch's next message of that topic until none is left.
+// Each message still waits for its topic's and the overall slots, as it
+// would with a goroutine of its own, but a batch costs a few goroutines
+// instead of one per message.
 func (r *Relay) dispatch(claimed []Claimed, at time.Time) {
 	if len(claimed) == 0 {
 		return
@@ -364,9 +373,58 @@ func (r *Relay) dispatch(claimed []Claimed, at time.Time) {
 		r.heldTopic[c.Topic]++
 	}
 	r.mu.Unlock()
-	r.pubs.Add(len(claimed))
+	first := claimed[0].Topic
+	mixed := false
+	for _, c := range claimed[1:] {
+		if c.Topic != first {
+			mixed = true
+			break
+		}
+	}
+	if !mixed {
+		r.startLanes(&lane{claimed: claimed, at: at})
+		return
+	}
+	groups := map[string]*lane{}
+	var order []*lane
 	for _, c := range claimed {
-		go r.deliver(c, at)
+		l, ok := groups[c.Topic]
+		if !ok {
+			l = &lane{at: at}
+			groups[c.Topic] = l
+			order = append(order, l)
+		}
+		l.claimed = append(l.claimed, c)
+	}
+	for _, l := range order {
+		r.startLanes(l)
+	}
+}
+
+// lane is the messages of one topic in a claimed batch, published in turn
+// by up to the topic's concurrency of goroutines.
+type lane struct {
+	claimed []Claimed
+	at      time.Time
+	next    atomic.Int64
+}
+
+func (r *Relay) startLanes(l *lane) {
+	n := min(len(l.claimed), r.cfg.topicConcurrency)
+	r.pubs.Add(n)
+	for range n {
+		go r.runLane(l)
+	}
+}
+
+func (r *Relay) runLane(l *lane) {
+	defer r.pubs.Done()
+	for {
+		i := l.next.Add(1) - 1
+		if i >= int64(len(l.claimed)) {
+			return
+		}
+		r.deliver(l.claimed[i], l.at)
 	}
 }
 
@@ -399,7 +457,6 @@ func (r *Relay) topicDone(topic string) {
 }
 
 func (r *Relay) deliver(c Claimed, claimedAt time.Time) {
-	defer r.pubs.Done()
 	out := r.publish(c, claimedAt)
 	r.topicDone(c.Topic)
 	r.outcomes <- settled{Outcome: out, keyed: c.Key != ""}
@@ -421,8 +478,8 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempts", c.Attempt-1, "reason", "attempts exhausted")
 		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: fmt.Sprintf("%d attempts exhausted without an outcome", c.Attempt-1)}
 	}
-	if r.loopCtx.Err() != nil {
-		return release(c) // stopping
+	if r.stopping.Load() {
+		return release(c)
 	}
 	sem := r.semFor(c.Topic)
 	select {

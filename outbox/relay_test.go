@@ -320,3 +320,78 @@ func TestStopDuringClaim(t *testing.T) {
 		t.Errorf("%d publishes after Stop began", n)
 	}
 }
+
+// TestConcurrencyLimits: a claimed batch mixing topics is published with at
+// most WithTopicConcurrency publishes in flight per topic, each topic
+// reaching its limit, and a topic whose publishes hang does not hold up
+// another topic of the same batch.
+func TestConcurrencyLimits(t *testing.T) {
+	t.Parallel()
+	db, s := newStore(t)
+	var msgs []outbox.Message
+	for i := range 60 {
+		topic := []string{"slow-a", "slow-b", "fast"}[i%3]
+		msgs = append(msgs, outbox.Message{Topic: topic, Payload: []byte("x")})
+	}
+	enqueue(t, db, s, msgs...)
+	const perTopic = 3
+	release := make(chan struct{})
+	var inA, inB, maxA, maxB, all, maxAll atomic.Int64
+	raise := func(m *atomic.Int64, v int64) {
+		for {
+			old := m.Load()
+			if v <= old || m.CompareAndSwap(old, v) {
+				return
+			}
+		}
+	}
+	rec := &outboxtest.Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+		raise(&maxAll, all.Add(1))
+		defer all.Add(-1)
+		switch d.Topic {
+		case "slow-a":
+			raise(&maxA, inA.Add(1))
+			defer inA.Add(-1)
+		case "slow-b":
+			raise(&maxB, inB.Add(1))
+			defer inB.Add(-1)
+		default:
+			return nil
+		}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	r, err := outbox.NewRelay(s, rec, outbox.WithBatchSize(100), outbox.WithConcurrency(8), outbox.WithTopicConcurrency(perTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Every fast message goes through while both slow topics are stuck.
+	rec.WaitFor(t, time.Minute, outboxtest.Count(20))
+	for _, d := range rec.Delivered() {
+		if d.Topic != "fast" {
+			t.Fatalf("%s delivered before the slow topics were released", d.Topic)
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for (inA.Load() < perTopic || inB.Load() < perTopic) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	rec.WaitFor(t, time.Minute, outboxtest.Count(60))
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := maxA.Load(), maxB.Load(); a != perTopic || b != perTopic {
+		t.Errorf("most in flight per slow topic: %d and %d, want %d each", a, b, perTopic)
+	}
+	if m := maxAll.Load(); m > 8 {
+		t.Errorf("%d publishes in flight at once, over the concurrency of 8", m)
+	}
+}
