@@ -79,7 +79,9 @@ const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS
 
 // pgSettle applies a batch of outcomes in one statement. kind: 1 delivered,
 // 2 reschedule, 3 dead. "seq = ANY ($1)" finds the rows by primary key (as
-// in pgClaim, the join to unnest alone scans the whole table). A keyed message that is done unparks the next one
+// in pgClaim, the join to unnest alone scans the whole table). Tokens come
+// as text: pgx has no binary encoding of a Go string as a uuid, and trying
+// one first costs an error per statement. A keyed message that is done unparks the next one
 // of its key.
 const pgSettle = `
 WITH {async}s AS (
@@ -90,9 +92,9 @@ UPDATE {t} o SET
 	attempts = o.attempts - u.refund,
 	last_error = COALESCE(NULLIF(u.err, ''), o.last_error),
 	claim_token = NULL
-FROM unnest($1::bigint[], $2::uuid[], $3::smallint[], $4::float8[], $5::integer[], $6::text[])
+FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::float8[], $5::integer[], $6::text[])
 	AS u(seq, tok, kind, delay, refund, err)
-WHERE o.seq = ANY ($1::bigint[]) AND o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
+WHERE o.seq = ANY ($1::bigint[]) AND o.seq = u.seq AND o.claim_token = u.tok::uuid AND o.state = 0
 RETURNING o.seq, o.partition_key, o.state
 ), p AS (
 UPDATE {t} n SET available_at = greatest(n.not_before, now())
