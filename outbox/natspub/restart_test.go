@@ -12,15 +12,15 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 )
 
-// TestPublishAcrossServerRestart kills the NATS server of the test's own
+// TestChaosPublishAcrossServerRestart kills the NATS server of the test's own
 // under the publisher: while it is down no publish is reported delivered;
 // once it is back publishing resumes on the same connection, and each
 // message is in the stream once, including those whose publish failed and
 // was retried (as the relay retries them) while the client flushed its
 // buffered requests after reconnecting.
-func TestPublishAcrossServerRestart(t *testing.T) {
+func TestChaosPublishAcrossServerRestart(t *testing.T) {
 	if testing.Short() {
-		t.Skip("restarts a server")
+		t.Skip("restarts a server: runs once without -race in .ci/run (Chaos)")
 	}
 	t.Parallel()
 	srv := testserver.StartNATS(t)
