@@ -35,6 +35,8 @@ type provider struct {
 	firstSeen   int
 	outageUntil time.Time
 	outageBegun bool
+
+	parked sync.Map // idempotency keys of the charges the fallback parked
 }
 
 func newProvider(s *storm) (*provider, error) {
@@ -145,7 +147,9 @@ func (p *provider) chargeClient() *chargeClient {
 			}
 			// Fallback while the provider is down: park the charge; the
 			// order service charges it again later, with the same key.
-			c.chargeFallbacks.Add(1)
+			if _, seen := p.parked.LoadOrStore(req.Header.Get("Idempotency-Key"), true); !seen {
+				c.chargeFallbacks.Add(1)
+			}
 			return &http.Response{
 				StatusCode: http.StatusAccepted, Status: "202 Accepted",
 				Header:  http.Header{deferredHeader: {"1"}},

@@ -151,11 +151,12 @@ func (r *relays) crash(ctx context.Context, dead *atomic.Bool) {
 		return
 	}
 	dead.Store(true)
-	// Stop returns at once: its goroutines end, and nothing it still wanted
-	// to write (releases, outcomes) reaches the database.
-	stopCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	_ = r.current.Stop(stopCtx)
-	cancel()
+	// A new relay takes over at once; nothing the old one still tries to
+	// write (outcomes, releases) reaches the database, so its messages come
+	// back when their leases expire. The old one is stopped in the
+	// background: its Stop gives the final write-back a grace period, which
+	// here can only fail.
+	old := r.current
 	next, err := outbox.NewRelay(r.s.out, r.pub, r.opts...)
 	if err == nil {
 		err = next.Start(ctx)
@@ -165,6 +166,13 @@ func (r *relays) crash(ctx context.Context, dead *atomic.Bool) {
 		return
 	}
 	r.current = next
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		stopCtx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_ = old.Stop(stopCtx)
+	}()
 }
 
 // waitDrained waits until every committed message was delivered (or the

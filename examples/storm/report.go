@@ -23,7 +23,7 @@ type counters struct {
 	charges         atomic.Int64 // charge calls the provider executed
 	chargeAttempts  atomic.Int64 // HTTP attempts of the outbound charge client
 	chargeRetries   atomic.Int64 // retries of the outbound charge client
-	chargeFallbacks atomic.Int64 // charges that went to the fallback (circuit open)
+	chargeFallbacks atomic.Int64 // orders whose charge the fallback parked (circuit open)
 	breakerOpenings atomic.Int64 // times a circuit opened
 	outboxEnqueued  atomic.Int64 // outbox messages committed
 	partnerAttempts atomic.Int64 // HTTP requests the partner received
@@ -104,7 +104,8 @@ func printReport(w io.Writer, c *counters, checks []check, elapsed time.Duration
 		{"  receiver crashes (sessions killed mid-transaction)", fmt.Sprint(c.receiverCrashes.Load())},
 		{"charges executed by the provider", fmt.Sprint(c.charges.Load())},
 		{"  outbound charge attempts / retries", fmt.Sprintf("%d / %d", c.chargeAttempts.Load(), c.chargeRetries.Load())},
-		{"  circuit breaker openings", fmt.Sprint(c.breakerOpenings.Load())},
+		{"  charges parked by the fallback, charged later", fmt.Sprint(c.chargeFallbacks.Load())},
+		{"  circuit openings (charge client, relay)", fmt.Sprint(c.breakerOpenings.Load())},
 		{"outbox messages committed", fmt.Sprint(c.outboxEnqueued.Load())},
 		{"  partner calls (timeouts, 503s, outage included)", fmt.Sprint(c.partnerAttempts.Load())},
 		{"  messages redelivered after the relay crash", fmt.Sprint(c.afterCrash.Load())},
