@@ -34,8 +34,7 @@ type partner struct {
 	outageUntil time.Time
 	crashAt     time.Time
 
-	direct_ sync.WaitGroup
-	dropped int
+	directCalls sync.WaitGroup // -no-outbox: calls after commit still running
 }
 
 func newPartner(s *storm) *partner {
@@ -59,7 +58,7 @@ func newPartner(s *storm) *partner {
 func (p *partner) url() string { return p.srv.URL + "/hooks/orders" }
 
 func (p *partner) close() {
-	p.direct_.Wait()
+	p.directCalls.Wait()
 	p.srv.Close()
 }
 
@@ -138,18 +137,15 @@ func (p *partner) markCrash() {
 // of the outbox: a few attempts in the background, lost if the process dies
 // first (the crash window, which the relay crash marks).
 func (p *partner) direct(ev event) {
-	p.direct_.Add(1)
+	p.directCalls.Add(1)
 	go func() {
-		defer p.direct_.Done()
+		defer p.directCalls.Done()
 		body := mustJSON(ev)
 		id := ev.ID
 		signer, _ := webhook.NewSigner(partnerSecret)
 		for attempt := 0; attempt < 5; attempt++ {
 			p.mu.Lock()
 			dead := !p.crashAt.IsZero() && time.Since(p.crashAt) < 500*time.Millisecond
-			if dead {
-				p.dropped++
-			}
 			p.mu.Unlock()
 			if dead {
 				return // the process died between the commit and the call

@@ -180,7 +180,7 @@ func (r *relays) crash(ctx context.Context, dead *atomic.Bool) {
 func (r *relays) waitDrained(ctx context.Context, s *storm) {
 	for ctx.Err() == nil {
 		if s.cfg.noOutbox {
-			s.partner.direct_.Wait()
+			s.partner.directCalls.Wait()
 			return
 		}
 		st, err := s.out.Stats(ctx)
