@@ -61,7 +61,7 @@ type config struct {
 
 func defaults() config {
 	return config{
-		batchSize:        100,
+		batchSize:        300,
 		concurrency:      64,
 		topicConcurrency: 16,
 		claimers:         2,
@@ -88,7 +88,10 @@ func positive[T int | time.Duration](name string, v T) error {
 	return nil
 }
 
-// WithBatchSize sets the most messages one claim takes. Defaults to 100.
+// WithBatchSize sets the most messages one claim takes. A relay holds up to
+// two batches beyond its concurrency in memory (claimed, waiting for a
+// publish slot or for their write-back). Defaults to 300: each claim and
+// write-back statement has a fixed cost that larger batches spread thinner.
 func WithBatchSize(n int) Option {
 	return func(c *config) error { c.batchSize = n; return positive("WithBatchSize", n) }
 }

@@ -118,7 +118,7 @@ func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
 		log:       cfg.logger,
 		m:         m,
 		tracer:    cfg.tracerProvider.Tracer(instrumentationName),
-		maxHeld:   cfg.concurrency + 4*cfg.batchSize,
+		maxHeld:   cfg.concurrency + 2*cfg.batchSize,
 		stopped:   make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		freed:     make(chan struct{}, 1),
