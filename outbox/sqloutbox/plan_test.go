@@ -124,3 +124,47 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimGenericPlanIsLinear: the claim's UPDATE is not joined to the set
+// of claimed rows. The generic plan of the prepared statement (which
+// PostgreSQL adopts after a few executions) estimated that set at one row
+// when most pending messages are keyed, and looped over it, probing the
+// whole array of positions for each row: n*n index probes per claim of n.
+func TestClaimGenericPlanIsLinear(t *testing.T) {
+	db, s, _ := newPostgres(t)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, partition_key, payload, available_at)
+		SELECT gen_random_uuid(), 't', 'k' || (i % 1000), '\x00', CASE WHEN i <= 1000 THEN now() ELSE 'infinity' END
+		FROM generate_series(1, 20000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "ANALYZE "+s.Table()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, "RESET plan_cache_mode") //nolint:errcheck // the pool may reuse the connection
+	rows, err := conn.QueryContext(ctx, "EXPLAIN "+s.ClaimSQL(), 300, "6f1c2b1e-8d43-4c8e-9a51-0b9d8e0c7a11", []string{}, 60.0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, l)
+	}
+	rows.Close()
+	// The claimed set is read once, into the array of positions.
+	if text := strings.Join(plan, "\n"); strings.Count(text, "CTE Scan on c ") != 1 || strings.Contains(text, "Join Filter") {
+		t.Errorf("the claim's generic plan loops over the claimed rows:\n%s", text)
+	}
+}

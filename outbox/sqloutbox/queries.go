@@ -52,9 +52,13 @@ const pgCols = `seq, id::text, topic, partition_key, headers, payload, tracepare
 // pgClaim: the candidates are pending, ready, not excluded, and the head of
 // their key; SKIP LOCKED lets concurrent relays take disjoint sets. The claim
 // pushes available_at to the end of the lease, so a claimed row is out of
-// the ready range until its lease expires. The "seq = ANY (ARRAY(...))"
-// lets the UPDATE find the rows by primary key: joined to c alone, the
-// planner hashes c and scans the whole table, delivered rows included.
+// the ready range until its lease expires. The UPDATE finds the rows by
+// primary key through "seq = ANY (ARRAY(...))" and is not joined to c:
+// joined to c alone, the planner hashes c and scans the whole table,
+// delivered rows included; joined to c as well, the generic plan of the
+// prepared statement (which estimates c at one row when most candidates
+// are keyed) loops over c and probes the whole array for each row, so a
+// claim of n rows costs n*n index probes.
 const pgClaim = `
 WITH {async}c AS (
 	SELECT seq FROM {t} o
@@ -68,7 +72,7 @@ WITH {async}c AS (
 	FOR UPDATE SKIP LOCKED
 )
 UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), attempts = o.attempts + 1
-FROM c{asyncFrom} WHERE o.seq = ANY (ARRAY(SELECT seq FROM c)) AND o.seq = c.seq
+{claimFrom}WHERE o.seq = ANY (ARRAY(SELECT seq FROM c))
 RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.traceparent,
 	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts`
 

@@ -67,11 +67,11 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(cfg.table))
-	async, asyncFrom := pgAsync, ", cfg"
+	async, asyncFrom, claimFrom := pgAsync, ", cfg", "FROM cfg "
 	if cfg.durable {
-		async, asyncFrom = "", ""
+		async, asyncFrom, claimFrom = "", "", ""
 	}
-	r := strings.NewReplacer("{async}", async, "{asyncFrom}", asyncFrom)
+	r := strings.NewReplacer("{async}", async, "{asyncFrom}", asyncFrom, "{claimFrom}", claimFrom)
 	q.claim, q.settle = r.Replace(q.claim), r.Replace(q.settle)
 	s := &Store{db: db, dialect: d, cfg: cfg, q: q.with(cfg.table), lockID: int32(h.Sum32())}
 	if d != Postgres {
