@@ -177,6 +177,16 @@ func TestPostgresConformance(t *testing.T) {
 	})
 }
 
+// TestPostgresDurableConformance runs the suite with synchronous
+// write-backs: the claim and settle statements differ (no set_config CTE).
+func TestPostgresDurableConformance(t *testing.T) {
+	postgresDB(t)
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		db, s, _ := newPostgres(t, sqloutbox.WithDurableWriteBacks())
+		return harness(t, db, s)
+	})
+}
+
 func TestSQLiteConformance(t *testing.T) {
 	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
 		db, s := newSQLite(t)
