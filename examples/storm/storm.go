@@ -64,9 +64,9 @@ func newStorm(ctx context.Context, cfg config, w io.Writer) (_ *storm, err error
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
 	}
-	dialect, odialect := sqlstore.SQLite, sqloutbox.SQLite
+	dialect := sqlstore.SQLite // the same Dialect type as sqloutbox's
 	if s.postgres {
-		dialect, odialect = sqlstore.Postgres, sqloutbox.Postgres
+		dialect = sqlstore.Postgres
 	}
 	if s.idem, err = sqlstore.New(s.db, dialect); err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func newStorm(ctx context.Context, cfg config, w io.Writer) (_ *storm, err error
 		}
 		s.idemStore = rs
 	}
-	if s.out, err = sqloutbox.New(s.db, odialect); err != nil {
+	if s.out, err = sqloutbox.New(s.db, dialect); err != nil {
 		return nil, err
 	}
 	if err := s.out.Migrate(ctx); err != nil {

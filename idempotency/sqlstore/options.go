@@ -9,34 +9,22 @@ import (
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
-// Dialect names the SQL database behind a Store.
-type Dialect uint8
+// Dialect names the SQL database behind a Store. It is the same type as
+// sqloutbox.Dialect, so one value names the database to both.
+type Dialect = sqldb.Dialect
 
+// The databases a Store runs on.
 const (
 	// Postgres is PostgreSQL 12 or later through pgx's database/sql driver
 	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx").
-	Postgres Dialect = iota + 1
+	Postgres = sqldb.Postgres
 	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database in
 	// WAL mode; open it with SQLiteDSN.
-	SQLite
+	SQLite = sqldb.SQLite
 	// MySQL is MySQL 8 or MariaDB 10.5 or later through
 	// github.com/go-sql-driver/mysql (driver name "mysql").
-	MySQL
+	MySQL = sqldb.MySQL
 )
-
-// String returns "postgres", "sqlite" or "mysql".
-func (d Dialect) String() string {
-	switch d {
-	case Postgres:
-		return "postgres"
-	case SQLite:
-		return "sqlite"
-	case MySQL:
-		return "mysql"
-	default:
-		return fmt.Sprintf("Dialect(%d)", uint8(d))
-	}
-}
 
 // Limits of what a store holds. Longer input is refused with ErrTooLarge,
 // never truncated.

@@ -8,17 +8,19 @@ import (
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
-// Dialect names the SQL database behind a Store.
-type Dialect uint8
+// Dialect names the SQL database behind a Store. It is the same type as
+// sqlstore.Dialect, so one value names the database to both.
+type Dialect = sqldb.Dialect
 
+// The databases a Store runs on.
 const (
 	// Postgres is PostgreSQL 12 or later through pgx's database/sql driver
 	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx"). Pgx users enqueue
 	// with EnqueuePgx.
-	Postgres Dialect = iota + 1
+	Postgres = sqldb.Postgres
 	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database
 	// in WAL mode; open it with SQLiteDSN.
-	SQLite
+	SQLite = sqldb.SQLite
 	// MySQL is MySQL 8 or MariaDB 10.6 or later (both have SKIP LOCKED)
 	// through github.com/go-sql-driver/mysql (driver name "mysql"). Times
 	// come from the server (UNIX_TIMESTAMP(NOW(6))); keep the session time
@@ -26,21 +28,8 @@ const (
 	// may be off by the shift during the repeated hour. Keyed enqueues cost
 	// a second round trip (the key lock), and the {table}_keys table keeps
 	// one row per key ever used.
-	MySQL
+	MySQL = sqldb.MySQL
 )
-
-// String returns "postgres", "sqlite" or "mysql".
-func (d Dialect) String() string {
-	switch d {
-	case Postgres:
-		return "postgres"
-	case SQLite:
-		return "sqlite"
-	case MySQL:
-		return "mysql"
-	}
-	return fmt.Sprintf("Dialect(%d)", uint8(d))
-}
 
 const (
 	// DefaultTable is the default of WithTable.
