@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast/idempotency/internal/durabletest"
 	"github.com/steadfast-go/steadfast/idempotency/redisstore"
 )
 
@@ -39,38 +40,6 @@ func parallel(b *testing.B, f func(ctx context.Context) error) {
 	})
 }
 
-func paired(b *testing.B, base, store func(ctx context.Context) error) {
-	b.Helper()
-	b.ReportAllocs()
-	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
-	var flip, baseNs, storeNs, nBase, nStore atomic.Int64
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			f, ns, n := base, &baseNs, &nBase
-			if flip.Add(1)%2 == 0 {
-				f, ns, n = store, &storeNs, &nStore
-			}
-			start := time.Now()
-			if err := f(ctx); err != nil {
-				b.Error(err)
-				return
-			}
-			ns.Add(int64(time.Since(start)))
-			n.Add(1)
-		}
-	})
-	if nBase.Load() == 0 || nStore.Load() == 0 {
-		return
-	}
-	bn := float64(baseNs.Load()) / float64(nBase.Load())
-	sn := float64(storeNs.Load()) / float64(nStore.Load())
-	b.ReportMetric(bn, "base-ns/op")
-	b.ReportMetric(sn, "store-ns/op")
-	b.ReportMetric(sn/bn, "store/base")
-}
-
 func keyGen() func() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -87,20 +56,13 @@ func BenchmarkNewKey(b *testing.B) {
 	}
 	resp := []byte(`{"id":"ord_123","status":"created"}`)
 	next := keyGen()
-	paired(b, func(ctx context.Context) error {
+	durabletest.Paired(b, 16, func(ctx context.Context) error {
 		k := prefix + next()
 		if err := rdb.SetNX(ctx, k, "in-progress", time.Minute).Err(); err != nil {
 			return err
 		}
 		return rdb.Set(ctx, k, resp, 24*time.Hour).Err()
-	}, func(ctx context.Context) error {
-		k := next()
-		c, err := s.Claim(ctx, k, "fp", time.Minute)
-		if err != nil {
-			return err
-		}
-		return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
-	})
+	}, durabletest.NewKey(s, next, resp))
 }
 
 func BenchmarkReplay(b *testing.B) {
@@ -129,9 +91,9 @@ func BenchmarkReplay(b *testing.B) {
 	key := func() string { return "replay-" + strconv.Itoa(int(n.Add(1)%keys)) }
 	get := func(ctx context.Context) error { return rdb.Get(ctx, prefix+"plain-"+key()).Err() }
 	b.Run("claim", func(b *testing.B) {
-		paired(b, get, func(ctx context.Context) error { _, err := s.Claim(ctx, key(), "fp", time.Minute); return err })
+		durabletest.Paired(b, 16, get, func(ctx context.Context) error { _, err := s.Claim(ctx, key(), "fp", time.Minute); return err })
 	})
 	b.Run("get", func(b *testing.B) {
-		paired(b, get, func(ctx context.Context) error { _, err := s.Get(ctx, key()); return err })
+		durabletest.Paired(b, 16, get, func(ctx context.Context) error { _, err := s.Get(ctx, key()); return err })
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/steadfast-go/steadfast/idempotency/internal/durabletest"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 )
@@ -73,43 +74,6 @@ func parallel(b *testing.B, f func(ctx context.Context) error) {
 	})
 }
 
-// paired runs base and store alternately from benchCallers concurrent
-// callers and reports their mean latencies and ratio.
-func paired(b *testing.B, base, store func(ctx context.Context) error) {
-	b.Helper()
-	b.ReportAllocs()
-	b.SetParallelism(max(1, benchCallers/testingProcs()))
-	var (
-		flip                          atomic.Int64
-		baseNs, storeNs, nBase, nStor atomic.Int64
-	)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			f, ns, n := base, &baseNs, &nBase
-			if flip.Add(1)%2 == 0 {
-				f, ns, n = store, &storeNs, &nStor
-			}
-			start := time.Now()
-			if err := f(ctx); err != nil {
-				b.Error(err)
-				return
-			}
-			ns.Add(int64(time.Since(start)))
-			n.Add(1)
-		}
-	})
-	if nBase.Load() == 0 || nStor.Load() == 0 {
-		return
-	}
-	bn := float64(baseNs.Load()) / float64(nBase.Load())
-	sn := float64(storeNs.Load()) / float64(nStor.Load())
-	b.ReportMetric(bn, "base-ns/op")
-	b.ReportMetric(sn, "store-ns/op")
-	b.ReportMetric(sn/bn, "store/base")
-}
-
 func testingProcs() int {
 	n := 0
 	for range benchProcs() {
@@ -154,7 +118,7 @@ func BenchmarkNewKey(b *testing.B) {
 			upd := rebind(d, "UPDATE "+s.Table()+" SET status = 2, response = $1, expires_at = $2 WHERE idem_key = $3 AND token = $4")
 			resp := []byte(`{"id":"ord_123","status":"created"}`)
 			next := keyGen()
-			paired(b, func(ctx context.Context) error {
+			durabletest.Paired(b, benchCallers, func(ctx context.Context) error {
 				k := next()
 				now := time.Now().UnixNano()
 				if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
@@ -162,14 +126,7 @@ func BenchmarkNewKey(b *testing.B) {
 				}
 				_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
 				return err
-			}, func(ctx context.Context) error {
-				k := next()
-				c, err := s.Claim(ctx, k, "fp", time.Minute)
-				if err != nil {
-					return err
-				}
-				return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
-			})
+			}, durabletest.NewKey(s, next, resp))
 		})
 	}
 }
@@ -203,7 +160,7 @@ func BenchmarkReplay(b *testing.B) {
 				return s.DB().QueryRowContext(ctx, sel, key()).Scan(&fp, &st, &tok, &l, &e, &r)
 			}
 			b.Run("claim", func(b *testing.B) {
-				paired(b, selectOne, func(ctx context.Context) error {
+				durabletest.Paired(b, benchCallers, selectOne, func(ctx context.Context) error {
 					c, err := s.Claim(ctx, key(), "fp", time.Minute)
 					if err == nil && c.Acquired {
 						err = errors.New("replay acquired")
@@ -212,7 +169,7 @@ func BenchmarkReplay(b *testing.B) {
 				})
 			})
 			b.Run("get", func(b *testing.B) {
-				paired(b, selectOne, func(ctx context.Context) error {
+				durabletest.Paired(b, benchCallers, selectOne, func(ctx context.Context) error {
 					_, err := s.Get(ctx, key())
 					return err
 				})
@@ -249,7 +206,7 @@ func BenchmarkTransactional(b *testing.B) {
 				return err
 			}
 			b.Run("store", func(b *testing.B) {
-				paired(b, twoCommits, func(ctx context.Context) error {
+				durabletest.Paired(b, benchCallers, twoCommits, func(ctx context.Context) error {
 					k := next()
 					c, err := s.Claim(ctx, k, "fp", time.Minute)
 					if err != nil {
@@ -262,7 +219,7 @@ func BenchmarkTransactional(b *testing.B) {
 				})
 			})
 			b.Run("store_tx", func(b *testing.B) {
-				paired(b, twoCommits, func(ctx context.Context) error {
+				durabletest.Paired(b, benchCallers, twoCommits, func(ctx context.Context) error {
 					k := next()
 					tx, _, err := s.ClaimTx(ctx, k, "fp", time.Minute)
 					if err != nil {
@@ -295,7 +252,7 @@ func BenchmarkPgxNative(b *testing.B) {
 	resp := []byte(`{"id":"ord_123","status":"created"}`)
 	next := keyGen()
 	// base: database/sql over pgx's stdlib driver; store: pgxpool.
-	paired(b, func(ctx context.Context) error {
+	durabletest.Paired(b, benchCallers, func(ctx context.Context) error {
 		k := next()
 		now := time.Now().UnixNano()
 		if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
@@ -340,14 +297,7 @@ func BenchmarkSQLite(b *testing.B) {
 			s := newStoreOn(b, db, sqlstore.SQLite)
 			resp := []byte(`{"id":"ord_123","status":"created"}`)
 			next := keyGen()
-			parallel(b, func(ctx context.Context) error {
-				k := next()
-				c, err := s.Claim(ctx, k, "fp", time.Minute)
-				if err != nil {
-					return err
-				}
-				return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
-			})
+			parallel(b, durabletest.NewKey(s, next, resp))
 		})
 	}
 }
