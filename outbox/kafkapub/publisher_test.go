@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/internal/pubtest"
 	"github.com/steadfast-go/steadfast/outbox/kafkapub"
 	"github.com/steadfast-go/steadfast/retry"
 )
@@ -259,23 +259,6 @@ func TestPerKeyOrderAcrossRetries(t *testing.T) {
 	t.Logf("%d produce requests failed by the broker, %d publishes retried by the relay", failed.Load(), relayRetries.Load())
 }
 
-func newInbox(t testing.TB) *sqlstore.Store {
-	t.Helper()
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "inbox.db")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	s, err := sqlstore.New(db, sqlstore.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 var _ kafkapub.Inbox = (*sqlstore.Store)(nil)
 
 func TestConsumeRunsOncePerMessage(t *testing.T) {
@@ -291,7 +274,7 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 		}
 	}
 	recs := readAll(t, c, "orders", 2)
-	inbox := newInbox(t)
+	inbox := pubtest.NewInbox(t)
 	var runs atomic.Int32
 	fn := func(context.Context, *sql.Tx) error { runs.Add(1); return nil }
 	failing := func(context.Context, *sql.Tx) error { runs.Add(1); return errors.New("handler failed") }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/internal/pubtest"
 	"github.com/steadfast-go/steadfast/outbox/natspub"
 	"github.com/steadfast-go/steadfast/retry"
 )
@@ -216,30 +216,13 @@ func TestNewChecksTheStream(t *testing.T) {
 	}
 }
 
-func newInbox(t testing.TB) *sqlstore.Store {
-	t.Helper()
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "inbox.db")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	s, err := sqlstore.New(db, sqlstore.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 var _ natspub.Inbox = (*sqlstore.Store)(nil)
 
 func TestConsumeRunsOncePerMessage(t *testing.T) {
 	t.Parallel()
 	js, stream := connect(t, jetstream.StreamConfig{})
 	p := newPublisher(t, js, stream)
-	inbox := newInbox(t)
+	inbox := pubtest.NewInbox(t)
 	ctx := context.Background()
 	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "c1", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
@@ -327,7 +310,7 @@ func TestConsumeWithoutMessageID(t *testing.T) {
 		t.Fatal(err)
 	}
 	ran := false
-	_, err = natspub.Consume(ctx, newInbox(t), "billing", msg, func(context.Context, *sql.Tx) error { ran = true; return nil })
+	_, err = natspub.Consume(ctx, pubtest.NewInbox(t), "billing", msg, func(context.Context, *sql.Tx) error { ran = true; return nil })
 	if !errors.Is(err, natspub.ErrNoMessageID) || ran {
 		t.Fatalf("Consume = %v (ran %v), want ErrNoMessageID without running", err, ran)
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/internal/testserver"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/internal/pubtest"
 	"github.com/steadfast-go/steadfast/outbox/rabbitpub"
 	"github.com/steadfast-go/steadfast/retry"
 )
@@ -281,23 +281,6 @@ func TestClose(t *testing.T) {
 	}
 }
 
-func newInbox(t testing.TB) *sqlstore.Store {
-	t.Helper()
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "inbox.db")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	s, err := sqlstore.New(db, sqlstore.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 var _ rabbitpub.Inbox = (*sqlstore.Store)(nil)
 
 func TestConsumeRunsOncePerMessage(t *testing.T) {
@@ -305,7 +288,7 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 	b := newBroker(t)
 	q := b.bind(t, "orders")
 	p := newPublisher(t, b.url, b.exchange)
-	inbox := newInbox(t)
+	inbox := pubtest.NewInbox(t)
 	ctx := context.Background()
 	d := delivery("orders")
 	if err := p.Publish(ctx, d); err != nil {

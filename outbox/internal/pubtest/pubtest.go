@@ -17,6 +17,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL outbox of the benchmarks
 	_ "modernc.org/sqlite"             // the outbox of the tests
 
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
@@ -49,6 +50,25 @@ func NewOutbox(t testing.TB, now func() time.Time) *Outbox {
 		t.Fatal(err)
 	}
 	return &Outbox{Store: store, DB: db}
+}
+
+// NewInbox creates the inbox of idempotency/sqlstore on a SQLite database
+// in t's temporary directory, for the consumers' Consume tests.
+func NewInbox(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "inbox.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := sqlstore.New(db, sqlstore.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // NewPostgresOutbox creates an outbox in a table of t's own on
