@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 )
@@ -62,13 +61,7 @@ func NewRunner(store Store, opts ...DoOption) (*Runner, error) {
 			return nil, err
 		}
 	}
-	if err := cfg.validate(store); err != nil {
-		return nil, err
-	}
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
-	}
-	m, err := newMetrics(cfg.meterProvider, "do")
+	m, err := cfg.finish(store, "do")
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -85,13 +84,7 @@ func Middleware(store Store, opts ...Option) (func(http.Handler) http.Handler, e
 			return nil, err
 		}
 	}
-	if err := cfg.validate(store); err != nil {
-		return nil, err
-	}
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
-	}
-	m, err := newMetrics(cfg.meterProvider, "http")
+	m, err := cfg.finish(store, "http")
 	if err != nil {
 		return nil, err
 	}

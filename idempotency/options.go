@@ -153,6 +153,19 @@ func defaultCommon() common {
 	}
 }
 
+// finish completes a configuration once every option has been applied: it
+// validates it against store, defaults the logger and makes the metric
+// instruments of kind ("http" or "do").
+func (c *common) finish(store Store, kind string) (*metrics, error) {
+	if err := c.validate(store); err != nil {
+		return nil, err
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return newMetrics(c.meterProvider, kind)
+}
+
 // validate checks what no single option can: the settings together, and the
 // store against them.
 func (c *common) validate(store Store) error {
