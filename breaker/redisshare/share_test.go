@@ -197,7 +197,10 @@ func TestSharedOpenEndsEverywhere(t *testing.T) {
 	assert.Equal(t, "open->closed", seen[len(seen)-1])
 }
 
-func TestRunPropagatesWithinBound(t *testing.T) {
+// The background loop carries one replica's trip to the others (the bound
+// itself, one pass of each replica, is checked with Sync in
+// TestFailuresSeenByOneOpenAll).
+func TestRunLoopPropagatesOpenState(t *testing.T) {
 	t.Parallel()
 	rs := replicas(t, sharedClient(t), 3, quiet, breaker.WithConsecutiveFailures(2), breaker.WithOpenDuration(time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())
