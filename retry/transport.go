@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/steadfast-go/steadfast/internal/httpx"
 	"io"
 	"net"
 	"net/http"
@@ -138,7 +139,7 @@ func validToken(s string) bool {
 // error is never retried. Redirects are left to http.Client, which makes a
 // RoundTrip per hop, so the redirect limit is never retried.
 //
-// Retry-After on a 429 or 503 sets the next wait (see ParseRetryAfter); one
+// Retry-After on a 429 or 503 sets the next wait (delta-seconds or an HTTP-date); one
 // beyond the policy's WithMaxRetryAfter or the caller's deadline ends the
 // call at once with a *RetryAfterError. Every response that is discarded is
 // drained (up to 64 KiB, so its connection can be reused) and closed. The
@@ -277,7 +278,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			var serr error = &StatusError{StatusCode: status}
 			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 				if v := res.Header.Get("Retry-After"); v != "" {
-					if d, ok := ParseRetryAfter(v, t.p.now()); ok {
+					if d, ok := httpx.ParseRetryAfter(v, t.p.now()); ok {
 						serr = After(serr, d)
 					}
 				}

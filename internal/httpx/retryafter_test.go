@@ -1,4 +1,4 @@
-package retry_test
+package httpx_test
 
 import (
 	"net/http"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/steadfast-go/steadfast/retry"
+	"github.com/steadfast-go/steadfast/internal/httpx"
 )
 
 func TestParseRetryAfter(t *testing.T) {
@@ -42,7 +42,7 @@ func TestParseRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
 			t.Parallel()
-			got, ok := retry.ParseRetryAfter(tt.value, now)
+			got, ok := httpx.ParseRetryAfter(tt.value, now)
 			assert.Equal(t, tt.ok, ok)
 			assert.Equal(t, tt.want, got)
 		})
@@ -57,7 +57,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		d, ok := retry.ParseRetryAfter(s, now)
+		d, ok := httpx.ParseRetryAfter(s, now)
 		if !ok {
 			if d != 0 {
 				t.Fatalf("ParseRetryAfter(%q) = %v, false: want 0 when not ok", s, d)
