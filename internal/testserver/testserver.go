@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -223,26 +224,22 @@ func StartPostgres(t testing.TB) *Postgres {
 			testenv.NeedServers(t, "pg_ctl is not installed")
 		}
 	}
-	dir, err := os.MkdirTemp("", "steadfast-pg-")
-	if err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
-	p := &Postgres{bin: binDir, dir: dir, port: FreePort(t), asPG: os.Geteuid() == 0}
-	t.Cleanup(func() {
-		_ = p.pgctl("stop", "-m", "immediate", "-w")
-		_ = os.RemoveAll(dir)
-	})
-	if p.asPG {
+	asPG := os.Geteuid() == 0
+	var uid, gid int
+	if asPG {
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			testenv.NeedServers(t, "the postgres OS user does not exist")
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatalf("testserver: chown: %v", err)
-		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
 	}
+	dir := postgresDir(t, asPG, uid, gid)
+	p := &Postgres{bin: binDir, dir: dir, port: FreePort(t), asPG: asPG}
+	t.Cleanup(func() {
+		_ = p.pgctl("stop", "-m", "immediate", "-w")
+		_ = os.RemoveAll(dir)
+	})
 	out, err := p.run(filepath.Join(binDir, "initdb"), "-D", p.data(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
 	if err != nil {
 		t.Fatalf("testserver: initdb: %v\n%s", err, out)
@@ -253,6 +250,37 @@ func StartPostgres(t testing.TB) *Postgres {
 	}
 	p.Start(t)
 	return p
+}
+
+// postgresDir makes the cluster's folder. As root the server runs as the
+// postgres OS user, which must be able to reach the folder: the temporary
+// directory may be private to root (a per-user TMPDIR), so the folder is made
+// in the first of TMPDIR, /tmp and /var/tmp that the postgres user can enter.
+// When none can be used the test skips (fails under CI) saying what it needs.
+func postgresDir(t testing.TB, asPG bool, uid, gid int) string {
+	t.Helper()
+	bases := []string{os.TempDir(), "/tmp", "/var/tmp"}
+	var tried []string
+	for _, base := range bases {
+		dir, err := os.MkdirTemp(base, "steadfast-pg-")
+		if err != nil {
+			tried = append(tried, fmt.Sprintf("%s (%v)", base, err))
+			continue
+		}
+		if !asPG {
+			return dir
+		}
+		if err := os.Chown(dir, uid, gid); err == nil {
+			// The postgres user must be able to enter every folder on the way.
+			if err := exec.Command("runuser", "-u", "postgres", "--", "test", "-w", dir).Run(); err == nil {
+				return dir
+			}
+		}
+		_ = os.RemoveAll(dir)
+		tried = append(tried, base+" (not reachable by the postgres user)")
+	}
+	testenv.NeedServers(t, "a PostgreSQL of the test's own needs a temporary folder that the postgres OS user can enter; tried "+strings.Join(tried, ", "))
+	return ""
 }
 
 func (p *Postgres) data() string { return filepath.Join(p.dir, "data") }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +147,25 @@ func TestProxyCutHangRestore(t *testing.T) {
 	defer c3.Close()
 	if err := roundTrip(c3, "again"); err != nil {
 		t.Fatalf("after restore: %v", err)
+	}
+}
+
+// TestPostgresFromPrivateTempDir starts a cluster while TMPDIR is a folder
+// that only root can enter, as on a machine with a per-user private TMPDIR:
+// the cluster's files must still be reachable by the postgres OS user.
+func TestPostgresFromPrivateTempDir(t *testing.T) {
+	private := filepath.Join(t.TempDir(), "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", private)
+	pg := testserver.StartPostgres(t)
+	db, err := sql.Open("pgx", pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.PingContext(context.Background()); err != nil {
+		t.Fatalf("ping: %v", err)
 	}
 }
