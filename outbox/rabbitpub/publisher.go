@@ -187,6 +187,10 @@ type session struct {
 	flush   chan chan struct{}
 	done    chan struct{} // closed when the reader stopped: the channel is gone
 
+	// testHookRead, when set, is called before each round of the reader's
+	// loop (tests only).
+	testHookRead func()
+
 	mu       sync.Mutex
 	waiting  map[string]int         // message id → publishes in flight
 	returned map[string]amqp.Return // returns of messages in flight
@@ -225,15 +229,8 @@ func (p *Publisher) dial(ctx context.Context) (*session, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("rabbitpub: open confirming channel: %w", err)
 	}
-	s := &session{
-		conn:     conn,
-		ch:       ch,
-		returns:  ch.NotifyReturn(make(chan amqp.Return, 1)),
-		flush:    make(chan chan struct{}),
-		done:     make(chan struct{}),
-		waiting:  map[string]int{},
-		returned: map[string]amqp.Return{},
-	}
+	s := newSession(conn, ch)
+	ch.NotifyReturn(s.returns)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -242,25 +239,96 @@ func (p *Publisher) dial(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
+func newSession(conn *amqp.Connection, ch *amqp.Channel) *session {
+	return &session{
+		conn: conn,
+		ch:   ch,
+		// Unbuffered: amqp091-go hands a basic.return over (on the
+		// goroutine that then reads the basic.ack after it) only once the
+		// reader took it, so a return is never left waiting in a buffer
+		// while the reader answers the confirmed publish's flush.
+		returns:  make(chan amqp.Return),
+		flush:    make(chan chan struct{}),
+		done:     make(chan struct{}),
+		waiting:  map[string]int{},
+		returned: map[string]amqp.Return{},
+	}
+}
+
+// track registers a publish of id in flight, so that the reader records its
+// return; the returned func ends it.
+func (s *session) track(id string) (untrack func()) {
+	s.mu.Lock()
+	s.waiting[id]++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.waiting[id]--; s.waiting[id] == 0 {
+			delete(s.waiting, id)
+			delete(s.returned, id)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// returnOf is called once the broker confirmed a publish of id: it reports
+// the broker's return of id, if it sent one.
+func (s *session) returnOf(id string) (amqp.Return, bool) {
+	// The broker sends basic.return before basic.ack, and the client hands
+	// the return to the reader before it reads the ack: once the reader has
+	// answered a flush, any return of this message is recorded.
+	flushed := make(chan struct{})
+	select {
+	case s.flush <- flushed:
+		<-flushed
+	case <-s.done:
+	}
+	s.mu.Lock()
+	r, ok := s.returned[id]
+	s.mu.Unlock()
+	return r, ok
+}
+
 // read records the returns of messages in flight, and answers flush requests
 // in order with them, until the channel closes (amqp closes returns then).
+// Before it answers a flush it takes every return already handed over, so
+// a return always comes before the confirmation that followed it.
 func (s *session) read() {
 	defer close(s.done)
 	for {
+		if s.testHookRead != nil {
+			s.testHookRead()
+		}
 		select {
 		case r, ok := <-s.returns:
 			if !ok {
 				return
 			}
-			s.mu.Lock()
-			if s.waiting[r.MessageId] > 0 {
-				s.returned[r.MessageId] = r
-			}
-			s.mu.Unlock()
+			s.record(r)
 		case ack := <-s.flush:
+			for drained := false; !drained; {
+				select {
+				case r, ok := <-s.returns:
+					if !ok {
+						close(ack)
+						return
+					}
+					s.record(r)
+				default:
+					drained = true
+				}
+			}
 			close(ack)
 		}
 	}
+}
+
+func (s *session) record(r amqp.Return) {
+	s.mu.Lock()
+	if s.waiting[r.MessageId] > 0 {
+		s.returned[r.MessageId] = r
+	}
+	s.mu.Unlock()
 }
 
 func (s *session) alive() bool {
@@ -313,17 +381,7 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.waiting[d.ID]++
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.waiting[d.ID]--; s.waiting[d.ID] == 0 {
-			delete(s.waiting, d.ID)
-			delete(s.returned, d.ID)
-		}
-		s.mu.Unlock()
-	}()
+	defer s.track(d.ID)()
 
 	msg := amqp.Publishing{
 		MessageId:    d.ID,
@@ -352,19 +410,7 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	if !acked {
 		return fmt.Errorf("%w: %s (nacked, or the channel closed first)", ErrNacked, d.ID)
 	}
-	// The broker sends basic.return before basic.ack, and the client hands
-	// the return to the reader before it reads the ack: once the reader has
-	// answered a flush, any return of this message is recorded.
-	flushed := make(chan struct{})
-	select {
-	case s.flush <- flushed:
-		<-flushed
-	case <-s.done:
-	}
-	s.mu.Lock()
-	r, returned := s.returned[d.ID]
-	s.mu.Unlock()
-	if returned {
+	if r, returned := s.returnOf(d.ID); returned {
 		return &ReturnedError{MessageID: d.ID, Exchange: r.Exchange, RoutingKey: r.RoutingKey, ReplyCode: r.ReplyCode, ReplyText: r.ReplyText}
 	}
 	return nil
