@@ -53,7 +53,7 @@ func TestVerificationInFrontOfIdempotency(t *testing.T) {
 	// The sender delivers the event three times, each signed afresh.
 	for i := 0; i < 3; i++ {
 		r := httptest.NewRequest(http.MethodPost, "/webhooks", bytes.NewReader(body))
-		signer.SetHeaders(r.Header, "msg_evt_1", clock(), body)
+		mustSetHeaders(t, signer, r.Header, "msg_evt_1", clock(), body)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
 		if rec.Code != http.StatusAccepted || rec.Body.String() != "booked" {
@@ -74,7 +74,7 @@ func TestVerificationInFrontOfIdempotency(t *testing.T) {
 	// reaches the idempotency layer or the handler.
 	for _, id := range []string{"msg_evt_2", "msg_evt_1"} {
 		r := httptest.NewRequest(http.MethodPost, "/webhooks", bytes.NewReader([]byte(`{"type":"invoice.paid","id":"forged"}`)))
-		signer.SetHeaders(r.Header, id, clock(), body) // signed for another body
+		mustSetHeaders(t, signer, r.Header, id, clock(), body) // signed for another body
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
 		if rec.Code != http.StatusUnauthorized {
@@ -105,7 +105,7 @@ func TestConcurrentRedeliveriesRunOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := httptest.NewRequest(http.MethodPost, "/webhooks", bytes.NewReader(body))
-			signer.SetHeaders(r.Header, "msg_evt_9", now(), body)
+			mustSetHeaders(t, signer, r.Header, "msg_evt_9", now(), body)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, r)
 			codes[i] = rec.Code

@@ -6,9 +6,10 @@
 // signature is computed over "id.timestamp.body". Two schemes are supported:
 //
 //   - v1: HMAC-SHA256 with a symmetric secret, written "whsec_" followed by
-//     its base64 encoding (the prefix is optional on input);
+//     the base64 of 24 to 64 random bytes (the prefix is optional on input;
+//     EncodeSecret writes it);
 //   - v1a: ed25519, with a private key "whsk_…" to sign and a public key
-//     "whpk_…" to verify.
+//     "whpk_…" to verify (EncodeKeyPair writes both).
 //
 // A signature header may carry several space-separated signatures, one per
 // secret, so that secrets can be rotated without downtime: a Signer made with
@@ -27,6 +28,13 @@
 // idempotency.Middleware keyed by the webhook-id header, so that a webhook
 // delivered several times is processed once and a forged one never reaches
 // the handler.
+//
+// One Option type configures every constructor: WithTolerance and WithClock
+// apply to NewVerifier and NewStripeVerifier, WithMaxBodyBytes, WithLogger
+// and WithMeterProvider to NewMiddleware. A constructor refuses an invalid
+// option, or one that does not apply to it, with an error naming it. No
+// input, option or nil argument makes the package panic: nil verifiers and
+// signers return errors.
 //
 // Signer, Verifier and StripeVerifier are immutable after construction and
 // safe for concurrent use.

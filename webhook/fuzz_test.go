@@ -23,7 +23,7 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add("msg_1", strconv.Itoa(now), signer.Sign("msg_1", time.Unix(now, 0), []byte("x")), []byte("x"))
+	f.Add("msg_1", strconv.Itoa(now), mustSign(f, signer, "msg_1", time.Unix(now, 0), []byte("x")), []byte("x"))
 	f.Add(vecID, strconv.Itoa(vecTimestamp), vecSignature, []byte(vecPayload))
 	f.Add("id", "-1", "v1,", []byte{})
 	f.Add("id", "1700000000", "v1a,AAAA v1,==== v2 ,,, v1,"+string(make([]byte, 100)), []byte("y"))
@@ -34,7 +34,10 @@ func FuzzVerify(f *testing.F) {
 			if perr != nil {
 				t.Fatalf("accepted timestamp %q that is not an integer", ts)
 			}
-			want := signer.Sign(id, time.Unix(unix, 0), payload)
+			want, serr := signer.Sign(id, time.Unix(unix, 0), payload)
+			if serr != nil {
+				t.Fatalf("accepted id %q that the signer refuses: %v", id, serr)
+			}
 			if strconv.FormatInt(unix, 10) == ts && !containsEntry(sig, want) {
 				t.Fatalf("accepted %q for id %q ts %q, but the signature is %q", sig, id, ts, want)
 			}

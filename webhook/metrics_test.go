@@ -31,7 +31,7 @@ func TestMiddlewareMetrics(t *testing.T) {
 	send := func(body string, sign bool) {
 		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewBufferString(body))
 		if sign {
-			signer.SetHeaders(r.Header, "m", time.Unix(now, 0), []byte(body))
+			mustSetHeaders(t, signer, r.Header, "m", time.Unix(now, 0), []byte(body))
 		}
 		h.ServeHTTP(httptest.NewRecorder(), r)
 	}

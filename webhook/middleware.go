@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 
 	"go.opentelemetry.io/otel"
@@ -27,58 +28,6 @@ var (
 	_ RequestVerifier = (*StripeVerifier)(nil)
 )
 
-// DefaultMaxBodyBytes is the largest body the middleware reads unless
-// WithMaxBodyBytes says otherwise.
-const DefaultMaxBodyBytes = 1 << 20
-
-// MiddlewareOption configures NewMiddleware.
-type MiddlewareOption func(*middlewareConfig) error
-
-type middlewareConfig struct {
-	maxBody int64
-	logger  *slog.Logger
-	meter   metric.MeterProvider
-}
-
-// WithMaxBodyBytes sets the largest request body the middleware reads; a
-// larger one is answered 413 and never reaches the handler. It must be
-// positive. Defaults to DefaultMaxBodyBytes (1 MiB).
-func WithMaxBodyBytes(n int64) MiddlewareOption {
-	return func(c *middlewareConfig) error {
-		if n <= 0 {
-			return fmt.Errorf("webhook: WithMaxBodyBytes(%d): must be positive", n)
-		}
-		c.maxBody = n
-		return nil
-	}
-}
-
-// WithLogger sets the logger that records refused requests, at debug level
-// (a flood of forged requests must not flood the logs). Defaults to
-// slog.Default().
-func WithLogger(l *slog.Logger) MiddlewareOption {
-	return func(c *middlewareConfig) error {
-		if l == nil {
-			return errors.New("webhook: WithLogger(nil): a logger is required")
-		}
-		c.logger = l
-		return nil
-	}
-}
-
-// WithMeterProvider sets the OpenTelemetry meter provider of the counter
-// steadfast.webhook.verifications, with the attribute result (ok, invalid,
-// too_large, unreadable). Defaults to otel.GetMeterProvider().
-func WithMeterProvider(mp metric.MeterProvider) MiddlewareOption {
-	return func(c *middlewareConfig) error {
-		if mp == nil {
-			return errors.New("webhook: WithMeterProvider(nil): a meter provider is required")
-		}
-		c.meter = mp
-		return nil
-	}
-}
-
 // NewMiddleware returns middleware that lets a request through only when v
 // verifies its headers against its raw body.
 //
@@ -96,16 +45,17 @@ func WithMeterProvider(mp metric.MeterProvider) MiddlewareOption {
 // of idempotency.Middleware keyed by the webhook-id header, so that a
 // redelivered webhook runs its handler once and a forged one never does.
 //
-// It returns an error when v is nil or an option is invalid.
-func NewMiddleware(v RequestVerifier, opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
-	if v == nil {
-		return nil, errors.New("webhook: NewMiddleware: a verifier is required")
+// Its options are WithMaxBodyBytes, WithLogger and WithMeterProvider. It
+// returns an error when v is nil (or a nil *Verifier or *StripeVerifier), or
+// naming the option when an option is invalid or does not apply to the
+// middleware.
+func NewMiddleware(v RequestVerifier, opts ...Option) (func(http.Handler) http.Handler, error) {
+	if isNil(v) {
+		return nil, errors.New("webhook: NewMiddleware: a verifier is required, not nil")
 	}
-	c := middlewareConfig{maxBody: DefaultMaxBodyBytes}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	c := defaultConfig()
+	if err := applyOptions(ctorMiddleware, &c, opts); err != nil {
+		return nil, err
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
@@ -119,7 +69,7 @@ func NewMiddleware(v RequestVerifier, opts ...MiddlewareOption) (func(http.Handl
 		metric.WithUnit("{request}"),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("webhook: creating metrics: %w", err)
+		return nil, fmt.Errorf("webhook: NewMiddleware: creating metrics: %w", err)
 	}
 	m := &middleware{cfg: c, v: v, counter: counter, attrs: make(map[string]metric.AddOption, 4)}
 	for _, r := range []string{"ok", "invalid", "too_large", "unreadable"} {
@@ -132,8 +82,21 @@ func NewMiddleware(v RequestVerifier, opts ...MiddlewareOption) (func(http.Handl
 	}, nil
 }
 
+// isNil reports whether v is nil, or a nil pointer in an interface.
+func isNil(v RequestVerifier) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
+
 type middleware struct {
-	cfg     middlewareConfig
+	cfg     config
 	v       RequestVerifier
 	counter metric.Int64Counter
 	attrs   map[string]metric.AddOption // by result; written once in NewMiddleware

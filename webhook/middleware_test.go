@@ -54,7 +54,7 @@ func TestMiddleware(t *testing.T) {
 
 	signed := func(body []byte) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/hooks", bytes.NewReader(body))
-		signer.SetHeaders(r.Header, "msg_1", time.Unix(now, 0), body)
+		mustSetHeaders(t, signer, r.Header, "msg_1", time.Unix(now, 0), body)
 		return r
 	}
 	tests := []struct {
@@ -153,13 +153,17 @@ func TestNewMiddlewareRefusesBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
 		v    webhook.RequestVerifier
-		opts []webhook.MiddlewareOption
+		opts []webhook.Option
 		want string
 	}{
 		{"nil verifier", nil, nil, "verifier"},
-		{"zero body limit", v, []webhook.MiddlewareOption{webhook.WithMaxBodyBytes(0)}, "WithMaxBodyBytes"},
-		{"nil logger", v, []webhook.MiddlewareOption{webhook.WithLogger(nil)}, "WithLogger"},
-		{"nil meter provider", v, []webhook.MiddlewareOption{webhook.WithMeterProvider(nil)}, "WithMeterProvider"},
+		{"nil *Verifier", (*webhook.Verifier)(nil), nil, "verifier"},
+		{"nil *StripeVerifier", (*webhook.StripeVerifier)(nil), nil, "verifier"},
+		{"nil option", v, []webhook.Option{nil}, "webhook: NewMiddleware: option 0 is nil"},
+		{"verifier's option", v, []webhook.Option{webhook.WithTolerance(time.Minute)}, "webhook: NewMiddleware: WithTolerance applies to NewVerifier and NewStripeVerifier, not NewMiddleware"},
+		{"zero body limit", v, []webhook.Option{webhook.WithMaxBodyBytes(0)}, "webhook: NewMiddleware: WithMaxBodyBytes: 0 must be positive"},
+		{"nil logger", v, []webhook.Option{webhook.WithLogger(nil)}, "WithLogger"},
+		{"nil meter provider", v, []webhook.Option{webhook.WithMeterProvider(nil)}, "WithMeterProvider"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,12 +13,12 @@ import (
 
 // Prefixes of the encoded keys of Standard Webhooks.
 const (
-	// SecretPrefix starts a symmetric (v1, HMAC-SHA256) secret.
-	SecretPrefix = "whsec_"
-	// PrivateKeyPrefix starts an ed25519 private key (v1a), used to sign.
-	PrivateKeyPrefix = "whsk_"
-	// PublicKeyPrefix starts an ed25519 public key (v1a), used to verify.
-	PublicKeyPrefix = "whpk_"
+	// secretPrefix starts a symmetric (v1, HMAC-SHA256) secret.
+	secretPrefix = "whsec_"
+	// privateKeyPrefix starts an ed25519 private key (v1a), used to sign.
+	privateKeyPrefix = "whsk_"
+	// publicKeyPrefix starts an ed25519 public key (v1a), used to verify.
+	publicKeyPrefix = "whpk_"
 )
 
 // decodeBase64 accepts standard base64 with or without padding.
@@ -53,13 +53,13 @@ func (k *hmacKey) put(s *macState) { s.mac.Reset(); k.pool.Put(s) }
 
 // parseSymmetric decodes a v1 secret: "whsec_" (optional) followed by base64.
 func parseSymmetric(i int, s string) (*hmacKey, error) {
-	b64 := strings.TrimPrefix(s, SecretPrefix)
+	b64 := strings.TrimPrefix(s, secretPrefix)
 	if b64 == "" {
 		return nil, fmt.Errorf("%w: secret %d is empty", ErrInvalidSecret, i)
 	}
 	key, err := decodeBase64(b64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, SecretPrefix, err)
+		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, secretPrefix, err)
 	}
 	if len(key) == 0 {
 		return nil, fmt.Errorf("%w: secret %d decodes to an empty key", ErrInvalidSecret, i)
@@ -68,9 +68,9 @@ func parseSymmetric(i int, s string) (*hmacKey, error) {
 }
 
 func parsePrivateKey(i int, s string) (ed25519.PrivateKey, error) {
-	raw, err := decodeBase64(strings.TrimPrefix(s, PrivateKeyPrefix))
+	raw, err := decodeBase64(strings.TrimPrefix(s, privateKeyPrefix))
 	if err != nil {
-		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, PrivateKeyPrefix, err)
+		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, privateKeyPrefix, err)
 	}
 	switch len(raw) {
 	case ed25519.SeedSize:
@@ -83,9 +83,9 @@ func parsePrivateKey(i int, s string) (ed25519.PrivateKey, error) {
 }
 
 func parsePublicKey(i int, s string) (ed25519.PublicKey, error) {
-	raw, err := decodeBase64(strings.TrimPrefix(s, PublicKeyPrefix))
+	raw, err := decodeBase64(strings.TrimPrefix(s, publicKeyPrefix))
 	if err != nil {
-		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, PublicKeyPrefix, err)
+		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, publicKeyPrefix, err)
 	}
 	if len(raw) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: secret %d is %d bytes, want an ed25519 public key (%d)",
@@ -94,19 +94,26 @@ func parsePublicKey(i int, s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// EncodePrivateKey returns k in the "whsk_" form that NewSigner accepts.
-func EncodePrivateKey(k ed25519.PrivateKey) string {
-	return PrivateKeyPrefix + base64.StdEncoding.EncodeToString(k.Seed())
+// EncodeKeyPair returns the ed25519 key k in the two forms of Standard
+// Webhooks' v1a scheme: private ("whsk_…", for NewSigner) and public
+// ("whpk_…", for NewVerifier at the receivers). Make k with
+// ed25519.GenerateKey. It returns an error matching ErrInvalidSecret when k
+// is not an ed25519 private key (ed25519.PrivateKeySize bytes).
+func EncodeKeyPair(k ed25519.PrivateKey) (private, public string, err error) {
+	if len(k) != ed25519.PrivateKeySize {
+		return "", "", fmt.Errorf("%w: the key is %d bytes, want an ed25519 private key (%d)", ErrInvalidSecret, len(k), ed25519.PrivateKeySize)
+	}
+	// The public half is derived from the seed, not copied from k.
+	seed := k.Seed()
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	return privateKeyPrefix + base64.StdEncoding.EncodeToString(seed),
+		publicKeyPrefix + base64.StdEncoding.EncodeToString(pub), nil
 }
 
-// EncodePublicKey returns k in the "whpk_" form that NewVerifier accepts.
-func EncodePublicKey(k ed25519.PublicKey) string {
-	return PublicKeyPrefix + base64.StdEncoding.EncodeToString(k)
-}
-
-// EncodeSecret returns key in the "whsec_" form that NewSigner and
-// NewVerifier accept. Standard Webhooks recommends keys of 24 to 64 random
-// bytes.
+// EncodeSecret returns key in the "whsec_" form of Standard Webhooks' v1
+// (HMAC-SHA256) scheme, which NewSigner and NewVerifier accept. The key must
+// be 24 to 64 random bytes (crypto/rand.Read), as Standard Webhooks requires:
+// the constructors refuse a shorter one.
 func EncodeSecret(key []byte) string {
-	return SecretPrefix + base64.StdEncoding.EncodeToString(key)
+	return secretPrefix + base64.StdEncoding.EncodeToString(key)
 }

@@ -11,13 +11,6 @@ import (
 	"time"
 )
 
-// Canonical names of the Standard Webhooks headers.
-const (
-	HeaderID        = "Webhook-Id"
-	HeaderTimestamp = "Webhook-Timestamp"
-	HeaderSignature = "Webhook-Signature"
-)
-
 // Signer signs messages per Standard Webhooks. It is immutable and safe for
 // concurrent use.
 type Signer struct {
@@ -28,7 +21,9 @@ type Signer struct {
 // NewSigner returns a Signer that signs with every secret given, in order:
 // a "whsec_…" secret (the prefix is optional) signs with v1 (HMAC-SHA256), a
 // "whsk_…" key with v1a (ed25519). Give two secrets while rotating, so that
-// receivers holding either one accept the message.
+// receivers holding either one accept the message. A Signer has nothing
+// else to configure (the time is Sign's argument), so NewSigner takes no
+// options.
 //
 // It returns an error matching ErrInvalidSecret when no secret is given or
 // one of them is empty or malformed.
@@ -38,7 +33,7 @@ func NewSigner(secrets ...string) (*Signer, error) {
 	}
 	s := &Signer{}
 	for i, sec := range secrets {
-		if strings.HasPrefix(sec, PrivateKeyPrefix) {
+		if strings.HasPrefix(sec, privateKeyPrefix) {
 			k, err := parsePrivateKey(i, sec)
 			if err != nil {
 				return nil, err
@@ -46,8 +41,8 @@ func NewSigner(secrets ...string) (*Signer, error) {
 			s.privs = append(s.privs, k)
 			continue
 		}
-		if strings.HasPrefix(sec, PublicKeyPrefix) {
-			return nil, fmt.Errorf("%w: secret %d is a public key (%q), which can only verify", ErrInvalidSecret, i, PublicKeyPrefix)
+		if strings.HasPrefix(sec, publicKeyPrefix) {
+			return nil, fmt.Errorf("%w: secret %d is a public key (%q), which can only verify", ErrInvalidSecret, i, publicKeyPrefix)
 		}
 		k, err := parseSymmetric(i, sec)
 		if err != nil {
@@ -61,7 +56,21 @@ func NewSigner(secrets ...string) (*Signer, error) {
 // Sign returns the value of the webhook-signature header for the message id,
 // signed at ts, with body payload: one "v1,…" or "v1a,…" entry per secret,
 // separated by spaces. The timestamp is truncated to whole seconds.
-func (s *Signer) Sign(id string, ts time.Time, payload []byte) string {
+//
+// It returns an error when id cannot be sent as a webhook-id header (it must
+// be non-empty visible ASCII), when ts is before 1970 (receivers refuse
+// negative timestamps), and for a nil Signer. A caller can treat the error as
+// permanent: signing the same message again fails again.
+func (s *Signer) Sign(id string, ts time.Time, payload []byte) (string, error) {
+	if s == nil {
+		return "", errNilSigner
+	}
+	if err := validateID(id); err != nil {
+		return "", err
+	}
+	if ts.Unix() < 0 {
+		return "", fmt.Errorf("webhook: timestamp %v is before 1970", ts)
+	}
 	var tsb [20]byte
 	unix := string(strconv.AppendInt(tsb[:0], ts.Unix(), 10)) // signed as sent
 	var b strings.Builder
@@ -89,20 +98,32 @@ func (s *Signer) Sign(id string, ts time.Time, payload []byte) string {
 			b.WriteString(base64.StdEncoding.EncodeToString(ed25519.Sign(k, msg)))
 		}
 	}
-	return b.String()
+	return b.String(), nil
 }
 
-// SetHeaders sets the three Standard Webhooks headers of h for the message
-// id, signed at ts, with body payload. It replaces earlier values.
-func (s *Signer) SetHeaders(h http.Header, id string, ts time.Time, payload []byte) {
-	h[HeaderID] = []string{id}
-	h[HeaderTimestamp] = []string{strconv.FormatInt(ts.Unix(), 10)}
-	h[HeaderSignature] = []string{s.Sign(id, ts, payload)}
+// SetHeaders sets the three Standard Webhooks headers of h (webhook-id,
+// webhook-timestamp, webhook-signature) for the message id, signed at ts,
+// with body payload. It replaces earlier values. It returns Sign's errors,
+// and an error for a nil h; on error h is unchanged.
+func (s *Signer) SetHeaders(h http.Header, id string, ts time.Time, payload []byte) error {
+	if h == nil {
+		return errors.New("webhook: SetHeaders needs a header map, not nil")
+	}
+	sig, err := s.Sign(id, ts, payload)
+	if err != nil {
+		return err
+	}
+	h[headerID] = []string{id}
+	h[headerTimestamp] = []string{strconv.FormatInt(ts.Unix(), 10)}
+	h[headerSignature] = []string{sig}
+	return nil
 }
 
-// ValidateID reports whether id can be sent as a webhook-id: non-empty and
+var errNilSigner = errors.New("webhook: Sign called on a nil signer")
+
+// validateID reports whether id can be sent as a webhook-id: non-empty and
 // made of visible ASCII, so that it survives as an HTTP header value.
-func ValidateID(id string) error {
+func validateID(id string) error {
 	if id == "" {
 		return errors.New("webhook: empty message id")
 	}

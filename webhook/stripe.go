@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// StripeHeader is the header that carries Stripe-style signatures.
-const StripeHeader = "Stripe-Signature"
+// stripeHeader is the header that carries Stripe-style signatures.
+const stripeHeader = "Stripe-Signature"
 
 // StripeVerifier verifies Stripe-style signature headers,
 // "t=<unix>,v1=<hex>[,v1=<hex>…]": HMAC-SHA256 over "t.body" keyed with the
@@ -18,18 +18,21 @@ const StripeHeader = "Stripe-Signature"
 // Standard Webhooks). Entries of other schemes (v0) are ignored, so a header
 // with no v1 entry fails. It is immutable and safe for concurrent use.
 type StripeVerifier struct {
-	cfg  verifyConfig
+	cfg  config
 	keys []*hmacKey
 }
 
 // NewStripeVerifier returns a StripeVerifier that accepts a message signed
-// with any of secrets (several while a secret rolls). It returns an error
-// matching ErrInvalidSecret when no secret is given or one is empty, and an
-// error naming the option when an option is invalid. The tolerance applies
-// in both directions, 5 minutes by default.
+// with any of secrets (several while a secret rolls). Its options are
+// WithTolerance and WithClock; the tolerance applies in both directions,
+// 5 minutes by default.
+//
+// It returns an error matching ErrInvalidSecret when no secret is given or
+// one is empty, and an error naming the option when an option is invalid or
+// does not apply to a verifier.
 func NewStripeVerifier(secrets []string, opts ...Option) (*StripeVerifier, error) {
-	cfg, err := newVerifyConfig(opts)
-	if err != nil {
+	cfg := defaultConfig()
+	if err := applyOptions(ctorStripeVerifier, &cfg, opts); err != nil {
 		return nil, err
 	}
 	if len(secrets) == 0 {
@@ -48,16 +51,23 @@ func NewStripeVerifier(secrets []string, opts ...Option) (*StripeVerifier, error
 // Verify checks the Stripe-Signature header of h against payload, the raw
 // request body, with the same errors as VerifyHeader.
 func (v *StripeVerifier) Verify(h http.Header, payload []byte) error {
-	return v.VerifyHeader(headerValue(h, StripeHeader), payload)
+	if v == nil {
+		return errNilVerifier
+	}
+	return v.VerifyHeader(headerValue(h, stripeHeader), payload)
 }
 
 // VerifyHeader checks a Stripe-Signature header value against payload. It
 // returns nil when t is within the tolerance and one v1 signature matches one
 // secret; otherwise an error that matches ErrMissingHeader, ErrInvalidHeader,
-// ErrTimestampOutOfRange or ErrNoMatchingSignature.
+// ErrTimestampOutOfRange or ErrNoMatchingSignature. A nil StripeVerifier
+// returns an error.
 func (v *StripeVerifier) VerifyHeader(header string, payload []byte) error {
+	if v == nil {
+		return errNilVerifier
+	}
 	if header == "" {
-		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(StripeHeader))
+		return fmt.Errorf("%w: stripe-signature", ErrMissingHeader)
 	}
 	ts, found := "", false
 	for part := range strings.SplitSeq(header, ",") {
@@ -67,7 +77,7 @@ func (v *StripeVerifier) VerifyHeader(header string, payload []byte) error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("%w: %s has no t= timestamp", ErrInvalidHeader, strings.ToLower(StripeHeader))
+		return fmt.Errorf("%w: stripe-signature has no t= timestamp", ErrInvalidHeader)
 	}
 	if _, err := v.cfg.checkTimestamp(ts); err != nil {
 		return err

@@ -4,63 +4,16 @@ import (
 	"crypto/ed25519"
 	"crypto/hmac"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 )
 
-// DefaultTolerance is how far a signed timestamp may be from the verifier's
-// clock, in either direction, unless WithTolerance says otherwise.
-const DefaultTolerance = 5 * time.Minute
-
-// Option configures a Verifier or a StripeVerifier.
-type Option func(*verifyConfig) error
-
-type verifyConfig struct {
-	tolerance time.Duration
-	now       func() time.Time
-}
-
-func newVerifyConfig(opts []Option) (verifyConfig, error) {
-	c := verifyConfig{tolerance: DefaultTolerance, now: time.Now}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
-}
-
-// WithTolerance sets how far a signed timestamp may lie from the clock, in
-// the past or in the future, before the message is refused as a possible
-// replay. It must be at least one second. Defaults to DefaultTolerance
-// (5 minutes).
-func WithTolerance(d time.Duration) Option {
-	return func(c *verifyConfig) error {
-		if d < time.Second {
-			return fmt.Errorf("webhook: WithTolerance(%v): must be at least 1s", d)
-		}
-		c.tolerance = d
-		return nil
-	}
-}
-
-// WithClock sets the clock that timestamps are checked against. Defaults to
-// time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(c *verifyConfig) error {
-		if now == nil {
-			return fmt.Errorf("webhook: WithClock(nil): a clock is required")
-		}
-		c.now = now
-		return nil
-	}
-}
-
 // checkTimestamp parses a decimal, non-negative Unix timestamp and checks it
 // against the tolerance.
-func (c *verifyConfig) checkTimestamp(ts string) (int64, error) {
+func (c *config) checkTimestamp(ts string) (int64, error) {
 	unix, ok := parseUnix(ts)
 	if !ok {
 		return 0, fmt.Errorf("%w: timestamp %.32q is not a non-negative integer of seconds", ErrInvalidHeader, ts)
@@ -93,10 +46,19 @@ func parseUnix(s string) (int64, bool) {
 	return n, true
 }
 
+// Canonical names of the Standard Webhooks headers.
+const (
+	headerID        = "Webhook-Id"
+	headerTimestamp = "Webhook-Timestamp"
+	headerSignature = "Webhook-Signature"
+)
+
+var errNilVerifier = errors.New("webhook: Verify called on a nil verifier")
+
 // Verifier verifies Standard Webhooks signatures. It is immutable and safe
 // for concurrent use.
 type Verifier struct {
-	cfg   verifyConfig
+	cfg   config
 	hmacs []*hmacKey
 	pubs  []ed25519.PublicKey
 }
@@ -104,14 +66,14 @@ type Verifier struct {
 // NewVerifier returns a Verifier that accepts a message signed with any of
 // secrets: "whsec_…" secrets (the prefix is optional) verify v1 signatures,
 // "whpk_…" public keys verify v1a signatures. Give the old and the new secret
-// while a sender rotates.
+// while a sender rotates. Its options are WithTolerance and WithClock.
 //
 // It returns an error matching ErrInvalidSecret when no secret is given or
 // one is empty or malformed, and an error naming the option when an option is
-// invalid.
+// invalid or does not apply to a verifier.
 func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
-	cfg, err := newVerifyConfig(opts)
-	if err != nil {
+	cfg := defaultConfig()
+	if err := applyOptions(ctorVerifier, &cfg, opts); err != nil {
 		return nil, err
 	}
 	if len(secrets) == 0 {
@@ -119,7 +81,7 @@ func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
 	}
 	v := &Verifier{cfg: cfg}
 	for i, sec := range secrets {
-		if strings.HasPrefix(sec, PublicKeyPrefix) {
+		if strings.HasPrefix(sec, publicKeyPrefix) {
 			k, err := parsePublicKey(i, sec)
 			if err != nil {
 				return nil, err
@@ -127,8 +89,8 @@ func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
 			v.pubs = append(v.pubs, k)
 			continue
 		}
-		if strings.HasPrefix(sec, PrivateKeyPrefix) {
-			return nil, fmt.Errorf("%w: secret %d is a private key (%q); give the receiver the public key (%q)", ErrInvalidSecret, i, PrivateKeyPrefix, PublicKeyPrefix)
+		if strings.HasPrefix(sec, privateKeyPrefix) {
+			return nil, fmt.Errorf("%w: secret %d is a private key (%q); give the receiver the public key (%q)", ErrInvalidSecret, i, privateKeyPrefix, publicKeyPrefix)
 		}
 		k, err := parseSymmetric(i, sec)
 		if err != nil {
@@ -143,15 +105,21 @@ func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
 // request body. It returns nil when the timestamp is within the tolerance and
 // one of the signatures matches one of the secrets; otherwise an error that
 // matches ErrMissingHeader, ErrInvalidHeader, ErrTimestampOutOfRange or
-// ErrNoMatchingSignature.
+// ErrNoMatchingSignature. A nil Verifier returns an error.
 func (v *Verifier) Verify(h http.Header, payload []byte) error {
-	sigs := headerValues(h, HeaderSignature)
-	return v.verify(headerValue(h, HeaderID), headerValue(h, HeaderTimestamp), sigs, payload)
+	if v == nil {
+		return errNilVerifier
+	}
+	sigs := headerValues(h, headerSignature)
+	return v.verify(headerValue(h, headerID), headerValue(h, headerTimestamp), sigs, payload)
 }
 
 // VerifyValues is Verify for callers that hold the three header values
 // rather than an http.Header (a message from a queue, a stored request).
 func (v *Verifier) VerifyValues(id, timestamp, signature string, payload []byte) error {
+	if v == nil {
+		return errNilVerifier
+	}
 	if signature == "" {
 		return v.verify(id, timestamp, nil, payload)
 	}
@@ -161,11 +129,11 @@ func (v *Verifier) VerifyValues(id, timestamp, signature string, payload []byte)
 func (v *Verifier) verify(id, timestamp string, sigs []string, payload []byte) error {
 	switch {
 	case id == "":
-		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(HeaderID))
+		return fmt.Errorf("%w: webhook-id", ErrMissingHeader)
 	case timestamp == "":
-		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(HeaderTimestamp))
+		return fmt.Errorf("%w: webhook-timestamp", ErrMissingHeader)
 	case len(sigs) == 0:
-		return fmt.Errorf("%w: %s", ErrMissingHeader, strings.ToLower(HeaderSignature))
+		return fmt.Errorf("%w: webhook-signature", ErrMissingHeader)
 	}
 	if _, err := v.cfg.checkTimestamp(timestamp); err != nil {
 		return err

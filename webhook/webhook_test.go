@@ -55,12 +55,12 @@ func TestSignReproducesPublishedVector(t *testing.T) {
 	t.Parallel()
 	for _, secret := range []string{vecSecret, strings.TrimPrefix(vecSecret, "whsec_")} {
 		s := mustSigner(t, secret)
-		got := s.Sign(vecID, time.Unix(vecTimestamp, 0), []byte(vecPayload))
+		got := mustSign(t, s, vecID, time.Unix(vecTimestamp, 0), []byte(vecPayload))
 		if got != vecSignature {
 			t.Errorf("Sign with secret %q = %q, want %q", secret, got, vecSignature)
 		}
 		h := http.Header{}
-		s.SetHeaders(h, vecID, time.Unix(vecTimestamp, 0), []byte(vecPayload))
+		mustSetHeaders(t, s, h, vecID, time.Unix(vecTimestamp, 0), []byte(vecPayload))
 		if h.Get("webhook-id") != vecID || h.Get("webhook-timestamp") != strconv.Itoa(vecTimestamp) || h.Get("webhook-signature") != vecSignature {
 			t.Errorf("SetHeaders = %v", h)
 		}
@@ -86,7 +86,8 @@ func TestVerifyAcceptsPublishedVector(t *testing.T) {
 
 func TestSecrets(t *testing.T) {
 	t.Parallel()
-	pub, priv, _ := ed25519.GenerateKey(nil)
+	_, priv, _ := ed25519.GenerateKey(nil)
+	whsk, whpk := mustKeyPair(t, priv)
 	tests := []struct {
 		name       string
 		secret     string
@@ -99,8 +100,8 @@ func TestSecrets(t *testing.T) {
 		{"empty", "", false, false},
 		{"prefix only", "whsec_", false, false},
 		{"not base64", "whsec_not*base64!", false, false},
-		{"ed25519 private key", webhook.EncodePrivateKey(priv), true, false},
-		{"ed25519 public key", webhook.EncodePublicKey(pub), false, true},
+		{"ed25519 private key", whsk, true, false},
+		{"ed25519 public key", whpk, false, true},
 		{"short public key", "whpk_AAAA", false, false},
 		{"short private key", "whsk_AAAA", false, false},
 	}
@@ -137,12 +138,60 @@ func TestSecrets(t *testing.T) {
 	}
 }
 
+// TestOptionsAndNil checks the rules every steadfast package follows: an
+// option is refused, with an error naming it and the constructor, when it is
+// invalid, nil, or meant for another constructor; nil receivers and
+// arguments give errors, never panics.
+func TestOptionsAndNil(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"nil option", func() error { _, err := webhook.NewVerifier([]string{vecSecret}, nil); return err }(), "webhook: NewVerifier: option 0 is nil"},
+		{"tolerance", func() error {
+			_, err := webhook.NewStripeVerifier([]string{stripeSecretA}, webhook.WithTolerance(time.Millisecond))
+			return err
+		}(), "webhook: NewStripeVerifier: WithTolerance: 1ms must be at least 1s"},
+		{"middleware option", func() error {
+			_, err := webhook.NewVerifier([]string{vecSecret}, webhook.WithMaxBodyBytes(10))
+			return err
+		}(), "webhook: NewVerifier: WithMaxBodyBytes applies to NewMiddleware, not NewVerifier"},
+		{"nil clock", func() error { _, err := webhook.NewVerifier([]string{vecSecret}, webhook.WithClock(nil)); return err }(), "webhook: NewVerifier: WithClock: a clock function is required, not nil"},
+	} {
+		if tt.err == nil || tt.err.Error() != tt.want {
+			t.Errorf("%s: error %v, want %q", tt.name, tt.err, tt.want)
+		}
+	}
+
+	var v *webhook.Verifier
+	var sv *webhook.StripeVerifier
+	var s *webhook.Signer
+	for name, err := range map[string]error{
+		"Verifier.Verify":             v.Verify(http.Header{}, nil),
+		"Verifier.VerifyValues":       v.VerifyValues("a", "1", "v1,AAAA", nil),
+		"StripeVerifier.Verify":       sv.Verify(http.Header{}, nil),
+		"StripeVerifier.VerifyHeader": sv.VerifyHeader("t=1,v1=00", nil),
+		"Signer.Sign":                 func() error { _, err := s.Sign("a", time.Now(), nil); return err }(),
+		"Signer.SetHeaders":           s.SetHeaders(http.Header{}, "a", time.Now(), nil),
+		"SetHeaders(nil header)":      mustSigner(t, vecSecret).SetHeaders(nil, "a", time.Now(), nil),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "nil") {
+			t.Errorf("%s on nil = %v, want an error saying nil", name, err)
+		}
+	}
+	if _, _, err := webhook.EncodeKeyPair(nil); !errors.Is(err, webhook.ErrInvalidSecret) {
+		t.Errorf("EncodeKeyPair(nil) = %v, want ErrInvalidSecret", err)
+	}
+}
+
 func TestVerify(t *testing.T) {
 	t.Parallel()
 	const now = 1_700_000_000
 	signer := mustSigner(t, vecSecret)
 	payload := []byte(`{"type":"invoice.paid","amount":4200}`)
-	sigAt := func(ts int64) string { return signer.Sign(vecID, time.Unix(ts, 0), payload) }
+	sigAt := func(ts int64) string { return mustSign(t, signer, vecID, time.Unix(ts, 0), payload) }
 	valid := sigAt(now)
 	changed := append([]byte(nil), payload...)
 	changed[10] ^= 1
@@ -202,7 +251,7 @@ func TestVerifyHeaders(t *testing.T) {
 
 	// Signatures split across two header fields still verify.
 	h := http.Header{}
-	signer.SetHeaders(h, "msg_1", time.Unix(now, 0), payload)
+	mustSetHeaders(t, signer, h, "msg_1", time.Unix(now, 0), payload)
 	good := h.Get("webhook-signature")
 	h.Set("webhook-signature", "v1,AAAA")
 	h.Add("webhook-signature", good)
@@ -225,7 +274,7 @@ func TestRotation(t *testing.T) {
 	oldSecret := webhook.EncodeSecret([]byte("old secret, 24 bytes long"))
 	newSecret := webhook.EncodeSecret([]byte("new secret, 24 bytes long"))
 	signer := mustSigner(t, oldSecret, newSecret)
-	sig := signer.Sign("msg_1", time.Unix(now, 0), []byte("x"))
+	sig := mustSign(t, signer, "msg_1", time.Unix(now, 0), []byte("x"))
 	if n := len(strings.Fields(sig)); n != 2 {
 		t.Fatalf("Sign with two secrets gave %d signatures (%q), want 2", n, sig)
 	}
@@ -248,10 +297,12 @@ func TestEd25519(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherPub, _, _ := ed25519.GenerateKey(nil)
+	_, otherPriv, _ := ed25519.GenerateKey(nil)
+	whsk, whpk := mustKeyPair(t, priv)
+	_, otherWhpk := mustKeyPair(t, otherPriv)
 	payload := []byte(`{"a":1}`)
-	signer := mustSigner(t, webhook.EncodePrivateKey(priv), vecSecret)
-	sig := signer.Sign("msg_1", time.Unix(now, 0), payload)
+	signer := mustSigner(t, whsk, vecSecret)
+	sig := mustSign(t, signer, "msg_1", time.Unix(now, 0), payload)
 	v1a, _, _ := strings.Cut(strings.Fields(sig)[1], " ")
 	if !strings.HasPrefix(v1a, "v1a,") {
 		t.Fatalf("second signature %q is not v1a", v1a)
@@ -268,11 +319,11 @@ func TestEd25519(t *testing.T) {
 		payload []byte
 		want    error
 	}{
-		{"public key", []string{webhook.EncodePublicKey(pub)}, sig, payload, nil},
-		{"v1a alone", []string{webhook.EncodePublicKey(pub)}, v1a, payload, nil},
-		{"other public key", []string{webhook.EncodePublicKey(otherPub)}, v1a, payload, webhook.ErrNoMatchingSignature},
-		{"changed payload", []string{webhook.EncodePublicKey(pub)}, v1a, []byte(`{"a":2}`), webhook.ErrNoMatchingSignature},
-		{"mixed keys, either matches", []string{webhook.EncodePublicKey(otherPub), vecSecret}, sig, payload, nil},
+		{"public key", []string{whpk}, sig, payload, nil},
+		{"v1a alone", []string{whpk}, v1a, payload, nil},
+		{"other public key", []string{otherWhpk}, v1a, payload, webhook.ErrNoMatchingSignature},
+		{"changed payload", []string{whpk}, v1a, []byte(`{"a":2}`), webhook.ErrNoMatchingSignature},
+		{"mixed keys, either matches", []string{otherWhpk, vecSecret}, sig, payload, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,10 +344,12 @@ func stripeSign(secret string, ts int64, payload []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+const stripeSecretA, stripeSecretB = "whsec_stripe_secret_a", "whsec_stripe_secret_b"
+
 func TestStripe(t *testing.T) {
 	t.Parallel()
 	const now = 1_700_000_000
-	const secretA, secretB = "whsec_stripe_secret_a", "whsec_stripe_secret_b"
+	const secretA, secretB = stripeSecretA, stripeSecretB
 	payload := []byte(`{"id":"evt_1","object":"event"}`)
 	ts := strconv.Itoa(now)
 	sigA, sigB := stripeSign(secretA, now, payload), stripeSign(secretB, now, payload)
@@ -348,8 +401,11 @@ func TestStripe(t *testing.T) {
 	}
 }
 
-func TestValidateID(t *testing.T) {
+// TestSignRefusesIDs checks the ids a Signer refuses: what cannot be sent
+// as a webhook-id header value.
+func TestSignRefusesIDs(t *testing.T) {
 	t.Parallel()
+	s := mustSigner(t, vecSecret)
 	for id, ok := range map[string]bool{
 		"msg_p5jXN8AQM9LWM0D4loKWxJek":         true,
 		"0190f5e2-7b4c-7000-8000-0000000000aa": true,
@@ -358,8 +414,17 @@ func TestValidateID(t *testing.T) {
 		"new\nline":                            false,
 		"non-ascii-é":                          false,
 	} {
-		if err := webhook.ValidateID(id); (err == nil) != ok {
-			t.Errorf("ValidateID(%q) = %v, want ok=%v", id, err, ok)
+		_, err := s.Sign(id, time.Unix(vecTimestamp, 0), nil)
+		if (err == nil) != ok {
+			t.Errorf("Sign(%q) = %v, want ok=%v", id, err, ok)
 		}
+		h := http.Header{}
+		err = s.SetHeaders(h, id, time.Unix(vecTimestamp, 0), nil)
+		if (err == nil) != ok || (err != nil && len(h) != 0) {
+			t.Errorf("SetHeaders(%q) = %v, headers %v; want ok=%v, headers untouched on error", id, err, h, ok)
+		}
+	}
+	if _, err := s.Sign("msg_1", time.Unix(-1, 0), nil); err == nil {
+		t.Errorf("Sign at a negative timestamp succeeded; no receiver accepts it")
 	}
 }
