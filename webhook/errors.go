@@ -20,6 +20,7 @@ var (
 )
 
 // ErrInvalidSecret is returned by the constructors for a secret that is
-// empty or not encoded as the scheme requires. The error names the secret by
-// its position, never by its value.
+// empty, not encoded as the scheme requires, or too short: an HMAC key
+// (v1, Stripe) of fewer than 24 bytes, the Standard Webhooks minimum. The
+// error names the secret by its position, never by its value.
 var ErrInvalidSecret = errors.New("webhook: invalid secret")

@@ -64,11 +64,11 @@ func containsEntry(header, entry string) bool {
 // FuzzStripe feeds arbitrary Stripe-Signature headers to the verifier.
 func FuzzStripe(f *testing.F) {
 	const now = 1_700_000_000
-	v, err := webhook.NewStripeVerifier([]string{"whsec_s"}, fixedClock(now))
+	v, err := webhook.NewStripeVerifier([]string{stripeSecretA}, fixedClock(now))
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add("t="+strconv.Itoa(now)+",v1="+stripeSign("whsec_s", now, []byte("p")), []byte("p"))
+	f.Add("t="+strconv.Itoa(now)+",v1="+stripeSign(stripeSecretA, now, []byte("p")), []byte("p"))
 	f.Add("t=,v1=,v0=,=,,", []byte{})
 	f.Add("t=1700000000,v1=zz", []byte("p"))
 	f.Fuzz(func(t *testing.T, header string, payload []byte) {

@@ -51,6 +51,11 @@ func newHMACKey(key []byte) *hmacKey {
 func (k *hmacKey) get() *macState  { return k.pool.Get().(*macState) }
 func (k *hmacKey) put(s *macState) { s.mac.Reset(); k.pool.Put(s) }
 
+// minHMACKey is the shortest HMAC key accepted, in bytes: the Standard
+// Webhooks minimum for v1 secrets (decoded), applied to Stripe-style secrets
+// as well. A shorter key can be guessed offline from one signed message.
+const minHMACKey = 24
+
 // parseSymmetric decodes a v1 secret: "whsec_" (optional) followed by base64.
 func parseSymmetric(i int, s string) (*hmacKey, error) {
 	b64 := strings.TrimPrefix(s, secretPrefix)
@@ -61,8 +66,9 @@ func parseSymmetric(i int, s string) (*hmacKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: secret %d is not base64 after the %q prefix: %v", ErrInvalidSecret, i, secretPrefix, err)
 	}
-	if len(key) == 0 {
-		return nil, fmt.Errorf("%w: secret %d decodes to an empty key", ErrInvalidSecret, i)
+	if len(key) < minHMACKey {
+		return nil, fmt.Errorf("%w: secret %d decodes to %d bytes; Standard Webhooks requires at least %d bytes (24 to 64 random bytes)",
+			ErrInvalidSecret, i, len(key), minHMACKey)
 	}
 	return newHMACKey(key), nil
 }

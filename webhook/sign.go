@@ -26,7 +26,8 @@ type Signer struct {
 // options.
 //
 // It returns an error matching ErrInvalidSecret when no secret is given or
-// one of them is empty or malformed.
+// one of them is malformed, or a v1 secret decodes to fewer than 24 bytes
+// (the Standard Webhooks minimum).
 func NewSigner(secrets ...string) (*Signer, error) {
 	if len(secrets) == 0 {
 		return nil, fmt.Errorf("%w: no secret given", ErrInvalidSecret)

@@ -28,7 +28,7 @@ type StripeVerifier struct {
 // 5 minutes by default.
 //
 // It returns an error matching ErrInvalidSecret when no secret is given or
-// one is empty, and an error naming the option when an option is invalid or
+// one is shorter than 24 bytes (Stripe's are 38), and an error naming the option when an option is invalid or
 // does not apply to a verifier.
 func NewStripeVerifier(secrets []string, opts ...Option) (*StripeVerifier, error) {
 	cfg := defaultConfig()
@@ -42,6 +42,9 @@ func NewStripeVerifier(secrets []string, opts ...Option) (*StripeVerifier, error
 	for i, s := range secrets {
 		if s == "" {
 			return nil, fmt.Errorf("%w: secret %d is empty", ErrInvalidSecret, i)
+		}
+		if len(s) < minHMACKey {
+			return nil, fmt.Errorf("%w: secret %d is %d bytes; an HMAC key must be at least %d bytes", ErrInvalidSecret, i, len(s), minHMACKey)
 		}
 		v.keys = append(v.keys, newHMACKey([]byte(s)))
 	}

@@ -69,7 +69,8 @@ type Verifier struct {
 // while a sender rotates. Its options are WithTolerance and WithClock.
 //
 // It returns an error matching ErrInvalidSecret when no secret is given or
-// one is empty or malformed, and an error naming the option when an option is
+// one is malformed, or a v1 secret decodes to fewer than 24 bytes (the
+// Standard Webhooks minimum), and an error naming the option when an option is
 // invalid or does not apply to a verifier.
 func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
 	cfg := defaultConfig()

@@ -96,7 +96,7 @@ func TestSecrets(t *testing.T) {
 	}{
 		{"with whsec_ prefix", vecSecret, true, true},
 		{"without prefix", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", true, true},
-		{"unpadded base64", "whsec_" + strings.TrimRight(webhook.EncodeSecret([]byte("0123456789abcdefghijk"))[6:], "="), true, true},
+		{"unpadded base64", "whsec_" + strings.TrimRight(webhook.EncodeSecret([]byte("0123456789abcdefghijklmn0"))[6:], "="), true, true},
 		{"empty", "", false, false},
 		{"prefix only", "whsec_", false, false},
 		{"not base64", "whsec_not*base64!", false, false},
@@ -344,7 +344,7 @@ func stripeSign(secret string, ts int64, payload []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-const stripeSecretA, stripeSecretB = "whsec_stripe_secret_a", "whsec_stripe_secret_b"
+const stripeSecretA, stripeSecretB = "whsec_stripe_test_secret_a", "whsec_stripe_test_secret_b"
 
 func TestStripe(t *testing.T) {
 	t.Parallel()
@@ -367,7 +367,7 @@ func TestStripe(t *testing.T) {
 		{"only v0 fails", []string{secretA}, "t=" + ts + ",v0=" + sigA, payload, webhook.ErrNoMatchingSignature},
 		{"two v1, first secret", []string{secretA}, "t=" + ts + ",v1=" + sigA + ",v1=" + sigB, payload, nil},
 		{"two v1, second secret", []string{secretB}, "t=" + ts + ",v1=" + sigA + ",v1=" + sigB, payload, nil},
-		{"wrong secret", []string{"whsec_other"}, "t=" + ts + ",v1=" + sigA, payload, webhook.ErrNoMatchingSignature},
+		{"wrong secret", []string{"whsec_other_stripe_secret"}, "t=" + ts + ",v1=" + sigA, payload, webhook.ErrNoMatchingSignature},
 		{"changed payload", []string{secretA}, "t=" + ts + ",v1=" + sigA, []byte(`{"id":"evt_2","object":"event"}`), webhook.ErrNoMatchingSignature},
 		{"missing header", []string{secretA}, "", payload, webhook.ErrMissingHeader},
 		{"no timestamp", []string{secretA}, "v1=" + sigA, payload, webhook.ErrInvalidHeader},
@@ -426,5 +426,40 @@ func TestSignRefusesIDs(t *testing.T) {
 	}
 	if _, err := s.Sign("msg_1", time.Unix(-1, 0), nil); err == nil {
 		t.Errorf("Sign at a negative timestamp succeeded; no receiver accepts it")
+	}
+}
+
+// TestShortHMACSecretsRefused: Standard Webhooks requires v1 secrets of at
+// least 24 bytes (decoded); a shorter HMAC key is refused by the signer and
+// both verifiers, with an error that says so (issue 12, item 12).
+func TestShortHMACSecretsRefused(t *testing.T) {
+	t.Parallel()
+	hunter2 := webhook.EncodeSecret([]byte("hunter2"))
+	short := webhook.EncodeSecret([]byte(strings.Repeat("k", 23)))
+	enough := webhook.EncodeSecret([]byte(strings.Repeat("k", 24)))
+	for _, secret := range []string{hunter2, short, strings.TrimPrefix(short, "whsec_")} {
+		_, err := webhook.NewSigner(enough, secret)
+		if !errors.Is(err, webhook.ErrInvalidSecret) || !strings.Contains(err.Error(), "secret 1 ") || !strings.Contains(err.Error(), "at least 24 bytes") {
+			t.Errorf("NewSigner(%q) = %v, want ErrInvalidSecret saying at least 24 bytes", secret, err)
+		}
+		_, err = webhook.NewVerifier([]string{enough, secret})
+		if !errors.Is(err, webhook.ErrInvalidSecret) || !strings.Contains(err.Error(), "secret 1 ") || !strings.Contains(err.Error(), "at least 24 bytes") {
+			t.Errorf("NewVerifier(%q) = %v, want ErrInvalidSecret saying at least 24 bytes", secret, err)
+		}
+	}
+	for _, secret := range []string{"hunter2", "whsec_" + strings.Repeat("k", 17)} {
+		_, err := webhook.NewStripeVerifier([]string{stripeSecretA, secret})
+		if !errors.Is(err, webhook.ErrInvalidSecret) || !strings.Contains(err.Error(), "secret 1 ") || !strings.Contains(err.Error(), "at least 24 bytes") {
+			t.Errorf("NewStripeVerifier(%q) = %v, want ErrInvalidSecret saying at least 24 bytes", secret, err)
+		}
+	}
+	if _, err := webhook.NewSigner(enough); err != nil {
+		t.Errorf("NewSigner(24 bytes) = %v", err)
+	}
+	if _, err := webhook.NewVerifier([]string{enough}); err != nil {
+		t.Errorf("NewVerifier(24 bytes) = %v", err)
+	}
+	if _, err := webhook.NewStripeVerifier([]string{"whsec_" + strings.Repeat("k", 18)}); err != nil {
+		t.Errorf("NewStripeVerifier(24 bytes) = %v", err)
 	}
 }
