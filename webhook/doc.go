@@ -17,6 +17,9 @@
 // signature matches any of its secrets. Timestamps are checked in both
 // directions against a tolerance (5 minutes by default) so that a captured
 // message cannot be replayed later. Every comparison runs in constant time.
+// A signature header is read before anything is authenticated, so it is
+// bounded: more than 10 signatures, or more than 2 KiB, and it is refused as
+// invalid before any signature is checked.
 //
 // StripeVerifier verifies the "t=…,v1=…" headers of Stripe and of the
 // providers that copied its scheme.

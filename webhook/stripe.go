@@ -20,6 +20,9 @@ const stripeHeader = "Stripe-Signature"
 type StripeVerifier struct {
 	cfg  config
 	keys []*hmacKey
+	// onCheck, when set (only by tests), is called once per signature
+	// compared.
+	onCheck func()
 }
 
 // NewStripeVerifier returns a StripeVerifier that accepts a message signed
@@ -63,8 +66,9 @@ func (v *StripeVerifier) Verify(h http.Header, payload []byte) error {
 // VerifyHeader checks a Stripe-Signature header value against payload. It
 // returns nil when t is within the tolerance and one v1 signature matches one
 // secret; otherwise an error that matches ErrMissingHeader, ErrInvalidHeader,
-// ErrTimestampOutOfRange or ErrNoMatchingSignature. A nil StripeVerifier
-// returns an error.
+// ErrTimestampOutOfRange or ErrNoMatchingSignature. A header of more than 10
+// signatures or 2 KiB is refused as invalid before any is checked. A nil
+// StripeVerifier returns an error.
 func (v *StripeVerifier) VerifyHeader(header string, payload []byte) error {
 	if v == nil {
 		return errNilVerifier
@@ -72,35 +76,34 @@ func (v *StripeVerifier) VerifyHeader(header string, payload []byte) error {
 	if header == "" {
 		return fmt.Errorf("%w: stripe-signature", ErrMissingHeader)
 	}
-	ts, found := "", false
-	for part := range strings.SplitSeq(header, ",") {
-		if k, val, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == "t" {
-			ts, found = val, true
-			break
-		}
+	var sh stripeSignature
+	if err := sh.parse(header); err != nil {
+		return err
 	}
-	if !found {
-		return fmt.Errorf("%w: stripe-signature has no t= timestamp", ErrInvalidHeader)
-	}
-	if _, err := v.cfg.checkTimestamp(ts); err != nil {
+	if _, err := v.cfg.checkTimestamp(sh.t); err != nil {
 		return err
 	}
 	var cand [sha256.Size]byte
 	var srcHex [2 * sha256.Size]byte
 	for _, k := range v.keys {
 		st := k.get()
-		st.buf = append(st.buf[:0], ts...)
+		st.buf = append(st.buf[:0], sh.t...)
 		st.buf = append(st.buf, '.')
 		st.mac.Write(st.buf)
 		st.mac.Write(payload)
 		sum := st.mac.Sum(st.buf[:0])
 		ok := false
-		for part := range strings.SplitSeq(header, ",") {
-			key, sig, isKV := strings.Cut(strings.TrimSpace(part), "=")
-			if !isKV || key != "v1" || len(sig) != len(srcHex) {
+		for _, sig := range sh.v1[:sh.n] {
+			if len(sig) != len(srcHex) {
 				continue
 			}
-			if _, err := hex.Decode(cand[:], srcHex[:copy(srcHex[:], sig)]); err == nil && hmac.Equal(cand[:], sum) {
+			if _, err := hex.Decode(cand[:], srcHex[:copy(srcHex[:], sig)]); err != nil {
+				continue
+			}
+			if v.onCheck != nil {
+				v.onCheck()
+			}
+			if hmac.Equal(cand[:], sum) {
 				ok = true
 			}
 		}
@@ -111,4 +114,44 @@ func (v *StripeVerifier) VerifyHeader(header string, payload []byte) error {
 		}
 	}
 	return ErrNoMatchingSignature
+}
+
+// stripeSignature is a parsed Stripe-Signature header.
+type stripeSignature struct {
+	t  string                // the timestamp, as sent (it is signed as sent)
+	n  int                   // entries in v1
+	v1 [maxSignatures]string // the v1 signatures
+}
+
+// parse reads "t=<unix>,v1=<hex>[,v1=<hex>…]", bounded as a Standard
+// Webhooks signature header is: at most maxSignatureBytes, and at most
+// maxSignatures signatures of any scheme.
+func (s *stripeSignature) parse(header string) error {
+	if len(header) > maxSignatureBytes {
+		return fmt.Errorf("%w: stripe-signature is longer than %d bytes", ErrInvalidHeader, maxSignatureBytes)
+	}
+	found, sigs := false, 0
+	for part := range strings.SplitSeq(header, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			continue
+		}
+		if k == "t" {
+			if !found {
+				s.t, found = val, true
+			}
+			continue
+		}
+		if sigs++; sigs > maxSignatures {
+			return fmt.Errorf("%w: stripe-signature has more than %d signatures", ErrInvalidHeader, maxSignatures)
+		}
+		if k == "v1" {
+			s.v1[s.n] = val
+			s.n++
+		}
+	}
+	if !found {
+		return fmt.Errorf("%w: stripe-signature has no t= timestamp", ErrInvalidHeader)
+	}
+	return nil
 }

@@ -61,6 +61,9 @@ type Verifier struct {
 	cfg   config
 	hmacs []*hmacKey
 	pubs  []ed25519.PublicKey
+	// onCheck, when set (only by tests), is called once per signature
+	// compared with a v1 signature or verified with a v1a key.
+	onCheck func()
 }
 
 // NewVerifier returns a Verifier that accepts a message signed with any of
@@ -106,7 +109,10 @@ func NewVerifier(secrets []string, opts ...Option) (*Verifier, error) {
 // request body. It returns nil when the timestamp is within the tolerance and
 // one of the signatures matches one of the secrets; otherwise an error that
 // matches ErrMissingHeader, ErrInvalidHeader, ErrTimestampOutOfRange or
-// ErrNoMatchingSignature. A nil Verifier returns an error.
+// ErrNoMatchingSignature. A webhook-signature header (all its fields
+// together) of more than 10 signatures or 2 KiB is refused as invalid before
+// any signature is checked, so that forged ones cost little. A nil Verifier
+// returns an error.
 func (v *Verifier) Verify(h http.Header, payload []byte) error {
 	if v == nil {
 		return errNilVerifier
@@ -127,31 +133,76 @@ func (v *Verifier) VerifyValues(id, timestamp, signature string, payload []byte)
 	return v.verify(id, timestamp, []string{signature}, payload)
 }
 
-func (v *Verifier) verify(id, timestamp string, sigs []string, payload []byte) error {
+// Bounds of a signature header. It is read before anything is
+// authenticated, so a forged one must cost little to refuse: a header beyond
+// them is refused as invalid before any signature is checked.
+const (
+	// maxSignatures is the most signature entries a header may carry, all
+	// its fields together: a sender signs once per secret, two or three
+	// while it rotates.
+	maxSignatures = 10
+	// maxSignatureBytes is the most bytes a signature header may have, all
+	// its fields together (ten v1a entries take 929).
+	maxSignatureBytes = 2048
+)
+
+// signatures are the entries of a signature header.
+type signatures struct {
+	n int
+	e [maxSignatures]string
+}
+
+// parse splits the fields of a webhook-signature header into their
+// space-separated entries, refusing a header beyond the bounds.
+func (s *signatures) parse(fields []string) error {
+	size := 0
+	for _, f := range fields {
+		size += len(f)
+		if size > maxSignatureBytes {
+			return fmt.Errorf("%w: webhook-signature is longer than %d bytes", ErrInvalidHeader, maxSignatureBytes)
+		}
+	}
+	for _, f := range fields {
+		for entry := range entries(f) {
+			if s.n == maxSignatures {
+				return fmt.Errorf("%w: webhook-signature has more than %d signatures", ErrInvalidHeader, maxSignatures)
+			}
+			s.e[s.n] = entry
+			s.n++
+		}
+	}
+	return nil
+}
+
+func (v *Verifier) verify(id, timestamp string, fields []string, payload []byte) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: webhook-id", ErrMissingHeader)
 	case timestamp == "":
 		return fmt.Errorf("%w: webhook-timestamp", ErrMissingHeader)
-	case len(sigs) == 0:
+	case len(fields) == 0:
 		return fmt.Errorf("%w: webhook-signature", ErrMissingHeader)
+	}
+	var sigs signatures
+	if err := sigs.parse(fields); err != nil {
+		return err
 	}
 	if _, err := v.cfg.checkTimestamp(timestamp); err != nil {
 		return err
 	}
 	// The signed content uses the timestamp exactly as sent.
-	if len(v.hmacs) > 0 && v.matchHMAC(id, timestamp, sigs, payload) {
+	if len(v.hmacs) > 0 && v.matchHMAC(id, timestamp, &sigs, payload) {
 		return nil
 	}
-	if len(v.pubs) > 0 && v.matchEd25519(id, timestamp, sigs, payload) {
+	if len(v.pubs) > 0 && v.matchEd25519(id, timestamp, &sigs, payload) {
 		return nil
 	}
 	return ErrNoMatchingSignature
 }
 
 // matchHMAC computes the v1 signature with each secret and compares it, in
-// constant time, with every v1 entry of the headers.
-func (v *Verifier) matchHMAC(id, timestamp string, sigs []string, payload []byte) bool {
+// constant time, with every v1 entry.
+func (v *Verifier) matchHMAC(id, timestamp string, sigs *signatures, payload []byte) bool {
 	var cand, src [64]byte
 	for _, k := range v.hmacs {
 		st := k.get()
@@ -160,18 +211,22 @@ func (v *Verifier) matchHMAC(id, timestamp string, sigs []string, payload []byte
 		st.mac.Write(payload)
 		sum := st.mac.Sum(st.buf[:0])
 		ok := false
-		for _, h := range sigs {
-			for entry := range entries(h) {
-				sig, found := strings.CutPrefix(entry, "v1,")
-				if !found || len(sig) > len(src) {
-					continue
-				}
-				// Decoding from a stack copy keeps the string-to-bytes
-				// conversion from allocating.
-				n, err := base64.StdEncoding.Decode(cand[:], src[:copy(src[:], sig)])
-				if err == nil && hmac.Equal(cand[:n], sum) {
-					ok = true
-				}
+		for _, entry := range sigs.e[:sigs.n] {
+			sig, found := strings.CutPrefix(entry, "v1,")
+			if !found || len(sig) > len(src) {
+				continue
+			}
+			// Decoding from a stack copy keeps the string-to-bytes
+			// conversion from allocating.
+			n, err := base64.StdEncoding.Decode(cand[:], src[:copy(src[:], sig)])
+			if err != nil {
+				continue
+			}
+			if v.onCheck != nil {
+				v.onCheck()
+			}
+			if hmac.Equal(cand[:n], sum) {
+				ok = true
 			}
 		}
 		st.buf = sum[:0]
@@ -183,27 +238,29 @@ func (v *Verifier) matchHMAC(id, timestamp string, sigs []string, payload []byte
 	return false
 }
 
-func (v *Verifier) matchEd25519(id, timestamp string, sigs []string, payload []byte) bool {
+// matchEd25519 verifies every v1a entry with each public key.
+func (v *Verifier) matchEd25519(id, timestamp string, sigs *signatures, payload []byte) bool {
 	var msg []byte
 	var cand [ed25519.SignatureSize + 3]byte
 	var src [4 * (ed25519.SignatureSize + 3) / 3]byte
-	for _, h := range sigs {
-		for entry := range entries(h) {
-			sig, found := strings.CutPrefix(entry, "v1a,")
-			if !found || len(sig) > len(src) {
-				continue
+	for _, entry := range sigs.e[:sigs.n] {
+		sig, found := strings.CutPrefix(entry, "v1a,")
+		if !found || len(sig) > len(src) {
+			continue
+		}
+		n, err := base64.StdEncoding.Decode(cand[:], src[:copy(src[:], sig)])
+		if err != nil || n != ed25519.SignatureSize {
+			continue
+		}
+		if msg == nil {
+			msg = signedContent(id, timestamp, payload)
+		}
+		for _, k := range v.pubs {
+			if v.onCheck != nil {
+				v.onCheck()
 			}
-			n, err := base64.StdEncoding.Decode(cand[:], src[:copy(src[:], sig)])
-			if err != nil || n != ed25519.SignatureSize {
-				continue
-			}
-			if msg == nil {
-				msg = signedContent(id, timestamp, payload)
-			}
-			for _, k := range v.pubs {
-				if ed25519.Verify(k, msg, cand[:n]) {
-					return true
-				}
+			if ed25519.Verify(k, msg, cand[:n]) {
+				return true
 			}
 		}
 	}
