@@ -32,13 +32,18 @@ var ErrNoMessageID = errors.New("rabbitpub: delivery has no message-id")
 // acknowledged with requeue so that the broker delivers it again, and the
 // error is returned. A delivery without a message id is rejected without
 // requeue (to the queue's dead-letter exchange, if it has one) and
-// ErrNoMessageID is returned. fn's effects must stay inside tx.
+// ErrNoMessageID is returned. A nil inbox or fn is an error (d is negatively
+// acknowledged with requeue). fn's effects must stay inside tx.
 //
 // Consume deliveries of a channel opened without auto-ack; it is safe for
 // concurrent use.
 func Consume(ctx context.Context, inbox Inbox, consumer string, d amqp.Delivery, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if d.MessageId == "" {
 		return false, errors.Join(ErrNoMessageID, d.Reject(false))
+	}
+	if inbox == nil || fn == nil {
+		err := errors.New("rabbitpub: Consume: the inbox and fn are required")
+		return false, errors.Join(err, d.Nack(false, true))
 	}
 	duplicate, err = inbox.Process(ctx, consumer, d.MessageId, fn)
 	if err != nil {

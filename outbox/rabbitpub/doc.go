@@ -7,8 +7,10 @@
 // persistent delivery mode and the mandatory flag, on a channel in confirm
 // mode. It returns nil only when the broker confirmed the message (basic.ack)
 // and did not return it as unroutable: a message that no queue would receive
-// is an error (*ReturnedError), never a silent loss, and the relay tries it
-// again later.
+// is an error (ErrReturned), never a silent loss, and the relay tries it
+// again later. A message that cannot be published whatever the broker's state
+// (AMQP cannot frame it, or it is larger than the broker accepts) is a
+// permanent error: the relay dead-letters it at once.
 //
 // The publisher keeps one connection. When the connection or its channel
 // drops, the publish in flight fails (its confirmation is lost, so the relay

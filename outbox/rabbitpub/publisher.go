@@ -6,18 +6,23 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/retry"
 )
 
-// Defaults of the options.
 const (
-	DefaultDialTimeout = 30 * time.Second
-	DefaultHeartbeat   = 10 * time.Second
+	defaultDialTimeout = 30 * time.Second
+	defaultHeartbeat   = 10 * time.Second
+	// shortstrMax is AMQP's limit on a short string: a routing key, a
+	// message id, a content type, a header name.
+	shortstrMax = 255
 )
 
 var (
@@ -27,94 +32,15 @@ var (
 	// the message (basic.nack) or the channel closed before confirming it.
 	ErrNacked = errors.New("rabbitpub: message not confirmed")
 	// ErrReturned is matched by the error of Publish for a message the
-	// broker returned as unroutable; see ReturnedError.
+	// broker returned because no queue is bound to receive it (the mandatory
+	// flag). The error names the message, the exchange, the routing key and
+	// the broker's reason (312 NO_ROUTE). The relay retries the message: bind
+	// a queue, and it goes through.
 	ErrReturned = errors.New("rabbitpub: message returned")
 	// ErrUnknownExchange is matched by the error of New when the exchange
 	// does not exist.
 	ErrUnknownExchange = errors.New("rabbitpub: unknown exchange")
 )
-
-// ReturnedError is the error of Publish for a message the broker returned
-// because no queue is bound to receive it (the mandatory flag). It matches
-// ErrReturned. The relay retries the message: bind a queue, and it goes
-// through.
-type ReturnedError struct {
-	// MessageID is the outbox message id.
-	MessageID string
-	// Exchange and RoutingKey are where the message was published.
-	Exchange   string
-	RoutingKey string
-	// ReplyCode and ReplyText are the broker's reason, such as 312
-	// NO_ROUTE.
-	ReplyCode uint16
-	ReplyText string
-}
-
-// Error names the message, the exchange and routing key, and the broker's
-// reason.
-func (e *ReturnedError) Error() string {
-	return fmt.Sprintf("rabbitpub: message %s returned by exchange %q for routing key %q: %d %s",
-		e.MessageID, e.Exchange, e.RoutingKey, e.ReplyCode, e.ReplyText)
-}
-
-// Is reports whether target is ErrReturned.
-func (e *ReturnedError) Is(target error) bool { return target == ErrReturned }
-
-// Option configures a Publisher.
-type Option func(*config) error
-
-type config struct {
-	dialTimeout time.Duration
-	heartbeat   time.Duration
-	name        string
-	logger      *slog.Logger
-}
-
-// WithDialTimeout bounds dialing and the AMQP handshake (the caller's context
-// bounds it too). It must be positive. Defaults to DefaultDialTimeout (30 s).
-func WithDialTimeout(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("rabbitpub: WithDialTimeout(%v): must be positive", d)
-		}
-		c.dialTimeout = d
-		return nil
-	}
-}
-
-// WithHeartbeat sets the AMQP heartbeat interval, which bounds how long a
-// silently dead connection goes unnoticed. It must be positive. Defaults to
-// DefaultHeartbeat (10 s).
-func WithHeartbeat(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("rabbitpub: WithHeartbeat(%v): must be positive", d)
-		}
-		c.heartbeat = d
-		return nil
-	}
-}
-
-// WithConnectionName sets the connection name shown in the RabbitMQ
-// management UI. Defaults to "steadfast-outbox".
-func WithConnectionName(name string) Option {
-	return func(c *config) error {
-		c.name = name
-		return nil
-	}
-}
-
-// WithLogger sets the logger: reconnections are logged at info level,
-// nothing per message. Defaults to slog.Default().
-func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return errors.New("rabbitpub: WithLogger(nil): a logger is required")
-		}
-		c.logger = l
-		return nil
-	}
-}
 
 // Publisher publishes outbox messages to one RabbitMQ exchange. It implements
 // outbox.Publisher, is safe for concurrent use, and must be closed with
@@ -128,6 +54,9 @@ type Publisher struct {
 	sess   *session
 	closed bool
 	wg     sync.WaitGroup
+	// maxBody is the broker's max_message_size once a refusal told it (0:
+	// not known).
+	maxBody atomic.Int64
 }
 
 var _ outbox.Publisher = (*Publisher)(nil)
@@ -135,16 +64,17 @@ var _ outbox.Publisher = (*Publisher)(nil)
 // New dials url and returns a Publisher to exchange ("" is the default
 // exchange, which routes by queue name). It refuses an empty url, a broker it
 // cannot reach, and an exchange that does not exist (an error matching
-// ErrUnknownExchange), and returns an error naming an invalid option.
+// ErrUnknownExchange), and returns an error naming an invalid or nil option.
 func New(ctx context.Context, url, exchange string, opts ...Option) (*Publisher, error) {
-	c := config{dialTimeout: DefaultDialTimeout, heartbeat: DefaultHeartbeat, name: "steadfast-outbox"}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	c := config{dialTimeout: defaultDialTimeout, heartbeat: defaultHeartbeat, name: "steadfast-outbox"}
+	if err := applyOptions("New", &c, opts); err != nil {
+		return nil, err
 	}
 	if url == "" {
-		return nil, errors.New("rabbitpub: a broker URL is required")
+		return nil, errors.New("rabbitpub: New: a broker URL is required")
+	}
+	if len(exchange) > shortstrMax {
+		return nil, fmt.Errorf("rabbitpub: New: exchange name of %d bytes: AMQP allows %d", len(exchange), shortstrMax)
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
@@ -186,6 +116,10 @@ type session struct {
 	returns chan amqp.Return
 	flush   chan chan struct{}
 	done    chan struct{} // closed when the reader stopped: the channel is gone
+	// closes receives the reason the broker closed the channel for; the
+	// first one read is kept in closeReason (under mu).
+	closes      chan *amqp.Error
+	closeReason *amqp.Error
 
 	// testHookRead, when set, is called before each round of the reader's
 	// loop (tests only).
@@ -231,6 +165,7 @@ func (p *Publisher) dial(ctx context.Context) (*session, error) {
 	}
 	s := newSession(conn, ch)
 	ch.NotifyReturn(s.returns)
+	ch.NotifyClose(s.closes)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -250,6 +185,7 @@ func newSession(conn *amqp.Connection, ch *amqp.Channel) *session {
 		returns:  make(chan amqp.Return),
 		flush:    make(chan chan struct{}),
 		done:     make(chan struct{}),
+		closes:   make(chan *amqp.Error, 1),
 		waiting:  map[string]int{},
 		returned: map[string]amqp.Return{},
 	}
@@ -331,12 +267,30 @@ func (s *session) record(r amqp.Return) {
 	s.mu.Unlock()
 }
 
+// closedBy returns the error the broker closed the channel with, or nil
+// (not closed, or closed by the client). amqp091-go sends it before it fails
+// the confirmations in flight, so a publish that was not confirmed finds it.
+func (s *session) closedBy() *amqp.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeReason == nil {
+		select {
+		case e := <-s.closes:
+			s.closeReason = e
+		default:
+		}
+	}
+	return s.closeReason
+}
+
 func (s *session) alive() bool {
 	select {
 	case <-s.done:
 		return false
 	default:
-		return !s.conn.IsClosed()
+		// The channel may be closed (by the broker, for one message) before
+		// the reader saw its returns closed.
+		return !s.conn.IsClosed() && !s.ch.IsClosed()
 	}
 }
 
@@ -373,13 +327,26 @@ func (p *Publisher) current(ctx context.Context) (*session, error) {
 
 // Publish publishes d to the exchange with d.Topic as routing key and
 // returns nil once the broker confirmed it. A returned (unroutable) message
-// is a *ReturnedError, a nack or a channel that closed before confirming
-// matches ErrNacked; all of them, like dial errors and timeouts, are
-// retried by the relay. After Close it returns ErrClosed.
+// matches ErrReturned, a nack or a channel that closed before confirming
+// matches ErrNacked; all of them, like dial errors and timeouts, are retried
+// by the relay. A message that is its own fault is a permanent error (the
+// relay dead-letters it at once): one that AMQP cannot frame (a routing key,
+// message id, content type or header name over 255 bytes, headers larger than
+// a frame), found before anything is sent, so it does not tear down the
+// connection that other publishes share; and one larger than the broker's
+// max_message_size, which the broker refuses by closing the channel (from
+// then on, larger messages are refused before they are sent). After Close it
+// returns ErrClosed.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
+	if err := p.check(d); err != nil {
+		return retry.Permanent(fmt.Errorf("rabbitpub: message %.64q cannot be published: %w", d.ID, err))
+	}
 	s, err := p.current(ctx)
 	if err != nil {
 		return err
+	}
+	if err := frameFits(s, d); err != nil {
+		return retry.Permanent(fmt.Errorf("rabbitpub: message %s cannot be published: %w", d.ID, err))
 	}
 	defer s.track(d.ID)()
 
@@ -408,12 +375,88 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 		return fmt.Errorf("rabbitpub: publish %s: waiting for the confirmation: %w", d.ID, err)
 	}
 	if !acked {
-		return fmt.Errorf("%w: %s (nacked, or the channel closed first)", ErrNacked, d.ID)
+		err := fmt.Errorf("%w: %s (nacked, or the channel closed first)", ErrNacked, d.ID)
+		if reason := s.closedBy(); reason != nil {
+			err = fmt.Errorf("%w: %w", err, reason)
+			if max, ok := maxMessageSize(reason); ok {
+				p.maxBody.Store(max)
+				if int64(len(d.Payload)) > max {
+					return retry.Permanent(err)
+				}
+			}
+		}
+		return err
 	}
 	if r, returned := s.returnOf(d.ID); returned {
-		return &ReturnedError{MessageID: d.ID, Exchange: r.Exchange, RoutingKey: r.RoutingKey, ReplyCode: r.ReplyCode, ReplyText: r.ReplyText}
+		return fmt.Errorf("%w: message %s by exchange %q for routing key %q: %d %s",
+			ErrReturned, d.ID, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
 	}
 	return nil
+}
+
+// check finds what makes d impossible to publish whatever the connection:
+// AMQP's short strings over 255 bytes, and a body over the broker's maximum
+// once the broker told it.
+func (p *Publisher) check(d outbox.Delivery) error {
+	if len(d.Topic) > shortstrMax {
+		return fmt.Errorf("routing key (topic) of %d bytes: AMQP allows %d", len(d.Topic), shortstrMax)
+	}
+	if len(d.ID) > shortstrMax {
+		return fmt.Errorf("message id of %d bytes: AMQP allows %d", len(d.ID), shortstrMax)
+	}
+	for k, v := range d.Headers {
+		if len(k) > shortstrMax {
+			return fmt.Errorf("header name %.32q... of %d bytes: AMQP allows %d", k, len(k), shortstrMax)
+		}
+		if (k == "Content-Type" || k == "content-type") && len(v) > shortstrMax {
+			return fmt.Errorf("content type of %d bytes: AMQP allows %d", len(v), shortstrMax)
+		}
+	}
+	if max := p.maxBody.Load(); max > 0 && int64(len(d.Payload)) > max {
+		return fmt.Errorf("body of %d bytes: the broker's max_message_size is %d", len(d.Payload), max)
+	}
+	return nil
+}
+
+// frameFits checks that d's properties fit in one frame of the session's
+// connection: AMQP does not split a content header, and a frame over the
+// negotiated size makes the broker close the connection.
+func frameFits(s *session, d outbox.Delivery) error {
+	max := s.conn.Config.FrameSize
+	if max <= 0 {
+		return nil
+	}
+	// class, weight, body size, flags; delivery mode, timestamp, message id.
+	size := 2 + 2 + 8 + 2 + 1 + 8 + 1 + len(d.ID) + 4
+	for k, v := range d.Headers {
+		// a table entry: name (short string), type, value (long string).
+		size += 1 + len(k) + 1 + 4 + len(v)
+	}
+	const frameOverhead = 8
+	if size+frameOverhead > max {
+		return fmt.Errorf("headers of about %d bytes do not fit in one AMQP frame of %d bytes", size, max)
+	}
+	return nil
+}
+
+// maxMessageSize reads the broker's maximum from the reason RabbitMQ closes a
+// channel for when a message is larger than its max_message_size:
+// "PRECONDITION_FAILED - message size 135266304 is larger than configured max
+// size 134217728". AMQP has no code of its own for it (406 is any failed
+// precondition), so the text is the only place that says it.
+func maxMessageSize(e *amqp.Error) (int64, bool) {
+	if e.Code != amqp.PreconditionFailed {
+		return 0, false
+	}
+	_, rest, ok := strings.Cut(e.Reason, "message size ")
+	if !ok {
+		return 0, false
+	}
+	var size, max int64
+	if n, _ := fmt.Sscanf(rest, "%d is larger than configured max size %d", &size, &max); n != 2 || max <= 0 {
+		return 0, false
+	}
+	return max, true
 }
 
 // Close closes the connection and waits for the reader of returns to stop.

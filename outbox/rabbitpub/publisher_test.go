@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,12 +119,14 @@ func TestUnroutableMessageIsAnError(t *testing.T) {
 	p := newPublisher(t, b.url, b.exchange)
 	d := delivery("nobody-listens")
 	err := p.Publish(context.Background(), d)
-	var rerr *rabbitpub.ReturnedError
-	if !errors.As(err, &rerr) || !errors.Is(err, rabbitpub.ErrReturned) {
-		t.Fatalf("Publish to an exchange with no queue = %v, want a *ReturnedError", err)
+	if !errors.Is(err, rabbitpub.ErrReturned) {
+		t.Fatalf("Publish to an exchange with no queue = %v, want ErrReturned", err)
 	}
-	if rerr.MessageID != d.ID || rerr.RoutingKey != "nobody-listens" || rerr.ReplyCode != amqp.NoRoute {
-		t.Errorf("ReturnedError = %+v", rerr)
+	// The error names the message, the routing key and the broker's reason.
+	for _, want := range []string{d.ID, `"nobody-listens"`, strconv.Itoa(amqp.NoRoute)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
 	}
 	if retry.IsPermanent(err) {
 		t.Errorf("a returned message must be retried, not dead-lettered at once: %v", err)
@@ -191,6 +194,8 @@ func TestNewRefusesMisconfiguration(t *testing.T) {
 		{"bad dial timeout", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithDialTimeout(0)}, nil, "WithDialTimeout"},
 		{"bad heartbeat", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithHeartbeat(-1)}, nil, "WithHeartbeat"},
 		{"nil logger", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithLogger(nil)}, nil, "WithLogger"},
+		{"nil option", b.url, b.exchange, []rabbitpub.Option{nil}, nil, "rabbitpub: New: option 0 is nil"},
+		{"exchange name over 255 bytes", b.url, strings.Repeat("x", 256), nil, nil, "255"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,5 +353,16 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 	}
 	if _, err := rabbitpub.Consume(ctx, inbox, "billing", next(), handler(false)); !errors.Is(err, rabbitpub.ErrNoMessageID) {
 		t.Fatalf("Consume without message id = %v, want ErrNoMessageID", err)
+	}
+}
+
+func TestConsumeRefusesNil(t *testing.T) {
+	t.Parallel()
+	fn := func(context.Context, *sql.Tx) error { return nil }
+	if _, err := rabbitpub.Consume(context.Background(), nil, "billing", amqp.Delivery{MessageId: "m"}, fn); err == nil {
+		t.Error("Consume with a nil inbox = nil error")
+	}
+	if _, err := rabbitpub.Consume(context.Background(), pubtest.NewInbox(t), "billing", amqp.Delivery{MessageId: "m"}, nil); err == nil {
+		t.Error("Consume with a nil fn = nil error")
 	}
 }
