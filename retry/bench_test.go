@@ -34,7 +34,7 @@ func BenchmarkDo(b *testing.B) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := p.Do(ctx, work); err != nil {
+			if err := retry.Do(ctx, p, work); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -46,7 +46,7 @@ func BenchmarkDo(b *testing.B) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := p.Do(ctx, work); err != nil {
+			if err := retry.Do(ctx, p, work); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -116,7 +116,11 @@ func BenchmarkTransport(b *testing.B) {
 		}
 	})
 	b.Run("retry", func(b *testing.B) {
-		tr, err := retry.NewTransport(newBase(b), nil)
+		p, err := retry.New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr, err := retry.NewTransport(newBase(b), p)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,28 +5,25 @@ import (
 	"time"
 )
 
-// Rand is the source of randomness for jitter. *math/rand/v2.Rand satisfies
-// it. A nil Rand means the global source of math/rand/v2.
-type Rand interface {
-	Float64() float64
-}
-
 // Delay returns the full-jitter delay before retry number attempt (1 for the
 // wait after the first failed attempt): a uniformly random duration in
-// [0, min(max, base·2^(attempt-1))). It keeps no state, so callers that
-// persist their attempts (the outbox relay) get the same schedule as Do.
-// An attempt below 1 counts as 1; a max below base is raised to base.
-func Delay(attempt int, base, max time.Duration, rnd Rand) time.Duration {
-	c := Ceiling(attempt, base, max)
+// [0, min(max, base·2^(attempt-1))), drawn from math/rand/v2's global source.
+// It keeps no state, so callers that persist their attempts (the outbox
+// relay) get the same schedule as Do. An attempt below 1 counts as 1; a max
+// below base is raised to base; a base that is not positive means no wait.
+// It is safe for concurrent use.
+func Delay(attempt int, base, max time.Duration) time.Duration {
+	return jitter(attempt, base, max, rand.Float64)
+}
+
+// jitter is Delay with the random source rnd, which returns values in
+// [0, 1); values out of that range (a broken source) are clamped.
+func jitter(attempt int, base, max time.Duration, rnd func() float64) time.Duration {
+	c := ceiling(attempt, base, max)
 	if c <= 0 {
 		return 0
 	}
-	var f float64
-	if rnd == nil {
-		f = rand.Float64()
-	} else {
-		f = rnd.Float64()
-	}
+	f := rnd()
 	if !(f > 0) { // also NaN from a broken source
 		return 0
 	}
@@ -37,9 +34,9 @@ func Delay(attempt int, base, max time.Duration, rnd Rand) time.Duration {
 	return min(time.Duration(x), c-1)
 }
 
-// Ceiling returns the upper bound of Delay for attempt: min(max,
+// ceiling returns the upper bound of Delay for attempt: min(max,
 // base·2^(attempt-1)), without overflow.
-func Ceiling(attempt int, base, max time.Duration) time.Duration {
+func ceiling(attempt int, base, max time.Duration) time.Duration {
 	if base <= 0 {
 		return 0
 	}

@@ -6,10 +6,12 @@
 // A Policy, made once with New and shared, holds the settings: the number of
 // attempts, capped exponential backoff with full jitter (a backoff/v4 BackOff,
 // fresh for each call), an optional per-attempt timeout, a classifier, the
-// longest Retry-After it waits for, a retry budget, an OnRetry hook, and the
-// injectable clock, random source, logger and meter provider. Every option
-// documents its default; New rejects options that make no sense with an error
-// that names them.
+// longest Retry-After it waits for, a retry budget, an OnRetry hook, a logger
+// and a meter provider. Every option documents its default; New and
+// NewTransport share one Option type, and each refuses, with an error that
+// names it, an option that is nil, belongs to the other constructor or makes
+// no sense. A nil Policy or function given to Do, DoValue or NewTransport is
+// an error too, never a panic.
 //
 // The caller's context is the overall deadline. Each attempt runs with that
 // context, or with a child bounded by the per-attempt timeout whose cause is
@@ -28,6 +30,12 @@
 // ends at once with a *RetryAfterError that carries the delay asked for.
 // Callers that persist their attempts instead of looping (such as an outbox
 // relay) compute the same waits with the stateless Delay.
+//
+// # Time
+//
+// The waits, the per-attempt timeout and the budget's window run on the
+// standard library's clock, so programs test their retries with
+// testing/synctest instead of an injected clock.
 //
 // # Giving up
 //

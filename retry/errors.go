@@ -32,7 +32,7 @@ var (
 	// the policy's maximum or beyond the caller's deadline. The error is then a
 	// *RetryAfterError that carries the delay.
 	ErrRetryAfterTooLong = errors.New("retry: asked delay exceeds the limit")
-	// ErrBackOffStop: a custom backoff.BackOff (WithBackOff) returned
+	// ErrBackOffStop: a custom backoff.BackOff (WithBackOffFunc) returned
 	// backoff.Stop.
 	ErrBackOffStop = errors.New("retry: backoff stopped")
 	// ErrBodyNotRewindable: the request should have been retried but its body
@@ -40,10 +40,6 @@ var (
 	// no GetBody).
 	ErrBodyNotRewindable = errors.New("retry: request body cannot be rewound (no GetBody)")
 )
-
-// ErrInvalidOption matches, with errors.Is, the errors New and NewTransport
-// return for options that make no sense. The message names the option.
-var ErrInvalidOption = errors.New("retry: invalid option")
 
 // ErrAttemptTimeout is the cause (see context.Cause) set on an attempt's
 // context when the policy's per-attempt timeout (WithAttemptTimeout) expires,

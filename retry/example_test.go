@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -14,7 +13,7 @@ import (
 	"github.com/steadfast-go/steadfast/retry"
 )
 
-func ExamplePolicy_Do() {
+func ExampleDo() {
 	p, err := retry.New(
 		retry.WithMaxAttempts(5),
 		retry.WithBackoff(time.Millisecond, 10*time.Millisecond),
@@ -23,7 +22,7 @@ func ExamplePolicy_Do() {
 		panic(err)
 	}
 	calls := 0
-	err = p.Do(context.Background(), func(ctx context.Context) error {
+	err = retry.Do(context.Background(), p, func(ctx context.Context) error {
 		calls++
 		if calls < 3 {
 			return errors.New("connection reset")
@@ -55,7 +54,7 @@ func ExamplePermanent() {
 		panic(err)
 	}
 	calls := 0
-	err = p.Do(context.Background(), func(ctx context.Context) error {
+	err = retry.Do(context.Background(), p, func(ctx context.Context) error {
 		calls++
 		return retry.Permanent(errors.New("card declined"))
 	})
@@ -68,7 +67,7 @@ func ExampleAfter() {
 	if err != nil {
 		panic(err)
 	}
-	err = p.Do(context.Background(), func(ctx context.Context) error {
+	err = retry.Do(context.Background(), p, func(ctx context.Context) error {
 		return retry.After(errors.New("rate limited"), time.Hour)
 	})
 	var rae *retry.RetryAfterError
@@ -116,13 +115,16 @@ func ExampleTransport() {
 }
 
 func ExampleDelay() {
-	// A relay that stores its attempt count computes the same jittered
-	// waits as the loop, from a seeded source here so the output is stable.
-	src := rand.New(rand.NewPCG(1, 2))
-	for attempt := 1; attempt <= 5; attempt++ {
-		d := retry.Delay(attempt, time.Second, 10*time.Second, src)
-		fmt.Printf("attempt %d: below %v: %v\n", attempt, retry.Ceiling(attempt, time.Second, 10*time.Second),
-			d < retry.Ceiling(attempt, time.Second, 10*time.Second))
+	// A relay that stores its attempt count computes the same jittered waits
+	// as the loop: uniformly random below a ceiling that doubles from base up
+	// to max.
+	base, max := time.Second, 10*time.Second
+	for attempt, ceiling := range []time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second} {
+		if attempt == 0 {
+			continue
+		}
+		d := retry.Delay(attempt, base, max)
+		fmt.Printf("attempt %d: below %v: %v\n", attempt, ceiling, d >= 0 && d < ceiling)
 	}
 	// Output:
 	// attempt 1: below 1s: true
@@ -130,16 +132,4 @@ func ExampleDelay() {
 	// attempt 3: below 4s: true
 	// attempt 4: below 8s: true
 	// attempt 5: below 10s: true
-}
-
-func ExampleParseRetryAfter() {
-	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
-	for _, v := range []string{"120", "Sun, 29 Nov 2026 08:00:30 GMT", "soon"} {
-		d, ok := retry.ParseRetryAfter(v, now)
-		fmt.Println(d, ok)
-	}
-	// Output:
-	// 2m0s true
-	// 30s true
-	// 0s false
 }

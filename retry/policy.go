@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -19,39 +20,34 @@ import (
 // Policy is not usable.
 type Policy struct {
 	cfg    config
-	rand   Rand
-	budget *budget // nil without a budget
+	rnd    func() float64 // source of the jitter: math/rand/v2's global one, or a test's
+	budget *budget        // nil without a budget
 	ins    *instruments
 }
 
 // New returns a Policy with the given options applied over the defaults (4
 // attempts, full-jitter backoff from 100 ms capped at 10 s, no per-attempt
 // timeout, Retry-After honoured up to 30 s, a budget of 20% of recent
-// requests plus 10 retries per 10 s, the system clock). It returns an error
-// matching ErrInvalidOption, naming the option, when an option makes no
-// sense, or the error of creating the metric instruments.
+// requests plus 10 retries per 10 s). It returns an error naming the option
+// at fault when an option is nil, does not apply to New or makes no sense,
+// or the error of creating the metric instruments.
 func New(opts ...Option) (*Policy, error) {
 	c := config{
-		maxAttempts:   DefaultMaxAttempts,
-		base:          DefaultBase,
-		max:           DefaultMax,
-		maxRetryAfter: DefaultMaxRetryAfter,
+		maxAttempts:   defaultMaxAttempts,
+		base:          defaultBase,
+		max:           defaultMax,
+		maxRetryAfter: defaultMaxRetryAfter,
 		budget:        true,
-		budgetRatio:   DefaultBudgetRatio,
-		budgetFloor:   DefaultBudgetFloor,
-		budgetWindow:  DefaultBudgetWindow,
+		budgetRatio:   defaultBudgetRatio,
+		budgetFloor:   defaultBudgetFloor,
+		budgetWindow:  defaultBudgetWindow,
 	}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	if err := applyOptions(ctorNew, &c, opts); err != nil {
+		return nil, err
 	}
-	p := &Policy{cfg: c}
-	if c.rand != nil {
-		p.rand = &lockedRand{r: c.rand}
+	p := &Policy{cfg: c, rnd: c.rnd}
+	if p.rnd == nil {
+		p.rnd = rand.Float64
 	}
 	mp := c.meterProvider
 	if mp == nil {
@@ -59,7 +55,7 @@ func New(opts ...Option) (*Policy, error) {
 	}
 	ins, err := newInstruments(mp, c.name)
 	if err != nil {
-		return nil, fmt.Errorf("retry: metric instruments: %w", err)
+		return nil, fmt.Errorf("retry: New: metric instruments: %w", err)
 	}
 	p.ins = ins
 	p.budget = p.newBudget()
@@ -71,31 +67,16 @@ func (p *Policy) newBudget() *budget {
 	if !p.cfg.budget {
 		return nil
 	}
-	return newBudget(p.cfg.budgetRatio, p.cfg.budgetFloor, p.cfg.budgetWindow, p.now())
+	return newBudget(p.cfg.budgetRatio, p.cfg.budgetFloor, p.cfg.budgetWindow, time.Now())
 }
 
-// NewBackOff returns a fresh backoff/v4 BackOff with the policy's schedule: a
-// *FullJitter whose waits are Delay(n, base, max, rnd), or the result of the
-// WithBackOffFunc function. It is what each failing call of the Policy uses,
-// offered for code that drives its own loop.
-func (p *Policy) NewBackOff() backoff.BackOff {
+// newBackOff returns a fresh backoff/v4 BackOff with the policy's schedule:
+// full jitter, or the result of the WithBackOffFunc function.
+func (p *Policy) newBackOff() backoff.BackOff {
 	if p.cfg.newBackOff != nil {
 		return p.cfg.newBackOff()
 	}
-	return &FullJitter{Base: p.cfg.base, Max: p.cfg.max, Rand: p.rand}
-}
-
-// Delay returns the wait before retry number attempt under this policy's
-// backoff settings: Delay(attempt, base, max, rnd).
-func (p *Policy) Delay(attempt int) time.Duration {
-	return Delay(attempt, p.cfg.base, p.cfg.max, p.rand)
-}
-
-func (p *Policy) now() time.Time {
-	if p.cfg.clock == nil {
-		return time.Now()
-	}
-	return p.cfg.clock.Now()
+	return &fullJitter{base: p.cfg.base, max: p.cfg.max, rnd: p.rnd}
 }
 
 func (p *Policy) logger() *slog.Logger {
@@ -106,10 +87,10 @@ func (p *Policy) logger() *slog.Logger {
 }
 
 // Do calls fn until it succeeds, returns an error that may not be retried, or
-// the policy gives up, and waits between attempts as the policy says. ctx is
-// the overall deadline: each attempt gets ctx (or a child of it bounded by
-// the per-attempt timeout), a wait that would end at or after ctx's deadline
-// is not started, and when ctx ends during a wait Do returns at once.
+// the policy p gives up, and waits between attempts as p says. ctx is the
+// overall deadline: each attempt gets ctx (or a child of it bounded by the
+// per-attempt timeout), a wait that would end at or after ctx's deadline is
+// not started, and when ctx ends during a wait Do returns at once.
 //
 // Do returns nil after a success. It returns fn's error as it is when the
 // error is marked Permanent or the classifier says it may not be retried. It
@@ -118,34 +99,22 @@ func (p *Policy) logger() *slog.Logger {
 // the error asks for a delay (RetryAfter) beyond WithMaxRetryAfter or the
 // deadline. When ctx ends, it returns an error that matches ctx.Err() and,
 // if an attempt failed before, that attempt's error; when ctx is already done
-// fn is not called.
-func (p *Policy) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := ctx.Err(); err != nil {
+// fn is not called. A nil p or fn is an error, and fn is not called.
+func Do(ctx context.Context, p *Policy, fn func(ctx context.Context) error) error {
+	if err := checkDo("Do", p, fn == nil); err != nil {
 		return err
 	}
-	return p.loop(ctx, p.budget, func(ctx context.Context) (int, verdict, error) {
-		if p.cfg.attemptTimeout <= 0 {
-			err := fn(ctx)
-			if err == nil {
-				return 0, done, nil
-			}
-			return 0, p.classify(err), err
-		}
-		actx, cancel := withAttemptTimeout(ctx, p.cfg.clock, p.cfg.attemptTimeout)
-		err := attemptError(ctx, actx, fn(actx))
-		cancel()
-		if err == nil {
-			return 0, done, nil
-		}
-		return 0, p.classify(err), err
-	})
+	return p.do(ctx, fn)
 }
 
 // DoValue is Do for a function that returns a value: it returns the value of
 // the attempt that succeeded, or the zero T and the error Do would return.
 func DoValue[T any](ctx context.Context, p *Policy, fn func(ctx context.Context) (T, error)) (T, error) {
 	var v T
-	err := p.Do(ctx, func(ctx context.Context) error {
+	if err := checkDo("DoValue", p, fn == nil); err != nil {
+		return v, err
+	}
+	err := p.do(ctx, func(ctx context.Context) error {
 		r, err := fn(ctx)
 		if err == nil {
 			v = r
@@ -157,6 +126,38 @@ func DoValue[T any](ctx context.Context, p *Policy, fn func(ctx context.Context)
 		return zero, err
 	}
 	return v, nil
+}
+
+func checkDo(name string, p *Policy, nilFn bool) error {
+	switch {
+	case p == nil:
+		return fmt.Errorf("retry: %s: policy is nil", name)
+	case nilFn:
+		return fmt.Errorf("retry: %s: function is nil", name)
+	}
+	return nil
+}
+
+func (p *Policy) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.loop(ctx, p.budget, func(ctx context.Context) (int, verdict, error) {
+		if p.cfg.attemptTimeout <= 0 {
+			err := fn(ctx)
+			if err == nil {
+				return 0, done, nil
+			}
+			return 0, p.classify(err), err
+		}
+		actx, cancel := withAttemptTimeout(ctx, p.cfg.attemptTimeout)
+		err := attemptError(ctx, actx, fn(actx))
+		cancel()
+		if err == nil {
+			return 0, done, nil
+		}
+		return 0, p.classify(err), err
+	})
 }
 
 // classify decides whether a failed attempt of Do may be retried.
@@ -207,7 +208,7 @@ const (
 // attempt held when it returns a failure.
 func (p *Policy) loop(ctx context.Context, b *budget, try func(ctx context.Context) (int, verdict, error)) error {
 	if b != nil {
-		b.request(p.now())
+		b.request(time.Now())
 	}
 	var bo backoff.BackOff
 	for n := 1; ; n++ {
@@ -228,7 +229,7 @@ func (p *Policy) loop(ctx context.Context, b *budget, try func(ctx context.Conte
 		if n >= p.cfg.maxAttempts {
 			return p.giveUp(ctx, &GaveUpError{Attempts: n, LastStatus: status, Reason: ErrAttemptsExhausted, Err: err})
 		}
-		now := p.now()
+		now := time.Now()
 		deadline, hasDeadline := ctx.Deadline()
 		wait, asked := RetryAfter(err)
 		if asked && wait >= 0 {
@@ -243,7 +244,7 @@ func (p *Policy) loop(ctx context.Context, b *budget, try func(ctx context.Conte
 			}
 		} else {
 			if bo == nil {
-				bo = p.NewBackOff()
+				bo = p.newBackOff()
 			}
 			wait = bo.NextBackOff()
 			if wait == backoff.Stop {
@@ -272,7 +273,7 @@ func (p *Policy) loop(ctx context.Context, b *budget, try func(ctx context.Conte
 				slog.String("policy", p.cfg.name), slog.Int("attempt", n),
 				slog.Duration("wait", wait), slog.Int("status", status), slog.Any("error", err))
 		}
-		if sleep(ctx, p.cfg.clock, wait) != nil {
+		if sleep(ctx, wait) != nil {
 			return canceled(ctx, n, err)
 		}
 	}

@@ -6,14 +6,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/steadfast-go/steadfast/internal/httpx"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/steadfast-go/steadfast/internal/httpx"
 )
 
 // maxDrain is how much of a discarded response body a Transport reads before
@@ -29,86 +30,6 @@ const maxBudgets = 1024
 // errNoResponse is the error of a next RoundTripper that returned neither a
 // response nor an error.
 var errNoResponse = errors.New("retry: the next RoundTripper returned neither a response nor an error")
-
-// DefaultKeyHeader is the idempotency key header a Transport looks for unless
-// WithKeyHeaders names others.
-const DefaultKeyHeader = "Idempotency-Key"
-
-// TransportOption configures a Transport.
-type TransportOption func(*transportConfig) error
-
-type transportConfig struct {
-	keyHeaders []string
-	methods    []string
-	autoKey    bool
-}
-
-// WithKeyHeaders names the headers that carry an idempotency key: a request
-// with a non-empty value in any of them may be retried whatever its method
-// (for example "webhook-id" for Standard Webhooks deliveries). The names
-// replace the default; the first one is the header WithAutoIdempotencyKey
-// sets. At least one valid header name is required. Defaults to
-// DefaultKeyHeader (Idempotency-Key).
-func WithKeyHeaders(names ...string) TransportOption {
-	return func(c *transportConfig) error {
-		if len(names) == 0 {
-			return invalid("WithKeyHeaders", "no header name")
-		}
-		keys := make([]string, 0, len(names))
-		for _, n := range names {
-			if !validToken(n) {
-				return invalid("WithKeyHeaders", "invalid header name %q", n)
-			}
-			keys = append(keys, http.CanonicalHeaderKey(n))
-		}
-		c.keyHeaders = keys
-		return nil
-	}
-}
-
-// WithIdempotentMethods adds methods whose requests are retried like GET,
-// typically http.MethodPut and http.MethodDelete when the server implements
-// them idempotently, as RFC 9110 says it should. GET, HEAD, OPTIONS and TRACE
-// are always idempotent. Defaults to none.
-func WithIdempotentMethods(methods ...string) TransportOption {
-	return func(c *transportConfig) error {
-		for _, m := range methods {
-			if !validToken(m) {
-				return invalid("WithIdempotentMethods", "invalid method %q", m)
-			}
-		}
-		c.methods = append(c.methods, methods...)
-		return nil
-	}
-}
-
-// WithAutoIdempotencyKey makes the Transport attach a fresh key (a random
-// UUID, github.com/google/uuid) in the first key header (see WithKeyHeaders)
-// to POST and PATCH requests that carry none, on a copy of the request. The
-// key is the same on every attempt of one RoundTrip, so a server that honours
-// the header performs the write once however many attempts it sees; such
-// requests are then retried like any request that carries a key. Defaults to
-// off: a POST or PATCH without a key is never retried after it may have been
-// sent.
-func WithAutoIdempotencyKey() TransportOption {
-	return func(c *transportConfig) error {
-		c.autoKey = true
-		return nil
-	}
-}
-
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // Transport is an http.RoundTripper that retries requests through next
 // under a Policy. It is safe for concurrent use, and is meant to be made once
@@ -167,24 +88,18 @@ type Transport struct {
 var _ http.RoundTripper = (*Transport)(nil)
 
 // NewTransport returns a Transport that sends requests through next (nil
-// means http.DefaultTransport) and retries them under p (nil means New()'s
-// defaults). It returns an error matching ErrInvalidOption, naming the option,
-// for an option that makes no sense.
-func NewTransport(next http.RoundTripper, p *Policy, opts ...TransportOption) (*Transport, error) {
-	c := transportConfig{keyHeaders: []string{DefaultKeyHeader}}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
-	}
+// means http.DefaultTransport) and retries them under p, with the options
+// WithKeyHeaders, WithIdempotentMethods and WithAutoIdempotencyKey. It
+// returns an error when p is nil, and an error naming the option at fault
+// when an option is nil, does not apply to NewTransport (the Policy's options
+// go to New) or makes no sense.
+func NewTransport(next http.RoundTripper, p *Policy, opts ...Option) (*Transport, error) {
 	if p == nil {
-		var err error
-		if p, err = New(); err != nil {
-			return nil, err
-		}
+		return nil, errors.New("retry: NewTransport: policy is nil")
+	}
+	c := config{keyHeaders: []string{defaultKeyHeader}}
+	if err := applyOptions(ctorTransport, &c, opts); err != nil {
+		return nil, err
 	}
 	return &Transport{
 		next:       next,
@@ -253,7 +168,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r, actx := req, ctx
 		var cancel context.CancelFunc
 		if d := t.p.cfg.attemptTimeout; d > 0 {
-			actx, cancel = withAttemptTimeout(ctx, t.p.cfg.clock, d)
+			actx, cancel = withAttemptTimeout(ctx, d)
 			r = req.WithContext(actx)
 		} else if body != nil {
 			r = new(http.Request)
@@ -278,7 +193,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			var serr error = &StatusError{StatusCode: status}
 			if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 				if v := res.Header.Get("Retry-After"); v != "" {
-					if d, ok := httpx.ParseRetryAfter(v, t.p.now()); ok {
+					if d, ok := httpx.ParseRetryAfter(v, time.Now()); ok {
 						serr = After(serr, d)
 					}
 				}
@@ -348,7 +263,7 @@ func (t *Transport) budgetFor(host string) *budget {
 	if b = t.budgets[host]; b != nil {
 		return b
 	}
-	now := t.p.now()
+	now := time.Now()
 	if len(t.budgets) >= maxBudgets {
 		for h, old := range t.budgets {
 			if old.idle(now) {
