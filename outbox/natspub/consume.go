@@ -32,7 +32,8 @@ var ErrNoMessageID = errors.New("natspub: message has no Nats-Msg-Id")
 // If fn or the inbox fails, the transaction rolls back, msg is negatively
 // acknowledged so that JetStream redelivers it, and the error is returned.
 // A message without Nats-Msg-Id is terminated (never redelivered) and
-// ErrNoMessageID is returned. fn's effects must stay inside tx: they commit
+// ErrNoMessageID is returned. A nil inbox or fn is an error (msg is
+// negatively acknowledged). fn's effects must stay inside tx: they commit
 // with the inbox record, or not at all.
 //
 // Call it from a jetstream.MessageHandler or a Fetch loop; it is safe for
@@ -41,6 +42,9 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Ms
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
 	if id == "" {
 		return false, errors.Join(ErrNoMessageID, msg.Term())
+	}
+	if inbox == nil || fn == nil {
+		return false, errors.Join(errors.New("natspub: Consume: the inbox and fn are required"), msg.Nak())
 	}
 	duplicate, err = inbox.Process(ctx, consumer, id, fn)
 	if err != nil {

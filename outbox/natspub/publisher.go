@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,86 +14,15 @@ import (
 	"github.com/steadfast-go/steadfast/retry"
 )
 
-// DefaultMaxRedeliveryDelay is the relay's longest redelivery delay assumed
-// unless WithMaxRedeliveryDelay says otherwise: one minute, the default of
-// both the relay's lease and its maximum backoff.
-const DefaultMaxRedeliveryDelay = time.Minute
-
 // ErrDuplicateWindowTooShort is matched by the error of New when the stream's
-// duplicate window is shorter than the relay's longest redelivery delay;
-// see DuplicateWindowError.
+// duplicate window is shorter than the relay's longest redelivery delay
+// (WithMaxRedeliveryDelay): a message published again after the window would
+// be stored twice. The error names the stream and both durations.
 var ErrDuplicateWindowTooShort = errors.New("natspub: stream duplicate window too short")
 
 // ErrSubjectNotInStream is matched by the (permanent) error of Publish for a
 // message whose topic is not one of the stream's subjects.
 var ErrSubjectNotInStream = errors.New("natspub: subject not bound to the stream")
-
-// DuplicateWindowError says that a stream deduplicates for a shorter time
-// than the relay may take to publish a message again.
-type DuplicateWindowError struct {
-	// Stream is the stream's name.
-	Stream string
-	// Window is the stream's duplicate window.
-	Window time.Duration
-	// Needed is the relay's longest redelivery delay.
-	Needed time.Duration
-}
-
-// Error names the stream and both durations.
-func (e *DuplicateWindowError) Error() string {
-	return fmt.Sprintf("natspub: stream %q deduplicates for %v, shorter than the relay's longest redelivery delay %v: a message published again after the window would be stored twice (raise the stream's Duplicates, or accept with WithShortDuplicateWindow)",
-		e.Stream, e.Window, e.Needed)
-}
-
-// Is reports whether target is ErrDuplicateWindowTooShort.
-func (e *DuplicateWindowError) Is(target error) bool { return target == ErrDuplicateWindowTooShort }
-
-// Option configures a Publisher.
-type Option func(*config) error
-
-type config struct {
-	maxRedelivery time.Duration
-	allowShort    bool
-	logger        *slog.Logger
-}
-
-// WithMaxRedeliveryDelay sets the longest time the relay may take to publish
-// a message again: the larger of its lease (outbox.WithLease) and its
-// maximum backoff (outbox.WithBackoff). New checks that the stream's
-// duplicate window is at least that. It must be positive. Defaults to
-// DefaultMaxRedeliveryDelay (1 min).
-func WithMaxRedeliveryDelay(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("natspub: WithMaxRedeliveryDelay(%v): must be positive", d)
-		}
-		c.maxRedelivery = d
-		return nil
-	}
-}
-
-// WithShortDuplicateWindow accepts a stream whose duplicate window is shorter
-// than the relay's longest redelivery delay: New logs the risk at error level
-// instead of refusing the stream. Consumers should then deduplicate on their
-// own (see Consume). By default such a stream is refused.
-func WithShortDuplicateWindow() Option {
-	return func(c *config) error {
-		c.allowShort = true
-		return nil
-	}
-}
-
-// WithLogger sets the logger. Nothing is logged per message. Defaults to
-// slog.Default().
-func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return errors.New("natspub: WithLogger(nil): a logger is required")
-		}
-		c.logger = l
-		return nil
-	}
-}
 
 // Publisher publishes outbox messages to one JetStream stream. It implements
 // outbox.Publisher and is safe for concurrent use. It does not own the NATS
@@ -105,7 +33,6 @@ type Publisher struct {
 	js       jetstream.JetStream
 	stream   string
 	subjects []string
-	window   time.Duration
 }
 
 var _ outbox.Publisher = (*Publisher)(nil)
@@ -113,20 +40,19 @@ var _ outbox.Publisher = (*Publisher)(nil)
 // New returns a Publisher to the stream named stream. It looks the stream up
 // and refuses it when it does not exist (an error matching
 // jetstream.ErrStreamNotFound), binds no subject, or deduplicates for less
-// than the relay's longest redelivery delay (a *DuplicateWindowError, unless
-// WithShortDuplicateWindow). It returns an error naming an invalid option.
+// than the relay's longest redelivery delay (an error matching
+// ErrDuplicateWindowTooShort, unless WithShortDuplicateWindow). It returns an
+// error naming an invalid or nil option, and one for a nil js.
 func New(ctx context.Context, js jetstream.JetStream, stream string, opts ...Option) (*Publisher, error) {
-	c := config{maxRedelivery: DefaultMaxRedeliveryDelay}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	c := config{maxRedelivery: defaultMaxRedeliveryDelay}
+	if err := applyOptions("New", &c, opts); err != nil {
+		return nil, err
 	}
 	if js == nil {
-		return nil, errors.New("natspub: a JetStream context is required")
+		return nil, errors.New("natspub: New: a JetStream context is required")
 	}
 	if stream == "" {
-		return nil, errors.New("natspub: a stream name is required")
+		return nil, errors.New("natspub: New: a stream name is required")
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
@@ -143,26 +69,30 @@ func New(ctx context.Context, js jetstream.JetStream, stream string, opts ...Opt
 	// which the server reports in the info it returns.
 	window := info.Config.Duplicates
 	if window < c.maxRedelivery {
-		werr := &DuplicateWindowError{Stream: stream, Window: window, Needed: c.maxRedelivery}
+		source := "WithMaxRedeliveryDelay"
+		if !c.maxRedeliverySet {
+			source = "WithMaxRedeliveryDelay's default"
+		}
+		werr := fmt.Errorf("%w: stream %q deduplicates for %v, shorter than the relay's longest redelivery delay %v (%s): a message published again after the window would be stored twice (raise the stream's Duplicates, or accept the risk with WithShortDuplicateWindow)",
+			ErrDuplicateWindowTooShort, stream, window, c.maxRedelivery, source)
 		if !c.allowShort {
 			return nil, werr
 		}
 		c.logger.ErrorContext(ctx, "natspub: duplicates possible", slog.String("error", werr.Error()))
 	}
-	return &Publisher{js: js, stream: stream, subjects: info.Config.Subjects, window: window}, nil
+	return &Publisher{js: js, stream: stream, subjects: info.Config.Subjects}, nil
 }
-
-// DuplicateWindow returns the stream's duplicate window as seen by New.
-func (p *Publisher) DuplicateWindow() time.Duration { return p.window }
 
 // Publish publishes d to the subject d.Topic with d.ID as Nats-Msg-Id and
 // d.Headers as headers, and returns nil once the stream stored it (or
-// recognised it as a duplicate within its window). A topic that is not one
-// of the stream's subjects, a message too large for the server, or a subject
-// bound to another stream is a permanent error; anything else (no stream
-// leader, timeouts, a lost connection) is retried by the relay. d.Key is not
-// sent: the relay already hands over the messages of a key one at a time,
-// so they are stored in order.
+// recognised it as a duplicate within its window). A message that is its own
+// fault is a permanent error, dead-lettered by the relay at once: a topic
+// that is not one of the stream's subjects or is bound to another stream, a
+// header NATS cannot carry, a message larger than the server's max_payload or
+// the stream's MaxMsgSize, headers over the server's limit. Anything else (no
+// stream leader, timeouts, a lost connection) is retried by the relay. d.Key
+// is not sent: the relay already hands over the messages of a key one at a
+// time, so they are stored in order.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	if !p.bound(d.Topic) {
 		return retry.Permanent(fmt.Errorf("%w: %q is not one of %q of stream %q", ErrSubjectNotInStream, d.Topic, p.subjects, p.stream))
@@ -181,17 +111,25 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	err = fmt.Errorf("natspub: publish %s to %q: %w", d.ID, d.Topic, err)
 	var apiErr *jetstream.APIError
 	switch {
-	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject), errors.Is(err, nats.ErrBadHeaderMsg):
 		return retry.Permanent(err)
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStreamNotMatch:
-		return retry.Permanent(err)
+	case errors.As(err, &apiErr):
+		switch apiErr.ErrorCode {
+		case jsErrCodeStreamNotMatch, jetstream.JSErrCodeStreamMessageExceedsMaximum, jsErrCodeHeaderExceedsMaximum:
+			return retry.Permanent(err)
+		}
 	}
 	return err
 }
 
-// jsErrCodeStreamNotMatch is the JetStream API error "expected stream does
-// not match": the subject is bound to another stream.
-const jsErrCodeStreamNotMatch jetstream.ErrorCode = 10060
+// JetStream API errors that are the message's own fault.
+const (
+	// jsErrCodeStreamNotMatch: "expected stream does not match": the subject
+	// is bound to another stream.
+	jsErrCodeStreamNotMatch jetstream.ErrorCode = 10060
+	// jsErrCodeHeaderExceedsMaximum: "header size exceeds maximum allowed".
+	jsErrCodeHeaderExceedsMaximum jetstream.ErrorCode = 10097
+)
 
 func (p *Publisher) bound(subject string) bool {
 	for _, pattern := range p.subjects {

@@ -164,10 +164,12 @@ func TestNewChecksTheStream(t *testing.T) {
 	jsDefault, defaultStream := connect(t, jetstream.StreamConfig{})
 	jsShort, shortStream := connect(t, jetstream.StreamConfig{Duplicates: 30 * time.Second})
 
-	// The server's default window (2 min) outlasts the relay's default (1 min).
-	p := newPublisher(t, jsDefault, defaultStream)
-	if w := p.DuplicateWindow(); w != 2*time.Minute {
-		t.Errorf("DuplicateWindow = %v, want the server default 2m", w)
+	// The server's default window (2 min) outlasts the relay's default (1 min);
+	// New sees it as exactly 2 min.
+	newPublisher(t, jsDefault, defaultStream)
+	newPublisher(t, jsDefault, defaultStream, natspub.WithMaxRedeliveryDelay(2*time.Minute))
+	if _, err := natspub.New(context.Background(), jsDefault, defaultStream, natspub.WithMaxRedeliveryDelay(2*time.Minute+time.Second)); !errors.Is(err, natspub.ErrDuplicateWindowTooShort) {
+		t.Errorf("New with a delay just over the server default window 2m = %v, want ErrDuplicateWindowTooShort", err)
 	}
 	tests := []struct {
 		name   string
@@ -184,6 +186,7 @@ func TestNewChecksTheStream(t *testing.T) {
 		{"no stream name", jsDefault, "", nil, nil, "stream name"},
 		{"bad delay", jsDefault, defaultStream, []natspub.Option{natspub.WithMaxRedeliveryDelay(0)}, nil, "WithMaxRedeliveryDelay"},
 		{"nil logger", jsDefault, defaultStream, []natspub.Option{natspub.WithLogger(nil)}, nil, "WithLogger"},
+		{"nil option", jsDefault, defaultStream, []natspub.Option{nil}, nil, "natspub: New: option 0 is nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,10 +202,13 @@ func TestNewChecksTheStream(t *testing.T) {
 			}
 		})
 	}
-	var werr *natspub.DuplicateWindowError
+	// The error names the stream, both durations, and where the delay came
+	// from.
 	_, err := natspub.New(context.Background(), jsShort, shortStream)
-	if !errors.As(err, &werr) || werr.Window != 30*time.Second || werr.Needed != time.Minute {
-		t.Errorf("New = %#v, want a DuplicateWindowError of 30s < 1m", err)
+	for _, want := range []string{shortStream, "30s", "1m0s", "WithMaxRedeliveryDelay's default"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New = %v, want an error naming %s (a window of 30s < 1m)", err, want)
+		}
 	}
 
 	// Accepting the risk is loud.
@@ -313,5 +319,53 @@ func TestConsumeWithoutMessageID(t *testing.T) {
 	_, err = natspub.Consume(ctx, pubtest.NewInbox(t), "billing", msg, func(context.Context, *sql.Tx) error { ran = true; return nil })
 	if !errors.Is(err, natspub.ErrNoMessageID) || ran {
 		t.Fatalf("Consume = %v (ran %v), want ErrNoMessageID without running", err, ran)
+	}
+}
+
+func TestConsumeRefusesNil(t *testing.T) {
+	t.Parallel()
+	js, stream := connect(t, jetstream.StreamConfig{})
+	p := newPublisher(t, js, stream)
+	ctx := context.Background()
+	cons, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "c1", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx, delivery(stream+".orders")); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := natspub.Consume(ctx, nil, "billing", msg, func(context.Context, *sql.Tx) error { return nil }); err == nil {
+		t.Error("Consume with a nil inbox = nil error")
+	}
+	if _, err := natspub.Consume(ctx, pubtest.NewInbox(t), "billing", msg, nil); err == nil {
+		t.Error("Consume with a nil fn = nil error")
+	}
+}
+
+// TestMalformedMessageIsPermanent: a message the client or the stream
+// refuses as malformed (a header name NATS cannot carry, a payload larger
+// than the stream accepts) is the message's own fault: permanent, so the
+// relay dead-letters it at once instead of retrying it forever, and a
+// well-formed message after it goes through.
+func TestMalformedMessageIsPermanent(t *testing.T) {
+	t.Parallel()
+	js, stream := connect(t, jetstream.StreamConfig{MaxMsgSize: 512})
+	p := newPublisher(t, js, stream)
+	badHeader := delivery(stream + ".orders")
+	badHeader.Headers = map[string]string{"bad key": "v"}
+	tooLarge := delivery(stream + ".orders")
+	tooLarge.Payload = bytes.Repeat([]byte("x"), 1024)
+	for name, d := range map[string]outbox.Delivery{"header name with a space": badHeader, "payload over the stream's MaxMsgSize": tooLarge} {
+		err := p.Publish(context.Background(), d)
+		if err == nil || !retry.IsPermanent(err) {
+			t.Errorf("%s: Publish = %v, want a permanent error", name, err)
+		}
+	}
+	if err := p.Publish(context.Background(), delivery(stream+".orders")); err != nil {
+		t.Fatalf("a well-formed message after them: %v", err)
 	}
 }
