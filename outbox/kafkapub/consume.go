@@ -22,9 +22,9 @@ type Inbox interface {
 // header: it was not produced by this package and cannot be deduplicated.
 var ErrNoMessageID = errors.New("kafkapub: record has no " + IDHeader + " header")
 
-// MessageID returns the outbox message id of rec (its IDHeader header), or
+// messageID returns the outbox message id of rec (its IDHeader header), or
 // "" when it has none.
-func MessageID(rec *kgo.Record) string {
+func messageID(rec *kgo.Record) string {
 	for _, h := range rec.Headers {
 		if h.Key == IDHeader {
 			return string(h.Value)
@@ -44,10 +44,13 @@ func MessageID(rec *kgo.Record) string {
 // CommitRecords, or kgo.AutoCommitMarks and MarkCommitRecords). If fn or the
 // inbox fails, the transaction rolls back and the error is returned: do not
 // commit past the record, process it again. A record without IDHeader gets
-// ErrNoMessageID. fn's effects must stay inside tx. Consume is safe for
-// concurrent use.
+// ErrNoMessageID; a nil inbox, record or fn an error. fn's effects must stay
+// inside tx. Consume is safe for concurrent use.
 func Consume(ctx context.Context, inbox Inbox, consumer string, rec *kgo.Record, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
-	id := MessageID(rec)
+	if rec == nil || inbox == nil || fn == nil {
+		return false, errors.New("kafkapub: Consume: the inbox, the record and fn are required")
+	}
+	id := messageID(rec)
 	if id == "" {
 		return false, ErrNoMessageID
 	}
@@ -59,6 +62,9 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, rec *kgo.Record,
 // sqlstore.ApplyVersion keyed by the record key. ok is false when rec has no
 // valid position.
 func Position(rec *kgo.Record) (pos int64, ok bool) {
+	if rec == nil {
+		return 0, false
+	}
 	for _, h := range rec.Headers {
 		if h.Key == outbox.PositionHeader {
 			pos, err := strconv.ParseInt(string(h.Value), 10, 64)

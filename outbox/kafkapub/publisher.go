@@ -26,42 +26,6 @@ var (
 	ErrClosed = errors.New("kafkapub: publisher closed")
 )
 
-// Option configures a Publisher.
-type Option func(*config) error
-
-type config struct {
-	topics     []string
-	clientOpts []kgo.Opt
-}
-
-// WithTopics names the topics the publisher may produce to. New checks that
-// each exists, and Publish refuses (permanently) a message for any other
-// topic. By default any topic is accepted and none is checked; a missing
-// topic then fails each publish until it exists (or forever, if the
-// cluster does not create topics).
-func WithTopics(topics ...string) Option {
-	return func(c *config) error {
-		for _, t := range topics {
-			if t == "" {
-				return errors.New("kafkapub: WithTopics: empty topic name")
-			}
-		}
-		c.topics = append(c.topics, topics...)
-		return nil
-	}
-}
-
-// WithClientOptions adds franz-go client options (TLS, SASL, timeouts,
-// linger), applied after the publisher's own: kgo.RequiredAcks(AllISRAcks)
-// and kgo.ProducerLinger(0), since each Publish waits for its record anyway.
-// Do not disable idempotent writes: the ordering guarantee depends on them.
-func WithClientOptions(opts ...kgo.Opt) Option {
-	return func(c *config) error {
-		c.clientOpts = append(c.clientOpts, opts...)
-		return nil
-	}
-}
-
 // Publisher produces outbox messages to Kafka. It implements
 // outbox.Publisher, is safe for concurrent use, and must be closed with
 // Close.
@@ -75,16 +39,14 @@ var _ outbox.Publisher = (*Publisher)(nil)
 // New returns a Publisher to the cluster reached through seeds. It refuses an
 // empty seed list, a cluster it cannot reach (within ctx), and a topic of
 // WithTopics that does not exist (an error matching ErrUnknownTopic), and
-// returns an error naming an invalid option.
+// returns an error naming an invalid or nil option.
 func New(ctx context.Context, seeds []string, opts ...Option) (*Publisher, error) {
 	var c config
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	if err := applyOptions("New", &c, opts); err != nil {
+		return nil, err
 	}
 	if len(seeds) == 0 {
-		return nil, errors.New("kafkapub: no seed broker given")
+		return nil, errors.New("kafkapub: New: no seed broker given")
 	}
 	kopts := append([]kgo.Opt{
 		kgo.SeedBrokers(seeds...),
@@ -93,7 +55,7 @@ func New(ctx context.Context, seeds []string, opts ...Option) (*Publisher, error
 	}, c.clientOpts...)
 	client, err := kgo.NewClient(kopts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafkapub: %w", err)
+		return nil, fmt.Errorf("kafkapub: New: WithClientOptions: %w", err)
 	}
 	if err := check(ctx, client, c.topics); err != nil {
 		client.Close()
@@ -132,14 +94,12 @@ func check(ctx context.Context, client *kgo.Client, topics []string) error {
 	return nil
 }
 
-// Client returns the underlying franz-go client, to inspect or to share its
-// connections. Do not close it; close the Publisher.
-func (p *Publisher) Client() *kgo.Client { return p.client }
-
 // Publish produces d as one record and returns nil once it is acknowledged.
-// Too large a record, an invalid or unauthorised topic, and a topic not in
-// WithTopics are permanent errors; anything else (timeouts, leader changes,
-// an unreachable cluster) is retried by the relay. After Close it returns
+// A record that is its own fault is a permanent error, dead-lettered by the
+// relay at once: too large, refused by the broker's validation (a compacted
+// topic's record without a key), for an invalid or unauthorised topic, or for
+// a topic not in WithTopics. Anything else (timeouts, leader changes, an
+// unreachable cluster) is retried by the relay. After Close it returns
 // ErrClosed.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	if p.topics != nil {
@@ -166,7 +126,8 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	err = fmt.Errorf("kafkapub: produce %s to %q: %w", d.ID, d.Topic, err)
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge),
-		errors.Is(err, kerr.InvalidTopicException), errors.Is(err, kerr.TopicAuthorizationFailed):
+		errors.Is(err, kerr.InvalidRecord), errors.Is(err, kerr.InvalidTopicException),
+		errors.Is(err, kerr.TopicAuthorizationFailed):
 		return retry.Permanent(err)
 	}
 	return err

@@ -97,7 +97,7 @@ func TestPublishProducesOneRecord(t *testing.T) {
 	recs := readAll(t, c, "orders", 1)
 	r := recs[0]
 	if string(r.Key) != "customer-7" || string(r.Value) != "1" || header(r, kafkapub.IDHeader) != d.ID ||
-		header(r, outbox.PositionHeader) != "1" || kafkapub.MessageID(r) != d.ID {
+		header(r, outbox.PositionHeader) != "1" {
 		t.Errorf("record = key %q value %q headers %v", r.Key, r.Value, r.Headers)
 	}
 }
@@ -117,7 +117,9 @@ func TestNewRefusesMisconfiguration(t *testing.T) {
 		{"no seeds", nil, nil, nil, "seed"},
 		{"unknown topic", c.ListenAddrs(), []kafkapub.Option{kafkapub.WithTopics("orders", "refunds")}, kafkapub.ErrUnknownTopic, "refunds"},
 		{"empty topic name", c.ListenAddrs(), []kafkapub.Option{kafkapub.WithTopics("")}, nil, "WithTopics"},
-		{"bad client option", c.ListenAddrs(), []kafkapub.Option{kafkapub.WithClientOptions(kgo.ProducerBatchMaxBytes(0))}, nil, "kafkapub"},
+		{"bad client option", c.ListenAddrs(), []kafkapub.Option{kafkapub.WithClientOptions(kgo.ProducerBatchMaxBytes(0))}, nil, "WithClientOptions"},
+		{"nil client option", c.ListenAddrs(), []kafkapub.Option{kafkapub.WithClientOptions(nil)}, nil, "WithClientOptions"},
+		{"nil option", c.ListenAddrs(), []kafkapub.Option{nil}, nil, "kafkapub: New: option 0 is nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +165,11 @@ func TestPublishAfterClose(t *testing.T) {
 // failProduce answers a produce request with a retriable error for every
 // partition, before the broker stores anything.
 func failProduce(req kmsg.Request) kmsg.Response {
+	return produceError(req, kerr.NotLeaderForPartition.Code)
+}
+
+// produceError answers a produce request with code for every partition.
+func produceError(req kmsg.Request, code int16) kmsg.Response {
 	r := req.(*kmsg.ProduceRequest)
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 	for _, t := range r.Topics {
@@ -171,7 +178,7 @@ func failProduce(req kmsg.Request) kmsg.Response {
 		for _, p := range t.Partitions {
 			rp := kmsg.NewProduceResponseTopicPartition()
 			rp.Partition = p.Partition
-			rp.ErrorCode = kerr.NotLeaderForPartition.Code
+			rp.ErrorCode = code
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
@@ -299,5 +306,38 @@ func TestConsumeRunsOncePerMessage(t *testing.T) {
 	}
 	if _, err := kafkapub.Consume(ctx, inbox, "billing", &kgo.Record{Value: []byte("x")}, fn); !errors.Is(err, kafkapub.ErrNoMessageID) {
 		t.Errorf("Consume without id = %v, want ErrNoMessageID", err)
+	}
+	for name, call := range map[string]func() error{
+		"nil inbox":  func() error { _, err := kafkapub.Consume(ctx, nil, "billing", recs[0], fn); return err },
+		"nil record": func() error { _, err := kafkapub.Consume(ctx, inbox, "billing", nil, fn); return err },
+		"nil fn":     func() error { _, err := kafkapub.Consume(ctx, inbox, "billing", recs[0], nil); return err },
+	} {
+		if err := call(); err == nil {
+			t.Errorf("Consume with a %s = nil error", name)
+		}
+	}
+}
+
+// TestRecordRefusedAsInvalidIsPermanent: a record the broker refuses as
+// invalid (a compacted topic's record without a key, a record failing the
+// broker's validation) is the message's own fault: permanent, dead-lettered
+// at once, not retried forever; the next record goes through.
+func TestRecordRefusedAsInvalidIsPermanent(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, "compacted")
+	var refused atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if refused.CompareAndSwap(false, true) {
+			return produceError(req, kerr.InvalidRecord.Code), nil, true
+		}
+		return nil, nil, false
+	})
+	p := newPublisher(t, c)
+	if err := p.Publish(context.Background(), delivery("compacted", "", 1)); !retry.IsPermanent(err) {
+		t.Fatalf("Publish of a record the broker found invalid = %v, want a permanent error", err)
+	}
+	if err := p.Publish(context.Background(), delivery("compacted", "k", 2)); err != nil {
+		t.Fatalf("the next record: %v", err)
 	}
 }

@@ -39,6 +39,9 @@ var ErrNoMessageID = errors.New("natspub: message has no Nats-Msg-Id")
 // Call it from a jetstream.MessageHandler or a Fetch loop; it is safe for
 // concurrent use.
 func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Msg, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+	if msg == nil {
+		return false, errors.New("natspub: Consume: msg is nil")
+	}
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
 	if id == "" {
 		return false, errors.Join(ErrNoMessageID, msg.Term())
@@ -66,6 +69,9 @@ func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Ms
 // sqlstore.ApplyVersion keyed by the message's partition key. ok is false
 // when msg has no valid position.
 func Position(msg jetstream.Msg) (pos int64, ok bool) {
+	if msg == nil {
+		return 0, false
+	}
 	v := msg.Headers().Get(outbox.PositionHeader)
 	pos, err := strconv.ParseInt(v, 10, 64)
 	return pos, err == nil
