@@ -8,8 +8,14 @@ import "errors"
 var (
 	// ErrMissingHeader means a header the scheme requires is absent or empty.
 	ErrMissingHeader = errors.New("webhook: missing header")
-	// ErrInvalidHeader means a header is present but malformed: a timestamp
-	// that is not a non-negative integer, a Stripe header without t=.
+	// ErrInvalidHeader means a header is present but malformed. Headers are
+	// parsed strictly, so that a malformed one is never read one way here
+	// and another way elsewhere: a timestamp that is not a non-negative
+	// integer; a webhook-id that is not visible ASCII; webhook-id,
+	// webhook-timestamp or stripe-signature given twice; a signature header
+	// of more than 10 signatures or 2 KiB; a v1 or v1a signature that is not
+	// base64 ("v1,t=1") when no other signature matches; a Stripe header that
+	// is not comma-separated key=value parts with exactly one t.
 	ErrInvalidHeader = errors.New("webhook: invalid header")
 	// ErrTimestampOutOfRange means the signed timestamp is further from the
 	// verifier's clock than the tolerance, in the past or in the future.

@@ -3,6 +3,8 @@ package webhook_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -128,5 +130,82 @@ func TestSignatureCapKeepsRotation(t *testing.T) {
 	v := mustVerifier(t, []string{vecSecret}, fixedClock(now))
 	if err := v.Verify(h, payload); !errors.Is(err, webhook.ErrInvalidHeader) {
 		t.Errorf("Verify(11 entries over two fields) = %v, want ErrInvalidHeader", err)
+	}
+}
+
+// hmacV1 signs id.timestamp.payload as Standard Webhooks v1 does, for ids
+// that the Signer refuses to sign.
+func hmacV1(t *testing.T, secret, id string, ts int64, payload []byte) string {
+	t.Helper()
+	key, err := decodeB64(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id + "." + strconv.FormatInt(ts, 10) + "."))
+	m.Write(payload)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// TestMalformedHeadersInvalid: headers are parsed strictly, so a malformed
+// one is refused as ErrInvalidHeader, not by a later check or, worse,
+// accepted in one of its readings (issue 12, item 14).
+func TestMalformedHeadersInvalid(t *testing.T) {
+	t.Parallel()
+	const now = 1_700_000_000
+	ts := strconv.Itoa(now)
+	payload := []byte(`{"id":"evt_1"}`)
+	signer := mustSigner(t, vecSecret)
+	valid := mustSign(t, signer, "msg_1", time.Unix(now, 0), payload)
+	v := mustVerifier(t, []string{vecSecret}, fixedClock(now))
+	header := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			h.Add(kv[i], kv[i+1])
+		}
+		return h
+	}
+	for _, tt := range []struct {
+		name string
+		h    http.Header
+	}{
+		{"v1,t=1", header("webhook-id", "msg_1", "webhook-timestamp", ts, "webhook-signature", "v1,t=1")},
+		{"v1a,t=1", header("webhook-id", "msg_1", "webhook-timestamp", ts, "webhook-signature", "v1a,t=1")},
+		{"v1 signature not base64", header("webhook-id", "msg_1", "webhook-timestamp", ts, "webhook-signature", "v1,"+strings.Repeat("*", 44))},
+		{"id with a space, signed", header("webhook-id", "msg 1", "webhook-timestamp", ts, "webhook-signature", hmacV1(t, vecSecret, "msg 1", now, payload))},
+		{"id with a control byte, signed", header("webhook-id", "msg\x011", "webhook-timestamp", ts, "webhook-signature", hmacV1(t, vecSecret, "msg\x011", now, payload))},
+		{"two ids", header("webhook-id", "msg_1", "webhook-id", "msg_2", "webhook-timestamp", ts, "webhook-signature", valid)},
+		{"two timestamps", header("webhook-id", "msg_1", "webhook-timestamp", ts, "webhook-timestamp", strconv.Itoa(now+1), "webhook-signature", valid)},
+	} {
+		if err := v.Verify(tt.h, payload); !errors.Is(err, webhook.ErrInvalidHeader) {
+			t.Errorf("%s: Verify = %v, want ErrInvalidHeader", tt.name, err)
+		}
+	}
+
+	sv, err := webhook.NewStripeVerifier([]string{stripeSecretA}, fixedClock(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := stripeSign(stripeSecretA, now, payload)
+	for _, h := range []string{
+		"v1,t=1",
+		"v1,t=" + ts,
+		"t=" + ts + ",v1",
+		"t=" + ts + ",v1=" + sig + ",t=" + ts,
+		"t=" + ts + ",t=" + strconv.Itoa(now+1) + ",v1=" + sig,
+		"t=" + ts + ",,v1=" + sig,
+		"t=" + ts + ",v1=" + sig + ",",
+		"=x,t=" + ts + ",v1=" + sig,
+		"t=" + ts + ",v1=",
+		"t = " + ts + ",v1=" + sig,
+		"T=" + ts + ",v1=" + sig,
+	} {
+		if err := sv.VerifyHeader(h, payload); !errors.Is(err, webhook.ErrInvalidHeader) {
+			t.Errorf("VerifyHeader(%q) = %v, want ErrInvalidHeader", h, err)
+		}
+	}
+	// What Stripe sends still verifies: spaces after commas, v0 entries.
+	if err := sv.VerifyHeader("t="+ts+", v1="+sig+", v0="+strings.Repeat("0", 64), payload); err != nil {
+		t.Errorf("a well-formed header: %v", err)
 	}
 }

@@ -128,12 +128,21 @@ func validateID(id string) error {
 	if id == "" {
 		return errors.New("webhook: empty message id")
 	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c <= ' ' || c > '~' {
-			return fmt.Errorf("webhook: message id has a byte 0x%02x at %d that is not visible ASCII", c, i)
-		}
+	if i := badIDByte(id); i >= 0 {
+		return fmt.Errorf("webhook: message id has a byte 0x%02x at %d that is not visible ASCII", id[i], i)
 	}
 	return nil
+}
+
+// badIDByte returns the position of the first byte of id that is not
+// visible ASCII, or -1.
+func badIDByte(id string) int {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return i
+		}
+	}
+	return -1
 }
 
 // signedPrefix appends "id.timestamp." to dst.

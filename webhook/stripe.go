@@ -15,8 +15,10 @@ const stripeHeader = "Stripe-Signature"
 // StripeVerifier verifies Stripe-style signature headers,
 // "t=<unix>,v1=<hex>[,v1=<hex>…]": HMAC-SHA256 over "t.body" keyed with the
 // secret's bytes as given (Stripe's "whsec_…" string is used whole, unlike
-// Standard Webhooks). Entries of other schemes (v0) are ignored, so a header
-// with no v1 entry fails. It is immutable and safe for concurrent use.
+// Standard Webhooks). The header is parsed strictly, as Stripe's own
+// libraries do: a part that is not key=value, or a second t, makes it
+// invalid. Entries of other schemes (v0) are ignored, so a header with no v1
+// entry fails. It is immutable and safe for concurrent use.
 type StripeVerifier struct {
 	cfg  config
 	keys []*hmacKey
@@ -60,7 +62,11 @@ func (v *StripeVerifier) Verify(h http.Header, payload []byte) error {
 	if v == nil {
 		return errNilVerifier
 	}
-	return v.VerifyHeader(headerValue(h, stripeHeader), payload)
+	header, err := singleValue(h, stripeHeader)
+	if err != nil {
+		return err
+	}
+	return v.VerifyHeader(header, payload)
 }
 
 // VerifyHeader checks a Stripe-Signature header value against payload. It
@@ -123,23 +129,30 @@ type stripeSignature struct {
 	v1 [maxSignatures]string // the v1 signatures
 }
 
-// parse reads "t=<unix>,v1=<hex>[,v1=<hex>…]", bounded as a Standard
-// Webhooks signature header is: at most maxSignatureBytes, and at most
-// maxSignatures signatures of any scheme.
+// parse reads "t=<unix>,v1=<hex>[,v1=<hex>…]" strictly: every
+// comma-separated part (spaces around it allowed) is key=value with a key of
+// lower-case letters and digits and a non-empty value without spaces, and t
+// appears exactly once. Anything else is an invalid header, not a header to
+// read one way or another. It is bounded as a Standard Webhooks signature
+// header is: at most maxSignatureBytes, and at most maxSignatures signatures
+// of any scheme.
 func (s *stripeSignature) parse(header string) error {
 	if len(header) > maxSignatureBytes {
 		return fmt.Errorf("%w: stripe-signature is longer than %d bytes", ErrInvalidHeader, maxSignatureBytes)
 	}
 	found, sigs := false, 0
+	i := 0
 	for part := range strings.SplitSeq(header, ",") {
-		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			continue
+		i++
+		k, val, ok := strings.Cut(strings.Trim(part, " \t"), "=")
+		if !ok || !isStripeKey(k) || val == "" || strings.ContainsAny(val, " \t") {
+			return fmt.Errorf("%w: stripe-signature part %d is not key=value", ErrInvalidHeader, i)
 		}
 		if k == "t" {
-			if !found {
-				s.t, found = val, true
+			if found {
+				return fmt.Errorf("%w: stripe-signature has more than one t=", ErrInvalidHeader)
 			}
+			s.t, found = val, true
 			continue
 		}
 		if sigs++; sigs > maxSignatures {
@@ -154,4 +167,18 @@ func (s *stripeSignature) parse(header string) error {
 		return fmt.Errorf("%w: stripe-signature has no t= timestamp", ErrInvalidHeader)
 	}
 	return nil
+}
+
+// isStripeKey reports whether k is a non-empty run of lower-case letters
+// and digits (t, v1, v0).
+func isStripeKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -117,8 +117,15 @@ func (v *Verifier) Verify(h http.Header, payload []byte) error {
 	if v == nil {
 		return errNilVerifier
 	}
-	sigs := headerValues(h, headerSignature)
-	return v.verify(headerValue(h, headerID), headerValue(h, headerTimestamp), sigs, payload)
+	id, err := singleValue(h, headerID)
+	if err != nil {
+		return err
+	}
+	timestamp, err := singleValue(h, headerTimestamp)
+	if err != nil {
+		return err
+	}
+	return v.verify(id, timestamp, headerValues(h, headerSignature), payload)
 }
 
 // VerifyValues is Verify for callers that hold the three header values
@@ -150,10 +157,17 @@ const (
 type signatures struct {
 	n int
 	e [maxSignatures]string
+	// malformed is the position (from 1) of the first v1 or v1a entry
+	// whose signature is not base64, or 0.
+	malformed int
 }
 
 // parse splits the fields of a webhook-signature header into their
-// space-separated entries, refusing a header beyond the bounds.
+// space-separated entries, refusing a header beyond the bounds. Entries of
+// other schemes, and entries without one, are kept and ignored, as the
+// reference implementations ignore them; a v1 or v1a entry whose signature is
+// not base64 ("v1,t=1") is noted, and makes the header invalid unless another
+// entry matches.
 func (s *signatures) parse(fields []string) error {
 	size := 0
 	for _, f := range fields {
@@ -169,6 +183,9 @@ func (s *signatures) parse(fields []string) error {
 			}
 			s.e[s.n] = entry
 			s.n++
+			if s.malformed == 0 && !wellFormed(entry) {
+				s.malformed = s.n
+			}
 		}
 	}
 	return nil
@@ -183,6 +200,9 @@ func (v *Verifier) verify(id, timestamp string, fields []string, payload []byte)
 	case len(fields) == 0:
 		return fmt.Errorf("%w: webhook-signature", ErrMissingHeader)
 	}
+	if i := badIDByte(id); i >= 0 {
+		return fmt.Errorf("%w: webhook-id has a byte 0x%02x at %d that is not visible ASCII", ErrInvalidHeader, id[i], i)
+	}
 	var sigs signatures
 	if err := sigs.parse(fields); err != nil {
 		return err
@@ -196,6 +216,9 @@ func (v *Verifier) verify(id, timestamp string, fields []string, payload []byte)
 	}
 	if len(v.pubs) > 0 && v.matchEd25519(id, timestamp, &sigs, payload) {
 		return nil
+	}
+	if sigs.malformed > 0 {
+		return fmt.Errorf("%w: webhook-signature entry %d is not base64", ErrInvalidHeader, sigs.malformed)
 	}
 	return ErrNoMatchingSignature
 }
@@ -267,6 +290,30 @@ func (v *Verifier) matchEd25519(id, timestamp string, sigs *signatures, payload 
 	return false
 }
 
+// wellFormed reports whether entry is not a v1 or v1a entry, or is one
+// whose signature is standard, padded base64 (possibly of the wrong length,
+// which is a signature that does not match rather than a malformed one).
+func wellFormed(entry string) bool {
+	sig, ok := strings.CutPrefix(entry, "v1,")
+	if !ok {
+		if sig, ok = strings.CutPrefix(entry, "v1a,"); !ok {
+			return true
+		}
+	}
+	if len(sig)%4 != 0 {
+		return false
+	}
+	for i := 0; i < len(sig); i++ {
+		switch c := sig[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '+', c == '/':
+		case c == '=' && i >= len(sig)-2 && (i == len(sig)-1 || sig[len(sig)-1] == '='):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // entries yields the non-empty space-separated entries of a signature
 // header.
 func entries(h string) func(yield func(string) bool) {
@@ -281,18 +328,20 @@ func entries(h string) func(yield func(string) bool) {
 	}
 }
 
-// headerValue returns the first value of the canonical key, falling back to
-// a case-insensitive lookup for headers built by hand.
-func headerValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
+// headerValues returns the values of the canonical key, falling back to a
+// case-insensitive lookup for headers built by hand.
+// singleValue returns the value of a header that must appear at most once
+// (webhook-id, webhook-timestamp, stripe-signature): two values could be
+// read one way here and another way by a proxy or the handler, so they are
+// an invalid header. An absent header gives "".
+func singleValue(h http.Header, key string) (string, error) {
+	switch v := headerValues(h, key); len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		return v[0], nil
 	}
-	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, key) {
-			return v[0]
-		}
-	}
-	return ""
+	return "", fmt.Errorf("%w: more than one %s header", ErrInvalidHeader, strings.ToLower(key))
 }
 
 func headerValues(h http.Header, key string) []string {
