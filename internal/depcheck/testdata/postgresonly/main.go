@@ -1,0 +1,34 @@
+// Command postgresonly uses every SQL backend on PostgreSQL alone.
+package main
+
+import (
+	"context"
+	"database/sql"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+)
+
+func main() {
+	db, err := sql.Open("pgx", "postgres://localhost/demo")
+	if err != nil {
+		panic(err)
+	}
+	store, err := sqlstore.New(db, sqlstore.Postgres)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := idempotency.Middleware(store, idempotency.WithTransaction()); err != nil {
+		panic(err)
+	}
+	out, err := sqloutbox.New(db, sqloutbox.Postgres)
+	if err != nil {
+		panic(err)
+	}
+	_, _ = outbox.NewRelay(out, nil)
+	_ = out.Migrate(context.Background())
+}
