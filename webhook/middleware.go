@@ -1,20 +1,19 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
-	"strconv"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/steadfast-go/steadfast/internal/httpx"
 )
 
 // RequestVerifier checks a request's headers against its raw body.
@@ -32,13 +31,19 @@ var (
 // verifies its headers against its raw body.
 //
 // The middleware reads the whole body, up to the limit of WithMaxBodyBytes,
-// before the next handler or anything else parses it. It answers, with an
-// RFC 9457 application/problem+json body and without calling next:
+// before the next handler or anything else parses it. It answers, without
+// calling next, with an RFC 9457 application/problem+json body (marked
+// Cache-Control: no-store) whose type is a stable URI that clients may
+// branch on, the same as the idempotency middleware's for the body:
 //
-//   - 413 when the body (or its Content-Length) exceeds the limit;
-//   - 400 when the body cannot be read;
-//   - 401 when verification fails: missing or malformed headers, a timestamp
-//     outside the tolerance, no matching signature.
+//   - 413 https://steadfast-go.github.io/problems/request-body-too-large
+//     when the body (or its Content-Length) exceeds the limit (with
+//     Connection: close, since the rest is not read);
+//   - 400 https://steadfast-go.github.io/problems/request-body-unreadable
+//     when the body cannot be read;
+//   - 401 https://steadfast-go.github.io/problems/webhook-signature-invalid
+//     when verification fails: missing or malformed headers, a timestamp
+//     outside the tolerance, no matching signature. The detail says which.
 //
 // A verified request reaches next with its body intact and rewindable
 // (Body, GetBody and ContentLength set from the bytes read). Put it in front
@@ -102,80 +107,51 @@ type middleware struct {
 	attrs   map[string]metric.AddOption // by result; written once in NewMiddleware
 }
 
+// problemSignatureInvalid is the type of the 401 answer.
+const problemSignatureInvalid = "https://steadfast-go.github.io/problems/webhook-signature-invalid"
+
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	ctx := r.Context()
-	if r.ContentLength > m.cfg.maxBody {
-		m.refuse(ctx, w, r, "too_large", http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("The request body of %d bytes exceeds the limit of %d bytes.", r.ContentLength, m.cfg.maxBody), nil)
+	body, err := httpx.ReadBody(r, m.cfg.maxBody, nil)
+	if err != nil {
+		p := httpx.BodyProblem(err, m.cfg.maxBody)
+		result := "unreadable"
+		if p.Status == http.StatusRequestEntityTooLarge {
+			result = "too_large"
+			// The rest of the body was not read; do not reuse the connection.
+			w.Header().Set("Connection", "close")
+		}
+		m.refuse(ctx, w, r, result, p, err)
 		return
 	}
-	body, err := m.readBody(r)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			m.refuse(ctx, w, r, "too_large", http.StatusRequestEntityTooLarge,
-				fmt.Sprintf("The request body exceeds the limit of %d bytes.", m.cfg.maxBody), err)
-			return
-		}
-		m.refuse(ctx, w, r, "unreadable", http.StatusBadRequest, "The request body could not be read.", err)
-		return
+	if body == nil {
+		body = []byte{}
 	}
 	if err := m.v.Verify(r.Header, body); err != nil {
-		m.refuse(ctx, w, r, "invalid", http.StatusUnauthorized, "The webhook signature could not be verified: "+err.Error(), err)
+		m.refuse(ctx, w, r, "invalid", httpx.Problem{
+			Type:   problemSignatureInvalid,
+			Title:  "Webhook signature invalid",
+			Status: http.StatusUnauthorized,
+			Detail: "The webhook signature could not be verified: " + err.Error(),
+		}, err)
 		return
 	}
 	m.counter.Add(ctx, 1, m.attrs["ok"])
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	rd := &httpx.BodyReader{}
+	rd.Reset(body)
+	r.Body = rd
 	r.ContentLength = int64(len(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.GetBody = func() (io.ReadCloser, error) {
+		rd := &httpx.BodyReader{}
+		rd.Reset(body)
+		return rd, nil
+	}
 	next.ServeHTTP(w, r)
 }
 
-// readBody reads at most maxBody bytes and reports a *http.MaxBytesError
-// when there is more. A declared length (already checked against the limit)
-// is read into a buffer of exactly that size.
-func (m *middleware) readBody(r *http.Request) ([]byte, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return []byte{}, nil
-	}
-	defer r.Body.Close()
-	if r.ContentLength >= 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, m.cfg.maxBody+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(buf)) > m.cfg.maxBody {
-		return nil, &http.MaxBytesError{Limit: m.cfg.maxBody}
-	}
-	return buf, nil
-}
-
-// problem is an RFC 9457 problem details object.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-}
-
-func (m *middleware) refuse(ctx context.Context, w http.ResponseWriter, r *http.Request, result string, status int, detail string, err error) {
+func (m *middleware) refuse(ctx context.Context, w http.ResponseWriter, r *http.Request, result string, p httpx.Problem, err error) {
 	m.counter.Add(ctx, 1, m.attrs[result])
 	m.cfg.logger.DebugContext(ctx, "webhook refused",
-		slog.Int("status", status), slog.String("path", r.URL.Path), slog.Any("error", err))
-	body, _ := json.Marshal(problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail})
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	if status == http.StatusRequestEntityTooLarge {
-		// The rest of the body was not read; do not reuse the connection.
-		h.Set("Connection", "close")
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+		slog.Int("status", p.Status), slog.String("path", r.URL.Path), slog.Any("error", err))
+	httpx.WriteProblem(w, p)
 }

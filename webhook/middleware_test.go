@@ -175,3 +175,76 @@ func TestNewMiddlewareRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestMiddlewareProblemTypes: every refusal of the middleware is a problem
+// body with a stable type URI that clients may branch on, like the
+// idempotency middleware's, from the one shared writer (issue 12, item 13).
+func TestMiddlewareProblemTypes(t *testing.T) {
+	t.Parallel()
+	const now = 1_700_000_000
+	const base = "https://steadfast-go.github.io/problems/"
+	signer := mustSigner(t, vecSecret)
+	mw, err := webhook.NewMiddleware(mustVerifier(t, []string{vecSecret}, fixedClock(now)), webhook.WithMaxBodyBytes(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := &recordingHandler{}
+	h := mw(next)
+	signed := func(body string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/hooks", strings.NewReader(body))
+		mustSetHeaders(t, signer, r.Header, "msg_1", time.Unix(now, 0), []byte(body))
+		return r
+	}
+	for _, tt := range []struct {
+		name      string
+		r         *http.Request
+		status    int
+		typ       string
+		connClose bool
+	}{
+		{"forged", func() *http.Request { r := signed("{}"); r.Header.Set("webhook-signature", "v1,AAAA"); return r }(),
+			http.StatusUnauthorized, base + "webhook-signature-invalid", false},
+		{"unsigned", httptest.NewRequest(http.MethodPost, "/hooks", strings.NewReader("{}")),
+			http.StatusUnauthorized, base + "webhook-signature-invalid", false},
+		{"stale", func() *http.Request { r := signed("{}"); r.Header.Set("webhook-timestamp", "1"); return r }(),
+			http.StatusUnauthorized, base + "webhook-signature-invalid", false},
+		{"too large", signed(strings.Repeat("x", 17)), http.StatusRequestEntityTooLarge, base + "request-body-too-large", true},
+		{"too large, undeclared", func() *http.Request {
+			r := signed(strings.Repeat("x", 17))
+			r.ContentLength = -1
+			r.Body = io.NopCloser(unsizedReader{strings.NewReader(strings.Repeat("x", 17))})
+			return r
+		}(), http.StatusRequestEntityTooLarge, base + "request-body-too-large", true},
+		{"unreadable", func() *http.Request {
+			r := signed("{}")
+			r.ContentLength = -1
+			r.Body = io.NopCloser(failingReader{})
+			return r
+		}(), http.StatusBadRequest, base + "request-body-unreadable", false},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, tt.r)
+		var p struct {
+			Type   string `json:"type"`
+			Title  string `json:"title"`
+			Status int    `json:"status"`
+			Detail string `json:"detail"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			t.Fatalf("%s: problem body %q: %v", tt.name, rec.Body, err)
+		}
+		if rec.Code != tt.status || p.Status != tt.status || p.Type != tt.typ || p.Title == "" || p.Detail == "" {
+			t.Errorf("%s: %d %+v, want %d type %s", tt.name, rec.Code, p, tt.status, tt.typ)
+		}
+		hdr := rec.Header()
+		if hdr.Get("Content-Type") != "application/problem+json" || hdr.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: headers %v, want application/problem+json and no-store", tt.name, hdr)
+		}
+		if got := hdr.Get("Connection") == "close"; got != tt.connClose {
+			t.Errorf("%s: Connection: close = %v, want %v", tt.name, got, tt.connClose)
+		}
+	}
+	if next.calls != 0 {
+		t.Errorf("handler called %d times", next.calls)
+	}
+}
