@@ -26,8 +26,9 @@
 //
 // NewMiddleware verifies requests before anything parses their bodies: it
 // reads the raw body (bounded; 413 beyond the limit), verifies it, answers
-// 401 with an RFC 9457 problem+json body when verification fails, and hands
-// the body on intact to the next handler. It composes in front of
+// 401 with an RFC 9457 problem+json body when verification fails (its type,
+// https://steadfast-go.github.io/problems/webhook-signature-invalid, is
+// stable), and hands the body on intact to the next handler. It composes in front of
 // idempotency.Middleware keyed by the webhook-id header, so that a webhook
 // delivered several times is processed once and a forged one never reaches
 // the handler.

@@ -4,7 +4,8 @@ import "errors"
 
 // Verification errors. Verify methods return an error that matches exactly
 // one of them with errors.Is, wrapped with detail where it helps the sender
-// find its mistake.
+// find its mistake (a method called on a nil verifier returns an error that
+// matches none).
 var (
 	// ErrMissingHeader means a header the scheme requires is absent or empty.
 	ErrMissingHeader = errors.New("webhook: missing header")
