@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/steadfast-go/steadfast/breaker/internal/sharing"
 )
 
 // State is the state of a circuit.
@@ -63,7 +66,7 @@ type Transition struct {
 	At time.Time
 }
 
-// Outcome is how a [Classifier] counts a call.
+// Outcome is how the classifier of [WithClassifier] counts a call.
 type Outcome int
 
 // The outcomes of a call.
@@ -76,54 +79,13 @@ const (
 	Ignore
 )
 
-// Classifier tells how a call that returned the non-nil error err counts (a
-// nil error is always a success). ctx is the context the call ran with. The
-// breaker never asks it about the caller's own cancellation: an error
-// matching context.Canceled, or any error while ctx was cancelled (not timed
-// out), is ignored before the classifier is called.
-type Classifier func(ctx context.Context, err error) Outcome
-
-// DefaultClassifier counts every error as a failure, timeouts
-// (context.DeadlineExceeded, a per-attempt timeout) included.
-func DefaultClassifier(_ context.Context, err error) Outcome {
-	if err == nil {
-		return Success
-	}
-	return Failure
-}
-
-// Syncer shares the state of breakers beyond the process; package
-// breaker/redisshare implements it over Redis. A breaker made with
-// [WithSync] calls Register once when it is made, Unregister when a [Group]
-// evicts it, and Notify (outside any lock, never on the call path) after each
-// change of its local state. A Syncer works through the breaker's Sync*
-// methods. Its methods must not block.
-type Syncer interface {
-	Register(b *Breaker)
-	Unregister(b *Breaker)
-	Notify(b *Breaker)
-}
-
-// Policy is a breaker's settings, as made by its options. Syncers read it to
-// judge the shared counts the way each breaker judges its own.
-type Policy struct {
-	// FailureRatio and MinCalls are the trip condition, unless
-	// ConsecutiveFailures is not zero.
-	FailureRatio float64
-	MinCalls     int
-	// ConsecutiveFailures, when not zero, is the trip condition.
-	ConsecutiveFailures int
-	// Window is the rolling window of counts, in Buckets buckets.
-	Window  time.Duration
-	Buckets int
-	// OpenDuration is how long the circuit stays open.
-	OpenDuration time.Duration
-	// HalfOpenProbes is how many probes a half-open circuit lets through.
-	HalfOpenProbes int
-}
+// Syncer shares the state of breakers beyond the process: give WithSync a
+// *redisshare.Share. The exchange between a breaker and its Syncer is
+// internal to steadfast, so only steadfast's own packages implement Syncer.
+type Syncer interface{ sharing.Syncer }
 
 // markers that the function given to gobreaker returns, so that gobreaker
-// counts what our Classifier decided (gobreaker's own hooks see no context).
+// counts what our classifier decided (gobreaker's own hooks see no context).
 var (
 	errFailure = errors.New("breaker: counted failure")
 	errIgnored = errors.New("breaker: ignored outcome")
@@ -146,14 +108,15 @@ var (
 // them.
 type Breaker struct {
 	name     string
-	policy   Policy
+	settings sharing.Settings
 	cb       *gobreaker.CircuitBreaker[struct{}]
-	classify Classifier
+	classify func(context.Context, error) Outcome
 	sem      *semaphore.Weighted
 	bulkWait time.Duration
 	logger   *slog.Logger
 	hooks    []func(Transition)
 	syncer   Syncer
+	member   member // what the syncer sees of the breaker
 	ins      *instruments
 	rej      rejectOptions
 	grouped  bool // in a Group: track calls in flight for eviction
@@ -161,7 +124,7 @@ type Breaker struct {
 	openErr atomic.Pointer[OpenError] // error of the current (or last) local open period
 	hold    atomic.Pointer[OpenError] // non-nil while the shared state holds the circuit open
 
-	successes, failures atomic.Uint64 // since the last SyncCounts, when syncer != nil
+	successes, failures atomic.Uint64 // since the syncer last took them (member.Counts), when syncer != nil
 	inflight            atomic.Int64
 	lastUsed            atomic.Uint64
 
@@ -173,24 +136,23 @@ type Breaker struct {
 
 // New returns a breaker named name (the name appears in errors, logs and
 // metrics) with the defaults described in the package documentation, changed
-// by opts. It returns an error naming every option that makes no sense (a
-// ratio above 1, a zero window, a negative duration...). If [WithSync] is
-// given, the breaker registers itself with the syncer.
+// by opts. It returns an error naming the option at fault when an option is
+// nil, applies to NewGroup or NewTransport only (WithMaxBreakers,
+// WithKeyFunc, WithFallback), or makes no sense (a ratio above 1, a zero
+// window, a negative duration...). If [WithSync] is given, the breaker
+// registers itself with the syncer.
 func New(name string, opts ...Option) (*Breaker, error) {
-	cfg := defaultConfig()
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if err := cfg.err(); err != nil {
+	cfg, err := newConfig(ctorNew, opts)
+	if err != nil {
 		return nil, err
 	}
 	ins, err := newInstruments(cfg.meter)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("breaker: New: metric instruments: %w", err)
 	}
 	b := newBreaker(name, &cfg, ins, false)
 	if b.syncer != nil {
-		b.syncer.Register(b)
+		b.syncer.Register(b.member)
 	}
 	return b, nil
 }
@@ -198,14 +160,13 @@ func New(name string, opts ...Option) (*Breaker, error) {
 func newBreaker(name string, cfg *config, ins *instruments, grouped bool) *Breaker {
 	b := &Breaker{
 		name: name,
-		policy: Policy{
+		settings: sharing.Settings{
 			FailureRatio:        cfg.ratio,
 			MinCalls:            cfg.minCalls,
 			ConsecutiveFailures: cfg.consecutive,
 			Window:              cfg.window,
 			Buckets:             cfg.buckets,
 			OpenDuration:        cfg.openDuration,
-			HalfOpenProbes:      cfg.probes,
 		},
 		classify: cfg.classifier,
 		bulkWait: cfg.bulkWait,
@@ -215,9 +176,7 @@ func newBreaker(name string, cfg *config, ins *instruments, grouped bool) *Break
 		ins:      ins,
 		grouped:  grouped,
 	}
-	if b.classify == nil {
-		b.classify = DefaultClassifier
-	}
+	b.member = member{b}
 	if b.logger == nil {
 		b.logger = slog.Default()
 	}
@@ -245,9 +204,6 @@ func newBreaker(name string, cfg *config, ins *instruments, grouped bool) *Break
 
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.name }
-
-// Policy returns the breaker's settings.
-func (b *Breaker) Policy() Policy { return b.policy }
 
 // State returns the state of the circuit: Open while the shared state holds
 // it open, else the local state. Like every method it may be called from a
@@ -279,10 +235,10 @@ func (b *Breaker) Remaining() time.Duration {
 }
 
 func (b *Breaker) readyToTrip(c gobreaker.Counts) bool {
-	if n := b.policy.ConsecutiveFailures; n > 0 {
+	if n := b.settings.ConsecutiveFailures; n > 0 {
 		return c.ConsecutiveFailures >= uint32(n)
 	}
-	return trips(uint64(c.TotalSuccesses), uint64(c.TotalFailures), b.policy.MinCalls, b.policy.FailureRatio)
+	return trips(uint64(c.TotalSuccesses), uint64(c.TotalFailures), b.settings.MinCalls, b.settings.FailureRatio)
 }
 
 func trips(successes, failures uint64, minCalls int, ratio float64) bool {
@@ -295,7 +251,7 @@ func trips(successes, failures uint64, minCalls int, ratio float64) bool {
 func (b *Breaker) onStateChange(_ string, from, to gobreaker.State) {
 	now := time.Now()
 	if to == gobreaker.StateOpen {
-		b.openErr.Store(&OpenError{Name: b.name, Until: now.Add(b.policy.OpenDuration)})
+		b.openErr.Store(&OpenError{Name: b.name, Until: now.Add(b.settings.OpenDuration)})
 	}
 	b.enqueue(Transition{Name: b.name, From: fromGobreaker(from), To: fromGobreaker(to), At: now})
 }
@@ -362,7 +318,7 @@ func (b *Breaker) deliver(t Transition) {
 		h(t)
 	}
 	if !t.Shared && b.syncer != nil {
-		b.syncer.Notify(b)
+		b.syncer.Notify(b.member)
 	}
 }
 
@@ -458,6 +414,9 @@ func (b *Breaker) outcome(ctx context.Context, err error) Outcome {
 	if ctx.Err() == context.Canceled || errors.Is(err, context.Canceled) {
 		return Ignore
 	}
+	if b.classify == nil {
+		return Failure
+	}
 	return b.classify(ctx, err)
 }
 
@@ -517,9 +476,13 @@ func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, er
 // half-open with every probe taken, [ErrProbeLimit]; when the bulkhead is
 // full after its bounded wait, [ErrBulkheadFull] (or the context's error if
 // ctx ended first). Otherwise it returns what fn returned, and counts it as
-// the [Classifier] says. If fn panics, the call counts as a failure and the
+// the classifier ([WithClassifier]) says. If fn panics, the call counts as a failure and the
 // panic goes on.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	if b == nil || fn == nil {
+		var zero T
+		return zero, nilArgument("Execute", b, fn == nil, false)
+	}
 	res, _, err := run(ctx, b, fn, nil)
 	return res, err
 }
@@ -530,11 +493,28 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // calls fallback when the caller cancelled (nor for a call the classifier
 // ignores): then it returns fn's result as it is.
 func ExecuteWithFallback[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), fallback func(context.Context, error) (T, error)) (T, error) {
+	if b == nil || fn == nil || fallback == nil {
+		var zero T
+		return zero, nilArgument("ExecuteWithFallback", b, fn == nil, fallback == nil)
+	}
 	res, k, err := run(ctx, b, fn, nil)
 	if wantsFallback(ctx, k, err) {
 		return fallback(ctx, err)
 	}
 	return res, err
+}
+
+// nilArgument returns the error of a call of fname with a nil breaker,
+// function or fallback.
+func nilArgument(fname string, b *Breaker, nilFn, nilFallback bool) error {
+	what := "fallback"
+	switch {
+	case b == nil:
+		what = "breaker"
+	case nilFn:
+		what = "function"
+	}
+	return fmt.Errorf("breaker: %s: %s is nil", fname, what)
 }
 
 // wantsFallback reports whether a call that ended as k with err calls for
@@ -553,17 +533,25 @@ func wantsFallback(ctx context.Context, k kind, err error) bool {
 	return false
 }
 
-// SyncCounts returns the successes and failures counted since the last call,
-// and starts counting again from zero. It is part of the interface a
-// [Syncer] works through; it counts only for a breaker made with [WithSync].
-func (b *Breaker) SyncCounts() (successes, failures uint64) {
-	return b.successes.Swap(0), b.failures.Swap(0)
+// member is a breaker as its Syncer sees it (sharing.Member).
+type member struct{ b *Breaker }
+
+var _ sharing.Member = member{}
+
+func (m member) Name() string               { return m.b.name }
+func (m member) Settings() sharing.Settings { return m.b.settings }
+
+// Counts returns the successes and failures counted since the last call, and
+// starts counting again from zero. It counts only for a breaker made with
+// WithSync.
+func (m member) Counts() (successes, failures uint64) {
+	return m.b.successes.Swap(0), m.b.failures.Swap(0)
 }
 
-// SyncLocalOpen returns how long the circuit stays open by this process's
-// own counts: zero unless the local breaker is open. It is part of the
-// interface a [Syncer] works through.
-func (b *Breaker) SyncLocalOpen() time.Duration {
+// LocalOpen returns how long the circuit stays open by this process's own
+// counts: zero unless the local breaker is open.
+func (m member) LocalOpen() time.Duration {
+	b := m.b
 	var d time.Duration
 	if b.cb.State() == gobreaker.StateOpen {
 		if e := b.openErr.Load(); e != nil {
@@ -574,13 +562,13 @@ func (b *Breaker) SyncLocalOpen() time.Duration {
 	return d
 }
 
-// SyncHold holds the circuit open for d because the shared state says it is
+// Hold holds the circuit open for d because the shared state says it is
 // open: calls are rejected with an [*OpenError] whose Shared field is true.
 // d <= 0 ends the hold. The start and the end of a hold are transitions
-// (Shared is true): hooks, log and metrics see them. It is part of the
-// interface a [Syncer] works through. While the local breaker is open
-// itself, a hold changes nothing visible and makes no transition.
-func (b *Breaker) SyncHold(d time.Duration) {
+// (Shared is true): hooks, log and metrics see them. While the local breaker
+// is open itself, a hold changes nothing visible and makes no transition.
+func (m member) Hold(d time.Duration) {
+	b := m.b
 	b.held() // a hold that ran out ends here, with its transition
 	now := time.Now()
 	local := fromGobreaker(b.cb.State())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -557,6 +558,9 @@ func TestNewRejectsNonsense(t *testing.T) {
 		{breaker.WithClassifier(nil), "WithClassifier"},
 		{breaker.WithStateHook(nil), "WithStateHook"},
 		{breaker.WithSync(nil), "WithSync"},
+		{breaker.WithLogger(nil), "WithLogger: logger is nil"},
+		{breaker.WithMeterProvider(nil), "WithMeterProvider: meter provider is nil"},
+		{nil, "option 0 is nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -565,15 +569,96 @@ func TestNewRejectsNonsense(t *testing.T) {
 			require.Error(t, err)
 			assert.Nil(t, b)
 			assert.Contains(t, err.Error(), tt.name)
+			assert.True(t, strings.HasPrefix(err.Error(), "breaker: New: "+tt.name), "%q names the constructor and the option", err)
 			_, err = breaker.NewGroup(tt.opt)
 			assert.ErrorContains(t, err, tt.name)
+			assert.True(t, strings.HasPrefix(err.Error(), "breaker: NewGroup: "+tt.name), "%q", err)
 			_, err = breaker.NewTransport(nil, tt.opt)
 			assert.ErrorContains(t, err, tt.name)
+			assert.True(t, strings.HasPrefix(err.Error(), "breaker: NewTransport: "+tt.name), "%q", err)
 		})
 	}
 	_, err := breaker.NewGroup(breaker.WithMaxBreakers(0))
 	assert.ErrorContains(t, err, "WithMaxBreakers")
-	_, err = breaker.NewTransport(nil, breaker.WithKeyFunc(nil), breaker.WithFallback(nil))
+	// Each constructor reports the first option at fault.
+	_, err = breaker.NewTransport(nil, breaker.WithKeyFunc(nil))
 	assert.ErrorContains(t, err, "WithKeyFunc")
+	_, err = breaker.NewTransport(nil, breaker.WithFallback(nil))
 	assert.ErrorContains(t, err, "WithFallback")
+}
+
+// TestOptionsApplyToTheirConstructors checks that an option of a Group or a
+// Transport given to a constructor it does not apply to is refused, naming
+// both.
+func TestOptionsApplyToTheirConstructors(t *testing.T) {
+	t.Parallel()
+	fallback := func(*http.Request, error) (*http.Response, error) { return nil, nil }
+	tests := []struct {
+		name string
+		make func() error
+		want string
+	}{
+		{"WithMaxBreakers to New", func() error { _, err := breaker.New("x", breaker.WithMaxBreakers(2)); return err },
+			"breaker: New: WithMaxBreakers applies to NewGroup and NewTransport, not New"},
+		{"WithKeyFunc to New", func() error {
+			_, err := breaker.New("x", breaker.WithKeyFunc(func(*http.Request) string { return "" }))
+			return err
+		}, "breaker: New: WithKeyFunc applies to NewTransport, not New"},
+		{"WithFallback to NewGroup", func() error { _, err := breaker.NewGroup(breaker.WithFallback(fallback)); return err },
+			"breaker: NewGroup: WithFallback applies to NewTransport, not NewGroup"},
+		{"WithMaxBreakers to NewGroup", func() error { _, err := breaker.NewGroup(breaker.WithMaxBreakers(2)); return err }, ""},
+		{"every option to NewTransport", func() error {
+			_, err := breaker.NewTransport(nil, breaker.WithMaxBreakers(2), breaker.WithFallback(fallback),
+				breaker.WithKeyFunc(func(*http.Request) string { return "" }), breaker.WithLogger(quiet))
+			return err
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.make()
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.EqualError(t, err, tt.want)
+		})
+	}
+}
+
+// TestNilArgumentsAreErrors checks that a nil breaker, function or fallback
+// is an error of the function that got it, never a panic, and that nothing
+// is called.
+func TestNilArgumentsAreErrors(t *testing.T) {
+	t.Parallel()
+	b := newBreaker(t)
+	called := false
+	fn := func(context.Context) (int, error) { called = true; return 1, nil }
+	fallback := func(context.Context, error) (int, error) { called = true; return 2, nil }
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		call func() (int, error)
+		want string
+	}{
+		{"Execute with a nil breaker", func() (int, error) { return breaker.Execute(ctx, nil, fn) }, "breaker: Execute: breaker is nil"},
+		{"Execute with a nil function", func() (int, error) { return breaker.Execute[int](ctx, b, nil) }, "breaker: Execute: function is nil"},
+		{"ExecuteWithFallback with a nil breaker", func() (int, error) { return breaker.ExecuteWithFallback(ctx, nil, fn, fallback) },
+			"breaker: ExecuteWithFallback: breaker is nil"},
+		{"ExecuteWithFallback with a nil function", func() (int, error) { return breaker.ExecuteWithFallback(ctx, b, nil, fallback) },
+			"breaker: ExecuteWithFallback: function is nil"},
+		{"ExecuteWithFallback with a nil fallback", func() (int, error) { return breaker.ExecuteWithFallback(ctx, b, fn, nil) },
+			"breaker: ExecuteWithFallback: fallback is nil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.NotPanics(t, func() {
+				v, err := tt.call()
+				assert.EqualError(t, err, tt.want)
+				assert.Zero(t, v)
+			})
+		})
+	}
+	assert.False(t, called)
+	assert.Equal(t, breaker.Closed, b.State(), "nothing was counted")
 }

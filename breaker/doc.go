@@ -5,8 +5,9 @@
 // A [Breaker] wraps github.com/sony/gobreaker/v2 and adds what gobreaker does
 // not do by itself:
 //
-//   - a [Classifier] that sees the caller's context, so that the caller's own
-//     cancellation (context.Canceled) is never counted, while timeouts are;
+//   - a classifier ([WithClassifier]) that sees the caller's context and may
+//     ignore an outcome, so that the caller's own cancellation
+//     (context.Canceled) is never counted, while timeouts are;
 //   - an [OpenError] that matches [ErrOpen] and carries the remaining open time
 //     through the error protocol's RetryAfter() time.Duration, which package
 //     retry understands without either package importing the other;
@@ -16,11 +17,22 @@
 //   - a bulkhead (a bound on concurrent calls, golang.org/x/sync/semaphore)
 //     with a bounded wait;
 //   - one slog line per transition and OpenTelemetry metrics;
-//   - a [Syncer] hook through which a backend shares counts and state.
+//   - state shared across replicas through Redis ([WithSync] with a
+//     *redisshare.Share).
 //
 // [Execute] and [ExecuteWithFallback] run a function through a breaker. A
 // [Group] holds one breaker per key, created lazily and bounded in number.
 // [Transport] is an http.RoundTripper with one breaker per host.
+//
+// # Options
+//
+// New, NewGroup and NewTransport share one [Option] type: every option of a
+// breaker may be given to NewGroup and NewTransport, which apply it to each
+// breaker they make. WithMaxBreakers applies to NewGroup and NewTransport,
+// WithKeyFunc and WithFallback to NewTransport only. Each constructor refuses,
+// with an error that names it, an option that is nil, does not apply to it or
+// makes no sense; a nil breaker, function or fallback given to Execute or
+// ExecuteWithFallback is an error too, never a panic.
 //
 // # Defaults
 //

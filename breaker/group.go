@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -20,7 +21,7 @@ import (
 //
 // A Group is safe for concurrent use.
 type Group struct {
-	cfg   groupConfig
+	cfg   config
 	ins   *instruments
 	epoch atomic.Uint64 // recency counter; each breaker keeps the stamp of its last use
 
@@ -28,23 +29,22 @@ type Group struct {
 	m  map[string]*Breaker
 }
 
-// NewGroup returns an empty group whose breakers are made with opts. It
-// returns an error naming every option that makes no sense.
-func NewGroup(opts ...GroupOption) (*Group, error) {
-	cfg := groupConfig{breaker: defaultConfig(), maxBreakers: DefaultMaxBreakers}
-	for _, o := range opts {
-		o.applyGroup(&cfg)
-	}
-	return newGroup(cfg)
-}
-
-func newGroup(cfg groupConfig) (*Group, error) {
-	if err := cfg.breaker.err(); err != nil {
-		return nil, err
-	}
-	ins, err := newInstruments(cfg.breaker.meter)
+// NewGroup returns an empty group whose breakers are made with opts: any
+// option of a breaker, and WithMaxBreakers (default 1024 breakers). It
+// returns an error naming the option at fault when an option is nil, applies
+// to NewTransport only (WithKeyFunc, WithFallback) or makes no sense.
+func NewGroup(opts ...Option) (*Group, error) {
+	cfg, err := newConfig(ctorGroup, opts)
 	if err != nil {
 		return nil, err
+	}
+	return newGroup(ctorGroup, cfg)
+}
+
+func newGroup(ctor string, cfg config) (*Group, error) {
+	ins, err := newInstruments(cfg.meter)
+	if err != nil {
+		return nil, fmt.Errorf("breaker: %s: metric instruments: %w", ctor, err)
 	}
 	return &Group{cfg: cfg, ins: ins, m: make(map[string]*Breaker)}, nil
 }
@@ -79,15 +79,15 @@ func (g *Group) create(key string) (*Breaker, error) {
 		}
 		delete(g.m, evicted.name)
 	}
-	b := newBreaker(key, &g.cfg.breaker, g.ins, true)
+	b := newBreaker(key, &g.cfg, g.ins, true)
 	b.lastUsed.Store(g.epoch.Add(1))
 	g.m[key] = b
 	g.mu.Unlock()
-	if s := g.cfg.breaker.syncer; s != nil {
+	if s := g.cfg.syncer; s != nil {
 		if evicted != nil {
-			s.Unregister(evicted)
+			s.Unregister(evicted.member)
 		}
-		s.Register(b)
+		s.Register(b.member)
 	}
 	return b, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/breaker/internal/sharing"
 )
 
 type recordingSyncer struct {
@@ -23,19 +24,23 @@ type recordingSyncer struct {
 	notified                 int
 }
 
-func (s *recordingSyncer) Register(b *breaker.Breaker) {
+// recordingSyncer is a Syncer of the test's own: tests in package breaker's
+// tree may implement the exchange, which is internal to steadfast.
+var _ breaker.Syncer = (*recordingSyncer)(nil)
+
+func (s *recordingSyncer) Register(b sharing.Member) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.registered = append(s.registered, b.Name())
 }
 
-func (s *recordingSyncer) Unregister(b *breaker.Breaker) {
+func (s *recordingSyncer) Unregister(b sharing.Member) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unregistered = append(s.unregistered, b.Name())
 }
 
-func (s *recordingSyncer) Notify(*breaker.Breaker) {
+func (s *recordingSyncer) Notify(sharing.Member) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.notified++

@@ -8,8 +8,8 @@ import (
 // Transport is an http.RoundTripper that sends requests through one
 // [Breaker] per host (or per key of [WithKeyFunc]), kept in a [Group].
 //
-// Transport errors and timeouts are failures (as the [Classifier] says; by
-// default every error), 5xx responses are failures, 4xx and other responses
+// Transport errors and timeouts are failures (as the classifier of
+// [WithClassifier] says; by default every error), 5xx responses are failures, 4xx and other responses
 // are successes, and a request whose context the caller cancelled is not
 // counted. A counted 5xx response is still returned to the caller, as it is.
 // While the circuit is open, RoundTrip returns at once an error matching
@@ -28,16 +28,16 @@ type Transport struct {
 var _ http.RoundTripper = (*Transport)(nil)
 
 // NewTransport returns a Transport around next (nil means
-// http.DefaultTransport), configured by opts: any [Option] (applied to each
-// host's breaker), [WithMaxBreakers] (default 1024 hosts), [WithKeyFunc] and
-// [WithFallback]. It returns an error naming every option that makes no
-// sense.
-func NewTransport(next http.RoundTripper, opts ...TransportOption) (*Transport, error) {
-	cfg := transportConfig{group: groupConfig{breaker: defaultConfig(), maxBreakers: DefaultMaxBreakers}}
-	for _, o := range opts {
-		o.applyTransport(&cfg)
+// http.DefaultTransport), configured by opts: any option of a breaker
+// (applied to each host's breaker), WithMaxBreakers (default 1024 hosts),
+// WithKeyFunc and WithFallback. It returns an error naming the option at
+// fault when an option is nil or makes no sense.
+func NewTransport(next http.RoundTripper, opts ...Option) (*Transport, error) {
+	cfg, err := newConfig(ctorTransport, opts)
+	if err != nil {
+		return nil, err
 	}
-	g, err := newGroup(cfg.group)
+	g, err := newGroup(ctorTransport, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -20,11 +20,11 @@ import (
 	"github.com/steadfast-go/steadfast/retry"
 )
 
-func newTransport(t *testing.T, opts ...breaker.TransportOption) (*breaker.Transport, *http.Client) {
+func newTransport(t *testing.T, opts ...breaker.Option) (*breaker.Transport, *http.Client) {
 	t.Helper()
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
-	bt, err := breaker.NewTransport(base, append([]breaker.TransportOption{breaker.WithLogger(quiet)}, opts...)...)
+	bt, err := breaker.NewTransport(base, append([]breaker.Option{breaker.WithLogger(quiet)}, opts...)...)
 	require.NoError(t, err)
 	return bt, &http.Client{Transport: bt}
 }

@@ -3,7 +3,7 @@
 // Sentinel or Cluster).
 //
 // A [Share] is a [breaker.Syncer]: breakers made with breaker.WithSync(share)
-// register with it. A background loop ([Share.Run]) then, for every
+// (or a Group or Transport made with that option) register with it. A background loop ([Share.Run]) then, for every
 // registered breaker, one pipelined round trip per pass:
 //
 //   - pushes the successes and failures the replica counted since its last
@@ -15,7 +15,8 @@
 //     shares its open periods only) and, if it trips, opens the shared
 //     circuit for the breaker's open duration;
 //   - pulls the shared open period, and holds the local breaker open until it
-//     ends (breaker.(*Breaker).SyncHold), or releases the hold.
+//     ends (calls are rejected with a *breaker.OpenError whose Shared field
+//     is true), or releases the hold.
 //
 // The call path never touches Redis and never takes a distributed lock (unlike
 // gobreaker's DistributedCircuitBreaker, which serialises every call through
@@ -26,10 +27,10 @@
 //
 // A replica whose local breaker opens wakes its loop at once; the other
 // replicas see the shared open state at their next pass. So every replica
-// holds the circuit open at most [Share.StalenessBound] = Interval + 2 ×
-// Timeout (1s with the defaults) after one replica's breaker opened, or
-// after the shared window tripped. Counts reach the window within Interval +
-// Timeout.
+// holds the circuit open at most [Share.StalenessBound] = interval + 2 ×
+// timeout (1s with the defaults of [WithInterval] and [WithTimeout]) after
+// one replica's breaker opened, or after the shared window tripped. Counts
+// reach the window within interval + timeout.
 //
 // # Limits
 //

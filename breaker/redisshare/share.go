@@ -7,77 +7,100 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/breaker/internal/sharing"
+	"github.com/steadfast-go/steadfast/internal/option"
 )
 
 //go:embed sync.lua
 var syncScript string
 
-// Defaults of the options.
+// Defaults of the options; each option's documentation repeats its own.
 const (
-	DefaultPrefix   = "steadfast:breaker:"
-	DefaultInterval = 500 * time.Millisecond
-	DefaultTimeout  = 250 * time.Millisecond
+	defaultPrefix   = "steadfast:breaker:"
+	defaultInterval = 500 * time.Millisecond
+	defaultTimeout  = 250 * time.Millisecond
 )
 
 // ErrRunning is returned by [Share.Run] when the share is already running.
 var ErrRunning = errors.New("redisshare: already running")
 
-// Option configures a [Share].
-type Option func(*Share) error
+// Option configures a [Share]. Options are made by the With functions of
+// this package and applied in order; New refuses, with an error naming it,
+// an option that is nil or makes no sense.
+type Option interface {
+	setting() *option.Setting[config]
+}
+
+type optionFunc option.Setting[config]
+
+func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting[config])(o) }
+
+func newOption(name string, set func(*config) error) Option {
+	return &optionFunc{Name: name, Set: set}
+}
+
+type config struct {
+	prefix   string
+	interval time.Duration
+	timeout  time.Duration
+	logger   *slog.Logger
+}
 
 // WithPrefix sets the prefix of the Redis keys; replicas that share state
 // use the same prefix and the same breaker names. Keys are
 // <prefix>{<breaker name>}:counts and <prefix>{<breaker name>}:open (the
-// braces keep a breaker's keys in one Cluster slot). p must not be empty.
-// Defaults to "steadfast:breaker:".
-func WithPrefix(p string) Option {
-	return func(s *Share) error {
-		if p == "" {
-			return errors.New("redisshare: WithPrefix: prefix is empty")
+// braces keep a breaker's keys in one Cluster slot). prefix must not be
+// empty. Defaults to "steadfast:breaker:".
+func WithPrefix(prefix string) Option {
+	return newOption("WithPrefix", func(c *config) error {
+		if prefix == "" {
+			return errors.New("prefix is empty")
 		}
-		s.prefix = p
+		c.prefix = prefix
 		return nil
-	}
+	})
 }
 
 // WithInterval sets the time between two passes of the loop. d must be
-// positive. Defaults to 500ms.
+// positive. Defaults to 500 ms.
 func WithInterval(d time.Duration) Option {
-	return func(s *Share) error {
+	return newOption("WithInterval", func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("redisshare: WithInterval: interval %v is not positive", d)
+			return fmt.Errorf("interval %v must be positive", d)
 		}
-		s.interval = d
+		c.interval = d
 		return nil
-	}
+	})
 }
 
 // WithTimeout bounds one pass (one pipelined round trip). d must be
-// positive. Defaults to 250ms.
+// positive. Defaults to 250 ms.
 func WithTimeout(d time.Duration) Option {
-	return func(s *Share) error {
+	return newOption("WithTimeout", func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("redisshare: WithTimeout: timeout %v is not positive", d)
+			return fmt.Errorf("timeout %v must be positive", d)
 		}
-		s.timeout = d
+		c.timeout = d
 		return nil
-	}
+	})
 }
 
 // WithLogger sets the logger of outages and recoveries (nothing is logged per
-// pass or per call). nil means slog.Default(), which is the default.
+// pass or per call). l must not be nil. Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(s *Share) error {
-		s.logger = l
+	return newOption("WithLogger", func(c *config) error {
+		if l == nil {
+			return errors.New("logger is nil")
+		}
+		c.logger = l
 		return nil
-	}
+	})
 }
 
 // Share shares breaker state through Redis. Make one with [New], give it to
@@ -91,77 +114,55 @@ type Share struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 
-	mu       sync.Mutex                     // guards breakers and degraded; never held while calling a breaker
-	breakers map[*breaker.Breaker]time.Time // registered breakers, and when the hold we set on each ends
-	wake     chan struct{}
+	registry // the breakers made with breaker.WithSync(share); it makes a Share a breaker.Syncer
 	running  atomic.Bool
-
-	degraded bool // the last pass failed
+	degraded atomic.Bool // the last pass failed
 }
+
+// registry is the exchange with the breakers, internal to steadfast: an
+// unexported alias, so that its Register, Unregister and Notify methods,
+// which make a Share a breaker.Syncer, stay out of this package's
+// documentation.
+type registry = sharing.Registry
 
 var _ breaker.Syncer = (*Share)(nil)
 
 // New returns a Share over client. It starts nothing: see [Share.Run]. It
-// returns an error naming every option that makes no sense.
+// returns an error when client is nil, and an error naming the option at
+// fault when an option is nil or makes no sense.
 func New(client redis.UniversalClient, opts ...Option) (*Share, error) {
 	if client == nil {
-		return nil, errors.New("redisshare: client is nil")
+		return nil, errors.New("redisshare: New: client is nil")
 	}
-	s := &Share{
-		client:   client,
-		script:   redis.NewScript(syncScript),
-		prefix:   DefaultPrefix,
-		interval: DefaultInterval,
-		timeout:  DefaultTimeout,
-		breakers: make(map[*breaker.Breaker]time.Time),
-		wake:     make(chan struct{}, 1),
-	}
-	var errs []error
-	for _, o := range opts {
-		if err := o(s); err != nil {
-			errs = append(errs, err)
+	c := config{prefix: defaultPrefix, interval: defaultInterval, timeout: defaultTimeout}
+	err := option.Apply("redisshare", "New", &c, len(opts), func(i int) *option.Setting[config] {
+		if opts[i] == nil {
+			return nil
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
+		return opts[i].setting()
+	})
+	if err != nil {
 		return nil, err
 	}
-	if s.logger == nil {
-		s.logger = slog.Default()
+	if c.logger == nil {
+		c.logger = slog.Default()
 	}
-	return s, nil
+	return &Share{
+		client:   client,
+		script:   redis.NewScript(syncScript),
+		prefix:   c.prefix,
+		interval: c.interval,
+		timeout:  c.timeout,
+		logger:   c.logger,
+	}, nil
 }
 
 // StalenessBound returns how late, at most, a replica holds a circuit open
 // after another replica's breaker opened or the shared window tripped, while
-// Redis answers: Interval + 2 × Timeout.
+// Redis answers: the interval (WithInterval) + 2 × the timeout (WithTimeout).
 func (s *Share) StalenessBound() time.Duration { return s.interval + 2*s.timeout }
 
-// Register implements [breaker.Syncer]: b takes part in the next pass.
-func (s *Share) Register(b *breaker.Breaker) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.breakers[b]; !ok {
-		s.breakers[b] = time.Time{}
-	}
-}
-
-// Unregister implements [breaker.Syncer]: b takes no part in later passes.
-func (s *Share) Unregister(b *breaker.Breaker) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.breakers, b)
-}
-
-// Notify implements [breaker.Syncer]: it wakes the loop, so that a local
-// breaker that opened is published at once. It never blocks.
-func (s *Share) Notify(*breaker.Breaker) {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Run runs passes every Interval, and at once when a local breaker changes
+// Run runs passes every interval (WithInterval), and at once when a local breaker changes
 // state, until ctx ends; then it returns nil. A failed pass is logged (once
 // per outage) and the loop goes on. It returns [ErrRunning] if the share is
 // already running.
@@ -178,30 +179,30 @@ func (s *Share) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case <-s.wake:
+		case <-sharing.Wake(&s.registry):
 		}
 	}
 }
 
 type job struct {
-	b    *breaker.Breaker
+	b    sharing.Member
 	keys []string
 	args []any
 	cmd  *redis.Cmd
 }
 
-// Sync runs one pass now, for every registered breaker, bounded by Timeout:
+// Sync runs one pass now, for every registered breaker, bounded by the
+// timeout (WithTimeout):
 // push counts and local open periods, pull the shared open periods. Run calls
 // it; tests and programs that drive their own loop may too, even while Run
 // runs, and so may a state-change hook (no lock is held while a breaker is
 // called). It returns the Redis error of a failed pass (already logged).
 func (s *Share) Sync(ctx context.Context) error {
-	s.mu.Lock()
-	jobs := make([]*job, 0, len(s.breakers))
-	for b := range s.breakers {
+	members := sharing.Members(&s.registry)
+	jobs := make([]*job, 0, len(members))
+	for _, b := range members {
 		jobs = append(jobs, &job{b: b})
 	}
-	s.mu.Unlock()
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -254,9 +255,9 @@ func isNoScript(err error) bool {
 }
 
 // request builds the script's keys and arguments for b, taking its counts.
-func (s *Share) request(b *breaker.Breaker) ([]string, []any) {
-	p := b.Policy()
-	succ, fail := b.SyncCounts()
+func (s *Share) request(b sharing.Member) ([]string, []any) {
+	p := b.Settings()
+	succ, fail := b.Counts()
 	minCalls := p.MinCalls
 	if p.ConsecutiveFailures > 0 {
 		minCalls = 0 // a run of failures cannot be rebuilt from several replicas' counts
@@ -267,40 +268,29 @@ func (s *Share) request(b *breaker.Breaker) ([]string, []any) {
 		succ, fail, bucket, p.Buckets, minCalls,
 		strconv.FormatFloat(p.FailureRatio, 'g', -1, 64),
 		max(1, p.OpenDuration.Milliseconds()),
-		b.SyncLocalOpen().Milliseconds(),
+		b.LocalOpen().Milliseconds(),
 	}
 }
 
 // apply holds b open for d (d <= 0: releases a hold this share set).
-func (s *Share) apply(b *breaker.Breaker, now time.Time, d time.Duration) {
-	s.mu.Lock()
-	until, registered := s.breakers[b]
-	if registered {
-		if d > 0 {
-			s.breakers[b] = now.Add(d)
-		} else {
-			s.breakers[b] = time.Time{}
-		}
+func (s *Share) apply(b sharing.Member, now time.Time, d time.Duration) {
+	var until time.Time
+	if d > 0 {
+		until = now.Add(d)
 	}
-	s.mu.Unlock()
+	previous, registered := sharing.SetHold(&s.registry, b, until)
 	switch {
 	case !registered:
 	case d > 0:
-		b.SyncHold(d)
-	case !until.IsZero():
-		b.SyncHold(0)
+		b.Hold(d)
+	case !previous.IsZero():
+		b.Hold(0)
 	}
 }
 
 // setDegraded records whether Redis is failing and reports whether that
 // changed.
-func (s *Share) setDegraded(d bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	changed := s.degraded != d
-	s.degraded = d
-	return changed
-}
+func (s *Share) setDegraded(d bool) bool { return s.degraded.Swap(d) != d }
 
 // failed logs an outage once and releases the holds that ended.
 func (s *Share) failed(ctx context.Context, err error, jobs []*job) {
@@ -310,15 +300,8 @@ func (s *Share) failed(ctx context.Context, err error, jobs []*job) {
 	}
 	now := time.Now()
 	for _, j := range jobs {
-		s.mu.Lock()
-		until, ok := s.breakers[j.b]
-		ended := ok && !until.IsZero() && !now.Before(until)
-		if ended {
-			s.breakers[j.b] = time.Time{}
-		}
-		s.mu.Unlock()
-		if ended {
-			j.b.SyncHold(0)
+		if sharing.EndHold(&s.registry, j.b, now) {
+			j.b.Hold(0)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,13 +325,26 @@ func TestNewRejectsNonsense(t *testing.T) {
 	t.Parallel()
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
-	_, err := redisshare.New(c, redisshare.WithPrefix(""), redisshare.WithInterval(0), redisshare.WithTimeout(-time.Second))
-	require.Error(t, err)
-	for _, name := range []string{"WithPrefix", "WithInterval: interval 0s", "WithTimeout: timeout -1s"} {
-		assert.ErrorContains(t, err, name)
+	tests := []struct {
+		opt  redisshare.Option
+		name string // the error begins "redisshare: New: " + name
+	}{
+		{redisshare.WithPrefix(""), "WithPrefix"},
+		{redisshare.WithInterval(0), "WithInterval: interval 0s"},
+		{redisshare.WithTimeout(-time.Second), "WithTimeout: timeout -1s"},
+		{redisshare.WithLogger(nil), "WithLogger: logger is nil"},
+		{nil, "option 0 is nil"},
 	}
-	_, err = redisshare.New(nil)
+	for _, tt := range tests {
+		s, err := redisshare.New(c, tt.opt)
+		require.Error(t, err)
+		assert.Nil(t, s)
+		assert.ErrorContains(t, err, tt.name)
+		assert.True(t, strings.HasPrefix(err.Error(), "redisshare: New: "+tt.name), "%q names the option", err)
+	}
+	_, err := redisshare.New(nil)
 	assert.ErrorContains(t, err, "client is nil")
+	assert.EqualError(t, err, "redisshare: New: client is nil")
 }
 
 func TestHookMaySync(t *testing.T) {
