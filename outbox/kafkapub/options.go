@@ -10,7 +10,9 @@ import (
 
 // Option configures a Publisher. Options are made by the With functions of
 // this package; New refuses, with an error naming it, an invalid option.
-type Option interface{ setting() *option.Setting[config] }
+type Option interface {
+	setting() *option.Setting[config]
+}
 
 type optionFunc option.Setting[config]
 

@@ -101,7 +101,7 @@ func TestChaosEachEventHandledOnce(t *testing.T) {
 	// The failure rate trips the endpoint's breaker now and then: a short
 	// open time makes that a short pause rather than a stalled test.
 	var opened atomic.Int64
-	pub := newPublisher(t, srv.URL, webhookpub.WithTimeout(timeout), webhookpub.WithBreaker(
+	pub := newPublisher(t, srv.URL, webhookpub.WithAttemptTimeout(timeout), webhookpub.WithBreaker(
 		breaker.WithOpenDuration(20*time.Millisecond),
 		breaker.WithLogger(slog.New(slog.DiscardHandler)),
 		breaker.WithStateHook(func(tr breaker.Transition) {

@@ -26,7 +26,11 @@ func Example() {
 
 	pub, err := webhookpub.New(map[string]webhookpub.Endpoint{
 		"invoices": {URL: partner.URL, Secrets: []string{secret}},
-	}, webhookpub.WithTimeout(5*time.Second))
+	},
+		webhookpub.WithAttemptTimeout(5*time.Second),
+		// The partner here serves on loopback, which the publisher refuses
+		// unless allowed: a tenant's URL must not reach internal addresses.
+		webhookpub.WithAllowedNetworks("127.0.0.0/8", "::1"))
 	if err != nil {
 		panic(err)
 	}

@@ -25,11 +25,11 @@ func FuzzRetryAfter(f *testing.F) {
 	f.Cleanup(srv.Close)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	p, err := webhookpub.New(map[string]webhookpub.Endpoint{"partner": {URL: srv.URL, Secrets: []string{secret}}},
-		webhookpub.WithClock(func() time.Time { return now }),
-		webhookpub.WithBreaker(breaker.WithConsecutiveFailures(1<<30)))
+		loopback, webhookpub.WithBreaker(breaker.WithConsecutiveFailures(1<<30)))
 	if err != nil {
 		f.Fatal(err)
 	}
+	webhookpub.SetClock(p, func() time.Time { return now })
 	for _, s := range []string{"120", "0", "-1", "1e3", " 7 ", "Fri, 02 Jan 2026 03:06:05 GMT", "Thu, 01 Jan 1970 00:00:00 GMT", "99999999999999999999", ""} {
 		f.Add(s)
 	}

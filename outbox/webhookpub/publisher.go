@@ -10,263 +10,111 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/internal/httpx"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/retry"
 	"github.com/steadfast-go/steadfast/webhook"
 )
 
-// Defaults of the options.
-const (
-	DefaultTimeout          = 10 * time.Second
-	DefaultMaxResponseBytes = 4 << 10
-	DefaultGonePause        = time.Hour
-	DefaultUserAgent        = "steadfast-webhook/1"
-)
-
-// Endpoint is where the messages of one topic go.
+// Endpoint is where the messages of one destination go.
 type Endpoint struct {
 	// URL is the absolute http or https URL the messages are POSTed to.
 	// Required.
 	URL string
 	// Secrets sign every delivery: "whsec_…" for v1 (HMAC-SHA256), "whsk_…"
-	// for v1a (ed25519). Give two while rotating. At least one is required.
+	// for v1a (ed25519). At least one is required. While rotating, give the
+	// old and the new one: every delivery then carries a signature by each,
+	// so the receiver verifies it with either.
 	Secrets []string
 	// Headers are added to every request to the endpoint, after the
-	// message's own headers. Optional.
+	// message's own headers (a User-Agent here replaces the publisher's
+	// "steadfast-webhook/1"). Names must be RFC 9110 tokens and values
+	// field values. Optional.
 	Headers map[string]string
 }
 
 // ErrUnknownEndpoint is matched by the (permanent) error of Publish for a
-// message whose topic names no endpoint.
+// message whose destination names no endpoint. A resolver (WithResolver)
+// returns it, wrapped or not, for a destination that has none.
 var ErrUnknownEndpoint = errors.New("webhookpub: unknown endpoint")
-
-// ErrAttemptTimeout is the cause of the context of an attempt cut off by the
-// per-attempt timeout (WithTimeout).
-var ErrAttemptTimeout = errors.New("webhookpub: attempt timed out")
-
-// StatusError is the error of Publish when the endpoint answered with a
-// status other than 2xx.
-type StatusError struct {
-	// Endpoint is the topic that names the endpoint.
-	Endpoint string
-	// StatusCode is the HTTP status of the answer.
-	StatusCode int
-	// Body is the start of the response body, at most WithMaxResponseBytes.
-	Body []byte
-	// RetryAfter is the delay the endpoint asked for with a Retry-After
-	// header (delta-seconds or HTTP-date), valid when HasRetryAfter.
-	RetryAfter time.Duration
-	// HasRetryAfter reports whether the answer carried a valid Retry-After.
-	HasRetryAfter bool
-}
-
-// Error names the endpoint and the status, with the start of the body.
-func (e *StatusError) Error() string {
-	s := fmt.Sprintf("webhookpub: endpoint %q answered %d %s", e.Endpoint, e.StatusCode, http.StatusText(e.StatusCode))
-	if len(e.Body) > 0 {
-		b := e.Body
-		if len(b) > 200 {
-			b = b[:200]
-		}
-		s += ": " + strconv.Quote(string(b))
-	}
-	return s
-}
-
-// Option configures a Publisher.
-type Option func(*config) error
-
-type config struct {
-	client      *http.Client
-	timeout     time.Duration
-	maxResp     int64
-	gonePause   time.Duration
-	userAgent   string
-	now         func() time.Time
-	logger      *slog.Logger
-	meter       metric.MeterProvider
-	breakerOpts []breaker.Option
-}
-
-// WithClient sets the HTTP client. The publisher uses a copy whose
-// CheckRedirect refuses every redirect; the client's own Timeout, if any,
-// still applies. Give it no retrying transport: the relay's persisted
-// attempts are the retries. Defaults to a client over http.DefaultTransport.
-func WithClient(c *http.Client) Option {
-	return func(cfg *config) error {
-		if c == nil {
-			return errors.New("webhookpub: WithClient(nil): a client is required")
-		}
-		cfg.client = c
-		return nil
-	}
-}
-
-// WithTimeout sets the timeout of one attempt (connection, request and
-// response headers, and the capped read of the body). It must be positive
-// and should be shorter than the relay's publish timeout. Defaults to
-// DefaultTimeout (10 s).
-func WithTimeout(d time.Duration) Option {
-	return func(cfg *config) error {
-		if d <= 0 {
-			return fmt.Errorf("webhookpub: WithTimeout(%v): must be positive", d)
-		}
-		cfg.timeout = d
-		return nil
-	}
-}
-
-// WithMaxResponseBytes caps how much of a response body is read (and kept in
-// a StatusError); the rest is discarded with the connection. It must be
-// positive. Defaults to DefaultMaxResponseBytes (4 KiB).
-func WithMaxResponseBytes(n int64) Option {
-	return func(cfg *config) error {
-		if n <= 0 {
-			return fmt.Errorf("webhookpub: WithMaxResponseBytes(%d): must be positive", n)
-		}
-		cfg.maxResp = n
-		return nil
-	}
-}
-
-// WithGonePause sets how long an endpoint that answered 410 Gone is paused
-// before the relay tries it again. It must be positive. Defaults to
-// DefaultGonePause (1 h).
-func WithGonePause(d time.Duration) Option {
-	return func(cfg *config) error {
-		if d <= 0 {
-			return fmt.Errorf("webhookpub: WithGonePause(%v): must be positive", d)
-		}
-		cfg.gonePause = d
-		return nil
-	}
-}
-
-// WithUserAgent sets the User-Agent of the requests. Defaults to
-// DefaultUserAgent.
-func WithUserAgent(ua string) Option {
-	return func(cfg *config) error {
-		cfg.userAgent = ua
-		return nil
-	}
-}
-
-// WithClock sets the clock of the webhook-timestamp header and of
-// Retry-After dates. Defaults to time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(cfg *config) error {
-		if now == nil {
-			return errors.New("webhookpub: WithClock(nil): a clock is required")
-		}
-		cfg.now = now
-		return nil
-	}
-}
-
-// WithLogger sets the logger. A 410 pause is logged at warn level; single
-// deliveries are not logged. Defaults to slog.Default().
-func WithLogger(l *slog.Logger) Option {
-	return func(cfg *config) error {
-		if l == nil {
-			return errors.New("webhookpub: WithLogger(nil): a logger is required")
-		}
-		cfg.logger = l
-		return nil
-	}
-}
-
-// WithMeterProvider sets the OpenTelemetry meter provider of the counter
-// steadfast.webhookpub.attempts (attributes endpoint and result: delivered,
-// retry, permanent, paused, breaker_open). Defaults to
-// otel.GetMeterProvider().
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(cfg *config) error {
-		if mp == nil {
-			return errors.New("webhookpub: WithMeterProvider(nil): a meter provider is required")
-		}
-		cfg.meter = mp
-		return nil
-	}
-}
-
-// WithBreaker sets options of the per-endpoint circuit breakers (see package
-// breaker; its defaults apply otherwise). The publisher's classifier counts
-// transport errors, timeouts, 5xx and 408 as failures, 429 as neither, and
-// every other answer as a success; a WithClassifier given here replaces it.
-func WithBreaker(opts ...breaker.Option) Option {
-	return func(cfg *config) error {
-		cfg.breakerOpts = append(cfg.breakerOpts, opts...)
-		return nil
-	}
-}
 
 // Publisher delivers outbox messages as signed webhooks. It implements
 // outbox.Publisher and is safe for concurrent use.
 type Publisher struct {
 	cfg       config
+	client    *http.Client
+	guard     *guard // nil with WithUnguardedClient
 	endpoints map[string]*endpoint
+	resolved  *cache // nil without WithResolver
 	breakers  *breaker.Group
 	attempts  metric.Int64Counter
+	now       func() time.Time // the clock of signatures, Retry-After dates and the cache
 }
 
 type endpoint struct {
-	name    string
-	url     string
-	signer  *webhook.Signer
-	headers map[string]string
+	destination string
+	metricName  string // the destination, or "resolved"
+	url         string
+	signer      *webhook.Signer
+	headers     map[string]string
 }
 
 var _ outbox.Publisher = (*Publisher)(nil)
 
-// New returns a Publisher for the endpoints, keyed by the topic whose
-// messages go there. It refuses, with an error naming the endpoint, an empty
-// map, an endpoint without an absolute http(s) URL, and missing or malformed
-// secrets; and, naming the option, an invalid option.
+// New returns a Publisher for the endpoints, keyed by the destination whose
+// messages go there, and for those WithResolver finds. It refuses, with an
+// error naming the destination, an endpoint without an absolute http(s) URL,
+// a URL whose host is an address the publisher may not reach
+// (ErrForbiddenAddress), missing or malformed secrets (secrets must decode to
+// at least 24 bytes) and malformed headers; no endpoint and no resolver; and,
+// naming the option, an invalid or nil option.
 func New(endpoints map[string]Endpoint, opts ...Option) (*Publisher, error) {
 	cfg := config{
-		timeout:   DefaultTimeout,
-		maxResp:   DefaultMaxResponseBytes,
-		gonePause: DefaultGonePause,
-		userAgent: DefaultUserAgent,
-		now:       time.Now,
+		timeout:   defaultAttemptTimeout,
+		gonePause: defaultGonePause,
+		cacheSize: defaultCacheSize,
+		cacheTTL:  defaultCacheTTL,
 	}
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	if err := applyOptions("New", &cfg, opts); err != nil {
+		return nil, err
 	}
-	if len(endpoints) == 0 {
-		return nil, errors.New("webhookpub: no endpoint given")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	p := &Publisher{endpoints: make(map[string]*endpoint, len(endpoints))}
+	if len(endpoints) == 0 && cfg.resolve == nil {
+		return nil, errors.New("webhookpub: New: no endpoint given, and no resolver (WithResolver)")
+	}
+	p := &Publisher{endpoints: make(map[string]*endpoint, len(endpoints)), now: time.Now}
+	if cfg.client != nil {
+		c := *cfg.client
+		p.client = &c
+	} else {
+		p.guard = &guard{allowed: cfg.allowed}
+		p.client = &http.Client{Transport: p.guard.transport()}
+	}
+	p.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	for name, ep := range endpoints {
 		if name == "" {
-			return nil, errors.New("webhookpub: an endpoint has an empty topic")
+			return nil, errors.New("webhookpub: New: an endpoint has an empty destination")
 		}
-		u, err := url.Parse(ep.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("webhookpub: endpoint %q: URL %q is not an absolute http or https URL", name, ep.URL)
-		}
-		signer, err := webhook.NewSigner(ep.Secrets...)
+		e, err := p.build(name, ep)
 		if err != nil {
-			return nil, fmt.Errorf("webhookpub: endpoint %q: %w", name, err)
+			return nil, fmt.Errorf("webhookpub: New: endpoint %q: %w", name, err)
 		}
-		p.endpoints[name] = &endpoint{name: name, url: u.String(), signer: signer, headers: ep.Headers}
+		e.metricName = name
+		p.endpoints[name] = e
 	}
-	if cfg.client == nil {
-		cfg.client = &http.Client{}
+	if cfg.resolve != nil {
+		p.resolved = newCache(cfg.resolve, cfg.cacheSize, cfg.cacheTTL)
 	}
-	c := *cfg.client
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	cfg.client = &c
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
@@ -278,13 +126,9 @@ func New(endpoints map[string]Endpoint, opts ...Option) (*Publisher, error) {
 		breaker.WithLogger(cfg.logger),
 		breaker.WithMeterProvider(cfg.meter),
 	}, cfg.breakerOpts...)
-	gopts := make([]breaker.GroupOption, len(bopts))
-	for i, o := range bopts {
-		gopts[i] = o
-	}
-	g, err := breaker.NewGroup(gopts...)
+	g, err := breaker.NewGroup(bopts...)
 	if err != nil {
-		return nil, fmt.Errorf("webhookpub: WithBreaker: %w", err)
+		return nil, fmt.Errorf("webhookpub: New: WithBreaker: %w", err)
 	}
 	p.breakers = g
 	p.attempts, err = cfg.meter.Meter("github.com/steadfast-go/steadfast/outbox/webhookpub").Int64Counter(
@@ -292,20 +136,59 @@ func New(endpoints map[string]Endpoint, opts ...Option) (*Publisher, error) {
 		metric.WithDescription("Webhook delivery attempts, by endpoint and result."),
 		metric.WithUnit("{attempt}"))
 	if err != nil {
-		return nil, fmt.Errorf("webhookpub: creating metrics: %w", err)
+		return nil, fmt.Errorf("webhookpub: New: creating metrics: %w", err)
 	}
 	p.cfg = cfg
 	return p, nil
 }
 
+// build checks ep and makes it ready to send to.
+func (p *Publisher) build(destination string, ep Endpoint) (*endpoint, error) {
+	u, err := url.Parse(ep.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("URL %q is not an absolute http or https URL", ep.URL)
+	}
+	if p.guard != nil {
+		if err := p.guard.checkURLHost(u.Hostname()); err != nil {
+			return nil, err
+		}
+	}
+	signer, err := webhook.NewSigner(ep.Secrets...)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range ep.Headers {
+		if err := checkHeader(k, v); err != nil {
+			return nil, err
+		}
+	}
+	return &endpoint{destination: destination, metricName: "resolved", url: u.String(), signer: signer, headers: ep.Headers}, nil
+}
+
+// endpoint returns the endpoint of destination: from the static map, else
+// from the resolver.
+func (p *Publisher) endpoint(ctx context.Context, destination string) (*endpoint, error) {
+	if ep, ok := p.endpoints[destination]; ok {
+		return ep, nil
+	}
+	if p.resolved == nil {
+		return nil, permanent(fmt.Errorf("%w: destination %q", ErrUnknownEndpoint, destination))
+	}
+	return p.resolved.get(ctx, destination, p.now, p.build)
+}
+
+// destinationOf names where d goes.
+func destinationOf(d outbox.Delivery) string { return d.Topic }
+
 // classify counts transport errors, timeouts, 5xx and 408 as failures of the
-// endpoint, 429 as neither (the endpoint is up, it asks for less), and any
-// other answer as a success.
+// endpoint, 429 as neither (the endpoint is up, it asks for less), a
+// forbidden address as neither (nothing was sent), and any other answer as
+// a success.
 func classify(_ context.Context, err error) breaker.Outcome {
 	if err == nil {
 		return breaker.Success
 	}
-	var se *StatusError
+	var se *retry.StatusError
 	if errors.As(err, &se) {
 		switch {
 		case se.StatusCode >= 500, se.StatusCode == http.StatusRequestTimeout:
@@ -315,38 +198,80 @@ func classify(_ context.Context, err error) breaker.Outcome {
 		}
 		return breaker.Success
 	}
+	if errors.Is(err, ErrForbiddenAddress) {
+		return breaker.Ignore
+	}
 	return breaker.Failure
 }
 
-// Publish POSTs d to the endpoint of d.Topic, signed, and returns nil once
-// the endpoint answered 2xx. The request carries d.Headers, then the
-// endpoint's Headers, a Content-Type of application/json unless one of those
-// set it, and the three webhook headers. Its errors follow the outbox
-// protocol, as described in the package documentation; a message id that
-// cannot be a header value is a permanent error.
+// Publish POSTs d to the endpoint of its destination, signed, and returns nil
+// once the endpoint answered 2xx. The request carries a User-Agent of
+// "steadfast-webhook/1", d.Headers, then the endpoint's Headers, a
+// Content-Type of application/json unless one of those set it, and the three
+// webhook headers. Its errors follow the outbox protocol, as described in the
+// package documentation. A message that cannot be sent as it is (a header
+// name that is not a token, a value with CR, LF or NUL, an id that cannot be
+// a webhook-id) is a permanent error, found before the request is sent and
+// never counted against the destination's breaker.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
-	ep, ok := p.endpoints[d.Topic]
-	if !ok {
-		return retry.Permanent(fmt.Errorf("%w: topic %q", ErrUnknownEndpoint, d.Topic))
-	}
-	if err := webhook.ValidateID(d.ID); err != nil {
-		return retry.Permanent(fmt.Errorf("webhookpub: endpoint %q: %w", ep.name, err))
-	}
-	b, err := p.breakers.Get(ep.name)
+	dest := destinationOf(d)
+	ep, err := p.endpoint(ctx, dest)
 	if err != nil {
-		return fmt.Errorf("webhookpub: endpoint %q: %w", ep.name, err)
+		return err
 	}
+	h, err := p.header(ep, d)
+	if err != nil {
+		p.count(ctx, ep, "permanent")
+		return permanent(fmt.Errorf("webhookpub: destination %q: message %.64q cannot be sent: %w", dest, d.ID, err))
+	}
+	b, err := p.breakers.Get(dest)
+	if err != nil {
+		p.count(ctx, ep, "retry")
+		return fmt.Errorf("webhookpub: destination %q: %w", dest, err)
+	}
+	var wait time.Duration
+	var asked bool
 	_, err = breaker.Execute(ctx, b, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, p.attempt(ctx, ep, d)
+		var err error
+		wait, asked, err = p.attempt(ctx, ep, h, d.Payload)
+		return struct{}{}, err
 	})
-	return p.outcome(ctx, ep, err)
+	return p.outcome(ctx, ep, err, wait, asked)
 }
 
-func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error) error {
+// header builds and signs the request's header, or says why it cannot be.
+func (p *Publisher) header(ep *endpoint, d outbox.Delivery) (http.Header, error) {
+	h := make(http.Header, len(d.Headers)+len(ep.headers)+5)
+	h.Set("User-Agent", defaultUserAgent)
+	for k, v := range d.Headers {
+		if err := checkHeader(k, v); err != nil {
+			return nil, err
+		}
+		h.Set(k, v)
+	}
+	for k, v := range ep.headers {
+		h.Set(k, v)
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
+	// Signed last, and no other header may pose as a webhook header.
+	for _, k := range webhookHeaders {
+		h.Del(k)
+	}
+	if err := ep.signer.SetHeaders(h, d.ID, p.now(), d.Payload); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (p *Publisher) count(ctx context.Context, ep *endpoint, result string) {
+	p.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", ep.metricName), attribute.String("result", result)))
+}
+
+func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error, wait time.Duration, asked bool) error {
 	result := "retry"
-	defer func() {
-		p.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", ep.name), attribute.String("result", result)))
-	}()
+	defer func() { p.count(ctx, ep, result) }()
 	if err == nil {
 		result = "delivered"
 		return nil
@@ -362,7 +287,11 @@ func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error) error 
 		}
 		return outbox.Pause(err, d)
 	}
-	var se *StatusError
+	if errors.Is(err, ErrForbiddenAddress) {
+		result = "permanent"
+		return permanent(err)
+	}
+	var se *retry.StatusError
 	if !errors.As(err, &se) {
 		return err
 	}
@@ -370,81 +299,111 @@ func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error) error 
 	case code == http.StatusGone:
 		result = "paused"
 		p.cfg.logger.WarnContext(ctx, "webhook endpoint answered 410 Gone; pausing its deliveries",
-			slog.String("endpoint", ep.name), slog.Duration("pause", p.cfg.gonePause))
+			slog.String("destination", ep.destination), slog.Duration("pause", p.cfg.gonePause))
 		return outbox.Pause(err, p.cfg.gonePause)
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		if se.HasRetryAfter {
-			return retry.After(err, se.RetryAfter)
+		if asked {
+			return retry.After(err, wait)
 		}
 		return err
-	case code == http.StatusConflict && se.HasRetryAfter:
+	case code == http.StatusConflict && asked:
 		// A receiver behind idempotency.Middleware answers a duplicate that
 		// arrives while the first delivery is still being handled this way.
-		return retry.After(err, se.RetryAfter)
+		return retry.After(err, wait)
 	case code == http.StatusRequestTimeout || code == http.StatusTooEarly || code >= 500 || code < 400:
 		return err
 	}
 	result = "permanent"
-	return retry.Permanent(err)
+	return permanent(err)
 }
 
-func (p *Publisher) attempt(ctx context.Context, ep *endpoint, d outbox.Delivery) error {
-	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.timeout, ErrAttemptTimeout)
+// attempt sends one request. For an answer that is not 2xx it returns an
+// error wrapping a *retry.StatusError, and the delay a valid Retry-After
+// asked for.
+func (p *Publisher) attempt(ctx context.Context, ep *endpoint, h http.Header, payload []byte) (wait time.Duration, asked bool, err error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, p.cfg.timeout, retry.ErrAttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, bytes.NewReader(d.Payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, bytes.NewReader(payload))
 	if err != nil {
-		return retry.Permanent(fmt.Errorf("webhookpub: endpoint %q: %w", ep.name, err))
+		return 0, false, permanent(fmt.Errorf("webhookpub: destination %q: %w", ep.destination, err))
 	}
-	h := req.Header
-	for k, v := range d.Headers {
-		h.Set(k, v)
-	}
-	for k, v := range ep.headers {
-		h.Set(k, v)
-	}
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", "application/json")
-	}
-	if p.cfg.userAgent != "" {
-		h.Set("User-Agent", p.cfg.userAgent)
-	}
-	ep.signer.SetHeaders(h, d.ID, p.cfg.now(), d.Payload)
-
-	resp, err := p.cfg.client.Do(req)
+	req.Header = h
+	resp, err := p.client.Do(req)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-			return fmt.Errorf("webhookpub: endpoint %q: %w", ep.name, cause)
+			return 0, false, fmt.Errorf("webhookpub: destination %q: %w", ep.destination, cause)
 		}
-		return fmt.Errorf("webhookpub: endpoint %q: %w", ep.name, err)
+		// The URL may hold a tenant's token: name the destination instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, false, fmt.Errorf("webhookpub: destination %q: POST: %w", ep.destination, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// Drain a little so the connection can be reused; never much.
-		_, _ = io.CopyN(io.Discard, resp.Body, p.cfg.maxResp)
-		return nil
+		_, _ = io.CopyN(io.Discard, resp.Body, maxResponseBytes)
+		return 0, false, nil
 	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, p.cfg.maxResp))
-	se := &StatusError{Endpoint: ep.name, StatusCode: resp.StatusCode, Body: body}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if v := resp.Header.Get("Retry-After"); v != "" {
-		se.RetryAfter, se.HasRetryAfter = parseRetryAfter(v, p.cfg.now())
+		wait, asked = httpx.ParseRetryAfter(v, p.now())
 	}
-	return se
+	return wait, asked, fmt.Errorf("webhookpub: destination %q answered %w%s", ep.destination,
+		&retry.StatusError{StatusCode: resp.StatusCode}, quoteBody(body))
 }
 
-// parseRetryAfter reads delta-seconds or an HTTP-date (RFC 9110, 10.2.3).
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(365*24*time.Hour/time.Second) {
-			n = int64(365 * 24 * time.Hour / time.Second)
-		}
-		return time.Duration(n) * time.Second, true
+// quoteBody returns ": " and the start of a failed answer's body, at most
+// maxErrorBody bytes of it, quoted so that it is printable whatever it holds;
+// "" for an empty body. Headers never go into an error.
+func quoteBody(body []byte) string {
+	if len(body) == 0 {
+		return ""
 	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
+	if len(body) > maxErrorBody {
+		body = body[:maxErrorBody]
+		// Cut on a character boundary.
+		for i := 0; i < utf8.UTFMax && len(body) > 0 && !utf8.Valid(body); i++ {
+			body = body[:len(body)-1]
+		}
 	}
-	return 0, false
+	return ": " + strconv.Quote(string(body))
+}
+
+func permanent(err error) error { return retry.Permanent(err) }
+
+// webhookHeaders are the headers the signer sets.
+var webhookHeaders = [...]string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// checkHeader reports whether k: v can be sent: k an RFC 9110 token, v a
+// field value (no CR, LF, NUL or other control byte but HTAB).
+func checkHeader(k, v string) error {
+	if k == "" {
+		return errors.New("empty header name")
+	}
+	for i := 0; i < len(k); i++ {
+		if !isTokenChar(k[i]) {
+			return fmt.Errorf("header name %.40q is not an RFC 9110 token", k)
+		}
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return fmt.Errorf("header %s has a control byte 0x%02x in its value", k, c)
+		}
+	}
+	return nil
+}
+
+// isTokenChar reports whether c is an RFC 9110 tchar.
+func isTokenChar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
 }

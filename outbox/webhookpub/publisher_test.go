@@ -73,12 +73,21 @@ func status(code int, headers ...string) func(w http.ResponseWriter) {
 	}
 }
 
+// loopback lets the publisher reach the test servers.
+var loopback = webhookpub.WithAllowedNetworks("127.0.0.0/8", "::1")
+
 func newPublisher(t testing.TB, url string, opts ...webhookpub.Option) *webhookpub.Publisher {
 	t.Helper()
-	p, err := webhookpub.New(map[string]webhookpub.Endpoint{"partner": {URL: url, Secrets: []string{secret}}}, opts...)
+	p, err := webhookpub.New(map[string]webhookpub.Endpoint{"partner": {URL: url, Secrets: []string{secret}}}, append([]webhookpub.Option{loopback}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	return p
+}
+
+// clocked returns p on the clock now.
+func clocked(p *webhookpub.Publisher, now func() time.Time) *webhookpub.Publisher {
+	webhookpub.SetClock(p, now)
 	return p
 }
 
@@ -118,8 +127,8 @@ func TestPublishOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ep := newEndpoint(t, tt.answer)
-			p := newPublisher(t, ep.srv.URL, webhookpub.WithClock(func() time.Time { return now }),
-				webhookpub.WithBreaker(breaker.WithConsecutiveFailures(100)))
+			p := clocked(newPublisher(t, ep.srv.URL, webhookpub.WithBreaker(breaker.WithConsecutiveFailures(100))),
+				func() time.Time { return now })
 			err := p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000001"))
 			if tt.wantNil {
 				if err != nil {
@@ -140,9 +149,9 @@ func TestPublishOutcomes(t *testing.T) {
 			if asked != (tt.retryAfter != 0) || d != tt.retryAfter {
 				t.Errorf("RetryAfter(%v) = %v, %v; want %v", err, d, asked, tt.retryAfter)
 			}
-			var se *webhookpub.StatusError
+			var se *retry.StatusError
 			if !errors.As(err, &se) {
-				t.Errorf("error %v is not a *StatusError", err)
+				t.Errorf("error %v is not a *retry.StatusError", err)
 			}
 			if n := len(ep.seen()); n != 1 {
 				t.Errorf("endpoint saw %d requests, want 1 (redirects must not be followed)", n)
@@ -157,7 +166,7 @@ func TestEachAttemptSignedAfreshWithTheSameID(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	p := newPublisher(t, ep.srv.URL, webhookpub.WithClock(clock), webhookpub.WithBreaker(breaker.WithConsecutiveFailures(100)))
+	p := clocked(newPublisher(t, ep.srv.URL, webhookpub.WithBreaker(breaker.WithConsecutiveFailures(100))), clock)
 	d := delivery("0190f5e2-0000-7000-8000-000000000002")
 	for attempt := 1; attempt <= 3; attempt++ {
 		d.Attempt = attempt
@@ -198,18 +207,40 @@ func TestEachAttemptSignedAfreshWithTheSameID(t *testing.T) {
 	}
 }
 
+// TestResponseBodyCapped: of a failed answer's body, the error keeps the
+// first 200 bytes, printable, and never a header.
 func TestResponseBodyCapped(t *testing.T) {
 	t.Parallel()
 	big := strings.Repeat("x", 1<<20)
-	ep := newEndpoint(t, func(w http.ResponseWriter) { w.WriteHeader(400); _, _ = io.WriteString(w, big) })
-	p := newPublisher(t, ep.srv.URL, webhookpub.WithMaxResponseBytes(100))
+	ep := newEndpoint(t, func(w http.ResponseWriter) {
+		w.Header().Set("X-Secret", "s3cr3t")
+		w.WriteHeader(400)
+		_, _ = io.WriteString(w, big)
+	})
+	p := newPublisher(t, ep.srv.URL)
 	err := p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000003"))
-	var se *webhookpub.StatusError
+	var se *retry.StatusError
 	if !errors.As(err, &se) {
-		t.Fatalf("Publish = %v, want a *StatusError", err)
+		t.Fatalf("Publish = %v, want a *retry.StatusError", err)
 	}
-	if len(se.Body) != 100 {
-		t.Errorf("kept %d bytes of the body, want 100", len(se.Body))
+	if n := strings.Count(err.Error(), "x"); n != 200 {
+		t.Errorf("kept %d bytes of the body, want 200", n)
+	}
+	if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "X-Secret") {
+		t.Errorf("error %q holds a response header", err)
+	}
+
+	// A binary body comes out printable.
+	ep = newEndpoint(t, func(w http.ResponseWriter) {
+		w.WriteHeader(500)
+		_, _ = w.Write([]byte("oops\r\n\x00\x1b[31m\xff\xfe"))
+	})
+	p = newPublisher(t, ep.srv.URL)
+	err = p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000003"))
+	for _, r := range err.Error() {
+		if !strconv.IsPrint(r) {
+			t.Fatalf("error %q holds the unprintable %U", err, r)
+		}
 	}
 }
 
@@ -224,9 +255,9 @@ func TestAttemptTimeout(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
-	p := newPublisher(t, srv.URL, webhookpub.WithTimeout(50*time.Millisecond))
+	p := newPublisher(t, srv.URL, webhookpub.WithAttemptTimeout(50*time.Millisecond))
 	err := p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000004"))
-	if !errors.Is(err, webhookpub.ErrAttemptTimeout) {
+	if !errors.Is(err, retry.ErrAttemptTimeout) {
 		t.Fatalf("Publish = %v, want ErrAttemptTimeout", err)
 	}
 	if retry.IsPermanent(err) || errors.Is(err, outbox.ErrPaused) {
@@ -268,7 +299,7 @@ func TestHalfOpenBreakerPausesForOneAttempt(t *testing.T) {
 	})
 	defer close(release)
 	const attempt = 3 * time.Second
-	p := newPublisher(t, ep.srv.URL, webhookpub.WithTimeout(attempt), webhookpub.WithBreaker(
+	p := newPublisher(t, ep.srv.URL, webhookpub.WithAttemptTimeout(attempt), webhookpub.WithBreaker(
 		breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(30*time.Millisecond), breaker.WithHalfOpenProbes(1)))
 	if err := p.Publish(context.Background(), delivery("0190f5e2-0000-7000-8000-000000000011")); err == nil {
 		t.Fatal("first publish succeeded; want the 500 to open the circuit")
@@ -357,9 +388,21 @@ func TestNewRefusesMisconfiguration(t *testing.T) {
 		{"ftp URL", map[string]webhookpub.Endpoint{"a": {URL: "ftp://x/y", Secrets: []string{secret}}}, nil, "http"},
 		{"no secret", map[string]webhookpub.Endpoint{"a": {URL: "https://x/"}}, nil, "secret"},
 		{"empty secret", map[string]webhookpub.Endpoint{"a": {URL: "https://x/", Secrets: []string{""}}}, nil, "secret"},
-		{"empty topic", map[string]webhookpub.Endpoint{"": ok}, nil, "empty topic"},
-		{"zero timeout", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithTimeout(0)}, "WithTimeout"},
-		{"nil client", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithClient(nil)}, "WithClient"},
+		{"empty destination", map[string]webhookpub.Endpoint{"": ok}, nil, "empty destination"},
+		{"zero timeout", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithAttemptTimeout(0)}, "WithAttemptTimeout"},
+		{"nil client", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithUnguardedClient(nil)}, "WithUnguardedClient"},
+		{"nil option", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{nil}, "webhookpub: New: option 0 is nil"},
+		{"nil logger", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithLogger(nil)}, "WithLogger"},
+		{"nil resolver", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithResolver(nil)}, "WithResolver"},
+		{"nil breaker option", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithBreaker(nil)}, "WithBreaker"},
+		{"bad network", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithAllowedNetworks("10.0.0.0/33")}, "WithAllowedNetworks"},
+		{"allowed networks with an unguarded client", map[string]webhookpub.Endpoint{"a": ok},
+			[]webhookpub.Option{webhookpub.WithUnguardedClient(http.DefaultClient), webhookpub.WithAllowedNetworks("10.0.0.0/8")}, "WithAllowedNetworks has no effect with WithUnguardedClient"},
+		{"cache without resolver", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithResolverCache(10, time.Minute)}, "WithResolverCache needs WithResolver"},
+		{"zero cache", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithResolverCache(0, time.Minute)}, "WithResolverCache"},
+		{"short secret", map[string]webhookpub.Endpoint{"a": {URL: "https://x/", Secrets: []string{"whsec_c2hvcnQ="}}}, nil, "24 bytes"},
+		{"malformed endpoint header", map[string]webhookpub.Endpoint{"a": {URL: "https://x/", Secrets: []string{secret}, Headers: map[string]string{"X Bad": "v"}}}, nil, `"a"`},
+		{"internal literal address", map[string]webhookpub.Endpoint{"a": {URL: "http://169.254.169.254/latest", Secrets: []string{secret}}}, nil, "not globally reachable"},
 		{"zero gone pause", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithGonePause(0)}, "WithGonePause"},
 		{"bad breaker option", map[string]webhookpub.Endpoint{"a": ok}, []webhookpub.Option{webhookpub.WithBreaker(breaker.WithConsecutiveFailures(0))}, "WithBreaker"},
 	}
@@ -378,8 +421,8 @@ func TestUserHeadersAndUserAgent(t *testing.T) {
 	t.Parallel()
 	ep := newEndpoint(t, status(200))
 	p, err := webhookpub.New(map[string]webhookpub.Endpoint{"partner": {
-		URL: ep.srv.URL, Secrets: []string{secret}, Headers: map[string]string{"X-Tenant": "acme"},
-	}}, webhookpub.WithUserAgent("acme-sender/2"))
+		URL: ep.srv.URL, Secrets: []string{secret}, Headers: map[string]string{"X-Tenant": "acme", "User-Agent": "acme-sender/2"},
+	}}, loopback)
 	if err != nil {
 		t.Fatal(err)
 	}

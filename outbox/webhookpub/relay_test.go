@@ -53,7 +53,7 @@ func TestRelayRetriesWithTheSameWebhookID(t *testing.T) {
 	t.Parallel()
 	env := newRelayEnv(t)
 	ep := newEndpoint(t, status(503), status(503), status(200))
-	pub := newPublisher(t, ep.srv.URL, webhookpub.WithClock(env.clock.Now))
+	pub := clocked(newPublisher(t, ep.srv.URL), env.clock.Now)
 	env.enqueue(t, outbox.Message{ID: msgID, Topic: "partner", Payload: []byte(`{"invoice":1}`)})
 	env.run(t, pub, outbox.WithBackoff(time.Second, 10*time.Second))
 
@@ -97,10 +97,11 @@ func TestRelay410PausesWithoutSpendingAttempts(t *testing.T) {
 	pub, err := webhookpub.New(map[string]webhookpub.Endpoint{
 		"gone":  {URL: gone.srv.URL, Secrets: []string{secret}},
 		"other": {URL: other.srv.URL, Secrets: []string{secret}},
-	}, webhookpub.WithClock(env.clock.Now), webhookpub.WithGonePause(10*time.Minute))
+	}, loopback, webhookpub.WithGonePause(10*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
+	webhookpub.SetClock(pub, env.clock.Now)
 	const otherID = "0190f5e2-7b4c-7000-8000-00000000a002"
 	env.enqueue(t,
 		outbox.Message{ID: msgID, Topic: "gone", Payload: []byte(`{}`)},
@@ -140,7 +141,7 @@ func TestRelayHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	env := newRelayEnv(t)
 	ep := newEndpoint(t, status(503, "Retry-After", "120"), status(200))
-	pub := newPublisher(t, ep.srv.URL, webhookpub.WithClock(env.clock.Now))
+	pub := clocked(newPublisher(t, ep.srv.URL), env.clock.Now)
 	env.enqueue(t, outbox.Message{ID: msgID, Topic: "partner", Payload: []byte(`{}`)})
 	// The relay's own backoff is one second at most: a later retry is the
 	// endpoint's Retry-After at work.
