@@ -4,7 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/steadfast-go/steadfast/internal/option"
 )
@@ -33,42 +34,26 @@ func applyOptions(ctor string, c *config, opts []Option) error {
 }
 
 type config struct {
-	dialTimeout time.Duration
-	heartbeat   time.Duration
-	name        string
-	logger      *slog.Logger
+	amqp   amqp.Config
+	logger *slog.Logger
 }
 
-// WithDialTimeout bounds dialing and the AMQP handshake (the caller's context
-// bounds it too). It must be positive. Defaults to 30 s.
-func WithDialTimeout(d time.Duration) Option {
-	return newOption("WithDialTimeout", func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("%v must be positive", d)
+// WithConfig sets the amqp091-go connection configuration: TLS
+// (TLSClientConfig, or an amqps URL), SASL, heartbeat, frame size, client
+// properties, a dialer. Fields left zero take the publisher's defaults: a
+// heartbeat of 10 s, which bounds how long a silently dead connection goes
+// unnoticed; the connection name "steadfast-outbox" (the connection_name
+// property, shown in the management UI); and a dialer bounded by 30 s and by
+// the context of New or of the Publish that reconnects, which also bounds the
+// TLS and AMQP handshakes. A Dial of your own should bound both too
+// (amqp.DefaultDial does). The heartbeat must not be negative. Defaults to
+// amqp.Config{} with those defaults.
+func WithConfig(cfg amqp.Config) Option {
+	return newOption("WithConfig", func(c *config) error {
+		if cfg.Heartbeat < 0 {
+			return fmt.Errorf("heartbeat %v must not be negative", cfg.Heartbeat)
 		}
-		c.dialTimeout = d
-		return nil
-	})
-}
-
-// WithHeartbeat sets the AMQP heartbeat interval, which bounds how long a
-// silently dead connection goes unnoticed. It must be positive. Defaults to
-// 10 s.
-func WithHeartbeat(d time.Duration) Option {
-	return newOption("WithHeartbeat", func(c *config) error {
-		if d <= 0 {
-			return fmt.Errorf("%v must be positive", d)
-		}
-		c.heartbeat = d
-		return nil
-	})
-}
-
-// WithConnectionName sets the connection name shown in the RabbitMQ
-// management UI. Defaults to "steadfast-outbox".
-func WithConnectionName(name string) Option {
-	return newOption("WithConnectionName", func(c *config) error {
-		c.name = name
+		c.amqp = cfg
 		return nil
 	})
 }

@@ -66,10 +66,21 @@ var _ outbox.Publisher = (*Publisher)(nil)
 // cannot reach, and an exchange that does not exist (an error matching
 // ErrUnknownExchange), and returns an error naming an invalid or nil option.
 func New(ctx context.Context, url, exchange string, opts ...Option) (*Publisher, error) {
-	c := config{dialTimeout: defaultDialTimeout, heartbeat: defaultHeartbeat, name: "steadfast-outbox"}
+	var c config
 	if err := applyOptions("New", &c, opts); err != nil {
 		return nil, err
 	}
+	if c.amqp.Heartbeat == 0 {
+		c.amqp.Heartbeat = defaultHeartbeat
+	}
+	props := make(amqp.Table, len(c.amqp.Properties)+1)
+	for k, v := range c.amqp.Properties {
+		props[k] = v
+	}
+	if _, ok := props["connection_name"]; !ok {
+		props["connection_name"] = "steadfast-outbox"
+	}
+	c.amqp.Properties = props
 	if url == "" {
 		return nil, errors.New("rabbitpub: New: a broker URL is required")
 	}
@@ -131,27 +142,27 @@ type session struct {
 }
 
 func (p *Publisher) dial(ctx context.Context) (*session, error) {
-	timeout := p.cfg.dialTimeout
-	conn, err := amqp.DialConfig(p.url, amqp.Config{
-		Heartbeat:  p.cfg.heartbeat,
-		Properties: amqp.Table{"connection_name": p.cfg.name},
-		Dial: func(network, addr string) (net.Conn, error) {
-			dctx, cancel := context.WithTimeout(ctx, timeout)
+	cfg := p.cfg.amqp
+	if cfg.Dial == nil {
+		cfg.Dial = func(network, addr string) (net.Conn, error) {
+			dctx, cancel := context.WithTimeout(ctx, defaultDialTimeout)
 			defer cancel()
 			var d net.Dialer
 			c, err := d.DialContext(dctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
-			// Bounds the handshake; amqp clears it once the connection is open.
+			// Bounds the handshakes; amqp clears it once the connection is
+			// open.
 			deadline, _ := dctx.Deadline()
 			if err := c.SetDeadline(deadline); err != nil {
 				_ = c.Close()
 				return nil, err
 			}
 			return c, nil
-		},
-	})
+		}
+	}
+	conn, err := amqp.DialConfig(p.url, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("rabbitpub: dial: %w", err)
 	}

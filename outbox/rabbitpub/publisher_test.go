@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -191,8 +192,7 @@ func TestNewRefusesMisconfiguration(t *testing.T) {
 		{"no URL", "", b.exchange, nil, nil, "URL"},
 		{"unknown exchange", b.url, "no-such-exchange-" + uuid.NewString(), nil, rabbitpub.ErrUnknownExchange, ""},
 		{"unreachable broker", "amqp://guest:guest@127.0.0.1:1/", b.exchange, nil, nil, "dial"},
-		{"bad dial timeout", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithDialTimeout(0)}, nil, "WithDialTimeout"},
-		{"bad heartbeat", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithHeartbeat(-1)}, nil, "WithHeartbeat"},
+		{"bad heartbeat", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithConfig(amqp.Config{Heartbeat: -1})}, nil, "WithConfig"},
 		{"nil logger", b.url, b.exchange, []rabbitpub.Option{rabbitpub.WithLogger(nil)}, nil, "WithLogger"},
 		{"nil option", b.url, b.exchange, []rabbitpub.Option{nil}, nil, "rabbitpub: New: option 0 is nil"},
 		{"exchange name over 255 bytes", b.url, strings.Repeat("x", 256), nil, nil, "255"},
@@ -364,5 +364,31 @@ func TestConsumeRefusesNil(t *testing.T) {
 	}
 	if _, err := rabbitpub.Consume(context.Background(), pubtest.NewInbox(t), "billing", amqp.Delivery{MessageId: "m"}, nil); err == nil {
 		t.Error("Consume with a nil fn = nil error")
+	}
+}
+
+// TestWithConfigIsUsed: the caller's amqp091-go configuration is used, its
+// zero fields take the publisher's defaults, and its maps are not changed.
+func TestWithConfigIsUsed(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t)
+	var dials atomic.Int32
+	props := amqp.Table{"product": "billing"}
+	p := newPublisher(t, b.url, b.exchange, rabbitpub.WithConfig(amqp.Config{
+		Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return amqp.DefaultDial(5*time.Second)(network, addr)
+		},
+	}))
+	if dials.Load() != 1 {
+		t.Errorf("the caller's Dial ran %d times, want 1", dials.Load())
+	}
+	if len(props) != 1 {
+		t.Errorf("the caller's properties were changed: %v", props)
+	}
+	b.bind(t, "orders")
+	if err := p.Publish(context.Background(), delivery("orders")); err != nil {
+		t.Fatal(err)
 	}
 }
