@@ -1,0 +1,372 @@
+package catchup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/steadfast-go/steadfast/internal/httpx"
+	"github.com/steadfast-go/steadfast/retry"
+)
+
+// maxPageBytes bounds the body of one page.
+const maxPageBytes = 32 << 20
+
+// ErrWalkTooLong is matched by the error of HTTPSource.List, for a list that
+// is newest first (WithNewestFirst), when the cursor's event was not met
+// within the pages allowed.
+var ErrWalkTooLong = errors.New("catchup: the cursor's event was not met within WithNewestFirst's pages")
+
+// HTTPSource is a Source that reads a provider's events list over HTTP, as
+// JSON, with the caller's *http.Client (so retry, breaker and ratelimit
+// transports wrap it). It reads three common shapes of cursor-paged lists:
+//
+//   - "starting_after" (the default, Stripe's): GET url?limit=100 then
+//     url?limit=100&starting_after=<id of the last event read>; the body is
+//     {"data": [...events], "has_more": true}.
+//   - a next URL in the body (WithNextField): {"data": [...], "next": url}.
+//   - a Link header (WithLinkHeader): Link: <url>; rel="next".
+//
+// Each event is a JSON object whose top-level "id" (a string or a number),
+// "type" and "created" (Unix seconds, or an RFC 3339 string) fill Event; the
+// object itself is the Event's Payload. A list that is newest first
+// (WithNewestFirst) is walked back to the cursor and returned oldest first.
+//
+// A 429 or a 5xx answer is returned as a *retry.StatusError that asks, through
+// the retry protocol, for the delay of its Retry-After header; any other
+// non-2xx answer, and a body that is not such a list, as a permanent error.
+//
+// An HTTPSource is safe for concurrent use.
+type HTTPSource struct {
+	client *http.Client
+	base   *url.URL
+	cfg    config
+}
+
+var _ Source = (*HTTPSource)(nil)
+
+// NewHTTPSource returns a source that lists events at listURL (an absolute
+// http or https URL, which may carry query parameters of its own) with
+// client. It returns an error for a nil client, a bad URL and an option at
+// fault.
+func NewHTTPSource(client *http.Client, listURL string, opts ...Option) (*HTTPSource, error) {
+	if client == nil {
+		return nil, errors.New("catchup: NewHTTPSource: nil *http.Client (pass http.DefaultClient for the default)")
+	}
+	u, err := url.Parse(listURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("catchup: NewHTTPSource: %q is not an absolute http(s) URL", listURL)
+	}
+	cfg := defaults()
+	if err := applyOptions(ctorSource, &cfg, opts); err != nil {
+		return nil, err
+	}
+	return &HTTPSource{client: client, base: u, cfg: cfg}, nil
+}
+
+// List implements Source. The cursor is an event id for the "starting_after"
+// shape and for a newest-first list, a page URL otherwise.
+func (s *HTTPSource) List(ctx context.Context, cursor string) (Page, error) {
+	if s == nil {
+		return Page{}, errors.New("catchup: List: nil *HTTPSource")
+	}
+	if s.cfg.newestFirst > 0 {
+		return s.walk(ctx, cursor)
+	}
+	u, err := s.pageURL(cursor)
+	if err != nil {
+		return Page{}, err
+	}
+	p, err := s.fetch(ctx, u)
+	if err != nil {
+		return Page{}, err
+	}
+	page := Page{Events: p.events, More: p.more}
+	if s.cfg.paging == pagingCursor {
+		for i := range page.Events {
+			if page.Events[i].ID == "" {
+				return Page{}, retry.Permanent(fmt.Errorf("catchup: %s: event %d has no \"id\", which the starting_after cursor needs", u.Redacted(), i))
+			}
+			page.Events[i].Cursor = page.Events[i].ID
+		}
+		if n := len(page.Events); n > 0 {
+			page.Next = page.Events[n-1].ID
+		} else {
+			page.More = false
+		}
+		return page, nil
+	}
+	// Cursors are pages: resuming after any event of this page reads the
+	// page again.
+	for i := range page.Events {
+		page.Events[i].Cursor = cursor
+	}
+	page.Next = p.next
+	return page, nil
+}
+
+// walk reads a newest-first list from its newest page back to the event
+// cursor (an id) and returns what is newer than it, oldest first.
+func (s *HTTPSource) walk(ctx context.Context, cursor string) (Page, error) {
+	var (
+		evs  []Event
+		next string
+	)
+walk:
+	for n := 0; ; n++ {
+		if n == s.cfg.newestFirst {
+			return Page{}, retry.Permanent(fmt.Errorf("%w: %d pages of %s read back from the newest without meeting event %q",
+				ErrWalkTooLong, n, s.base.Redacted(), cursor))
+		}
+		u, err := s.pageURL(next)
+		if err != nil {
+			return Page{}, err
+		}
+		p, err := s.fetch(ctx, u)
+		if err != nil {
+			return Page{}, err
+		}
+		met := false
+		for _, ev := range p.events {
+			if ev.ID == "" {
+				return Page{}, retry.Permanent(fmt.Errorf("catchup: %s: an event has no \"id\", which a newest-first list needs", u.Redacted()))
+			}
+			if cursor != "" && ev.ID == cursor {
+				met = true
+				break
+			}
+			ev.Cursor = ev.ID
+			evs = append(evs, ev)
+		}
+		switch {
+		case met || !p.more || len(p.events) == 0:
+			break walk
+		case s.cfg.paging == pagingCursor:
+			next = p.events[len(p.events)-1].ID
+		default:
+			next = p.next
+		}
+	}
+	slices.Reverse(evs)
+	return Page{Events: evs}, nil
+}
+
+// pageURL returns the URL of the page at cursor.
+func (s *HTTPSource) pageURL(cursor string) (*url.URL, error) {
+	if cursor != "" && s.cfg.paging != pagingCursor {
+		u, err := s.base.Parse(cursor)
+		if err != nil {
+			return nil, retry.Permanent(fmt.Errorf("catchup: cursor %q is not a URL: %w", cursor, err))
+		}
+		if u.Scheme != s.base.Scheme || u.Host != s.base.Host {
+			return nil, retry.Permanent(fmt.Errorf("catchup: next page %s is not on %s://%s", u.Redacted(), s.base.Scheme, s.base.Host))
+		}
+		return u, nil
+	}
+	u := *s.base
+	q := u.Query()
+	if s.cfg.sizeParam != "" {
+		q.Set(s.cfg.sizeParam, strconv.Itoa(s.cfg.pageSize))
+	}
+	if cursor != "" {
+		q.Set(s.cfg.cursorParam, cursor)
+	}
+	u.RawQuery = q.Encode()
+	return &u, nil
+}
+
+type fetched struct {
+	events []Event
+	more   bool
+	next   string
+}
+
+func (s *HTTPSource) fetch(ctx context.Context, u *url.URL) (fetched, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fetched{}, retry.Permanent(fmt.Errorf("catchup: %w", err))
+	}
+	for k, vs := range s.cfg.header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fetched{}, fmt.Errorf("catchup: listing events: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		serr := &retry.StatusError{StatusCode: resp.StatusCode}
+		err := fmt.Errorf("catchup: listing events at %s: %w", u.Redacted(), serr)
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusInternalServerError,
+			http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			if d, ok := httpx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				return fetched{}, retry.After(err, d)
+			}
+			return fetched{}, err
+		}
+		return fetched{}, retry.Permanent(err)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPageBytes+1))
+	if err != nil {
+		return fetched{}, fmt.Errorf("catchup: reading the page at %s: %w", u.Redacted(), err)
+	}
+	if len(body) > maxPageBytes {
+		return fetched{}, retry.Permanent(fmt.Errorf("catchup: the page at %s is larger than %d bytes", u.Redacted(), maxPageBytes))
+	}
+	f, err := s.decode(body)
+	if err != nil {
+		return fetched{}, retry.Permanent(fmt.Errorf("catchup: the page at %s: %w", u.Redacted(), err))
+	}
+	if s.cfg.paging == pagingLink {
+		f.next = nextLink(resp.Header.Values("Link"))
+	}
+	if f.next != "" {
+		nu, err := u.Parse(f.next)
+		if err != nil || nu.Scheme != s.base.Scheme || nu.Host != s.base.Host {
+			return fetched{}, retry.Permanent(fmt.Errorf("catchup: the page at %s links to %q, which is not on %s://%s",
+				u.Redacted(), f.next, s.base.Scheme, s.base.Host))
+		}
+		f.next = nu.String()
+	}
+	if s.cfg.paging != pagingCursor {
+		f.more = f.next != ""
+	}
+	return f, nil
+}
+
+// decode reads a page body.
+func (s *HTTPSource) decode(body []byte) (fetched, error) {
+	var (
+		items []json.RawMessage
+		f     fetched
+	)
+	trimmed := strings.TrimLeft(string(body[:min(len(body), 64)]), " \t\r\n")
+	if strings.HasPrefix(trimmed, "[") {
+		if err := json.Unmarshal(body, &items); err != nil {
+			return fetched{}, fmt.Errorf("not a JSON array of events: %w", err)
+		}
+	} else {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(body, &obj); err != nil {
+			return fetched{}, fmt.Errorf("not a JSON object: %w", err)
+		}
+		raw, ok := obj[s.cfg.itemsField]
+		if !ok {
+			return fetched{}, fmt.Errorf("no %q member", s.cfg.itemsField)
+		}
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return fetched{}, fmt.Errorf("%q is not an array: %w", s.cfg.itemsField, err)
+		}
+		if s.cfg.paging == pagingCursor {
+			if raw, ok := obj["has_more"]; ok {
+				if err := json.Unmarshal(raw, &f.more); err != nil {
+					return fetched{}, fmt.Errorf(`"has_more" is not a boolean: %w`, err)
+				}
+			}
+		}
+		if s.cfg.paging == pagingNext {
+			if raw, ok := obj[s.cfg.nextField]; ok && string(raw) != "null" {
+				if err := json.Unmarshal(raw, &f.next); err != nil {
+					return fetched{}, fmt.Errorf("%q is not a string: %w", s.cfg.nextField, err)
+				}
+			}
+		}
+	}
+	if len(items) > 10000 {
+		return fetched{}, fmt.Errorf("%d events in one page, more than 10000", len(items))
+	}
+	f.events = make([]Event, 0, len(items))
+	for i, it := range items {
+		if len(it) > MaxEventSize {
+			return fetched{}, fmt.Errorf("event %d is larger than %d bytes", i, MaxEventSize)
+		}
+		var v struct {
+			ID      json.RawMessage `json:"id"`
+			Type    json.RawMessage `json:"type"`
+			Created json.RawMessage `json:"created"`
+		}
+		if err := json.Unmarshal(it, &v); err != nil {
+			return fetched{}, fmt.Errorf("event %d is not a JSON object: %w", i, err)
+		}
+		ev := Event{Payload: it, Created: parseTime(v.Created)}
+		ev.ID, _ = idString(v.ID)
+		_ = json.Unmarshal(v.Type, &ev.Type)
+		f.events = append(f.events, ev)
+	}
+	return f, nil
+}
+
+// nextLink returns the target of the first rel="next" link of Link header
+// values (RFC 8288), or "".
+func nextLink(values []string) string {
+	for _, v := range values {
+		for len(v) > 0 {
+			v = strings.TrimLeft(v, " \t,")
+			if !strings.HasPrefix(v, "<") {
+				return ""
+			}
+			end := strings.IndexByte(v, '>')
+			if end < 0 {
+				return ""
+			}
+			target := v[1:end]
+			v = v[end+1:]
+			// Parameters up to the next link (a comma outside quotes).
+			next := false
+			for {
+				v = strings.TrimLeft(v, " \t")
+				if !strings.HasPrefix(v, ";") {
+					break
+				}
+				v = strings.TrimLeft(v[1:], " \t")
+				eq := strings.IndexAny(v, "=;,")
+				if eq < 0 {
+					v = ""
+					break
+				}
+				name := strings.ToLower(strings.TrimSpace(v[:eq]))
+				if v[eq] != '=' {
+					v = v[eq:]
+					continue
+				}
+				v = strings.TrimLeft(v[eq+1:], " \t")
+				var val string
+				if strings.HasPrefix(v, `"`) {
+					q := strings.IndexByte(v[1:], '"')
+					if q < 0 {
+						return ""
+					}
+					val, v = v[1:1+q], v[2+q:]
+				} else {
+					e := strings.IndexAny(v, ";,")
+					if e < 0 {
+						e = len(v)
+					}
+					val, v = strings.TrimSpace(v[:e]), v[e:]
+				}
+				if name == "rel" {
+					for _, r := range strings.Fields(strings.ToLower(val)) {
+						if r == "next" {
+							next = true
+						}
+					}
+				}
+			}
+			if next {
+				return target
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,479 @@
+package sqlcatchup
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/catchup"
+	"github.com/steadfast-go/steadfast/internal/option"
+	"github.com/steadfast-go/steadfast/internal/sqldb"
+)
+
+// Dialect names the SQL database behind a Store. It is the same type as
+// sqlstore.Dialect and sqloutbox.Dialect, so one value names the database to
+// all of them.
+type Dialect = sqldb.Dialect
+
+// The databases a Store runs on.
+const (
+	// Postgres is PostgreSQL through pgx's database/sql driver
+	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx").
+	Postgres = sqldb.Postgres
+	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database
+	// in WAL mode, opened as sqlstore.SQLiteDSN or sqloutbox.SQLiteDSN
+	// opens it.
+	SQLite = sqldb.SQLite
+	// MySQL is MySQL 8 or MariaDB 10.6 or later through
+	// github.com/go-sql-driver/mysql (driver name "mysql").
+	MySQL = sqldb.MySQL
+)
+
+// DefaultTable is the default of WithTable.
+const DefaultTable = "steadfast_catchup"
+
+// Option configures a Store. Options are made by the With functions of this
+// package.
+type Option interface{ setting() *option.Setting[config] }
+
+type optionFunc option.Setting[config]
+
+func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting[config])(o) }
+
+type config struct{ table string }
+
+var tableName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,47}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+
+// WithTable sets the name of the store's table, optionally schema-qualified
+// ("app.catchup"); the table of failed events and the indexes are named
+// after it (suffix _failed). A name is letters, digits and underscores, not
+// starting with a digit, at most 48 of them. Defaults to DefaultTable
+// ("steadfast_catchup").
+func WithTable(name string) Option {
+	return &optionFunc{Name: "WithTable", Set: func(c *config) error {
+		if !tableName.MatchString(name) {
+			return fmt.Errorf("%q is not a plain SQL identifier (letters, digits, _; up to 48; optional schema)", name)
+		}
+		c.table = name
+		return nil
+	}}
+}
+
+// Store keeps the durable state of catchup pollers in a SQL database: each
+// source's cursor and lease, and the events whose handler failed (counting
+// attempts, then dead letters). It implements catchup.Store, and lists,
+// requeues and discards dead letters for operators. Times come from the
+// database's clock, so that replicas whose clocks disagree agree on leases.
+// It is safe for concurrent use by any number of processes.
+//
+// Create it with New and its tables with Migrate (or run Schema's
+// statements with your own tool).
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+	table   string
+	schema  string
+	q       map[string]string
+}
+
+var _ catchup.Store = (*Store)(nil)
+
+// New returns a Store on db, a database of dialect d opened with that
+// dialect's driver (the store imports none). It does not touch the
+// database; call Migrate before use. It returns an error for a nil db, an
+// unknown dialect and an option at fault.
+func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("sqlcatchup: New: nil *sql.DB")
+	}
+	cfg := config{table: DefaultTable}
+	if err := option.Apply("sqlcatchup", "New", &cfg, len(opts), func(i int) *option.Setting[config] {
+		if opts[i] == nil {
+			return nil
+		}
+		return opts[i].setting()
+	}); err != nil {
+		return nil, err
+	}
+	var schema, now string
+	switch d {
+	case Postgres:
+		schema, now = pgSchema, pgNow
+	case SQLite:
+		schema, now = sqliteSchema, sqliteNow
+	case MySQL:
+		schema, now = mysqlSchema, mysqlNow
+	default:
+		return nil, fmt.Errorf("sqlcatchup: New: unknown dialect %v", d)
+	}
+	idx := cfg.table
+	if i := strings.LastIndexByte(idx, '.'); i >= 0 {
+		idx = idx[i+1:]
+	}
+	r := strings.NewReplacer("{t}", cfg.table, "{i}", idx, "{now}", now)
+	s := &Store{db: db, dialect: d, table: cfg.table, schema: r.Replace(schema), q: map[string]string{}}
+	for name, text := range map[string]string{
+		"take": qTake, "create": qCreate, "cursor": qCursor, "release": qRelease, "advance": qAdvance,
+		"fail": qFail, "attempts": qAttempts, "bury": qBury, "requeued": qRequeued, "resolve": qResolve,
+		"listDead": qListDead, "requeue": qRequeue, "discard": qDiscard,
+	} {
+		if d == MySQL {
+			switch name {
+			case "create":
+				text = qCreateMySQL
+			case "fail":
+				text = qFailMySQL
+			case "bury":
+				text = qBuryMySQL
+			}
+		}
+		s.q[name] = r.Replace(text)
+		if d == Postgres && !strings.Contains(text, "{ids}") {
+			s.q[name] = numbered(s.q[name], 1)
+		}
+	}
+	return s, nil
+}
+
+// numbered replaces each ? of q by $n, $n+1, ...
+func numbered(q string, n int) string {
+	var b strings.Builder
+	for _, c := range q {
+		if c == '?' {
+			b.WriteString("$" + strconv.Itoa(n))
+			n++
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Table returns the name of the store's table.
+func (s *Store) Table() string { return s.table }
+
+// Schema returns the statements Migrate runs, for reading or for running
+// with your own migration tool. Every statement is idempotent.
+func (s *Store) Schema() string { return s.schema }
+
+// Migrate creates the store's tables and index if they do not exist. It is
+// safe to run on every start, from several processes.
+func (s *Store) Migrate(ctx context.Context) error {
+	if s == nil {
+		return errors.New("sqlcatchup: Migrate: nil *Store")
+	}
+	var lines []string
+	for _, l := range strings.Split(s.schema, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	for _, stmt := range strings.Split(strings.Join(lines, "\n"), ";") {
+		if stmt = strings.TrimSpace(stmt); stmt == "" {
+			continue
+		}
+		if err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
+			_, err := s.db.ExecContext(ctx, stmt)
+			return err
+		}); err != nil && !s.concurrentCreate(err) {
+			return fmt.Errorf("sqlcatchup: migrate: %w", err)
+		}
+	}
+	return nil
+}
+
+// concurrentCreate reports a PostgreSQL catalog collision of two concurrent
+// CREATE ... IF NOT EXISTS (the other one created the object).
+func (s *Store) concurrentCreate(err error) bool {
+	var pg interface{ SQLState() string }
+	return s.dialect == Postgres && errors.As(err, &pg) && (pg.SQLState() == "23505" || pg.SQLState() == "42P07")
+}
+
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// Lease implements catchup.Store.
+func (s *Store) Lease(ctx context.Context, source, owner string, d time.Duration) (string, bool, error) {
+	if s == nil {
+		return "", false, errors.New("sqlcatchup: Lease: nil *Store")
+	}
+	if source == "" || owner == "" || d <= 0 {
+		return "", false, errors.New("sqlcatchup: Lease: empty source or owner, or a lease that is not positive")
+	}
+	var held bool
+	err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, s.q["take"], owner, micros(d), source, owner)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if res, err = s.db.ExecContext(ctx, s.q["create"], source, owner, micros(d)); err != nil {
+				return err
+			}
+			if n, err = res.RowsAffected(); err != nil {
+				return err
+			}
+		}
+		held = n > 0
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("sqlcatchup: lease of %q: %w", source, err)
+	}
+	if !held {
+		return "", false, nil
+	}
+	var cursor string
+	if err := s.db.QueryRowContext(ctx, s.q["cursor"], source).Scan(&cursor); err != nil {
+		return "", false, fmt.Errorf("sqlcatchup: cursor of %q: %w", source, err)
+	}
+	return cursor, true, nil
+}
+
+// Release implements catchup.Store.
+func (s *Store) Release(ctx context.Context, source, owner string) error {
+	if s == nil {
+		return errors.New("sqlcatchup: Release: nil *Store")
+	}
+	if _, err := s.db.ExecContext(ctx, s.q["release"], source, owner); err != nil {
+		return fmt.Errorf("sqlcatchup: release of %q: %w", source, err)
+	}
+	return nil
+}
+
+// Begin implements catchup.Store: it begins a transaction on the store's
+// database (READ COMMITTED on MySQL, so that a page's inbox inserts do not
+// take gap locks that deadlock the webhooks' own).
+func (s *Store) Begin(ctx context.Context) (steadfast.Tx, error) {
+	if s == nil {
+		return nil, errors.New("sqlcatchup: Begin: nil *Store")
+	}
+	var opts *sql.TxOptions
+	if s.dialect == MySQL {
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return tx, nil
+}
+
+// Advance implements catchup.Store.
+func (s *Store) Advance(ctx context.Context, tx steadfast.Tx, source, owner, cursor string, d time.Duration) error {
+	if s == nil || tx == nil {
+		return errors.New("sqlcatchup: Advance: nil *Store or transaction")
+	}
+	res, err := tx.ExecContext(ctx, s.q["advance"], cursor, micros(d), source, owner)
+	if err != nil {
+		return fmt.Errorf("sqlcatchup: advancing the cursor of %q: %w", source, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlcatchup: advancing the cursor of %q: %w", source, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlcatchup: advancing the cursor of %q: %w", source, catchup.ErrLeaseLost)
+	}
+	return nil
+}
+
+func created(ev catchup.Event) int64 {
+	if ev.Created.IsZero() {
+		return 0
+	}
+	return ev.Created.UnixMicro()
+}
+
+func payload(ev catchup.Event) []byte {
+	if ev.Payload == nil {
+		return []byte{}
+	}
+	return ev.Payload
+}
+
+// Fail implements catchup.Store.
+func (s *Store) Fail(ctx context.Context, source string, ev catchup.Event, reason string) (int, error) {
+	if s == nil {
+		return 0, errors.New("sqlcatchup: Fail: nil *Store")
+	}
+	args := []any{source, ev.ID, reason, ev.Type, created(ev), payload(ev), ev.Cursor}
+	var attempts int
+	err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
+		if s.dialect != MySQL {
+			return s.db.QueryRowContext(ctx, s.q["fail"], args...).Scan(&attempts)
+		}
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }()
+		if _, err := tx.ExecContext(ctx, s.q["fail"], args...); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, s.q["attempts"], source, ev.ID).Scan(&attempts); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlcatchup: recording a failure of event %q of %q: %w", ev.ID, source, err)
+	}
+	return attempts, nil
+}
+
+// Bury implements catchup.Store.
+func (s *Store) Bury(ctx context.Context, tx steadfast.Tx, source string, ev catchup.Event, reason string) error {
+	if s == nil || tx == nil {
+		return errors.New("sqlcatchup: Bury: nil *Store or transaction")
+	}
+	if _, err := tx.ExecContext(ctx, s.q["bury"], source, ev.ID, reason, ev.Type, created(ev), payload(ev), ev.Cursor); err != nil {
+		return fmt.Errorf("sqlcatchup: making event %q of %q a dead letter: %w", ev.ID, source, err)
+	}
+	return nil
+}
+
+// Requeued implements catchup.Store.
+func (s *Store) Requeued(ctx context.Context, source string, limit int) ([]catchup.Event, error) {
+	if s == nil {
+		return nil, errors.New("sqlcatchup: Requeued: nil *Store")
+	}
+	rows, err := s.db.QueryContext(ctx, s.q["requeued"], source, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlcatchup: requeued dead letters of %q: %w", source, err)
+	}
+	defer rows.Close()
+	var out []catchup.Event
+	for rows.Next() {
+		var (
+			ev catchup.Event
+			at int64
+		)
+		if err := rows.Scan(&ev.ID, &ev.Type, &at, &ev.Payload, &ev.Cursor); err != nil {
+			return nil, fmt.Errorf("sqlcatchup: requeued dead letters of %q: %w", source, err)
+		}
+		if at != 0 {
+			ev.Created = time.UnixMicro(at)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlcatchup: requeued dead letters of %q: %w", source, err)
+	}
+	return out, nil
+}
+
+// Resolve implements catchup.Store.
+func (s *Store) Resolve(ctx context.Context, tx steadfast.Tx, source, eventID string) (bool, error) {
+	if s == nil || tx == nil {
+		return false, errors.New("sqlcatchup: Resolve: nil *Store or transaction")
+	}
+	res, err := tx.ExecContext(ctx, s.q["resolve"], source, eventID)
+	if err != nil {
+		return false, fmt.Errorf("sqlcatchup: resolving event %q of %q: %w", eventID, source, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlcatchup: resolving event %q of %q: %w", eventID, source, err)
+	}
+	return n > 0, nil
+}
+
+// ListDead returns up to limit dead letters (requeued ones included, until
+// the poller applied them) of source, or of every source when source is
+// empty, with a position above after, in position order. Pass the last
+// Position read as after to read on.
+func (s *Store) ListDead(ctx context.Context, source string, after int64, limit int) ([]catchup.DeadLetter, error) {
+	if s == nil {
+		return nil, errors.New("sqlcatchup: ListDead: nil *Store")
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlcatchup: ListDead: limit %d must be positive", limit)
+	}
+	rows, err := s.db.QueryContext(ctx, s.q["listDead"], after, source, source, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlcatchup: listing dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []catchup.DeadLetter
+	for rows.Next() {
+		var (
+			dl          catchup.DeadLetter
+			at, updated int64
+			state       int
+		)
+		if err := rows.Scan(&dl.Position, &dl.Source, &dl.ID, &dl.Type, &at, &dl.Payload, &dl.Cursor,
+			&state, &dl.Attempts, &dl.LastError, &updated); err != nil {
+			return nil, fmt.Errorf("sqlcatchup: listing dead letters: %w", err)
+		}
+		if at != 0 {
+			dl.Created = time.UnixMicro(at)
+		}
+		dl.UpdatedAt = time.UnixMicro(updated)
+		dl.Requeued = state == 2
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlcatchup: listing dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// Requeue makes the dead letters eventIDs of source pending again, with
+// their attempts reset: the poller of source applies them at its next pass
+// (without the inbox check: their ids were marked when they died). It
+// returns how many it requeued; ids that are not dead letters are left
+// alone. It is atomic.
+func (s *Store) Requeue(ctx context.Context, source string, eventIDs ...string) (int, error) {
+	return s.deadOp(ctx, "Requeue", "requeue", source, eventIDs)
+}
+
+// Discard deletes the dead letters eventIDs of source (requeued or not) and
+// returns how many it deleted. Their ids stay marked in the inbox: the events
+// are never applied.
+func (s *Store) Discard(ctx context.Context, source string, eventIDs ...string) (int, error) {
+	return s.deadOp(ctx, "Discard", "discard", source, eventIDs)
+}
+
+func (s *Store) deadOp(ctx context.Context, what, query, source string, ids []string) (int, error) {
+	if s == nil {
+		return 0, fmt.Errorf("sqlcatchup: %s: nil *Store", what)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if len(ids) > 1000 {
+		return 0, fmt.Errorf("sqlcatchup: %s: %d ids, at most 1000 at once", what, len(ids))
+	}
+	q := strings.Replace(s.q[query], "{ids}", strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", "), 1)
+	if s.dialect == Postgres {
+		q = numbered(q, 1)
+	}
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, source)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	var n int64
+	err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlcatchup: %s: %w", what, err)
+	}
+	return int(n), nil
+}
