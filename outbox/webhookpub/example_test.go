@@ -49,3 +49,42 @@ func Example() {
 	// delivered: true
 	// true
 }
+
+// A platform sends webhooks to its customers: each message's destination is
+// a customer's subscription, looked up in the platform's own table.
+func ExampleWithResolver() {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	customer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("customer got", r.Header.Get("webhook-id"))
+	}))
+	defer customer.Close()
+	subscriptions := map[string]webhookpub.Endpoint{ // the platform's table
+		"acme/invoices": {URL: customer.URL, Secrets: []string{secret}},
+	}
+
+	pub, err := webhookpub.New(nil,
+		webhookpub.WithResolver(func(ctx context.Context, destination string) (webhookpub.Endpoint, error) {
+			ep, ok := subscriptions[destination]
+			if !ok {
+				return webhookpub.Endpoint{}, webhookpub.ErrUnknownEndpoint // dead-lettered
+			}
+			return ep, nil
+		}),
+		webhookpub.WithResolverCache(10_000, time.Minute),
+		webhookpub.WithAllowedNetworks("127.0.0.1")) // the customer here is on loopback
+	if err != nil {
+		panic(err)
+	}
+	err = pub.Publish(context.Background(), outbox.Delivery{Message: outbox.Message{
+		ID: "0190f5e2-7b4c-7000-8000-0000000000ac", Topic: "acme/invoices", Payload: []byte(`{}`),
+	}, Attempt: 1})
+	fmt.Println("delivered:", err == nil)
+	err = pub.Publish(context.Background(), outbox.Delivery{Message: outbox.Message{
+		ID: "0190f5e2-7b4c-7000-8000-0000000000ad", Topic: "globex/invoices", Payload: []byte(`{}`),
+	}, Attempt: 1})
+	fmt.Println(errors.Is(err, webhookpub.ErrUnknownEndpoint))
+	// Output:
+	// customer got 0190f5e2-7b4c-7000-8000-0000000000ac
+	// delivered: true
+	// true
+}
