@@ -35,7 +35,9 @@ const (
 // a Refetcher (NewRefetcher). Options are made by the With functions of this
 // package; a constructor refuses, with an error naming it, an option that
 // does not apply to it.
-type Option interface{ setting() *option.Setting[config] }
+type Option interface {
+	setting() *option.Setting[config]
+}
 
 type optionFunc option.Setting[config]
 

@@ -49,7 +49,7 @@ type Poller struct {
 	m     *metrics
 	owner string
 
-	held   atomic.Bool
+	held    atomic.Bool
 	failing sync.Map // event ids whose failures this process recorded
 
 	life    sync.Mutex

@@ -100,11 +100,11 @@ const (
 	qTake = `UPDATE {t} SET owner = ?, lease_until = {now} + ?
 WHERE source = ? AND (owner = ? OR lease_until <= {now})`
 	// create makes the source's row, leased to owner, if it is missing.
-	qCreate        = `INSERT INTO {t} (source, list_cursor, owner, lease_until, updated_at) VALUES (?, '', ?, {now} + ?, {now}) ON CONFLICT DO NOTHING`
-	qCreateMySQL   = `INSERT IGNORE INTO {t} (source, list_cursor, owner, lease_until, updated_at) VALUES (?, '', ?, {now} + ?, {now})`
-	qCursor        = `SELECT list_cursor FROM {t} WHERE source = ?`
-	qRelease       = `UPDATE {t} SET owner = '', lease_until = 0 WHERE source = ? AND owner = ?`
-	qAdvance       = `UPDATE {t} SET list_cursor = ?, lease_until = {now} + ?, updated_at = {now}
+	qCreate      = `INSERT INTO {t} (source, list_cursor, owner, lease_until, updated_at) VALUES (?, '', ?, {now} + ?, {now}) ON CONFLICT DO NOTHING`
+	qCreateMySQL = `INSERT IGNORE INTO {t} (source, list_cursor, owner, lease_until, updated_at) VALUES (?, '', ?, {now} + ?, {now})`
+	qCursor      = `SELECT list_cursor FROM {t} WHERE source = ?`
+	qRelease     = `UPDATE {t} SET owner = '', lease_until = 0 WHERE source = ? AND owner = ?`
+	qAdvance     = `UPDATE {t} SET list_cursor = ?, lease_until = {now} + ?, updated_at = {now}
 WHERE source = ? AND owner = ? AND lease_until > {now}`
 	qFail = `INSERT INTO {t}_failed (source, event_id, state, attempts, last_error, event_type, created, payload, list_cursor, updated_at)
 VALUES (?, ?, 0, 1, ?, ?, ?, ?, ?, {now})

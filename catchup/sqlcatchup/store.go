@@ -40,7 +40,9 @@ const DefaultTable = "steadfast_catchup"
 
 // Option configures a Store. Options are made by the With functions of this
 // package.
-type Option interface{ setting() *option.Setting[config] }
+type Option interface {
+	setting() *option.Setting[config]
+}
 
 type optionFunc option.Setting[config]
 
