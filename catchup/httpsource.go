@@ -288,8 +288,8 @@ func (s *HTTPSource) decode(body []byte) (fetched, error) {
 	}
 	f.events = make([]Event, 0, len(items))
 	for i, it := range items {
-		if len(it) > MaxEventSize {
-			return fetched{}, fmt.Errorf("event %d is larger than %d bytes", i, MaxEventSize)
+		if len(it) > maxEventSize {
+			return fetched{}, fmt.Errorf("event %d is larger than %d bytes", i, maxEventSize)
 		}
 		var v struct {
 			ID      json.RawMessage `json:"id"`

@@ -14,21 +14,17 @@ import (
 	"github.com/steadfast-go/steadfast/retry"
 )
 
-// Defaults of the options.
+// Defaults of the options (each option's doc states its own).
 const (
-	// DefaultPollInterval is the default of WithPollInterval.
-	DefaultPollInterval = 10 * time.Second
-	// DefaultLease is the default of WithLease.
-	DefaultLease = 30 * time.Second
-	// DefaultOverlap is the default of WithOverlap.
-	DefaultOverlap = time.Minute
-	// DefaultMaxAttempts is the default of WithMaxAttempts.
-	DefaultMaxAttempts = 5
-	// DefaultPageSize is the default of WithPageSize.
-	DefaultPageSize = 100
-	// MaxEventSize is the largest webhook body the webhook handler reads
-	// (larger ones get 413) and the largest event an HTTPSource accepts.
-	MaxEventSize = 1 << 20
+	defaultPollInterval = 10 * time.Second
+	defaultLease        = 30 * time.Second
+	defaultOverlap      = time.Minute
+	defaultMaxAttempts  = 5
+	defaultPageSize     = 100
+	defaultRefetchTopic = "catchup.refetch"
+	// maxEventSize bounds a webhook body (larger ones get 413) and an event
+	// of a listed page.
+	maxEventSize = 1 << 20
 )
 
 // Option configures a Poller (NewPoller), an HTTPSource (NewHTTPSource) or
@@ -104,16 +100,16 @@ type config struct {
 
 func defaults() config {
 	return config{
-		overlap:     DefaultOverlap,
+		overlap:     defaultOverlap,
 		overlapSet:  "WithOverlap",
-		interval:    DefaultPollInterval,
-		lease:       DefaultLease,
-		maxAttempts: DefaultMaxAttempts,
+		interval:    defaultPollInterval,
+		lease:       defaultLease,
+		maxAttempts: defaultMaxAttempts,
 		cursorParam: "starting_after",
 		itemsField:  "data",
 		sizeParam:   "limit",
-		pageSize:    DefaultPageSize,
-		topic:       DefaultRefetchTopic,
+		pageSize:    defaultPageSize,
+		topic:       defaultRefetchTopic,
 	}
 }
 
@@ -153,8 +149,8 @@ func WithEventID(fn func(payload []byte) (string, error)) Option {
 // read, so that each pass reads them again, and an event that the provider's
 // list shows late (after later ones), but within d of its creation, is not
 // skipped. The inbox absorbs the repeats. Events without a creation time
-// count as created with the event before them. Defaults to DefaultOverlap
-// (one minute); WithOverlapEvents sets a window by count instead.
+// count as created with the event before them. Defaults to one minute;
+// WithOverlapEvents sets a window by count instead.
 func WithOverlap(d time.Duration) Option {
 	return newOption("WithOverlap", func(c *config) error {
 		if d < 0 {
@@ -187,7 +183,7 @@ func WithOverlapEvents(n int) Option {
 // WithPollInterval sets the time between two passes over the list (a pass
 // reads pages until the list has no more). It must be shorter than the
 // lease, which the poller renews at each pass. Defaults to
-// DefaultPollInterval (10s).
+// 10s.
 func WithPollInterval(d time.Duration) Option {
 	return newOption("WithPollInterval", func(c *config) error {
 		if d <= 0 {
@@ -202,7 +198,7 @@ func WithPollInterval(d time.Duration) Option {
 // replicas, polls: the holder renews it with every page and every pass; when
 // it dies, another replica takes over once the lease has run out, within
 // about a third of the lease more. Lease times are compared on the
-// database's clock. Defaults to DefaultLease (30s).
+// database's clock. Defaults to 30s.
 func WithLease(d time.Duration) Option {
 	return newOption("WithLease", func(c *config) error {
 		if d < 100*time.Millisecond {
@@ -216,7 +212,7 @@ func WithLease(d time.Duration) Option {
 // WithMaxAttempts sets how many times the poller applies an event whose
 // handler fails before it makes the event a dead letter and moves its cursor
 // past it. Attempts are counted in the store, across restarts. Defaults to
-// DefaultMaxAttempts (5).
+// 5.
 func WithMaxAttempts(n int) Option {
 	return newOption("WithMaxAttempts", func(c *config) error {
 		if n < 1 {
@@ -231,7 +227,7 @@ func WithMaxAttempts(n int) Option {
 // A failure that the policy gives up on (a provider that keeps answering 429
 // or 5xx) ends the pass with the cursor where it was; the next pass starts
 // after the delay the failure asked for (Retry-After), or after the poll
-// interval. Defaults to retry.New() with its defaults.
+// interval. Defaults to a policy of retry.New() without options.
 func WithRetry(p *retry.Policy) Option {
 	return newOption("WithRetry", func(c *config) error {
 		if p == nil {
@@ -324,8 +320,7 @@ func WithItemsField(field string) Option {
 }
 
 // WithPageSize sets the query parameter and value that ask for n events per
-// page (an empty param sends none). Defaults to "limit" and DefaultPageSize
-// (100).
+// page (an empty param sends none). Defaults to "limit" and 100.
 func WithPageSize(param string, n int) Option {
 	return newOption("WithPageSize", func(c *config) error {
 		if n < 1 || n > 10000 {
@@ -371,7 +366,7 @@ func WithHeader(name, value string) Option {
 
 // WithRefetchTopic sets the outbox topic under which the Refetcher enqueues
 // refetches (a relay whose publisher is the Refetcher must deliver it).
-// Defaults to DefaultRefetchTopic ("catchup.refetch").
+// Defaults to "catchup.refetch".
 func WithRefetchTopic(topic string) Option {
 	return newOption("WithRefetchTopic", func(c *config) error {
 		if topic == "" {

@@ -240,7 +240,7 @@ func (p *Poller) pass(soft, hard context.Context) time.Duration {
 	next := cursor
 	for soft.Err() == nil {
 		var page Page
-		err := p.cfg.retry.Do(hard, func(ctx context.Context) error {
+		err := retry.Do(hard, p.cfg.retry, func(ctx context.Context) error {
 			var err error
 			page, err = p.src.List(ctx, next)
 			return err

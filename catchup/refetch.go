@@ -16,9 +16,6 @@ import (
 	"github.com/steadfast-go/steadfast/retry"
 )
 
-// DefaultRefetchTopic is the default of WithRefetchTopic.
-const DefaultRefetchTopic = "catchup.refetch"
-
 // Guard is the ordering guard through which a Refetcher applies an
 // object's state: idempotency/sqlstore's Store is one. Each method records,
 // in tx, the position of entity if it is newer than the last recorded, and

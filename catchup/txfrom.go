@@ -2,7 +2,6 @@ package catchup
 
 import (
 	"context"
-	"database/sql"
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
@@ -11,10 +10,8 @@ import (
 // requestTx returns the transaction the idempotency middleware opened for
 // the request (transactional mode), or nil.
 func requestTx(ctx context.Context) steadfast.Tx {
-	if t := idempotency.TxFrom(ctx); t != nil {
-		if tx, ok := t.Driver().(*sql.Tx); ok {
-			return tx
-		}
+	if tx, err := idempotency.TxFrom(ctx); err == nil {
+		return tx
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // WebhookHandler returns the handler of the webhook route of the poller's
-// source: it reads the body as one event (at most MaxEventSize bytes, its id
+// source: it reads the body as one event (at most maxEventSize bytes, its id
 // by WithEventID, its type and creation time from the top-level "type" and
 // "created" members when present), marks the id in the poller's inbox under
 // the poller's consumer name and, the first time, applies the event with the
@@ -45,13 +45,13 @@ func (p *Poller) WebhookHandler() http.Handler {
 }
 
 func (p *Poller) serveWebhook(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxEventSize+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxEventSize+1))
 	if err != nil {
 		problem(w, http.StatusBadRequest, "the body could not be read")
 		return
 	}
-	if len(body) > MaxEventSize {
-		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxEventSize))
+	if len(body) > maxEventSize {
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", maxEventSize))
 		return
 	}
 	ev, err := decodeEvent(body, p.eventID)

@@ -123,14 +123,8 @@ func (e *env) open(db *sql.DB) {
 	e.effects = e.prefix + "_effects"
 }
 
-// inbox adapts sqlstore's inbox to catchup.Inbox.
-type inbox struct{ s *sqlstore.Store }
-
-func (i inbox) MarkProcessed(ctx context.Context, tx steadfast.Tx, consumer, id string) (bool, error) {
-	return i.s.MarkProcessed(ctx, tx, consumer, id)
-}
-
-func (e *env) inbox() catchup.Inbox { return inbox{e.idem} }
+// inbox is the inbox of both paths: idempotency/sqlstore's.
+func (e *env) inbox() catchup.Inbox { return e.idem }
 
 func (e *env) q(s string) string {
 	if e.d != sqlcatchup.Postgres {

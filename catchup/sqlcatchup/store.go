@@ -35,8 +35,7 @@ const (
 	MySQL = sqldb.MySQL
 )
 
-// DefaultTable is the default of WithTable.
-const DefaultTable = "steadfast_catchup"
+const defaultTable = "steadfast_catchup"
 
 // Option configures a Store. Options are made by the With functions of this
 // package.
@@ -55,8 +54,7 @@ var tableName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,47}\.)?[A-Za-z_][A
 // WithTable sets the name of the store's table, optionally schema-qualified
 // ("app.catchup"); the table of failed events and the indexes are named
 // after it (suffix _failed). A name is letters, digits and underscores, not
-// starting with a digit, at most 48 of them. Defaults to DefaultTable
-// ("steadfast_catchup").
+// starting with a digit, at most 48 of them. Defaults to "steadfast_catchup".
 func WithTable(name string) Option {
 	return &optionFunc{Name: "WithTable", Set: func(c *config) error {
 		if !tableName.MatchString(name) {
@@ -94,7 +92,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlcatchup: New: nil *sql.DB")
 	}
-	cfg := config{table: DefaultTable}
+	cfg := config{table: defaultTable}
 	if err := option.Apply("sqlcatchup", "New", &cfg, len(opts), func(i int) *option.Setting[config] {
 		if opts[i] == nil {
 			return nil
