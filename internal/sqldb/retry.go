@@ -7,8 +7,6 @@ import (
 	"net/url"
 	"strconv"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 // IsRetryable reports whether err is a transient conflict that the database
@@ -22,19 +20,18 @@ import (
 //     detected), as reported by pgx.
 //
 // It classifies by error type and code, never by message text, and imports
-// no SQLite or PostgreSQL driver: those errors are recognised by the methods
-// their types have (Code() int, SQLState() string).
+// no driver: PostgreSQL and SQLite errors are recognised by the methods
+// their types have (SQLState() string, Code() int), MySQL's by reflection on
+// go-sql-driver's *MySQLError (its package path, name and Number field).
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	var my *mysql.MySQLError
-	if errors.As(err, &my) {
-		return my.Number == 1213 || my.Number == 1205
+	if n, ok := mysqlNumber(err); ok {
+		return n == 1213 || n == 1205
 	}
-	var pg interface{ SQLState() string }
-	if errors.As(err, &pg) {
-		switch pg.SQLState() {
+	if st, ok := sqlState(err); ok {
+		switch st {
 		case "40001", "40P01":
 			return true
 		}
@@ -48,17 +45,11 @@ func IsRetryable(err error) bool {
 // modernc.org/sqlite by its Code() int method and its Error type name, so that
 // this package need not import the driver.
 func IsSQLiteBusy(err error) bool {
-	var se interface {
-		error
-		Code() int
-	}
-	if !errors.As(err, &se) {
+	code, ok := sqliteCode(err)
+	if !ok {
 		return false
 	}
-	if !isSQLiteError(se) {
-		return false
-	}
-	switch se.Code() & 0xff {
+	switch code & 0xff {
 	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
 		return true
 	}
