@@ -2,8 +2,6 @@ package idempotency
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,29 +16,21 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// JSONCodec is the default Codec: encoding/json.
-type JSONCodec struct{}
+// jsonCodec is the default Codec: encoding/json.
+type jsonCodec struct{}
 
-// Marshal returns the JSON encoding of v.
-func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Unmarshal decodes JSON data into v.
-func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
-
-type doConfig struct {
-	common
-	codec       Codec
-	fingerprint string
-}
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // Runner runs work once per key over a Store, for Do. It collapses
 // concurrent calls with the same key (and fingerprint) inside the process
 // into one run before they reach the store, so one Runner should be shared
-// by all the callers of a store. A Runner is
-// safe for concurrent use and starts no goroutine of its own.
+// by all the callers of a store. A Runner is safe for concurrent use and
+// starts no goroutine of its own.
 type Runner struct {
 	store    Store
-	cfg      doConfig
+	cfg      config
 	metrics  *metrics
 	flights  flights
 	renewals sync.Pool // of *renewal
@@ -48,20 +38,16 @@ type Runner struct {
 
 // NewRunner returns a Runner over store, with options that every Do through
 // it uses unless the call overrides them. It returns an error naming the
-// option if an option is invalid, or if WithTransaction is given and store
-// is not a TxStore.
-func NewRunner(store Store, opts ...DoOption) (*Runner, error) {
-	cfg := doConfig{common: defaultCommon(), codec: JSONCodec{}}
-	cfg.wait = 10 * time.Second
-	for _, o := range opts {
-		if o == nil {
-			return nil, errors.New("idempotency: NewRunner: nil option")
-		}
-		if err := o.applyDo(&cfg); err != nil {
-			return nil, err
-		}
+// option if an option is invalid or does not apply to NewRunner, if store is
+// nil, or if WithTransaction is given and store is not a TxStore.
+func NewRunner(store Store, opts ...Option) (*Runner, error) {
+	cfg := defaultConfig()
+	cfg.codec = jsonCodec{}
+	cfg.wait = defaultDoWait
+	if err := applyOptions(ctorRunner, &cfg, opts); err != nil {
+		return nil, err
 	}
-	m, err := cfg.finish(store, "do")
+	m, err := cfg.finish(ctorRunner, store, "do")
 	if err != nil {
 		return nil, err
 	}
@@ -88,25 +74,23 @@ func NewRunner(store Store, opts ...DoOption) (*Runner, error) {
 // transaction (TxFrom(ctx)), whose commit stores the result.
 //
 // If fn succeeded but its result could not be stored, Do returns the result
-// and a *NotStoredError. Other errors are the store's (wrapped), ctx's, and
-// those of options given to this call.
-func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Context) (T, error), opts ...DoOption) (T, error) {
+// and an error wrapping ErrNotStored. Other errors are the store's
+// (wrapped), ctx's, and those of options given to this call.
+func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	var zero T
-	if r == nil || fn == nil {
-		return zero, errors.New("idempotency: Do: nil Runner or func")
+	switch {
+	case r == nil:
+		return zero, errors.New("idempotency: Do: nil Runner")
+	case fn == nil:
+		return zero, errors.New("idempotency: Do: nil func")
 	}
 	cfg := &r.cfg
 	if len(opts) > 0 {
 		c := r.cfg
-		for _, o := range opts {
-			if o == nil {
-				return zero, errors.New("idempotency: Do: nil option")
-			}
-			if err := o.applyDo(&c); err != nil {
-				return zero, err
-			}
+		if err := applyOptions(ctorDo, &c, opts); err != nil {
+			return zero, err
 		}
-		if err := c.validate(r.store); err != nil {
+		if err := c.validate(ctorDo, r.store); err != nil {
 			return zero, err
 		}
 		cfg = &c
@@ -152,15 +136,13 @@ func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Conte
 	}
 }
 
-// isNotStored reports whether err is a *NotStoredError. (Its own function,
-// so that Do does not allocate the target of errors.As on every call.)
+// isNotStored reports whether err wraps ErrNotStored.
 func isNotStored(err error) bool {
-	var ns *NotStoredError
-	return errors.As(err, &ns)
+	return errors.Is(err, ErrNotStored)
 }
 
 // decode decodes a stored or shared result, and returns it with err.
-func decode[T any](cfg *doConfig, key string, payload []byte, err error) (T, error) {
+func decode[T any](cfg *config, key string, payload []byte, err error) (T, error) {
 	var v T
 	if derr := cfg.codec.Unmarshal(payload, &v); derr != nil {
 		var zero T
@@ -171,13 +153,14 @@ func decode[T any](cfg *doConfig, key string, payload []byte, err error) (T, err
 
 // lead runs the flight fl on the caller's goroutine and hands its outcome to
 // the callers that joined it. value is fn's result if this flight ran it.
-func lead[T any](ctx context.Context, r *Runner, cfg *doConfig, key, flightKey string, fl *flight, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
+func lead[T any](ctx context.Context, r *Runner, cfg *config, key, flightKey string, fl *flight, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
 	defer func() { r.flights.finish(flightKey, fl, fr, err) }()
-	acquired, token, tx, fr, err := r.claim(ctx, cfg, key)
+	txCtx := ctx
+	acquired, token, tx, fr, err := r.claim(ctx, txCtx, cfg, key)
 	if err != nil || !acquired {
 		return value, fr, err
 	}
-	return execute(ctx, r, cfg, key, token, tx, fn)
+	return execute(ctx, txCtx, r, cfg, key, token, tx, fn)
 }
 
 // flights collapses concurrent calls with the same key into one run, as
@@ -242,10 +225,6 @@ func (f *flights) finish(key string, fl *flight, result flightResult, err error)
 	}
 }
 
-func isContextError(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
-
 // The stored form of a Do result: the codec's encoding followed by tagValue,
 // or an error message followed by tagError.
 const (
@@ -263,19 +242,19 @@ type flightResult struct {
 }
 
 // claim claims key for one flight, or finds its result: it returns whether
-// it acquired the claim, with its token (and transaction), or the stored
-// result.
-func (r *Runner) claim(ctx context.Context, cfg *doConfig, key string) (bool, int64, Tx, flightResult, error) {
+// it acquired the claim, with its token (and transaction, begun on txCtx in
+// transactional mode), or the stored result.
+func (r *Runner) claim(ctx, txCtx context.Context, cfg *config, key string) (bool, int64, ClaimTx, flightResult, error) {
 	fp := cfg.fingerprint
 	var deadline time.Time
 	for {
 		var (
 			c   Claim
-			tx  Tx
+			tx  ClaimTx
 			err error
 		)
 		if cfg.transaction {
-			tx, c, err = r.store.(TxStore).ClaimTx(ctx, key, fp, cfg.lease)
+			tx, c, err = r.store.(TxStore).BeginTx(txCtx, key, fp, cfg.lease)
 		} else {
 			c, err = r.store.Claim(ctx, key, fp, cfg.lease)
 		}
@@ -336,13 +315,14 @@ func replayDo(key string, stored []byte) (flightResult, error) {
 	return flightResult{}, fmt.Errorf("idempotency: the stored result of %q was not written by Do", key)
 }
 
-// execute runs fn under the claim held with token (or in tx), then stores
-// its result or gives the claim up. value is fn's result.
-func execute[T any](ctx context.Context, r *Runner, cfg *doConfig, key string, token int64, tx Tx, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
+// execute runs fn under the claim held with token (or in tx, begun on
+// txCtx), then stores its result or gives the claim up. value is fn's
+// result.
+func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key string, token int64, tx ClaimTx, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
 	runCtx := ctx
 	var ren *renewal
 	if tx != nil {
-		runCtx = WithTx(ctx, tx)
+		runCtx = withTx(ctx, tx)
 	} else {
 		ren = startRenewal(ctx, &r.renewals, r.store, key, token, cfg.lease, cfg.logger)
 	}
@@ -352,7 +332,7 @@ func execute[T any](ctx context.Context, r *Runner, cfg *doConfig, key string, t
 	}
 	sctx, cancel := afterWork(ctx, r.store, cfg.storeTimeout)
 	defer cancel()
-	if panicked || (err != nil && !IsFinal(err)) {
+	if panicked || (err != nil && !isFinal(err)) {
 		r.undo(sctx, cfg, key, token, tx)
 		var zero T
 		return zero, flightResult{panicked: panicked, panicValue: pv}, err
@@ -364,7 +344,7 @@ func execute[T any](ctx context.Context, r *Runner, cfg *doConfig, key string, t
 		done.payload = stored[:len(stored)-1]
 	}
 	if tx != nil {
-		if cerr := tx.Commit(sctx, stored, cfg.retention); cerr != nil {
+		if cerr := tx.Commit(sctx, stored, cfg.retention, false); cerr != nil {
 			r.metrics.add(ctx, r.metrics.storeErrors)
 			return value, flightResult{}, fmt.Errorf("idempotency: committing %q: %w", key, cerr)
 		}
@@ -377,13 +357,13 @@ func execute[T any](ctx context.Context, r *Runner, cfg *doConfig, key string, t
 		if err != nil {
 			return value, done, err
 		}
-		return value, done, &NotStoredError{Key: key, Err: cerr}
+		return value, done, &notStoredError{key: key, reason: cerr}
 	}
 	return value, done, err
 }
 
 // undo gives up the claim after work that is to run again.
-func (r *Runner) undo(ctx context.Context, cfg *doConfig, key string, token int64, tx Tx) {
+func (r *Runner) undo(ctx context.Context, cfg *config, key string, token int64, tx ClaimTx) {
 	var err error
 	if tx != nil {
 		err = tx.Rollback(ctx)
@@ -399,7 +379,7 @@ func (r *Runner) undo(ctx context.Context, cfg *doConfig, key string, token int6
 
 // callExec calls fn and encodes its result, followed by tagValue, into
 // stored. A panic of either is recovered into pv.
-func callExec[T any](ctx context.Context, cfg *doConfig, key string, fn func(context.Context) (T, error)) (value T, stored []byte, err error, pv any, panicked bool) {
+func callExec[T any](ctx context.Context, cfg *config, key string, fn func(context.Context) (T, error)) (value T, stored []byte, err error, pv any, panicked bool) {
 	panicked = true
 	defer func() {
 		if panicked {
@@ -418,87 +398,4 @@ func callExec[T any](ctx context.Context, cfg *doConfig, key string, fn func(con
 	}
 	panicked = false
 	return value, stored, err, nil, false
-}
-
-// complete stores the result, retrying a failing store a few times within
-// ctx. A lost lease is not retried.
-func complete(ctx context.Context, store Store, key string, token int64, stored []byte, retention time.Duration) error {
-	delay := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := store.Complete(ctx, key, token, stored, retention)
-		if err == nil || errors.Is(err, ErrLeaseLost) || attempt == completeAttempts {
-			return err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		delay *= 2
-	}
-}
-
-// completeAttempts bounds the tries to store a result.
-const completeAttempts = 4
-
-// errClaimAgain tells a waiter that the key was released or abandoned.
-var errClaimAgain = errors.New("idempotency: claim again")
-
-// waitRecord polls the record of key, with backoff, while it is in progress
-// under a live lease, until deadline. It returns the record once it is
-// completed or has another fingerprint than fp, errClaimAgain once the key
-// is free or its lease has run out, or ErrInProgress at the deadline.
-func waitRecord(ctx context.Context, store Store, key, fp string, deadline time.Time) (Record, error) {
-	delay := 5 * time.Millisecond
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return Record{}, ErrInProgress
-		}
-		t := time.NewTimer(min(delay, left))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Record{}, ctx.Err()
-		case <-t.C:
-		}
-		delay = min(2*delay, 250*time.Millisecond)
-		rec, err := store.Get(ctx, key)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return Record{}, errClaimAgain
-		case err != nil:
-			return Record{}, err
-		case rec.Fingerprint != fp:
-		case rec.Status == StatusInProgress && !time.Now().Before(rec.LeaseExpiresAt):
-			// Its holder died, by our clock; the store decides.
-			return Record{}, errClaimAgain
-		case rec.Status == StatusInProgress:
-			continue
-		}
-		return rec, nil
-	}
-}
-
-// fingerprintBytes returns the hex SHA-256 of b.
-func fingerprintBytes(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// fingerprintSum returns the SHA-256 of a request's method, path and
-// body, each but the last followed by a zero byte (which neither a method
-// nor an escaped path contains).
-func fingerprintSum(method, path string, body []byte) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write([]byte(method))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	h.Write([]byte{0})
-	h.Write(body)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0]) // appends into sum, which has the room
-	return sum
 }

@@ -53,10 +53,18 @@
 // a result that ran but could not be stored, which may let the work run
 // again, at error.
 //
+// # Options
+//
+// One Option type configures Middleware, NewRunner (and Do, for one call)
+// and NewMemoryStore; each With function says which of them it applies to,
+// and a constructor refuses, naming both, an option that is not its own.
+// Every constructor checks its options and returns an error naming the one
+// at fault.
+//
 // # Operators
 //
 // A record can be looked up with Store.Get, a stuck claim freed by taking it
 // over after its lease or with Store.Release and its token (Record.Token),
-// and MemoryStore.Purge drops expired records. ScopedKey gives the stored
-// key of a request.
+// and MemoryStore.Purge drops expired records (the SQL and Redis stores
+// have their own). ScopedKey gives the stored key of a request.
 package idempotency

@@ -16,21 +16,26 @@ var (
 	// record is left as it was.
 	ErrFingerprintMismatch = errors.New("idempotency: key reused with a different fingerprint")
 
-	// ErrKeyMissing is returned by a KeySource, and by ParseKey, when the
-	// request carries no key.
+	// ErrKeyMissing is returned by a KeySource when the request carries no
+	// key.
 	ErrKeyMissing = errors.New("idempotency: key missing")
 
-	// ErrKeyInvalid is returned, wrapped with the reason, by a KeySource and
-	// by ParseKey when the request's key is malformed, too long or given more
-	// than once.
-	ErrKeyInvalid = errors.New("idempotency: key invalid")
+	// ErrNotStored is returned by Do, wrapped with the store's error, when
+	// the work ran and succeeded but its result could not be stored. Do
+	// returns the result along with it. If the store failed for a while (it
+	// was unreachable, or the lease was lost while the work ran), a later
+	// call with the same key may run the work again. If the store refused
+	// the result for good (ErrTooLarge), Do stores a marker instead: every
+	// later call with the key gets an error wrapping ErrNotStored, without a
+	// result, and the work does not run again.
+	ErrNotStored = errors.New("idempotency: result not stored")
 )
 
 // Final marks err as a final outcome of the work: Do stores it, as it stores
 // a result, instead of releasing the claim, and replays it to every later
 // caller with the same key. Use it for errors that running the work again
 // would only repeat (a declined card, a validation error). Final(nil) is nil.
-// The returned error unwraps to err.
+// The returned error unwraps to err; errors.As finds the *FinalError.
 func Final(err error) error {
 	if err == nil {
 		return nil
@@ -60,27 +65,20 @@ func (e *FinalError) Error() string { return e.Err.Error() }
 // Unwrap returns Err.
 func (e *FinalError) Unwrap() error { return e.Err }
 
-// IsFinal reports whether err or an error in its chain was marked by Final.
-func IsFinal(err error) bool {
+func isFinal(err error) bool {
 	var f *FinalError
 	return errors.As(err, &f)
 }
 
-// NotStoredError is returned by Do when the work ran and succeeded but its
-// result could not be stored: the store failed, or the lease was lost
-// (ErrLeaseLost) while the work ran. Do returns the result along with it; a
-// later call with the same key may run the work again.
-type NotStoredError struct {
-	// Key is the key whose result was not stored.
-	Key string
-	// Err is the store's error.
-	Err error
+// notStoredError is the error of a result that was not stored: it wraps
+// ErrNotStored and the reason.
+type notStoredError struct {
+	key    string
+	reason error
 }
 
-// Error describes the failure.
-func (e *NotStoredError) Error() string {
-	return "idempotency: result of " + strconv.Quote(e.Key) + " not stored: " + e.Err.Error()
+func (e *notStoredError) Error() string {
+	return "idempotency: the result of " + strconv.Quote(e.key) + " was not stored: " + e.reason.Error()
 }
 
-// Unwrap returns Err.
-func (e *NotStoredError) Unwrap() error { return e.Err }
+func (e *notStoredError) Unwrap() []error { return []error{ErrNotStored, e.reason} }

@@ -113,10 +113,13 @@ func ExampleNewMemoryStore() {
 	// c false idempotency: store full
 }
 
-func ExampleParseKey() {
+func ExampleHeaderKey() {
+	src := idempotency.HeaderKey(idempotency.DefaultKeyHeader)
 	for _, v := range []string{`8e03978e-40d5-43e8-bc93-6894a57f9324`, `"order 42"`, `"unterminated`} {
-		key, err := idempotency.ParseKey([]string{v})
-		fmt.Printf("%q %v\n", key, err != nil)
+		r := httptest.NewRequest("POST", "/orders", nil)
+		r.Header.Set("Idempotency-Key", v)
+		key, err := src(r, nil)
+		fmt.Printf("%q %v\n", key, errors.Is(err, idempotency.ErrInvalid))
 	}
 	// Output:
 	// "8e03978e-40d5-43e8-bc93-6894a57f9324" false

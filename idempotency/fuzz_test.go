@@ -130,7 +130,7 @@ func FuzzMiddleware(f *testing.F) {
 				if w.Header().Get("Content-Type") != "application/problem+json" {
 					t.Fatalf("request %d: the middleware answered %d with %q; want problem+json", i, w.Code, w.Header().Get("Content-Type"))
 				}
-				var d idempotency.ProblemDetails
+				var d problemDetails
 				if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || d.Status != w.Code || d.Type == "" || d.Title == "" {
 					t.Fatalf("request %d: problem %q (%v) does not match status %d", i, w.Body, err, w.Code)
 				}
@@ -204,7 +204,7 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("status %d", w.Code)
 		}
 		if w.Header().Get(idempotency.ReplayedHeader) != "true" {
-			var d idempotency.ProblemDetails
+			var d problemDetails
 			if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || d.Status != w.Code {
 				t.Fatalf("not a replay and not a problem: %d %q", w.Code, w.Body)
 			}

@@ -2,6 +2,7 @@ package idempotency_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"sync"
@@ -12,7 +13,7 @@ import (
 	"github.com/steadfast-go/steadfast/idempotency"
 )
 
-func newStore(t testing.TB, opts ...idempotency.MemoryOption) *idempotency.MemoryStore {
+func newStore(t testing.TB, opts ...idempotency.Option) *idempotency.MemoryStore {
 	t.Helper()
 	s, err := idempotency.NewMemoryStore(opts...)
 	if err != nil {
@@ -106,7 +107,10 @@ type fakeTxStore struct {
 
 var _ idempotency.TxStore = (*fakeTxStore)(nil)
 
-func (s *fakeTxStore) ClaimTx(ctx context.Context, key, fp string, lease time.Duration) (idempotency.Tx, idempotency.Claim, error) {
+func (s *fakeTxStore) BeginTx(ctx context.Context, key, fp string, lease time.Duration) (idempotency.ClaimTx, idempotency.Claim, error) {
+	if key == "" {
+		return &fakeTx{store: s}, idempotency.Claim{}, nil
+	}
 	c, err := s.Claim(ctx, key, fp, lease)
 	if err != nil || !c.Acquired {
 		return nil, c, err
@@ -126,8 +130,8 @@ func (s *fakeTxStore) rolledBack() int {
 	return s.rollbacks
 }
 
-// fakeTx is the transaction of fakeTxStore; Driver returns it, and the work
-// writes with Write.
+// fakeTx is the transaction of fakeTxStore; the work writes with Write.
+// Discarding rolls its writes back.
 type fakeTx struct {
 	store  *fakeTxStore
 	key    string
@@ -137,7 +141,8 @@ type fakeTx struct {
 	done   bool
 }
 
-func (tx *fakeTx) Driver() any { return tx }
+// SQL returns nil: the fake has no database.
+func (tx *fakeTx) SQL() *sql.Tx { return nil }
 
 // Write records a business write in the transaction.
 func (tx *fakeTx) Write(s string) {
@@ -156,12 +161,17 @@ func (tx *fakeTx) end() error {
 	return nil
 }
 
-func (tx *fakeTx) Commit(ctx context.Context, response []byte, retention time.Duration) error {
+func (tx *fakeTx) Commit(ctx context.Context, response []byte, retention time.Duration, discard bool) error {
 	if err := tx.end(); err != nil {
 		return err
 	}
-	if err := tx.store.Complete(ctx, tx.key, tx.token, response, retention); err != nil {
-		return err
+	if discard {
+		tx.writes = nil
+	}
+	if tx.key != "" {
+		if err := tx.store.Complete(ctx, tx.key, tx.token, response, retention); err != nil {
+			return err
+		}
 	}
 	tx.store.mu.Lock()
 	defer tx.store.mu.Unlock()
@@ -176,17 +186,33 @@ func (tx *fakeTx) Rollback(ctx context.Context) error {
 	tx.store.mu.Lock()
 	tx.store.rollbacks++
 	tx.store.mu.Unlock()
+	if tx.key == "" {
+		return nil
+	}
 	return tx.store.Release(ctx, tx.key, tx.token)
 }
 
 // txWrite writes s in the transaction that ctx carries, or fails the test.
 func txWrite(t *testing.T, ctx context.Context, s string) {
-	tx, ok := idempotency.TxFrom(ctx).(*fakeTx)
+	tx, ok := idempotency.ClaimTxFrom(ctx).(*fakeTx)
 	if !ok {
-		t.Errorf("TxFrom(ctx) = %T; want the store's *fakeTx", idempotency.TxFrom(ctx))
+		t.Errorf("the context carries %T; want the store's *fakeTx", idempotency.ClaimTxFrom(ctx))
 		return
 	}
-	tx.Driver().(*fakeTx).Write(s)
+	tx.Write(s)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// problemDetails is the body of a problem response (RFC 9457).
+type problemDetails struct {
+	Type   idempotency.Problem `json:"type"`
+	Title  string              `json:"title"`
+	Status int                 `json:"status"`
+	Detail string              `json:"detail,omitempty"`
+}
+
+func isFinal(err error) bool {
+	var f *idempotency.FinalError
+	return errors.As(err, &f)
+}

@@ -28,21 +28,21 @@ func TestParseKey(t *testing.T) {
 		{"255 bytes", []string{strings.Repeat("k", 255)}, strings.Repeat("k", 255), nil},
 		{"255 bytes quoted", []string{`"` + strings.Repeat("k", 255) + `"`}, strings.Repeat("k", 255), nil},
 		{"missing", nil, "", idempotency.ErrKeyMissing},
-		{"twice", []string{"a", "b"}, "", idempotency.ErrKeyInvalid},
-		{"twice the same", []string{"a", "a"}, "", idempotency.ErrKeyInvalid},
-		{"empty", []string{""}, "", idempotency.ErrKeyInvalid},
-		{"blank", []string{"  "}, "", idempotency.ErrKeyInvalid},
-		{"empty quoted", []string{`""`}, "", idempotency.ErrKeyInvalid},
-		{"256 bytes", []string{strings.Repeat("k", 256)}, "", idempotency.ErrKeyInvalid},
-		{"256 bytes quoted", []string{`"` + strings.Repeat("k", 256) + `"`}, "", idempotency.ErrKeyInvalid},
-		{"unterminated quote", []string{`"abc`}, "", idempotency.ErrKeyInvalid},
-		{"trailing garbage", []string{`"abc"x`}, "", idempotency.ErrKeyInvalid},
-		{"quoted list", []string{`"a", "b"`}, "", idempotency.ErrKeyInvalid},
-		{"bad escape", []string{`"a\x"`}, "", idempotency.ErrKeyInvalid},
-		{"non-ASCII quoted", []string{`"clé"`}, "", idempotency.ErrKeyInvalid},
-		{"non-ASCII bare", []string{"clé"}, "", idempotency.ErrKeyInvalid},
-		{"inner space bare", []string{"a b"}, "", idempotency.ErrKeyInvalid},
-		{"control byte", []string{"a\x01b"}, "", idempotency.ErrKeyInvalid},
+		{"twice", []string{"a", "b"}, "", idempotency.ErrInvalid},
+		{"twice the same", []string{"a", "a"}, "", idempotency.ErrInvalid},
+		{"empty", []string{""}, "", idempotency.ErrInvalid},
+		{"blank", []string{"  "}, "", idempotency.ErrInvalid},
+		{"empty quoted", []string{`""`}, "", idempotency.ErrInvalid},
+		{"256 bytes", []string{strings.Repeat("k", 256)}, "", idempotency.ErrInvalid},
+		{"256 bytes quoted", []string{`"` + strings.Repeat("k", 256) + `"`}, "", idempotency.ErrInvalid},
+		{"unterminated quote", []string{`"abc`}, "", idempotency.ErrInvalid},
+		{"trailing garbage", []string{`"abc"x`}, "", idempotency.ErrInvalid},
+		{"quoted list", []string{`"a", "b"`}, "", idempotency.ErrInvalid},
+		{"bad escape", []string{`"a\x"`}, "", idempotency.ErrInvalid},
+		{"non-ASCII quoted", []string{`"clé"`}, "", idempotency.ErrInvalid},
+		{"non-ASCII bare", []string{"clé"}, "", idempotency.ErrInvalid},
+		{"inner space bare", []string{"a b"}, "", idempotency.ErrInvalid},
+		{"control byte", []string{"a\x01b"}, "", idempotency.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,7 +70,7 @@ func FuzzParseKey(f *testing.F) {
 			if key != "" {
 				t.Fatalf("ParseKey(%q) returned key %q with error %v", values, key, err)
 			}
-			if !errors.Is(err, idempotency.ErrKeyInvalid) {
+			if !errors.Is(err, idempotency.ErrInvalid) {
 				t.Fatalf("ParseKey(%q) error %v does not wrap ErrKeyInvalid", values, err)
 			}
 			return
@@ -93,15 +93,15 @@ func TestHeaderKey(t *testing.T) {
 	t.Parallel()
 	src := idempotency.HeaderKey("webhook-id")
 	r := httptest.NewRequest(http.MethodPost, "/hooks", nil)
-	if _, err := src.Key(r, nil); !errors.Is(err, idempotency.ErrKeyMissing) {
+	if _, err := src(r, nil); !errors.Is(err, idempotency.ErrKeyMissing) {
 		t.Fatalf("Key without the header: %v; want ErrKeyMissing", err)
 	}
 	r.Header.Set("Webhook-Id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
-	if k, err := src.Key(r, nil); err != nil || k != "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W" {
+	if k, err := src(r, nil); err != nil || k != "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W" {
 		t.Fatalf("Key = %q, %v", k, err)
 	}
 	r.Header.Add("Webhook-Id", "other")
-	if _, err := src.Key(r, nil); !errors.Is(err, idempotency.ErrKeyInvalid) {
+	if _, err := src(r, nil); !errors.Is(err, idempotency.ErrInvalid) {
 		t.Fatalf("Key with two headers: %v; want ErrKeyInvalid", err)
 	}
 }
@@ -129,15 +129,15 @@ func TestJSONFieldKey(t *testing.T) {
 		{"id", `["id"]`, "", idempotency.ErrKeyMissing},
 		{"id", ``, "", idempotency.ErrKeyMissing},
 		{"data.id", `{"data":"flat"}`, "", idempotency.ErrKeyMissing},
-		{"id", `{"id":42}`, "", idempotency.ErrKeyInvalid},
-		{"id", `{"id":"` + strings.Repeat("k", 256) + `"}`, "", idempotency.ErrKeyInvalid},
+		{"id", `{"id":42}`, "", idempotency.ErrInvalid},
+		{"id", `{"id":"` + strings.Repeat("k", 256) + `"}`, "", idempotency.ErrInvalid},
 	}
 	for _, tt := range tests {
 		src, err := idempotency.JSONFieldKey(tt.path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := src.Key(httptest.NewRequest(http.MethodPost, "/", nil), []byte(tt.body))
+		got, err := src(httptest.NewRequest(http.MethodPost, "/", nil), []byte(tt.body))
 		if got != tt.want || !errors.Is(err, tt.wantErr) {
 			t.Errorf("JSONFieldKey(%q).Key(%s) = %q, %v; want %q, %v", tt.path, tt.body, got, err, tt.want, tt.wantErr)
 		}

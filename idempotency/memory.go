@@ -2,7 +2,6 @@ package idempotency
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -11,16 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// Clock tells the time. The memory store reads it for leases and retention;
-// tests pass a fake one. The zero default is the system clock.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 // memoryShards is the number of independently locked parts of a MemoryStore.
 // A power of two, so that a hash selects a shard with a mask.
@@ -34,7 +23,8 @@ const sweepPerInsert = 2
 // MemoryStore is a Store that keeps its records in memory, for tests, single
 // instances and as the fast path in front of nothing at all. It is safe for
 // concurrent use; its records are split into shards with a lock each, and no
-// lock is held while calling anything but the Clock.
+// lock is held while calling anything else. It keeps time on the process's
+// own clock, which is the only one its callers share.
 //
 // Memory is bounded: with MaxRecords set, a claim of a new key fails with
 // ErrStoreFull while the store holds that many records that have not expired.
@@ -43,13 +33,12 @@ const sweepPerInsert = 2
 // as claims insert new records, in full by Purge, and by Run if the
 // application starts it.
 type MemoryStore struct {
-	clock      Clock
 	maxRecords int64
 	seed       maphash.Seed
 	count      atomic.Int64
 	token      atomic.Int64
-	// lastFullPurge is the clock time (Unix ns) of the last purge that a
-	// claim refused by a full store ran.
+	// lastFullPurge is the time (Unix ns) of the last purge that a claim
+	// refused by a full store ran.
 	lastFullPurge atomic.Int64
 	shards        [memoryShards]memoryShard
 }
@@ -75,69 +64,44 @@ func (r *memoryRecord) expired(now time.Time) bool {
 	return !now.Before(r.leaseEnd)
 }
 
-func (r *memoryRecord) toRecord(key string) Record {
-	rec := Record{
+func (r *memoryRecord) toRecord(key string, now time.Time) Record {
+	end := r.leaseEnd
+	if r.status == StatusCompleted {
+		end = r.expiresAt
+	}
+	return Record{
 		Key:         key,
 		Fingerprint: r.fingerprint,
 		Status:      r.status,
 		Token:       r.token,
+		TTL:         max(end.Sub(now), 0),
 		Response:    r.response,
 	}
-	if r.status == StatusCompleted {
-		rec.ExpiresAt = r.expiresAt
-	} else {
-		rec.LeaseExpiresAt = r.leaseEnd
-	}
-	return rec
 }
 
-// MemoryOption configures a MemoryStore.
-type MemoryOption func(*memoryConfig) error
-
-type memoryConfig struct {
-	clock      Clock
-	maxRecords int
-}
-
-// WithClock makes the store read the time from c. Defaults to the system
-// clock.
-func WithClock(c Clock) MemoryOption {
-	return func(cfg *memoryConfig) error {
-		if c == nil {
-			return errors.New("idempotency: WithClock: nil clock")
-		}
-		cfg.clock = c
-		return nil
-	}
-}
-
-// WithMaxRecords bounds the number of records the store holds; a claim of a
-// new key while that many unexpired records are held fails with ErrStoreFull.
-// Defaults to 100 000. Zero means no bound.
-func WithMaxRecords(n int) MemoryOption {
-	return func(cfg *memoryConfig) error {
+// WithMaxRecords bounds the number of records a MemoryStore holds; a claim
+// of a new key while that many unexpired records are held fails with
+// ErrStoreFull. Defaults to 100 000. Zero means no bound. For
+// NewMemoryStore.
+func WithMaxRecords(n int) Option {
+	return newOption("WithMaxRecords", forMemory, func(c *config) error {
 		if n < 0 {
-			return fmt.Errorf("idempotency: WithMaxRecords: %d is negative", n)
+			return fmt.Errorf("%d is negative", n)
 		}
-		cfg.maxRecords = n
+		c.maxRecords = n
 		return nil
-	}
+	})
 }
 
 // NewMemoryStore returns an empty MemoryStore. It starts no goroutine. It
-// returns an error naming the option if an option is invalid.
-func NewMemoryStore(opts ...MemoryOption) (*MemoryStore, error) {
-	cfg := memoryConfig{clock: systemClock{}, maxRecords: 100_000}
-	for _, opt := range opts {
-		if opt == nil {
-			return nil, errors.New("idempotency: NewMemoryStore: nil option")
-		}
-		if err := opt(&cfg); err != nil {
-			return nil, err
-		}
+// returns an error naming the option if an option is invalid or does not
+// apply to NewMemoryStore.
+func NewMemoryStore(opts ...Option) (*MemoryStore, error) {
+	cfg := config{maxRecords: 100_000}
+	if err := applyOptions(ctorMemory, &cfg, opts); err != nil {
+		return nil, err
 	}
 	s := &MemoryStore{
-		clock:      cfg.clock,
 		maxRecords: int64(cfg.maxRecords),
 		seed:       maphash.MakeSeed(),
 	}
@@ -189,7 +153,7 @@ func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease 
 
 func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Claim, full bool) {
 	sh := s.shard(key)
-	now := s.clock.Now()
+	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec, ok := sh.records[key]
@@ -210,7 +174,7 @@ func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Cla
 	case rec.status == StatusInProgress && !now.Before(rec.leaseEnd) && rec.fingerprint == fingerprint:
 		// Takeover of an abandoned claim: below, with a fresh token.
 	default:
-		return Claim{Record: rec.toRecord(key)}, false
+		return Claim{Record: rec.toRecord(key, now)}, false
 	}
 	rec.status = StatusInProgress
 	rec.token = s.nextToken()
@@ -271,7 +235,7 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 		return fmt.Errorf("idempotency: renew %q: lease %v is not positive", key, lease)
 	}
 	sh := s.shard(key)
-	now := s.clock.Now()
+	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec := held(sh, key, token, now)
@@ -293,7 +257,7 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, res
 	stored := make([]byte, len(response))
 	copy(stored, response)
 	sh := s.shard(key)
-	now := s.clock.Now()
+	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec := held(sh, key, token, now)
@@ -313,7 +277,7 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 		return err
 	}
 	sh := s.shard(key)
-	now := s.clock.Now()
+	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if held(sh, key, token, now) == nil {
@@ -325,7 +289,7 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 }
 
 // Get implements Store. An in-progress record whose lease has expired is
-// still returned (with LeaseExpiresAt in the past) until it is taken over or
+// still returned (with TTL 0) until it is taken over or
 // purged; a completed record past its retention is not. The returned
 // Record.Response is shared with the store and must not be modified.
 func (s *MemoryStore) Get(ctx context.Context, key string) (Record, error) {
@@ -333,19 +297,19 @@ func (s *MemoryStore) Get(ctx context.Context, key string) (Record, error) {
 		return Record{}, err
 	}
 	sh := s.shard(key)
-	now := s.clock.Now()
+	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec, ok := sh.records[key]
 	if !ok || (rec.status == StatusCompleted && rec.expired(now)) {
 		return Record{}, ErrNotFound
 	}
-	return rec.toRecord(key), nil
+	return rec.toRecord(key, now), nil
 }
 
-// Len returns the number of records the store holds, expired ones that have
+// len returns the number of records the store holds, expired ones that have
 // not been removed yet included.
-func (s *MemoryStore) Len() int {
+func (s *MemoryStore) len() int {
 	return int(s.count.Load())
 }
 
@@ -367,7 +331,7 @@ const fullPurgeEvery = time.Second
 // purgeWhenFull purges the store unless another full-store purge ran within
 // fullPurgeEvery. It reports whether it purged.
 func (s *MemoryStore) purgeWhenFull() bool {
-	now := s.clock.Now().UnixNano()
+	now := time.Now().UnixNano()
 	last := s.lastFullPurge.Load()
 	if now-last < int64(fullPurgeEvery) || !s.lastFullPurge.CompareAndSwap(last, now) {
 		return false
@@ -380,7 +344,7 @@ func (s *MemoryStore) purge() int {
 	n := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
-		now := s.clock.Now()
+		now := time.Now()
 		sh.mu.Lock()
 		for k, r := range sh.records {
 			if r.expired(now) {

@@ -15,20 +15,6 @@ import (
 	"time"
 )
 
-type middlewareConfig struct {
-	common
-	keySource     KeySource
-	optional      bool
-	scope         func(*http.Request) string
-	route         func(*http.Request) string
-	canonicalJSON bool
-	storedHeaders []string
-	maxBody       int64
-	maxResponse   int
-	final         func(status int) bool
-	failOpen      bool
-}
-
 // ReplayedHeader is the header field, set to "true", that marks a replayed
 // response.
 const ReplayedHeader = "Idempotent-Replayed"
@@ -64,27 +50,21 @@ const ReplayedHeader = "Idempotent-Replayed"
 // error response is application/problem+json with a stable type URI (the
 // Problem constants).
 //
-// Middleware returns an error naming the option if an option is invalid, or
-// if WithTransaction is given and store is not a TxStore.
+// Middleware returns an error naming the option if an option is invalid or
+// does not apply to Middleware, if store is nil, if WithTransaction is given
+// and store is not a TxStore, or with WithFailOpen.
 func Middleware(store Store, opts ...Option) (func(http.Handler) http.Handler, error) {
-	cfg := middlewareConfig{
-		common:        defaultCommon(),
-		keySource:     HeaderKey(DefaultKeyHeader),
-		route:         defaultRoute,
-		storedHeaders: []string{"Content-Type", "Content-Language", "Content-Encoding", "Content-Location", "Location", "Etag", "Last-Modified", "Link", "Cache-Control"},
-		maxBody:       1 << 20,
-		maxResponse:   1 << 20,
-		final:         DefaultFinalStatus,
+	cfg := defaultConfig()
+	cfg.keySource = HeaderKey(DefaultKeyHeader)
+	cfg.route = defaultRoute
+	cfg.storedHeaders = []string{"Content-Type", "Content-Language", "Content-Encoding", "Content-Location", "Location", "Etag", "Last-Modified", "Link", "Cache-Control"}
+	cfg.maxBody = 1 << 20
+	cfg.maxResponse = 1 << 20
+	cfg.final = DefaultFinalStatus
+	if err := applyOptions(ctorMiddleware, &cfg, opts); err != nil {
+		return nil, err
 	}
-	for _, o := range opts {
-		if o == nil {
-			return nil, errors.New("idempotency: Middleware: nil option")
-		}
-		if err := o.applyMiddleware(&cfg); err != nil {
-			return nil, err
-		}
-	}
-	m, err := cfg.finish(store, "http")
+	m, err := cfg.finish(ctorMiddleware, store, "http")
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +104,7 @@ func appendScopedKey(b []byte, scope, method, route, key string) []byte {
 }
 
 type middleware struct {
-	cfg      middlewareConfig
+	cfg      config
 	store    Store
 	txStore  TxStore
 	metrics  *metrics
@@ -172,7 +152,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rb.reader.Reset(body)
 		r.Body = &rb.reader
 	}
-	key, err := cfg.keySource.Key(r, body)
+	key, err := cfg.keySource(r, body)
 	switch {
 	case errors.Is(err, ErrKeyMissing):
 		if cfg.optional {
@@ -196,11 +176,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		var (
 			c   Claim
-			tx  Tx
+			tx  ClaimTx
 			err error
 		)
 		if mw.txStore != nil {
-			tx, c, err = mw.txStore.ClaimTx(ctx, skey, fp, cfg.lease)
+			tx, c, err = mw.txStore.BeginTx(ctx, skey, fp, cfg.lease)
 		} else {
 			c, err = mw.store.Claim(ctx, skey, fp, cfg.lease)
 		}
@@ -286,13 +266,13 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, err error)
 // The handler's response is buffered in rb, which the caller puts back in
 // the pool once run returns: the handler must not use its ResponseWriter
 // after it returned, as net/http requires.
-func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, tx Tx, rb *requestBuffer) {
+func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, tx ClaimTx, rb *requestBuffer) {
 	mw := h.mw
 	cfg := &mw.cfg
 	ctx := r.Context()
 	var ren *renewal
 	if tx != nil {
-		r = r.WithContext(WithTx(ctx, tx))
+		r = r.WithContext(withTx(ctx, tx))
 	} else {
 		ren = startRenewal(ctx, &mw.renewals, mw.store, key, token, cfg.lease, cfg.logger)
 	}
@@ -332,7 +312,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
 	if tx != nil {
-		if err := tx.Commit(sctx, stored, cfg.retention); err != nil {
+		if err := tx.Commit(sctx, stored, cfg.retention, false); err != nil {
 			// Everything the handler wrote in tx is gone: its response
 			// would lie.
 			mw.metrics.add(ctx, mw.metrics.storeErrors)
@@ -362,7 +342,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 }
 
 // undo gives the claim up after a response that is not final, or a panic.
-func (mw *middleware) undo(ctx context.Context, key string, token int64, tx Tx) {
+func (mw *middleware) undo(ctx context.Context, key string, token int64, tx ClaimTx) {
 	sctx, cancel := afterWork(ctx, mw.store, mw.cfg.storeTimeout)
 	defer cancel()
 	var err error

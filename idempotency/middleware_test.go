@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
-	"github.com/steadfast-go/steadfast/idempotency/storetest"
 )
 
 func newMiddleware(t testing.TB, store idempotency.Store, opts ...idempotency.Option) func(http.Handler) http.Handler {
@@ -69,20 +68,20 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // wantProblem checks that w is a problem+json response of type p.
-func wantProblem(t *testing.T, w *httptest.ResponseRecorder, p idempotency.Problem) idempotency.ProblemDetails {
+func wantProblem(t *testing.T, w *httptest.ResponseRecorder, p idempotency.Problem) problemDetails {
 	t.Helper()
-	if w.Code != p.Status() {
-		t.Fatalf("status %d, body %s; want %d (%s)", w.Code, w.Body, p.Status(), p)
+	if w.Code != idempotency.ProblemStatus(p) {
+		t.Fatalf("status %d, body %s; want %d (%s)", w.Code, w.Body, idempotency.ProblemStatus(p), p)
 	}
 	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
 		t.Fatalf("Content-Type %q; want application/problem+json", ct)
 	}
-	var d idempotency.ProblemDetails
+	var d problemDetails
 	if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil {
 		t.Fatalf("problem body %q: %v", w.Body, err)
 	}
-	if d.Type != p || d.Status != p.Status() || d.Title == "" || d.Detail == "" {
-		t.Fatalf("problem %+v; want type %s, status %d, a title and a detail", d, p, p.Status())
+	if d.Type != p || d.Status != idempotency.ProblemStatus(p) || d.Title == "" || d.Detail == "" {
+		t.Fatalf("problem %+v; want type %s, status %d, a title and a detail", d, p, idempotency.ProblemStatus(p))
 	}
 	return d
 }
@@ -98,7 +97,7 @@ func TestMiddlewareOptions(t *testing.T) {
 	}{
 		{"defaults", mem, nil, ""},
 		{"nil store", nil, nil, "nil store"},
-		{"nil option", mem, []idempotency.Option{nil}, "nil option"},
+		{"nil option", mem, []idempotency.Option{nil}, "option 0 is nil"},
 		{"Set-Cookie stored", mem, []idempotency.Option{idempotency.WithStoredHeaders("Content-Type", "set-cookie")}, "WithStoredHeaders"},
 		{"Authorization stored", mem, []idempotency.Option{idempotency.WithStoredHeaders("Authorization")}, "WithStoredHeaders"},
 		{"empty header", mem, []idempotency.Option{idempotency.WithStoredHeaders("")}, "WithStoredHeaders"},
@@ -110,12 +109,20 @@ func TestMiddlewareOptions(t *testing.T) {
 		{"nil final", mem, []idempotency.Option{idempotency.WithFinalStatus(nil)}, "WithFinalStatus"},
 		{"short lease", mem, []idempotency.Option{idempotency.WithLease(0)}, "WithLease"},
 		{"transaction without TxStore", mem, []idempotency.Option{idempotency.WithTransaction()}, "WithTransaction"},
+		{"transaction failing open", &fakeTxStore{MemoryStore: mem}, []idempotency.Option{idempotency.WithTransaction(), idempotency.WithFailOpen()}, "WithTransaction cannot be combined with WithFailOpen"},
+		{"retention alone under the default lease", mem, []idempotency.Option{idempotency.WithRetention(time.Second)}, "WithRetention 1s must be longer than the lease (30s, WithLease's default)"},
+		{"lease alone over the default retention", mem, []idempotency.Option{idempotency.WithLease(48 * time.Hour)}, "WithLease 48h0m0s must be shorter than the retention (24h0m0s, WithRetention's default)"},
+		{"option of Do", mem, []idempotency.Option{idempotency.WithCodec(nil)}, "WithCodec applies to NewRunner and Do, not Middleware"},
+		{"option of the memory store", mem, []idempotency.Option{idempotency.WithMaxRecords(1)}, "WithMaxRecords applies to NewMemoryStore, not Middleware"},
+		{"zero max transaction", mem, []idempotency.Option{idempotency.WithMaxTxDuration(0)}, "WithMaxTxDuration"},
 		{"all", &fakeTxStore{MemoryStore: mem}, []idempotency.Option{
 			idempotency.WithTransaction(), idempotency.WithLease(time.Second), idempotency.WithRetention(time.Hour),
 			idempotency.WithWait(time.Second), idempotency.WithStoreTimeout(time.Second), idempotency.WithOptionalKey(),
-			idempotency.WithCanonicalJSON(), idempotency.WithFailOpen(), idempotency.WithKeySource(idempotency.HeaderKey("webhook-id")),
+			idempotency.WithCanonicalJSON(), idempotency.WithoutQuery(), idempotency.WithMaxTxDuration(time.Minute),
+			idempotency.WithKeySource(idempotency.HeaderKey("webhook-id")),
 			idempotency.WithLogger(slog.New(slog.DiscardHandler)),
 		}, ""},
+		{"all but a transaction, failing open", mem, []idempotency.Option{idempotency.WithFailOpen(), idempotency.WithOptionalKey()}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -492,14 +499,16 @@ func TestMiddlewareLeaseRenewed(t *testing.T) {
 	})
 }
 
-// A claim whose owner died (no renewal, its lease expired by the store's
-// injected clock) is taken over, and the old owner's late completion is
-// rejected: its response is sent to its client, but the record is the new
-// owner's.
+// A claim whose owner died (no renewal reaches the store, its lease
+// expired) is taken over, and the old owner's late completion is rejected:
+// its response is sent to its client, but the record is the new owner's.
 func TestMiddlewareTakeover(t *testing.T) {
 	t.Parallel()
-	clock := storetest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	store := newStore(t, idempotency.WithClock(clock))
+	synctest.Test(t, testMiddlewareTakeover)
+}
+
+func testMiddlewareTakeover(t *testing.T) {
+	store := &faultyStore{Store: newStore(t), failRenew: true}
 	logs := &logRecorder{}
 	stuck := make(chan struct{})
 	entered := make(chan struct{}, 1)
@@ -517,7 +526,7 @@ func TestMiddlewareTakeover(t *testing.T) {
 	old := make(chan *httptest.ResponseRecorder)
 	go func() { old <- serve(srv, request("/x", "k", "b")) }()
 	<-entered
-	clock.Advance(2 * time.Minute)
+	time.Sleep(2 * time.Minute)
 	if w := serve(srv, request("/x", "k", "b")); w.Code != http.StatusCreated || w.Body.String() != "run 2" {
 		t.Fatalf("takeover: %d %q; want run 2", w.Code, w.Body)
 	}
@@ -571,19 +580,20 @@ func TestMiddlewareStoredBeforeRelease(t *testing.T) {
 // After the retention, the same key runs again.
 func TestMiddlewareRetention(t *testing.T) {
 	t.Parallel()
-	clock := storetest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	h := &counting{}
-	srv := newMiddleware(t, newStore(t, idempotency.WithClock(clock)), idempotency.WithRetention(time.Hour))(h)
-	serve(srv, request("/x", "k", "b"))
-	clock.Advance(59 * time.Minute)
-	serve(srv, request("/x", "k", "b"))
-	if h.runs.Load() != 1 {
-		t.Fatalf("ran %d times within the retention; want 1", h.runs.Load())
-	}
-	clock.Advance(2 * time.Minute)
-	if w := serve(srv, request("/x", "k", "b")); w.Header().Get(idempotency.ReplayedHeader) != "" || h.runs.Load() != 2 {
-		t.Fatalf("after the retention: replayed %q, %d runs; want a new run", w.Header().Get(idempotency.ReplayedHeader), h.runs.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := &counting{}
+		srv := newMiddleware(t, newStore(t), idempotency.WithRetention(time.Hour))(h)
+		serve(srv, request("/x", "k", "b"))
+		time.Sleep(59 * time.Minute)
+		serve(srv, request("/x", "k", "b"))
+		if h.runs.Load() != 1 {
+			t.Fatalf("ran %d times within the retention; want 1", h.runs.Load())
+		}
+		time.Sleep(2 * time.Minute)
+		if w := serve(srv, request("/x", "k", "b")); w.Header().Get(idempotency.ReplayedHeader) != "" || h.runs.Load() != 2 {
+			t.Fatalf("after the retention: replayed %q, %d runs; want a new run", w.Header().Get(idempotency.ReplayedHeader), h.runs.Load())
+		}
+	})
 }
 
 // The store returns errors: 503 and the handler never runs (or runs, when
@@ -780,7 +790,7 @@ func TestMiddlewareKeySources(t *testing.T) {
 	t.Run("func", func(t *testing.T) {
 		t.Parallel()
 		h := &counting{}
-		src := idempotency.KeyFunc(func(r *http.Request, _ []byte) (string, error) {
+		src := idempotency.KeySource(func(r *http.Request, _ []byte) (string, error) {
 			if k := r.URL.Query().Get("key"); k != "" {
 				return k, nil
 			}

@@ -30,10 +30,13 @@ func TestStatusString(t *testing.T) {
 
 func TestNotStoredError(t *testing.T) {
 	t.Parallel()
-	err := error(&idempotency.NotStoredError{Key: "k", Err: errStoreDown})
-	if !errors.Is(err, errStoreDown) || !strings.Contains(err.Error(), `"k"`) || !strings.Contains(err.Error(), "store down") {
-		t.Fatalf("NotStoredError: %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		store := &faultyStore{Store: newStore(t), failN: 100}
+		_, err := idempotency.Do(context.Background(), newRunner(t, store), "k", func(context.Context) (int, error) { return 1, nil })
+		if !errors.Is(err, idempotency.ErrNotStored) || !errors.Is(err, errStoreDown) || !strings.Contains(err.Error(), `"k"`) || !strings.Contains(err.Error(), "store down") {
+			t.Fatalf("not stored: %v", err)
+		}
+	})
 }
 
 // gobCodec is a Codec other than the default.

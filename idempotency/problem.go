@@ -7,15 +7,16 @@ import (
 )
 
 // Problem is the type URI of an application/problem+json (RFC 9457) error
-// response of the middleware. The URIs are stable: clients may branch on
-// them.
+// response of the middleware, whose body holds type, title, status and
+// detail. The URIs are stable: clients may branch on them.
 type Problem string
 
 // The problems the middleware answers with.
 const (
 	// ProblemKeyMissing (400): the route requires a key and the request has none.
 	ProblemKeyMissing Problem = "https://steadfast-go.github.io/problems/idempotency-key-missing"
-	// ProblemKeyInvalid (400): the key is malformed, too long or given more than once.
+	// ProblemKeyInvalid (400): the key is malformed, too long or given more
+	// than once, or the store refused it (ErrInvalid, ErrTooLarge).
 	ProblemKeyInvalid Problem = "https://steadfast-go.github.io/problems/idempotency-key-invalid"
 	// ProblemKeyMismatch (422): the key was used with another request.
 	ProblemKeyMismatch Problem = "https://steadfast-go.github.io/problems/idempotency-key-mismatch"
@@ -34,8 +35,8 @@ const (
 	ProblemBodyUnreadable Problem = "https://steadfast-go.github.io/problems/request-body-unreadable"
 )
 
-// Status returns the HTTP status that the middleware answers p with.
-func (p Problem) Status() int {
+// status returns the HTTP status that the middleware answers p with.
+func (p Problem) status() int {
 	switch p {
 	case ProblemKeyMissing, ProblemKeyInvalid, ProblemBodyUnreadable:
 		return http.StatusBadRequest
@@ -51,8 +52,8 @@ func (p Problem) Status() int {
 	return http.StatusInternalServerError
 }
 
-// Title returns the short summary of p.
-func (p Problem) Title() string {
+// title returns the short summary of p.
+func (p Problem) title() string {
 	switch p {
 	case ProblemKeyMissing:
 		return "Idempotency key missing"
@@ -76,20 +77,16 @@ func (p Problem) Title() string {
 	return "Error"
 }
 
-// ProblemDetails is the body of a problem response (RFC 9457).
-type ProblemDetails struct {
-	// Type is the stable URI that names the problem.
-	Type Problem `json:"type"`
-	// Title is the short summary of Type.
-	Title string `json:"title"`
-	// Status is the HTTP status of the response.
-	Status int `json:"status"`
-	// Detail says what was wrong with this request.
-	Detail string `json:"detail,omitempty"`
+// problemDetails is the body of a problem response (RFC 9457).
+type problemDetails struct {
+	Type   Problem `json:"type"`
+	Title  string  `json:"title"`
+	Status int     `json:"status"`
+	Detail string  `json:"detail,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, p Problem, detail string) {
-	body, err := json.Marshal(ProblemDetails{Type: p, Title: p.Title(), Status: p.Status(), Detail: detail})
+	body, err := json.Marshal(problemDetails{Type: p, Title: p.title(), Status: p.status(), Detail: detail})
 	if err != nil {
 		// A struct of strings and an int always marshals.
 		panic(err)
@@ -98,6 +95,6 @@ func writeProblem(w http.ResponseWriter, p Problem, detail string) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(p.Status())
+	w.WriteHeader(p.status())
 	_, _ = w.Write(body)
 }

@@ -111,15 +111,3 @@ func (r *renewal) stop() (lost bool) {
 	}
 	return lost
 }
-
-// afterWork returns the context of the store calls made after the work ran:
-// detached from ctx, so that a caller that went away leaves no claim
-// behind, and bounded by timeout. A MemoryStore never blocks, so it needs
-// no deadline, and is spared the timer.
-func afterWork(ctx context.Context, store Store, timeout time.Duration) (context.Context, context.CancelFunc) {
-	if _, ok := store.(*MemoryStore); ok {
-		// It does not read ctx's values either.
-		return context.Background(), func() {}
-	}
-	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
-}

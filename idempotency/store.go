@@ -18,6 +18,16 @@ import (
 // successful claim gets a fresh fencing token: Renew, Complete and Release
 // succeed only with the token of the current claim, so a holder that lost its
 // lease cannot overwrite the work of the one that took over.
+//
+// Time is the store's own: a store shared by several processes keeps leases
+// and retention on its server's clock, never on a caller's, and reports what
+// is left of them (Record.TTL) rather than instants.
+//
+// Limits, the same on every store: a key is 1 to 1024 bytes, a fingerprint
+// at most 255 bytes, compared byte for byte; a longer one is refused with an
+// error wrapping ErrTooLarge, an empty key or a non-positive lease or
+// retention with one wrapping ErrInvalid. A store may bound the size of a
+// response (ErrTooLarge), and documents its bound.
 type Store interface {
 	// Claim tries to take key for the duration of lease.
 	//
@@ -93,10 +103,12 @@ type Record struct {
 	Status Status
 	// Token is the fencing token of the current (or completing) claim.
 	Token int64
-	// LeaseExpiresAt is when the lease of an in-progress record ends.
-	LeaseExpiresAt time.Time
-	// ExpiresAt is when a completed record is forgotten.
-	ExpiresAt time.Time
+	// TTL is what is left, as the store reckoned it on its own clock when
+	// it read the record: of the lease while the record is in progress (0
+	// once the lease ran out: its holder died and the key may be taken
+	// over), of the retention once it is completed. Callers never compare a
+	// store's time with their own clock.
+	TTL time.Duration
 	// Response is the stored result of a completed record.
 	Response []byte
 }
@@ -111,4 +123,20 @@ var (
 	// ErrStoreFull is returned by Claim when a store with bounded capacity
 	// cannot hold another record.
 	ErrStoreFull = errors.New("idempotency: store full")
+	// ErrTooLarge is returned, wrapped with the sizes, by every store for a
+	// key, fingerprint or response longer than it holds (see Store), and by
+	// the SQL store's inbox and ordering guard. Nothing is written. The
+	// middleware answers it as the client's error, never as a store outage.
+	ErrTooLarge = errors.New("idempotency: value too large")
+	// ErrInvalid is returned, wrapped with the reason, for input that no
+	// store could hold: an empty key, a non-positive lease or retention; and
+	// by a KeySource for a key that is malformed, too long or given more than
+	// once. The middleware answers it 400.
+	ErrInvalid = errors.New("idempotency: invalid input")
+)
+
+// The limits of Store, which every store holds to.
+const (
+	maxStoreKey         = 1024
+	maxStoreFingerprint = 255
 )

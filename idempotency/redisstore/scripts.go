@@ -10,7 +10,8 @@ package redisstore
 //	e  end of retention (completed records), Unix milliseconds
 //	r  response (completed records)
 //
-// Time is the server's (TIME). Expiry is Redis's own: an in-progress record
+// Time is the server's (TIME): the scripts compare and report it (as what is
+// left, ttl), never the caller. Expiry is Redis's own: an in-progress record
 // lives for its lease plus the abandoned-claim retention, a completed one
 // for its retention; then Redis deletes it.
 
@@ -24,15 +25,27 @@ local function now()
 end
 `
 
+// ttlLua defines ttl(h, t): what is left, in milliseconds at server time t,
+// of the lease (in progress) or the retention (completed) of the record
+// whose fields f, s, t, l, e, r are h.
+const ttlLua = `
+local function ttl(h, t)
+  local until_ = h[2] == '1' and h[4] or h[5]
+  local left = (tonumber(until_) or 0) - t
+  if left < 0 then left = 0 end
+  return string.format('%d', left)
+end
+`
+
 // claimLua: ARGV fingerprint, token, lease ms, abandoned-retention ms.
-// Returns {1} when taken, else {0, f, s, t, l, e, r}.
-const claimLua = clockLua + `
+// Returns {1} when taken, else {0, f, s, t, ttl, r}.
+const claimLua = clockLua + ttlLua + `
 local h = redis.call('HMGET', KEYS[1], 'f', 's', 't', 'l', 'e', 'r')
 local t = now()
 if h[2] then
   local takeover = h[2] == '1' and tonumber(h[4]) <= t and h[1] == ARGV[1]
   if not takeover then
-    return {0, h[1], h[2], h[3], h[4] or '0', h[5] or '0', h[6] or ''}
+    return {0, h[1], h[2], h[3], ttl(h, t), h[6] or ''}
   end
   redis.call('DEL', KEYS[1])
 end
@@ -40,6 +53,13 @@ local lease = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'f', ARGV[1], 's', '1', 't', ARGV[2], 'l', string.format('%d', t + lease))
 redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[4]))
 return {1}
+`
+
+// getLua returns {f, s, t, ttl, r}, or {} when there is no record.
+const getLua = clockLua + ttlLua + `
+local h = redis.call('HMGET', KEYS[1], 'f', 's', 't', 'l', 'e', 'r')
+if not h[2] then return {} end
+return {h[1], h[2], h[3], ttl(h, now()), h[6] or ''}
 `
 
 // renewLua: ARGV token, lease ms, abandoned-retention ms. Returns 1 or 0.

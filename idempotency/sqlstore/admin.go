@@ -2,29 +2,11 @@ package sqlstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
 )
-
-// Lookup returns the record of key as stored, for operators: unlike Get it
-// also returns a record that has expired but was not purged yet. It returns
-// idempotency.ErrNotFound when there is no row.
-func (s *Store) Lookup(ctx context.Context, key string) (idempotency.Record, error) {
-	if err := checkKey(key); err != nil {
-		return idempotency.Record{}, err
-	}
-	rec, err := s.getOn(ctx, s.db, s.q.lookup, key)
-	if err != nil {
-		if errors.Is(err, idempotency.ErrNotFound) {
-			return idempotency.Record{}, err
-		}
-		return idempotency.Record{}, fmt.Errorf("sqlstore: lookup: %w", err)
-	}
-	return rec.Record, nil
-}
 
 // ForceRelease deletes the in-progress claim of key whatever its token, for
 // operators releasing a claim stuck behind a long lease: the next claimer
@@ -52,7 +34,8 @@ func (s *Store) ForceRelease(ctx context.Context, key string) error {
 }
 
 // Purge deletes expired records: completed records past their retention and
-// claims abandoned for longer than WithAbandonedRetention. It deletes at most
+// claims abandoned for longer than WithAbandonedRetention, by the database's
+// clock. It deletes at most
 // batch rows per statement, each statement its own transaction, so that it
 // holds few locks for a short time while claims go on; it repeats until a
 // statement deletes fewer than batch rows, and returns how many it deleted in
@@ -60,25 +43,31 @@ func (s *Store) ForceRelease(ctx context.Context, key string) error {
 // (SKIP LOCKED), so any number of replicas may purge at once. A batch <= 0
 // means 1000. Run it periodically (say, hourly) from one or more replicas.
 func (s *Store) Purge(ctx context.Context, batch int) (int64, error) {
-	return s.purge(ctx, s.q.purge, batch, s.now())
+	return s.purge(ctx, s.q.purge, batch)
 }
 
-// PurgeInbox deletes inbox entries processed before before, in batches as
-// Purge does, and returns how many it deleted. Keep entries for longer than
-// any broker may redeliver a message (its retention or dedup window).
-func (s *Store) PurgeInbox(ctx context.Context, before time.Time, batch int) (int64, error) {
-	return s.purge(ctx, s.q.inboxGC, batch, before.UnixNano())
+// PurgeInbox deletes inbox entries processed longer than olderThan ago (by
+// the database's clock), in batches as Purge does, and returns how many it
+// deleted. Keep entries for longer than any broker may redeliver a message
+// (its retention or dedup window). It returns an error wrapping
+// idempotency.ErrInvalid for an olderThan that is not positive.
+func (s *Store) PurgeInbox(ctx context.Context, olderThan time.Duration, batch int) (int64, error) {
+	if olderThan <= 0 {
+		return 0, fmt.Errorf("sqlstore: PurgeInbox: %w: olderThan %v is not positive", idempotency.ErrInvalid, olderThan)
+	}
+	return s.purge(ctx, s.q.inboxGC, batch, micros(olderThan))
 }
 
-func (s *Store) purge(ctx context.Context, query string, batch int, cutoff int64) (int64, error) {
+func (s *Store) purge(ctx context.Context, query string, batch int, args ...any) (int64, error) {
 	if batch <= 0 {
 		batch = 1000
 	}
+	args = append(args, batch)
 	var total int64
 	for {
 		var n int64
 		err := s.retry(ctx, func(ctx context.Context) error {
-			res, err := s.db.ExecContext(ctx, query, cutoff, batch)
+			res, err := s.db.ExecContext(ctx, query, args...)
 			if err != nil {
 				return err
 			}

@@ -121,10 +121,10 @@ func BenchmarkNewKey(b *testing.B) {
 			durabletest.Paired(b, benchCallers, func(ctx context.Context) error {
 				k := next()
 				now := time.Now().UnixNano()
-				if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
+				if _, err := sqlstore.DBOf(s).ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 					return err
 				}
-				_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+				_, err := sqlstore.DBOf(s).ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
 				return err
 			}, durabletest.NewKey(s, next, resp))
 		})
@@ -157,7 +157,7 @@ func BenchmarkReplay(b *testing.B) {
 					tok, l, e int64
 					r         []byte
 				)
-				return s.DB().QueryRowContext(ctx, sel, key()).Scan(&fp, &st, &tok, &l, &e, &r)
+				return sqlstore.DBOf(s).QueryRowContext(ctx, sel, key()).Scan(&fp, &st, &tok, &l, &e, &r)
 			}
 			b.Run("claim", func(b *testing.B) {
 				durabletest.Paired(b, benchCallers, selectOne, func(ctx context.Context) error {
@@ -196,13 +196,13 @@ func BenchmarkTransactional(b *testing.B) {
 			twoCommits := func(ctx context.Context) error {
 				k := next()
 				now := time.Now().UnixNano()
-				if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
+				if _, err := sqlstore.DBOf(s).ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 					return err
 				}
-				if _, err := s.DB().ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
+				if _, err := sqlstore.DBOf(s).ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
 					return err
 				}
-				_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+				_, err := sqlstore.DBOf(s).ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
 				return err
 			}
 			b.Run("store", func(b *testing.B) {
@@ -212,7 +212,7 @@ func BenchmarkTransactional(b *testing.B) {
 					if err != nil {
 						return err
 					}
-					if _, err := s.DB().ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
+					if _, err := sqlstore.DBOf(s).ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
 						return err
 					}
 					return s.Complete(ctx, k, c.Token, resp, 24*time.Hour)
@@ -221,15 +221,15 @@ func BenchmarkTransactional(b *testing.B) {
 			b.Run("store_tx", func(b *testing.B) {
 				durabletest.Paired(b, benchCallers, twoCommits, func(ctx context.Context) error {
 					k := next()
-					tx, _, err := s.ClaimTx(ctx, k, "fp", time.Minute)
+					tx, _, err := s.BeginTx(ctx, k, "fp", time.Minute)
 					if err != nil {
 						return err
 					}
-					if _, err := tx.Driver().(*sql.Tx).ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
+					if _, err := tx.SQL().ExecContext(ctx, bizIns, k[len(k)-8:], 1); err != nil {
 						_ = tx.Rollback(ctx)
 						return err
 					}
-					return tx.Commit(ctx, resp, 24*time.Hour)
+					return tx.Commit(ctx, resp, 24*time.Hour, false)
 				})
 			})
 		})
@@ -255,10 +255,10 @@ func BenchmarkPgxNative(b *testing.B) {
 	durabletest.Paired(b, benchCallers, func(ctx context.Context) error {
 		k := next()
 		now := time.Now().UnixNano()
-		if _, err := s.DB().ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
+		if _, err := sqlstore.DBOf(s).ExecContext(ctx, ins, k, "fp", 7, now+int64(time.Minute), now+int64(time.Hour)); err != nil {
 			return err
 		}
-		_, err := s.DB().ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
+		_, err := sqlstore.DBOf(s).ExecContext(ctx, upd, resp, now+int64(24*time.Hour), k, 7)
 		return err
 	}, func(ctx context.Context) error {
 		k := next()

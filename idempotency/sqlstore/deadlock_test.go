@@ -33,7 +33,7 @@ func TestDeadlocksNeverDoubleRun(t *testing.T) {
 		)
 		work := func(k1, k2, pair string) error {
 			return sqldb.Retry(ctx, sqldb.RetryPolicy{Attempts: 20}, func(ctx context.Context) error {
-				tx, err := s.DB().BeginTx(ctx, nil)
+				tx, err := sqlstore.DBOf(s).BeginTx(ctx, nil)
 				if err != nil {
 					return err
 				}

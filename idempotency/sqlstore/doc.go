@@ -13,8 +13,9 @@
 //	store, err := sqlstore.New(db, sqlstore.SQLite)
 //	err = store.Migrate(ctx)
 //
-// Schema returns the same SQL for users who run their own migration tool; the
-// files are under migrations/<dialect>/ in the module source.
+// Store.Schema returns the same SQL for users who run their own migration
+// tool; the templates are under migrations/<dialect>/ in the module source.
+// WithTable names the tables ("name" or "schema.name").
 //
 // An application that uses pgxpool can hand the store a *sql.DB over the
 // same pool with stdlib.OpenDBFromPool. (A native pgxpool path was measured
@@ -31,26 +32,37 @@
 // (INSERT ... ON CONFLICT DO UPDATE ... WHERE, or ON DUPLICATE KEY UPDATE on
 // MySQL); a claim never deletes or overwrites a live record.
 //
-// Times are Unix nanoseconds read from the application's clock (WithClock),
-// not the database's, so that tests can drive the store with a fake clock.
-// Replicas sharing a store need synchronised clocks; leases and retention
-// are far longer than the skew NTP leaves.
+// Every time is the database server's, taken by the statement that writes
+// or compares it (clock_timestamp() on PostgreSQL, whose now() would be the
+// transaction's start; UTC_TIMESTAMP(6) on MySQL/MariaDB; julianday('now')
+// on SQLite), stored as Unix microseconds. The store passes only durations
+// (lease, retention) and never reads the application's clock, so replicas
+// whose clocks disagree never take over each other's live claims. A record
+// reports what is left of its lease or retention (idempotency.Record.TTL).
 //
 // Expired records stay in the table, invisible to Get and claimable by the
 // next claimer, until Purge deletes them in bounded batches.
 //
+// # Limits
+//
+// Keys, message ids and entities of 1 to 1024 bytes; fingerprints,
+// consumer names and tie-breaks of at most 255 bytes; responses of at most
+// WithMaxResponseSize (4 MiB by default). Longer input is refused with an
+// error wrapping idempotency.ErrTooLarge, empty input with one wrapping
+// idempotency.ErrInvalid; nothing is truncated.
+//
 // # The transactional path
 //
-// ClaimTx claims a key inside a new transaction. The caller writes its
-// business rows in the same transaction (TxFrom(ctx) returns it inside the
-// idempotency middleware and Do) and Tx.Commit stores the response and
-// commits once: the record and the writes commit or roll back together. A
-// crash before the commit leaves nothing (the next delivery runs again); a
-// crash after it leaves a completed record (the next delivery replays). This
-// turns "at least once" into "effectively once" for work whose effects live
-// in the same database. ClaimIn and CompleteIn do the same in a transaction
-// the caller manages (anything that satisfies the ExecContext/QueryContext
-// interface: *sql.Tx, *sql.Conn, sqlx.Tx, bun.Tx).
+// With idempotency.WithTransaction, the middleware and Do claim the key
+// inside a new transaction (BeginTx). The handler writes its business rows
+// in the same transaction (idempotency.TxFrom returns it) and the response
+// is stored and committed once: the record and the writes commit or roll
+// back together. A crash before the commit leaves nothing (the next delivery
+// runs again); a crash after it leaves a completed record (the next delivery
+// replays). This turns "at least once" into "effectively once" for work
+// whose effects live in the same database. idempotency.TxFrom documents the
+// rules. ClaimIn and CompleteIn do the same in a transaction the caller
+// manages (a steadfast.Tx: *sql.Tx, sqlx's or bun's transactions).
 //
 // # The consumer side
 //
@@ -65,6 +77,5 @@
 // Deadlocks (MySQL/MariaDB 1213, PostgreSQL 40P01), lock wait timeouts and
 // SQLite busy errors are retried with a fresh transaction (WithRetryAttempts);
 // every other error is returned wrapped, and nothing is marked done that did
-// not commit. Input the schema cannot hold gets ErrTooLarge or ErrInvalid,
-// never a truncation.
+// not commit.
 package sqlstore

@@ -60,7 +60,7 @@ func Example() {
 }
 
 // The transactional path: the middleware claims the key in a transaction,
-// the handler writes in the same transaction (sqlstore.TxFrom), and the
+// the handler writes in the same transaction (idempotency.TxFrom), and the
 // record and the order commit together, once.
 func Example_transactional() {
 	db, done := exampleDB()
@@ -79,7 +79,11 @@ func Example_transactional() {
 		log.Fatal(err)
 	}
 	orders := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tx := sqlstore.TxFrom(r.Context())
+		tx, err := idempotency.TxFrom(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		if _, err := tx.ExecContext(r.Context(), `INSERT INTO orders (id) VALUES ('ord_1')`); err != nil {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
@@ -89,18 +93,24 @@ func Example_transactional() {
 	}))
 	_ = orders // mux.Handle("POST /orders", orders)
 
-	// The same, by hand, for code that is not an HTTP handler:
-	tx, c, err := store.ClaimTx(ctx, "charge-7", "fp", 30*time.Second)
+	// The same, by hand, in a transaction of the caller's own:
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tx.Rollback()
+	c, err := store.ClaimIn(ctx, tx, "charge-7", "fp", 30*time.Second)
 	if err != nil {
 		log.Fatal(err)
 	}
 	if c.Acquired {
-		sqlTx := tx.Driver().(*sql.Tx)
-		if _, err := sqlTx.ExecContext(ctx, `INSERT INTO orders (id) VALUES ('ord_7')`); err != nil {
-			_ = tx.Rollback(ctx)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id) VALUES ('ord_7')`); err != nil {
 			log.Fatal(err)
 		}
-		if err := tx.Commit(ctx, []byte("ord_7"), 24*time.Hour); err != nil {
+		if err := store.CompleteIn(ctx, tx, "charge-7", c.Token, []byte("ord_7"), 24*time.Hour); err != nil {
+			log.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -166,8 +176,11 @@ func Example_do() {
 	}
 	charge := func() (string, error) {
 		return idempotency.Do(ctx, runner, "charge-7", func(ctx context.Context) (string, error) {
-			tx := sqlstore.TxFrom(ctx)
-			_, err := tx.ExecContext(ctx, `INSERT INTO charges (id, cents) VALUES ('ch_7', 1999)`)
+			tx, err := idempotency.TxFrom(ctx)
+			if err != nil {
+				return "", err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO charges (id, cents) VALUES ('ch_7', 1999)`)
 			return "ch_7", err
 		})
 	}

@@ -126,7 +126,7 @@ func TestGarbageRecord(t *testing.T) {
 		ctx := context.Background()
 		s := newStore(t, d, 2)
 		ins := rebind(d, "INSERT INTO "+s.Table()+" (idem_key, fingerprint, status, token, lease_until, expires_at) VALUES ($1, 'fp', 9, 1, 0, $2)")
-		if _, err := s.DB().Exec(ins, "garbage", time.Now().Add(time.Hour).UnixNano()); err != nil {
+		if _, err := sqlstore.DBOf(s).Exec(ins, "garbage", time.Now().Add(time.Hour).UnixNano()); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Get(ctx, "garbage"); err == nil || !strings.Contains(err.Error(), "unknown status") {

@@ -16,8 +16,8 @@ import (
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite"
 
+	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
-	"github.com/steadfast-go/steadfast/idempotency/storetest"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 )
 
@@ -26,10 +26,6 @@ func TestMain(m *testing.M) {
 	// keep the output readable.
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 	goleak.VerifyTestMain(m)
-}
-
-func newFakeClock() *storetest.Clock {
-	return storetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 var dialects = []sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL}
@@ -106,4 +102,14 @@ func forEachDialect(t *testing.T, f func(t *testing.T, d sqlstore.Dialect)) {
 			f(t, d)
 		})
 	}
+}
+
+// mustTx returns the transaction of a transactional request, or panics: the
+// tests that call it run under WithTransaction.
+func mustTx(ctx context.Context) *sql.Tx {
+	tx, err := idempotency.TxFrom(ctx)
+	if err != nil {
+		panic(err)
+	}
+	return tx
 }

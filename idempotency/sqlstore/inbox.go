@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/steadfast-go/steadfast/internal/sqldb"
+	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/idempotency"
 )
 
 // MarkProcessed records, inside tx, that consumer processed the message
@@ -18,11 +19,14 @@ import (
 // this one ends, then sees it processed (or, after a rollback, marks it
 // itself). A deadlock or busy error aborts tx and is returned as is; Process
 // retries those for you.
-func (s *Store) MarkProcessed(ctx context.Context, tx sqldb.Tx, consumer, messageID string) (first bool, err error) {
+func (s *Store) MarkProcessed(ctx context.Context, tx steadfast.Tx, consumer, messageID string) (first bool, err error) {
+	if tx == nil {
+		return false, errors.New("sqlstore: MarkProcessed: nil transaction")
+	}
 	if err := checkInbox(consumer, messageID); err != nil {
 		return false, err
 	}
-	res, err := tx.ExecContext(ctx, s.q.inbox, consumer, messageID, s.now())
+	res, err := tx.ExecContext(ctx, s.q.inbox, consumer, messageID)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: mark processed: %w", err)
 	}
@@ -35,13 +39,13 @@ func (s *Store) MarkProcessed(ctx context.Context, tx sqldb.Tx, consumer, messag
 
 func checkInbox(consumer, messageID string) error {
 	if consumer == "" || messageID == "" {
-		return fmt.Errorf("%w: empty consumer or message id", ErrInvalid)
+		return fmt.Errorf("sqlstore: %w: empty consumer or message id", idempotency.ErrInvalid)
 	}
-	if len(consumer) > MaxFingerprintLen {
-		return fmt.Errorf("%w: consumer is %d bytes, at most %d are stored", ErrTooLarge, len(consumer), MaxFingerprintLen)
+	if len(consumer) > maxShortLen {
+		return fmt.Errorf("sqlstore: %w: consumer is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(consumer), maxShortLen)
 	}
-	if len(messageID) > MaxKeyLen {
-		return fmt.Errorf("%w: message id is %d bytes, at most %d are stored", ErrTooLarge, len(messageID), MaxKeyLen)
+	if len(messageID) > maxKeyLen {
+		return fmt.Errorf("sqlstore: %w: message id is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(messageID), maxKeyLen)
 	}
 	return nil
 }
@@ -62,7 +66,7 @@ func (s *Store) Process(ctx context.Context, consumer, messageID string, fn func
 		return false, err
 	}
 	if fn == nil {
-		return false, fmt.Errorf("%w: nil fn", ErrInvalid)
+		return false, errors.New("sqlstore: Process: nil fn")
 	}
 	err = s.retry(ctx, func(ctx context.Context) error {
 		duplicate = false
@@ -99,7 +103,7 @@ func (s *Store) Process(ctx context.Context, consumer, messageID string, fn func
 // math.MinInt64. Use either ApplyVersion or ApplyTimestamp for a given
 // entity, not both. A deadlock or busy error aborts tx and is returned as
 // is.
-func (s *Store) ApplyVersion(ctx context.Context, tx sqldb.Tx, entity string, version int64) (applied bool, err error) {
+func (s *Store) ApplyVersion(ctx context.Context, tx steadfast.Tx, entity string, version int64) (applied bool, err error) {
 	return s.applyPosition(ctx, tx, entity, version, "")
 }
 
@@ -107,25 +111,27 @@ func (s *Store) ApplyVersion(ctx context.Context, tx sqldb.Tx, entity string, ve
 // newer when its timestamp is later, or equal with a tie-break string that is
 // greater byte for byte (an event id, say a UUIDv7 or the outbox message id).
 // Timestamps are compared at nanosecond precision.
-func (s *Store) ApplyTimestamp(ctx context.Context, tx sqldb.Tx, entity string, at time.Time, tieBreak string) (applied bool, err error) {
-	if len(tieBreak) > MaxFingerprintLen {
-		return false, fmt.Errorf("%w: tie-break is %d bytes, at most %d are stored", ErrTooLarge, len(tieBreak), MaxFingerprintLen)
+func (s *Store) ApplyTimestamp(ctx context.Context, tx steadfast.Tx, entity string, at time.Time, tieBreak string) (applied bool, err error) {
+	if len(tieBreak) > maxShortLen {
+		return false, fmt.Errorf("sqlstore: %w: tie-break is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(tieBreak), maxShortLen)
 	}
 	return s.applyPosition(ctx, tx, entity, at.UnixNano(), tieBreak)
 }
 
-func (s *Store) applyPosition(ctx context.Context, tx sqldb.Tx, entity string, pos int64, tie string) (bool, error) {
+func (s *Store) applyPosition(ctx context.Context, tx steadfast.Tx, entity string, pos int64, tie string) (bool, error) {
+	if tx == nil {
+		return false, errors.New("sqlstore: apply: nil transaction")
+	}
 	if entity == "" {
-		return false, fmt.Errorf("%w: empty entity", ErrInvalid)
+		return false, fmt.Errorf("sqlstore: %w: empty entity", idempotency.ErrInvalid)
 	}
-	if len(entity) > MaxKeyLen {
-		return false, fmt.Errorf("%w: entity is %d bytes, at most %d are stored", ErrTooLarge, len(entity), MaxKeyLen)
+	if len(entity) > maxKeyLen {
+		return false, fmt.Errorf("sqlstore: %w: entity is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(entity), maxKeyLen)
 	}
-	now := s.now()
 	if s.dialect == MySQL {
-		return s.applyMySQL(ctx, tx, entity, pos, tie, now)
+		return s.applyMySQL(ctx, tx, entity, pos, tie)
 	}
-	res, err := tx.ExecContext(ctx, s.q.order, entity, pos, tie, now)
+	res, err := tx.ExecContext(ctx, s.q.order, entity, pos, tie)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}
@@ -136,8 +142,8 @@ func (s *Store) applyPosition(ctx context.Context, tx sqldb.Tx, entity string, p
 	return n > 0, nil
 }
 
-func (s *Store) applyMySQL(ctx context.Context, tx sqldb.Tx, entity string, pos int64, tie string, now int64) (bool, error) {
-	if _, err := tx.ExecContext(ctx, s.q.order, entity, now); err != nil {
+func (s *Store) applyMySQL(ctx context.Context, tx steadfast.Tx, entity string, pos int64, tie string) (bool, error) {
+	if _, err := tx.ExecContext(ctx, s.q.order, entity); err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}
 	rows, err := tx.QueryContext(ctx, s.q.orderLock, entity)
@@ -167,7 +173,7 @@ func (s *Store) applyMySQL(ctx context.Context, tx sqldb.Tx, entity string, pos 
 	if pos < last || (pos == last && tie <= string(lastTie)) {
 		return false, nil
 	}
-	res, err := tx.ExecContext(ctx, s.q.orderUpd, pos, tie, now, entity, pos, pos, tie)
+	res, err := tx.ExecContext(ctx, s.q.orderUpd, pos, tie, entity, pos, pos, tie)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: apply: %w", err)
 	}

@@ -8,56 +8,46 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"text/template"
 )
 
 //go:embed migrations
 var migrations embed.FS
 
-// Schema returns the SQL that Migrate runs for dialect d with the given table
-// name (DefaultTable when empty), for users who apply migrations with their
-// own tool. Every statement is idempotent (CREATE ... IF NOT EXISTS) and ends
-// with a semicolon. The files are also readable in the module source under
+// Schema returns the SQL that Migrate runs, with the store's table names,
+// for users who apply migrations with their own tool. Every statement is
+// idempotent (CREATE ... IF NOT EXISTS) and ends with a semicolon. The
+// templates it is made from are in the module source under
 // idempotency/sqlstore/migrations/<dialect>/.
-func Schema(d Dialect, table string) (string, error) {
-	stmts, err := schemaStatements(d, table)
-	if err != nil {
-		return "", err
-	}
-	return strings.Join(stmts, "\n\n") + "\n", nil
+func (s *Store) Schema() string {
+	return strings.Join(s.schema, "\n\n") + "\n"
 }
 
-func schemaStatements(d Dialect, table string) ([]string, error) {
-	switch d {
-	case Postgres, SQLite, MySQL:
-	default:
-		return nil, fmt.Errorf("sqlstore: Schema: unknown dialect %v", d)
-	}
-	if table == "" {
-		table = DefaultTable
-	}
-	if !identRE.MatchString(table) {
-		return nil, fmt.Errorf("sqlstore: Schema: table %q is not a lower-case identifier of 1 to 40 characters [a-z0-9_]", table)
-	}
+// schemaStatements renders the migrations of dialect d with the names n.
+func schemaStatements(d Dialect, n names) ([]string, error) {
 	dir := path.Join("migrations", d.String())
 	entries, err := fs.ReadDir(migrations, dir)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(entries))
+	files := make([]string, 0, len(entries))
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".sql") {
-			names = append(names, e.Name())
+			files = append(files, e.Name())
 		}
 	}
-	sort.Strings(names)
+	sort.Strings(files)
 	var stmts []string
-	for _, n := range names {
-		b, err := fs.ReadFile(migrations, path.Join(dir, n))
+	for _, f := range files {
+		t, err := template.New(f).Option("missingkey=error").ParseFS(migrations, path.Join(dir, f))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("sqlstore: migration %s: %w", f, err)
 		}
-		text := strings.ReplaceAll(string(b), DefaultTable, table)
-		stmts = append(stmts, splitStatements(text)...)
+		var b strings.Builder
+		if err := t.Execute(&b, n); err != nil {
+			return nil, fmt.Errorf("sqlstore: migration %s: %w", f, err)
+		}
+		stmts = append(stmts, splitStatements(b.String())...)
 	}
 	return stmts, nil
 }
@@ -86,10 +76,7 @@ func splitStatements(text string) []string {
 // PostgreSQL it serialises them with an advisory lock). It returns the first
 // statement's error, wrapped.
 func (s *Store) Migrate(ctx context.Context) error {
-	stmts, err := schemaStatements(s.dialect, s.cfg.table)
-	if err != nil {
-		return err
-	}
+	stmts := s.schema
 	if s.dialect != Postgres {
 		for _, st := range stmts {
 			if _, err := s.db.ExecContext(ctx, st); err != nil {
@@ -105,7 +92,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	defer func() { _ = tx.Rollback() }()
 	// Concurrent CREATE TABLE IF NOT EXISTS can still collide in the
 	// catalog; the lock (keyed by the table name) makes them take turns.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "steadfast.sqlstore."+s.cfg.table); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "steadfast.sqlstore."+s.cfg.table.String()); err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
 	for _, st := range stmts {

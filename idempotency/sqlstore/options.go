@@ -2,10 +2,9 @@ package sqlstore
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 
-	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/internal/option"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
@@ -15,7 +14,7 @@ type Dialect = sqldb.Dialect
 
 // The databases a Store runs on.
 const (
-	// Postgres is PostgreSQL 12 or later through pgx's database/sql driver
+	// Postgres is PostgreSQL 14 or later through pgx's database/sql driver
 	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx").
 	Postgres = sqldb.Postgres
 	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database in
@@ -26,93 +25,94 @@ const (
 	MySQL = sqldb.MySQL
 )
 
-// Limits of what a store holds. Longer input is refused with ErrTooLarge,
-// never truncated.
+// Limits of what a store holds (the idempotency.Store limits, and those of
+// the inbox and ordering guard). Longer input is refused with an error
+// wrapping idempotency.ErrTooLarge, never truncated.
 const (
-	// MaxKeyLen is the longest key, consumer+message id and entity, in bytes.
-	MaxKeyLen = 1024
-	// MaxFingerprintLen is the longest fingerprint, consumer name and
-	// tie-break, in bytes.
-	MaxFingerprintLen = 255
-	// DefaultMaxResponseSize is the default of WithMaxResponseSize.
-	DefaultMaxResponseSize = 4 << 20
-	// DefaultTable is the default of WithTable.
-	DefaultTable = "steadfast_idempotency"
-	// DefaultAbandonedRetention is the default of WithAbandonedRetention.
-	DefaultAbandonedRetention = 24 * time.Hour
+	// maxKeyLen is the longest key, message id and entity, in bytes.
+	maxKeyLen = 1024
+	// maxShortLen is the longest fingerprint, consumer name and tie-break,
+	// in bytes.
+	maxShortLen = 255
 )
 
-// Option configures a Store.
-type Option func(*config) error
+// Option configures a Store. Options are made by the With functions of this
+// package; New refuses, with an error naming it, an option that is invalid.
+type Option interface {
+	setting() *option.Setting[config]
+}
+
+type optionFunc option.Setting[config]
+
+func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting[config])(o) }
+
+func newOption(name string, set func(*config) error) Option {
+	return &optionFunc{Name: name, Set: set}
+}
+
+func applyOptions(c *config, opts []Option) error {
+	return option.Apply("sqlstore", "New", c, len(opts), func(i int) *option.Setting[config] {
+		if opts[i] == nil {
+			return nil
+		}
+		return opts[i].setting()
+	})
+}
 
 type config struct {
-	table     string
-	now       func() time.Time
+	table     sqldb.Table
 	maxResp   int
 	abandoned time.Duration
 	retry     sqldb.RetryPolicy
 }
 
-var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+// tableSuffixes are what the store appends to the table's name: its other
+// tables and its indexes.
+var tableSuffixes = []string{"_inbox", "_order", "_expires_idx", "_inbox_processed_idx"}
 
-// WithTable sets the name of the record table; the inbox and ordering tables
-// are named after it with the suffixes _inbox and _order. The name must be a
-// lower-case SQL identifier of at most 40 characters (letters, digits,
-// underscores, not starting with a digit); it is not quoted. Defaults to
-// DefaultTable ("steadfast_idempotency").
+// WithTable sets the name of the record table, "name" or "schema.name"
+// (each part an unquoted SQL identifier, [A-Za-z_][A-Za-z0-9_]{0,62}; the
+// name short enough that name_inbox_processed_idx fits 63 bytes); the inbox
+// and ordering tables are named after it with the suffixes _inbox and
+// _order, in the same schema. Defaults to "steadfast_idempotency".
 func WithTable(name string) Option {
-	return func(c *config) error {
-		if !identRE.MatchString(name) {
-			return fmt.Errorf("sqlstore: WithTable(%q): not a lower-case identifier of 1 to 40 characters [a-z0-9_]", name)
+	return newOption("WithTable", func(c *config) error {
+		t, err := sqldb.ParseTable(name, tableSuffixes...)
+		if err != nil {
+			return err
 		}
-		c.table = name
+		c.table = t
 		return nil
-	}
-}
-
-// WithClock sets the clock the store reads to stamp leases and expiry
-// (storetest.Clock is a fake one). Defaults to the system clock.
-//
-// The store keeps time on the application's clock, not the database's, so
-// that tests (and idempotency/storetest) can drive it with a fake clock. All
-// replicas sharing a store must therefore have synchronised clocks (NTP);
-// leases (seconds to minutes) and retention (hours) are far longer than the
-// skew of a synchronised clock.
-func WithClock(clock idempotency.Clock) Option {
-	return func(c *config) error {
-		if clock == nil {
-			return fmt.Errorf("sqlstore: WithClock(nil)")
-		}
-		c.now = clock.Now
-		return nil
-	}
+	})
 }
 
 // WithMaxResponseSize sets the largest response Complete stores; a larger
-// one is refused with ErrTooLarge. Defaults to DefaultMaxResponseSize (4 MiB).
-// On MySQL it must also fit the server's max_allowed_packet.
+// one is refused with an error wrapping idempotency.ErrTooLarge (the
+// middleware then stores a marker, so that retries get a clear answer
+// rather than a rerun). Defaults to 4 MiB. On MySQL it must also fit the
+// server's max_allowed_packet.
 func WithMaxResponseSize(n int) Option {
-	return func(c *config) error {
+	return newOption("WithMaxResponseSize", func(c *config) error {
 		if n <= 0 {
-			return fmt.Errorf("sqlstore: WithMaxResponseSize(%d): must be positive", n)
+			return fmt.Errorf("%d is not positive", n)
 		}
 		c.maxResp = n
 		return nil
-	}
+	})
 }
 
 // WithAbandonedRetention sets how long a claim whose lease expired is kept
 // before Purge may delete it (and before any claimer, whatever its
 // fingerprint, may take the key). Until then only a claimer with the same
-// fingerprint takes it over. Defaults to DefaultAbandonedRetention (24 h).
+// fingerprint takes it over. Defaults to 24h.
 func WithAbandonedRetention(d time.Duration) Option {
-	return func(c *config) error {
+	return newOption("WithAbandonedRetention", func(c *config) error {
 		if d <= 0 {
-			return fmt.Errorf("sqlstore: WithAbandonedRetention(%v): must be positive", d)
+			return fmt.Errorf("%v is not positive", d)
 		}
 		c.abandoned = d
 		return nil
-	}
+	})
 }
 
 // WithRetryAttempts sets how many times an operation is tried when the
@@ -121,11 +121,11 @@ func WithAbandonedRetention(d time.Duration) Option {
 // transaction that the database rolled back, so it never doubles an effect.
 // Defaults to 8; 1 disables retries.
 func WithRetryAttempts(n int) Option {
-	return func(c *config) error {
+	return newOption("WithRetryAttempts", func(c *config) error {
 		if n <= 0 {
-			return fmt.Errorf("sqlstore: WithRetryAttempts(%d): must be positive", n)
+			return fmt.Errorf("%d is not positive", n)
 		}
 		c.retry.Attempts = n
 		return nil
-	}
+	})
 }

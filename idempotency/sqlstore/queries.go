@@ -1,24 +1,42 @@
 package sqlstore
 
-// The statements of each dialect, in one place. "steadfast_idempotency" is
-// replaced by the configured table name, as in the migrations. Times are Unix
-// nanoseconds from the store's clock. A row is claimable when it has expired
-// (expires_at <= now), or when it is in progress under an expired lease with
-// the same fingerprint.
+import (
+	"bytes"
+	"fmt"
+	"text/template"
+)
 
+// The statements of each dialect, in one place, as templates:
+//
+//	{{.Table}}  the record table (schema.name or name)
+//	{{.Inbox}}  the inbox table ({{.Table}}_inbox)
+//	{{.Order}}  the ordering table ({{.Table}}_order)
+//	{{.Now}}    the statement's time, in Unix microseconds, on the
+//	            database server's clock
+//
+// Every time the store writes or compares is the database's: times are
+// Unix microseconds in BIGINT columns, computed in the statement from
+// {{.Now}}; the store passes only durations (in microseconds). A row is
+// claimable when it has expired (expires_at <= now), or when it is in
+// progress under an expired lease with the same fingerprint.
+//
+// A statement that reads a record returns the columns (fingerprint, status,
+// token, ttl, flag, response): ttl is what is left of the lease (in
+// progress) or of the retention (completed), in microseconds, never
+// negative; flag is whether the record is claimable (claim, lookup), or
+// expired (MySQL's locked read-back), or false (get).
 type queries struct {
 	// claim takes or reports a key. Postgres: an insert returning
-	// (acquired, fingerprint, status, token, lease_until, expires_at,
-	// response), followed by takeover when the existing row is claimable.
-	// SQLite: an upsert returning token when taken. MySQL: an upsert,
-	// followed by lookupLocked.
+	// (acquired, record...), followed by takeover when the existing row is
+	// claimable. SQLite: an upsert returning token when taken. MySQL: an
+	// upsert, followed by lookupLocked.
 	claim     string
 	get       string
-	lookup    string
+	lookup    string // the record as stored, expired or not; flag: claimable
 	renew     string
 	complete  string
 	release   string
-	check     string // is key held by token: returns one row if so
+	check     string // MySQL only: is key held by token (one row if so)
 	force     string
 	purge     string
 	inbox     string
@@ -34,51 +52,126 @@ type queries struct {
 	lookupLocked string
 }
 
+// names are what the templates fill in.
+type names struct {
+	Table, Inbox, Order string
+	// Name is the record table's name without its schema, the stem of the
+	// index names; Schema is "schema." or "".
+	Name, Schema string
+	Now          string
+}
+
+// The statement's time of each dialect, in Unix microseconds.
+const (
+	// clock_timestamp() is the time of the statement (now() would be the
+	// transaction's start); the scalar subquery is evaluated once per
+	// statement, and lets an index serve a comparison with it.
+	postgresNow = `(SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT)`
+	// 'now' is the same for every use within one statement. julianday has
+	// millisecond precision.
+	sqliteNow = `(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000)`
+	// UTC_TIMESTAMP(6) is the statement's start; the difference from the
+	// epoch involves no time zone.
+	mysqlNow = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))`
+)
+
+// render fills in the templates of q.
+func (q queries) render(n names) (queries, error) {
+	var err error
+	fill := func(text string) string {
+		if text == "" || err != nil {
+			return text
+		}
+		var t *template.Template
+		if t, err = template.New("").Option("missingkey=error").Parse(text); err != nil {
+			return ""
+		}
+		var b bytes.Buffer
+		if err = t.Execute(&b, n); err != nil {
+			return ""
+		}
+		return b.String()
+	}
+	r := queries{
+		claim: fill(q.claim), get: fill(q.get), lookup: fill(q.lookup),
+		renew: fill(q.renew), complete: fill(q.complete), release: fill(q.release),
+		check: fill(q.check), force: fill(q.force), purge: fill(q.purge),
+		inbox: fill(q.inbox), inboxGC: fill(q.inboxGC), order: fill(q.order),
+		orderUpd: fill(q.orderUpd), orderLock: fill(q.orderLock), insert: fill(q.insert),
+		takeover: fill(q.takeover), lookupLocked: fill(q.lookupLocked),
+	}
+	if err != nil {
+		return queries{}, fmt.Errorf("sqlstore: rendering the statements: %w", err)
+	}
+	return r, nil
+}
+
 var postgresQueries = queries{
 	// An existing key costs no write and no row lock: ON CONFLICT DO
 	// NOTHING only waits for a transaction that is inserting the same key.
-	claim: `WITH claimed AS (
-    INSERT INTO steadfast_idempotency
+	// Parameters: key, fingerprint, token, lease, abandoned retention.
+	claim: `WITH t AS (SELECT {{.Now}} AS now),
+claimed AS (
+    INSERT INTO {{.Table}}
         (idem_key, fingerprint, status, token, lease_until, expires_at, response)
-    VALUES ($1, $2, 1, $3, $4, $5, NULL)
+    SELECT $1, $2, 1, $3, t.now + $4, t.now + $4 + $5, NULL FROM t
     ON CONFLICT (idem_key) DO NOTHING
-    RETURNING true AS acquired, fingerprint, status, token, lease_until, expires_at, response
+    RETURNING token
 )
-SELECT acquired, fingerprint, status, token, lease_until, expires_at, response FROM claimed
+SELECT true, $2, 1, $3, $4, false, NULL::BYTEA FROM claimed
 UNION ALL
-SELECT false, fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency
-    WHERE idem_key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
-	takeover: `UPDATE steadfast_idempotency
-    SET fingerprint = $1, status = 1, token = $2, lease_until = $3, expires_at = $4, response = NULL
-    WHERE idem_key = $5 AND token = $6
-      AND (expires_at <= $7 OR (status = 1 AND lease_until <= $7 AND fingerprint = $1))`,
-	get: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = $1 AND expires_at > $2`,
-	lookup: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = $1`,
-	renew: `UPDATE steadfast_idempotency SET lease_until = $1, expires_at = $2
-    WHERE idem_key = $3 AND token = $4 AND status = 1 AND expires_at > $5`,
-	complete: `UPDATE steadfast_idempotency
-    SET status = 2, response = $1, expires_at = $2, lease_until = 0
-    WHERE idem_key = $3 AND token = $4 AND status = 1 AND expires_at > $5`,
-	release: `DELETE FROM steadfast_idempotency
+SELECT false, r.fingerprint, r.status, r.token,
+       CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
+       r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $2),
+       r.response
+    FROM {{.Table}} r, t
+    WHERE r.idem_key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+	// Parameters: fingerprint, token, lease, abandoned retention, key, the
+	// token read.
+	takeover: `UPDATE {{.Table}} AS r
+    SET fingerprint = $1, status = 1, token = $2, lease_until = t.now + $3,
+        expires_at = t.now + $3 + $4, response = NULL
+    FROM (SELECT {{.Now}} AS now) t
+    WHERE r.idem_key = $5 AND r.token = $6
+      AND (r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $1))`,
+	get: `SELECT r.fingerprint, r.status, r.token,
+       CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
+       false, r.response
+    FROM {{.Table}} r, (SELECT {{.Now}} AS now) t
+    WHERE r.idem_key = $1 AND r.expires_at > t.now`,
+	// Parameters: key, fingerprint.
+	lookup: `SELECT r.fingerprint, r.status, r.token,
+       CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
+       r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $2),
+       r.response
+    FROM {{.Table}} r, (SELECT {{.Now}} AS now) t
+    WHERE r.idem_key = $1`,
+	// Parameters: lease, abandoned retention, key, token.
+	renew: `UPDATE {{.Table}} AS r SET lease_until = t.now + $1, expires_at = t.now + $1 + $2
+    FROM (SELECT {{.Now}} AS now) t
+    WHERE r.idem_key = $3 AND r.token = $4 AND r.status = 1 AND r.expires_at > t.now`,
+	// Parameters: response, retention, key, token.
+	complete: `UPDATE {{.Table}} AS r
+    SET status = 2, response = $1, expires_at = t.now + $2, lease_until = 0
+    FROM (SELECT {{.Now}} AS now) t
+    WHERE r.idem_key = $3 AND r.token = $4 AND r.status = 1 AND r.expires_at > t.now`,
+	release: `DELETE FROM {{.Table}}
     WHERE idem_key = $1 AND token = $2 AND status = 1`,
-	check: `SELECT 1 FROM steadfast_idempotency
-    WHERE idem_key = $1 AND token = $2 AND status = 1 AND expires_at > $3`,
-	force: `DELETE FROM steadfast_idempotency WHERE idem_key = $1 AND status = 1`,
-	purge: `DELETE FROM steadfast_idempotency WHERE idem_key IN (
-    SELECT idem_key FROM steadfast_idempotency
-    WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+	force: `DELETE FROM {{.Table}} WHERE idem_key = $1 AND status = 1`,
+	// Parameters: batch.
+	purge: `DELETE FROM {{.Table}} WHERE idem_key IN (
+    SELECT idem_key FROM {{.Table}}
+    WHERE expires_at <= {{.Now}} ORDER BY expires_at LIMIT $1
     FOR UPDATE SKIP LOCKED)`,
-	inbox: `INSERT INTO steadfast_idempotency_inbox (consumer, message_id, processed_at)
-    VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-	inboxGC: `DELETE FROM steadfast_idempotency_inbox WHERE (consumer, message_id) IN (
-    SELECT consumer, message_id FROM steadfast_idempotency_inbox
-    WHERE processed_at < $1 ORDER BY processed_at LIMIT $2
+	inbox: `INSERT INTO {{.Inbox}} (consumer, message_id, processed_at)
+    VALUES ($1, $2, {{.Now}}) ON CONFLICT DO NOTHING`,
+	// Parameters: age, batch.
+	inboxGC: `DELETE FROM {{.Inbox}} WHERE (consumer, message_id) IN (
+    SELECT consumer, message_id FROM {{.Inbox}}
+    WHERE processed_at < {{.Now}} - $1 ORDER BY processed_at LIMIT $2
     FOR UPDATE SKIP LOCKED)`,
-	order: `INSERT INTO steadfast_idempotency_order AS o (entity, position, tie_break, updated_at)
-    VALUES ($1, $2, $3, $4)
+	order: `INSERT INTO {{.Order}} AS o (entity, position, tie_break, updated_at)
+    VALUES ($1, $2, $3, {{.Now}})
     ON CONFLICT (entity) DO UPDATE
         SET position = EXCLUDED.position, tie_break = EXCLUDED.tie_break,
             updated_at = EXCLUDED.updated_at
@@ -87,40 +180,44 @@ SELECT false, fingerprint, status, token, lease_until, expires_at, response
 }
 
 var sqliteQueries = queries{
-	claim: `INSERT INTO steadfast_idempotency
+	// Parameters: key, fingerprint, token, lease, abandoned retention.
+	claim: `INSERT INTO {{.Table}}
     (idem_key, fingerprint, status, token, lease_until, expires_at, response)
-VALUES (?1, ?2, 1, ?3, ?4, ?5, NULL)
+VALUES (?1, ?2, 1, ?3, {{.Now}} + ?4, {{.Now}} + ?4 + ?5, NULL)
 ON CONFLICT (idem_key) DO UPDATE
     SET fingerprint = excluded.fingerprint, status = 1, token = excluded.token,
         lease_until = excluded.lease_until, expires_at = excluded.expires_at,
         response = NULL
-    WHERE expires_at <= ?6
-       OR (status = 1 AND lease_until <= ?6 AND fingerprint = excluded.fingerprint)
+    WHERE expires_at <= {{.Now}}
+       OR (status = 1 AND lease_until <= {{.Now}} AND fingerprint = excluded.fingerprint)
 RETURNING token`,
-	get: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = ?1 AND expires_at > ?2`,
-	lookup: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = ?1`,
-	renew: `UPDATE steadfast_idempotency SET lease_until = ?1, expires_at = ?2
-    WHERE idem_key = ?3 AND token = ?4 AND status = 1 AND expires_at > ?5`,
-	complete: `UPDATE steadfast_idempotency
-    SET status = 2, response = ?1, expires_at = ?2, lease_until = 0
-    WHERE idem_key = ?3 AND token = ?4 AND status = 1 AND expires_at > ?5`,
-	release: `DELETE FROM steadfast_idempotency
+	get: `SELECT fingerprint, status, token,
+       CASE WHEN status = 1 THEN MAX(lease_until - {{.Now}}, 0) ELSE MAX(expires_at - {{.Now}}, 0) END,
+       0, response
+    FROM {{.Table}} WHERE idem_key = ?1 AND expires_at > {{.Now}}`,
+	lookup: `SELECT fingerprint, status, token,
+       CASE WHEN status = 1 THEN MAX(lease_until - {{.Now}}, 0) ELSE MAX(expires_at - {{.Now}}, 0) END,
+       expires_at <= {{.Now}} OR (status = 1 AND lease_until <= {{.Now}} AND fingerprint = ?2),
+       response
+    FROM {{.Table}} WHERE idem_key = ?1`,
+	renew: `UPDATE {{.Table}} SET lease_until = {{.Now}} + ?1, expires_at = {{.Now}} + ?1 + ?2
+    WHERE idem_key = ?3 AND token = ?4 AND status = 1 AND expires_at > {{.Now}}`,
+	complete: `UPDATE {{.Table}}
+    SET status = 2, response = ?1, expires_at = {{.Now}} + ?2, lease_until = 0
+    WHERE idem_key = ?3 AND token = ?4 AND status = 1 AND expires_at > {{.Now}}`,
+	release: `DELETE FROM {{.Table}}
     WHERE idem_key = ?1 AND token = ?2 AND status = 1`,
-	check: `SELECT 1 FROM steadfast_idempotency
-    WHERE idem_key = ?1 AND token = ?2 AND status = 1 AND expires_at > ?3`,
-	force: `DELETE FROM steadfast_idempotency WHERE idem_key = ?1 AND status = 1`,
-	purge: `DELETE FROM steadfast_idempotency WHERE rowid IN (
-    SELECT rowid FROM steadfast_idempotency
-    WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`,
-	inbox: `INSERT INTO steadfast_idempotency_inbox (consumer, message_id, processed_at)
-    VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING`,
-	inboxGC: `DELETE FROM steadfast_idempotency_inbox WHERE rowid IN (
-    SELECT rowid FROM steadfast_idempotency_inbox
-    WHERE processed_at < ?1 ORDER BY processed_at LIMIT ?2)`,
-	order: `INSERT INTO steadfast_idempotency_order (entity, position, tie_break, updated_at)
-VALUES (?1, ?2, ?3, ?4)
+	force: `DELETE FROM {{.Table}} WHERE idem_key = ?1 AND status = 1`,
+	purge: `DELETE FROM {{.Table}} WHERE rowid IN (
+    SELECT rowid FROM {{.Table}}
+    WHERE expires_at <= {{.Now}} ORDER BY expires_at LIMIT ?1)`,
+	inbox: `INSERT INTO {{.Inbox}} (consumer, message_id, processed_at)
+    VALUES (?1, ?2, {{.Now}}) ON CONFLICT DO NOTHING`,
+	inboxGC: `DELETE FROM {{.Inbox}} WHERE rowid IN (
+    SELECT rowid FROM {{.Inbox}}
+    WHERE processed_at < {{.Now}} - ?1 ORDER BY processed_at LIMIT ?2)`,
+	order: `INSERT INTO {{.Order}} (entity, position, tie_break, updated_at)
+VALUES (?1, ?2, ?3, {{.Now}})
 ON CONFLICT (entity) DO UPDATE
     SET position = excluded.position, tie_break = excluded.tie_break,
         updated_at = excluded.updated_at
@@ -135,55 +232,68 @@ ON CONFLICT (entity) DO UPDATE
 // compares tokens. MySQL evaluates the assignments left to right, which is
 // what makes this work.
 var mysqlQueries = queries{
-	claim: `INSERT INTO steadfast_idempotency
+	// Parameters: key, fingerprint, token, lease, lease, abandoned
+	// retention.
+	claim: `INSERT INTO {{.Table}}
     (idem_key, fingerprint, status, token, lease_until, expires_at, response)
-VALUES (?, ?, 1, ?, ?, ?, NULL)
+VALUES (?, ?, 1, ?, {{.Now}} + ?, {{.Now}} + ? + ?, NULL)
 ON DUPLICATE KEY UPDATE
-    token = IF(expires_at <= ?
-               OR (status = 1 AND lease_until <= ? AND fingerprint = VALUES(fingerprint)),
+    token = IF(expires_at <= {{.Now}}
+               OR (status = 1 AND lease_until <= {{.Now}} AND fingerprint = VALUES(fingerprint)),
                VALUES(token), token),
     fingerprint = IF(token = VALUES(token), VALUES(fingerprint), fingerprint),
     status      = IF(token = VALUES(token), 1, status),
     lease_until = IF(token = VALUES(token), VALUES(lease_until), lease_until),
     expires_at  = IF(token = VALUES(token), VALUES(expires_at), expires_at),
     response    = IF(token = VALUES(token), NULL, response)`,
-	get: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = ? AND expires_at > ?`,
-	lookup: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = ?`,
-	lookupLocked: `SELECT fingerprint, status, token, lease_until, expires_at, response
-    FROM steadfast_idempotency WHERE idem_key = ? FOR UPDATE`,
-	renew: `UPDATE steadfast_idempotency SET lease_until = ?, expires_at = ?
-    WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > ?`,
-	complete: `UPDATE steadfast_idempotency
-    SET status = 2, response = ?, expires_at = ?, lease_until = 0
-    WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > ?`,
-	release: `DELETE FROM steadfast_idempotency
+	get: `SELECT fingerprint, status, token,
+       IF(status = 1, GREATEST(lease_until - {{.Now}}, 0), GREATEST(expires_at - {{.Now}}, 0)),
+       0, response
+    FROM {{.Table}} WHERE idem_key = ? AND expires_at > {{.Now}}`,
+	// Parameters: fingerprint, key.
+	lookup: `SELECT fingerprint, status, token,
+       IF(status = 1, GREATEST(lease_until - {{.Now}}, 0), GREATEST(expires_at - {{.Now}}, 0)),
+       expires_at <= {{.Now}} OR (status = 1 AND lease_until <= {{.Now}} AND fingerprint = ?),
+       response
+    FROM {{.Table}} WHERE idem_key = ?`,
+	lookupLocked: `SELECT fingerprint, status, token,
+       IF(status = 1, GREATEST(lease_until - {{.Now}}, 0), GREATEST(expires_at - {{.Now}}, 0)),
+       expires_at <= {{.Now}}, response
+    FROM {{.Table}} WHERE idem_key = ? FOR UPDATE`,
+	// Parameters: lease, lease, abandoned retention, key, token.
+	renew: `UPDATE {{.Table}} SET lease_until = {{.Now}} + ?, expires_at = {{.Now}} + ? + ?
+    WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > {{.Now}}`,
+	complete: `UPDATE {{.Table}}
+    SET status = 2, response = ?, expires_at = {{.Now}} + ?, lease_until = 0
+    WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > {{.Now}}`,
+	release: `DELETE FROM {{.Table}}
     WHERE idem_key = ? AND token = ? AND status = 1`,
-	check: `SELECT 1 FROM steadfast_idempotency
-    WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > ?`,
-	force: `DELETE FROM steadfast_idempotency WHERE idem_key = ? AND status = 1`,
-	purge: `DELETE FROM steadfast_idempotency
-    WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`,
-	inbox: `INSERT IGNORE INTO steadfast_idempotency_inbox (consumer, message_id, processed_at)
-    VALUES (?, ?, ?)`,
-	inboxGC: `DELETE FROM steadfast_idempotency_inbox
-    WHERE processed_at < ? ORDER BY processed_at LIMIT ?`,
+	check: `SELECT 1 FROM {{.Table}}
+    WHERE idem_key = ? AND token = ? AND status = 1 AND expires_at > {{.Now}}`,
+	force: `DELETE FROM {{.Table}} WHERE idem_key = ? AND status = 1`,
+	purge: `DELETE FROM {{.Table}}
+    WHERE expires_at <= {{.Now}} ORDER BY expires_at LIMIT ?`,
+	inbox: `INSERT IGNORE INTO {{.Inbox}} (consumer, message_id, processed_at)
+    VALUES (?, ?, {{.Now}})`,
+	inboxGC: `DELETE FROM {{.Inbox}}
+    WHERE processed_at < {{.Now}} - ? ORDER BY processed_at LIMIT ?`,
 	// MySQL's ordering guard locks the entity's row before it reads it, so
 	// that concurrent events for one entity queue on an exclusive lock
 	// instead of deadlocking on a shared one: order makes sure the row
 	// exists (a sentinel position below every real one, which only the
 	// first event of an entity inserts) and locks it; orderLock reads it;
 	// orderUpd advances it.
-	order: `INSERT INTO steadfast_idempotency_order (entity, position, tie_break, updated_at)
-    VALUES (?, -9223372036854775808, '', ?)
+	order: `INSERT INTO {{.Order}} (entity, position, tie_break, updated_at)
+    VALUES (?, -9223372036854775808, '', {{.Now}})
     ON DUPLICATE KEY UPDATE entity = entity`,
-	orderLock: `SELECT position, tie_break FROM steadfast_idempotency_order
+	orderLock: `SELECT position, tie_break FROM {{.Order}}
     WHERE entity = ? FOR UPDATE`,
-	insert: `INSERT IGNORE INTO steadfast_idempotency
+	// Parameters: key, fingerprint, token, lease, lease, abandoned
+	// retention.
+	insert: `INSERT IGNORE INTO {{.Table}}
     (idem_key, fingerprint, status, token, lease_until, expires_at, response)
-VALUES (?, ?, 1, ?, ?, ?, NULL)`,
-	orderUpd: `UPDATE steadfast_idempotency_order
-    SET position = ?, tie_break = ?, updated_at = ?
+VALUES (?, ?, 1, ?, {{.Now}} + ?, {{.Now}} + ? + ?, NULL)`,
+	orderUpd: `UPDATE {{.Order}}
+    SET position = ?, tie_break = ?, updated_at = {{.Now}}
     WHERE entity = ? AND (position < ? OR (position = ? AND tie_break < ?))`,
 }

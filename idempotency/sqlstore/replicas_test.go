@@ -27,7 +27,7 @@ func TestReplicasExactlyOnce(t *testing.T) {
 				biz := businessTable(t, shared)
 				c := durabletest.ExactlyOnce{
 					Store: func(t *testing.T, r int) idempotency.Store {
-						db := shared.DB()
+						db := sqlstore.DBOf(shared)
 						if d != sqlstore.SQLite || r > 0 {
 							db = openDBLike(t, d, shared, 4)
 						}
@@ -47,14 +47,14 @@ func TestReplicasExactlyOnce(t *testing.T) {
 					ins := insertSQL(d, biz)
 					c.Options = []idempotency.Option{idempotency.WithTransaction()}
 					c.Effect = func(r *http.Request, n int) error {
-						_, err := sqlstore.TxFrom(r.Context()).ExecContext(r.Context(), ins, durabletest.EventID(n), n)
+						_, err := mustTx(r.Context()).ExecContext(r.Context(), ins, durabletest.EventID(n), n)
 						return err
 					}
 				}
 				events := c.Run(t)
 				if tx {
 					var rows int
-					if err := shared.DB().QueryRow("SELECT COUNT(*) FROM " + biz).Scan(&rows); err != nil {
+					if err := sqlstore.DBOf(shared).QueryRow("SELECT COUNT(*) FROM " + biz).Scan(&rows); err != nil {
 						t.Fatal(err)
 					}
 					if rows != events {
@@ -74,7 +74,7 @@ func openDBLike(t *testing.T, d sqlstore.Dialect, s *sqlstore.Store, conns int) 
 		return openDB(t, d, conns)
 	}
 	var file string
-	rows, err := s.DB().Query("PRAGMA database_list")
+	rows, err := sqlstore.DBOf(s).Query("PRAGMA database_list")
 	if err != nil {
 		t.Fatal(err)
 	}

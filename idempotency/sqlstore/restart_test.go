@@ -59,7 +59,7 @@ func restartRun(t *testing.T, pg *testserver.Postgres, tx bool) {
 	if tx {
 		o.Options = []idempotency.Option{idempotency.WithTransaction()}
 		o.Effect = func(r *http.Request, n int) error {
-			_, err := sqlstore.TxFrom(r.Context()).ExecContext(r.Context(), "INSERT INTO "+biz+" (id, n) VALUES ($1, $2)", fmt.Sprint(n), n)
+			_, err := mustTx(r.Context()).ExecContext(r.Context(), "INSERT INTO "+biz+" (id, n) VALUES ($1, $2)", fmt.Sprint(n), n)
 			return err
 		}
 		o.CheckEffects = func(t *testing.T, events int) {

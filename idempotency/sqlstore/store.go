@@ -5,23 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
-)
-
-var (
-	// ErrTooLarge is returned (wrapped, with the sizes) when a key,
-	// fingerprint, consumer, message id, entity, tie-break or response is
-	// longer than the store holds. Nothing is written.
-	ErrTooLarge = errors.New("sqlstore: value too large")
-	// ErrInvalid is returned (wrapped) for an empty key, a non-positive lease
-	// or retention, and similar input no store could hold.
-	ErrInvalid = errors.New("sqlstore: invalid argument")
 )
 
 // Store is an idempotency.Store and idempotency.TxStore on a SQL database,
@@ -35,6 +23,7 @@ type Store struct {
 	dialect Dialect
 	q       queries
 	cfg     config
+	schema  []string
 }
 
 var (
@@ -46,73 +35,63 @@ var (
 // with that dialect's driver (the store imports no driver: import
 // github.com/jackc/pgx/v5/stdlib, modernc.org/sqlite or
 // github.com/go-sql-driver/mysql yourself). New does not touch the database;
-// call Migrate before first use. It returns an error naming the bad option,
-// or an unknown dialect.
+// call Migrate before first use. It returns an error naming the option at
+// fault, for a nil db or an unknown dialect.
 func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlstore: New: nil *sql.DB")
 	}
 	var q queries
+	var now string
 	switch d {
 	case Postgres:
-		q = postgresQueries
+		q, now = postgresQueries, postgresNow
 	case SQLite:
-		q = sqliteQueries
+		q, now = sqliteQueries, sqliteNow
 	case MySQL:
-		q = mysqlQueries
+		q, now = mysqlQueries, mysqlNow
 	default:
 		return nil, fmt.Errorf("sqlstore: New: unknown dialect %v", d)
 	}
 	cfg := config{
-		table:     DefaultTable,
-		now:       time.Now,
-		maxResp:   DefaultMaxResponseSize,
-		abandoned: DefaultAbandonedRetention,
+		table:     sqldb.Table{Name: "steadfast_idempotency"},
+		maxResp:   4 << 20,
+		abandoned: 24 * time.Hour,
 	}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	if err := applyOptions(&cfg, opts); err != nil {
+		return nil, err
 	}
-	if cfg.table != DefaultTable {
-		q = q.withTable(cfg.table)
+	n := names{
+		Table:  cfg.table.String(),
+		Inbox:  cfg.table.Qualified("_inbox"),
+		Order:  cfg.table.Qualified("_order"),
+		Name:   cfg.table.Name,
+		Schema: cfg.table.SchemaPrefix(),
+		Now:    now,
 	}
-	return &Store{db: db, dialect: d, q: q, cfg: cfg}, nil
+	q, err := q.render(n)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := schemaStatements(d, n)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, dialect: d, q: q, cfg: cfg, schema: schema}, nil
 }
 
-func (q queries) withTable(name string) queries {
-	r := strings.NewReplacer(DefaultTable, name)
-	return queries{
-		claim: r.Replace(q.claim), get: r.Replace(q.get), lookup: r.Replace(q.lookup),
-		renew: r.Replace(q.renew), complete: r.Replace(q.complete),
-		release: r.Replace(q.release), check: r.Replace(q.check), force: r.Replace(q.force),
-		purge: r.Replace(q.purge), inbox: r.Replace(q.inbox), inboxGC: r.Replace(q.inboxGC),
-		order: r.Replace(q.order), orderUpd: r.Replace(q.orderUpd), insert: r.Replace(q.insert),
-		takeover: r.Replace(q.takeover), lookupLocked: r.Replace(q.lookupLocked), orderLock: r.Replace(q.orderLock),
+// Table returns the name of the store's record table, as WithTable gave it
+// (the inbox and ordering tables add the suffixes _inbox and _order).
+func (s *Store) Table() string { return s.cfg.table.String() }
+
+// micros returns d in whole microseconds, rounded up so that a positive
+// duration never becomes zero.
+func micros(d time.Duration) int64 {
+	us := int64(d / time.Microsecond)
+	if d%time.Microsecond > 0 {
+		us++
 	}
-}
-
-// DB returns the database the store was created with.
-func (s *Store) DB() *sql.DB { return s.db }
-
-// Table returns the name of the store's record table (the inbox and
-// ordering tables add the suffixes _inbox and _order).
-func (s *Store) Table() string { return s.cfg.table }
-
-// Dialect returns the store's dialect.
-func (s *Store) Dialect() Dialect { return s.dialect }
-
-func (s *Store) now() int64 { return s.cfg.now().UnixNano() }
-
-// addNanos returns t+d, saturating instead of overflowing.
-func addNanos(t int64, d time.Duration) int64 {
-	if d > 0 && t > math.MaxInt64-int64(d) {
-		return math.MaxInt64
-	}
-	return t + int64(d)
+	return us
 }
 
 func newToken() int64 {
@@ -125,10 +104,10 @@ func newToken() int64 {
 
 func checkKey(key string) error {
 	if key == "" {
-		return fmt.Errorf("%w: empty key", ErrInvalid)
+		return fmt.Errorf("sqlstore: %w: empty key", idempotency.ErrInvalid)
 	}
-	if len(key) > MaxKeyLen {
-		return fmt.Errorf("%w: key is %d bytes, at most %d are stored", ErrTooLarge, len(key), MaxKeyLen)
+	if len(key) > maxKeyLen {
+		return fmt.Errorf("sqlstore: %w: key is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(key), maxKeyLen)
 	}
 	return nil
 }
@@ -137,17 +116,21 @@ func checkClaim(key, fingerprint string, lease time.Duration) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if len(fingerprint) > MaxFingerprintLen {
-		return fmt.Errorf("%w: fingerprint is %d bytes, at most %d are stored", ErrTooLarge, len(fingerprint), MaxFingerprintLen)
+	if len(fingerprint) > maxShortLen {
+		return fmt.Errorf("sqlstore: %w: fingerprint is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(fingerprint), maxShortLen)
 	}
 	if lease <= 0 {
-		return fmt.Errorf("%w: lease %v is not positive", ErrInvalid, lease)
+		return fmt.Errorf("sqlstore: %w: lease %v is not positive", idempotency.ErrInvalid, lease)
 	}
 	return nil
 }
 
-// querier is what a claim needs: *sql.DB, *sql.Tx or a caller's sqldb.Tx.
-type querier = sqldb.Tx
+// querier is what a claim needs: *sql.DB, *sql.Tx or a caller's
+// steadfast.Tx.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
 
 // retry runs fn under the store's deadlock/busy retry policy.
 func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -167,11 +150,10 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	// nothing for an existing key.)
 	var err error
 	if s.dialect != Postgres {
-		now := s.now()
-		rec, err := s.getOn(ctx, s.db, s.q.lookup, key)
+		rec, err := s.lookup(ctx, s.db, key, fingerprint)
 		switch {
 		case err == nil:
-			if !rec.claimable(fingerprint, now) {
+			if !rec.flag {
 				return idempotency.Claim{Record: rec.Record}, nil
 			}
 		case errors.Is(err, idempotency.ErrNotFound):
@@ -199,10 +181,9 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 // false if the key was inserted by someone else in between.
 func (s *Store) insertMySQL(ctx context.Context, key, fingerprint string, lease time.Duration) (c idempotency.Claim, ok bool, err error) {
 	err = s.retry(ctx, func(ctx context.Context) error {
-		now := s.now()
 		token := newToken()
-		leaseUntil := addNanos(now, lease)
-		res, err := s.db.ExecContext(ctx, s.q.insert, key, fingerprint, token, leaseUntil, addNanos(leaseUntil, s.cfg.abandoned))
+		l := micros(lease)
+		res, err := s.db.ExecContext(ctx, s.q.insert, key, fingerprint, token, l, l, micros(s.cfg.abandoned))
 		if err != nil {
 			return fmt.Errorf("sqlstore: claim: %w", err)
 		}
@@ -227,10 +208,8 @@ func (s *Store) claimOn(ctx context.Context, q querier, key, fingerprint string,
 		if attempt == maxClaimRounds {
 			return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: key %q changed under %d claims in a row", key, attempt)
 		}
-		now := s.now()
 		token := newToken()
-		leaseUntil := addNanos(now, lease)
-		expires := addNanos(leaseUntil, s.cfg.abandoned)
+		l, a := micros(lease), micros(s.cfg.abandoned)
 		var (
 			c     idempotency.Claim
 			found bool
@@ -238,11 +217,11 @@ func (s *Store) claimOn(ctx context.Context, q querier, key, fingerprint string,
 		)
 		switch s.dialect {
 		case Postgres:
-			c, found, err = s.claimPostgres(ctx, q, key, fingerprint, token, leaseUntil, expires, now)
+			c, found, err = s.claimPostgres(ctx, q, key, fingerprint, token, l, a)
 		case SQLite:
-			c, found, err = s.claimSQLite(ctx, q, key, fingerprint, token, leaseUntil, expires, now)
+			c, found, err = s.claimSQLite(ctx, q, key, fingerprint, token, l, a)
 		default:
-			c, found, err = s.claimMySQL(ctx, q, key, fingerprint, token, leaseUntil, expires, now)
+			c, found, err = s.claimMySQL(ctx, q, key, fingerprint, token, l, a)
 		}
 		if err != nil {
 			return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: %w", err)
@@ -256,8 +235,8 @@ func (s *Store) claimOn(ctx context.Context, q querier, key, fingerprint string,
 	}
 }
 
-func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, token, leaseUntil, expires, now int64) (idempotency.Claim, bool, error) {
-	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, leaseUntil, expires)
+func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, token, lease, abandoned int64) (idempotency.Claim, bool, error) {
+	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, lease, abandoned)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
@@ -268,7 +247,7 @@ func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, to
 		return idempotency.Claim{}, false, rows.Err()
 	}
 	var acquired bool
-	rec, err := scanStored(rows, key, &acquired)
+	rec, err := scanRecord(rows, key, &acquired)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
@@ -278,12 +257,13 @@ func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, to
 	if acquired {
 		return idempotency.Claim{Acquired: true, Token: token}, true, nil
 	}
-	if !rec.claimable(fp, now) {
+	if !rec.flag {
 		return idempotency.Claim{Record: rec.Record}, true, nil
 	}
 	// Expired, or abandoned with the same fingerprint: take it over if it
-	// is still the row just read (compare-and-swap on its token).
-	res, err := q.ExecContext(ctx, s.q.takeover, fp, token, leaseUntil, expires, key, rec.Token, now)
+	// is still the row just read (compare-and-swap on its token), and still
+	// claimable at the statement's time.
+	res, err := q.ExecContext(ctx, s.q.takeover, fp, token, lease, abandoned, key, rec.Token)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
@@ -293,8 +273,8 @@ func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, to
 	return idempotency.Claim{Acquired: true, Token: token}, true, nil
 }
 
-func (s *Store) claimSQLite(ctx context.Context, q querier, key, fp string, token, leaseUntil, expires, now int64) (idempotency.Claim, bool, error) {
-	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, leaseUntil, expires, now)
+func (s *Store) claimSQLite(ctx context.Context, q querier, key, fp string, token, lease, abandoned int64) (idempotency.Claim, bool, error) {
+	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, lease, abandoned)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
@@ -315,14 +295,14 @@ func (s *Store) claimSQLite(ctx context.Context, q querier, key, fp string, toke
 	if got && t == token {
 		return idempotency.Claim{Acquired: true, Token: token}, true, nil
 	}
-	return s.reportExisting(ctx, q, key, now)
+	return s.reportExisting(ctx, q, key)
 }
 
-func (s *Store) claimMySQL(ctx context.Context, q querier, key, fp string, token, leaseUntil, expires, now int64) (idempotency.Claim, bool, error) {
-	if _, err := q.ExecContext(ctx, s.q.claim, key, fp, token, leaseUntil, expires, now, now); err != nil {
+func (s *Store) claimMySQL(ctx context.Context, q querier, key, fp string, token, lease, abandoned int64) (idempotency.Claim, bool, error) {
+	if _, err := q.ExecContext(ctx, s.q.claim, key, fp, token, lease, lease, abandoned); err != nil {
 		return idempotency.Claim{}, false, err
 	}
-	rec, err := s.getOn(ctx, q, s.q.lookupLocked, key)
+	rec, err := s.getOn(ctx, q, s.q.lookupLocked, key, key)
 	if errors.Is(err, idempotency.ErrNotFound) {
 		return idempotency.Claim{}, false, nil
 	}
@@ -332,7 +312,7 @@ func (s *Store) claimMySQL(ctx context.Context, q querier, key, fp string, token
 	if rec.Token == token && rec.Status == idempotency.StatusInProgress {
 		return idempotency.Claim{Acquired: true, Token: token}, true, nil
 	}
-	if rec.rawExpires <= now {
+	if rec.flag { // expired at the statement's time: claim again
 		return idempotency.Claim{}, false, nil
 	}
 	return idempotency.Claim{Record: rec.Record}, true, nil
@@ -340,8 +320,8 @@ func (s *Store) claimMySQL(ctx context.Context, q querier, key, fp string, token
 
 // reportExisting reads the live record of key for a claim that did not take
 // it; found is false if there is none any more.
-func (s *Store) reportExisting(ctx context.Context, q querier, key string, now int64) (idempotency.Claim, bool, error) {
-	rec, err := s.getOn(ctx, q, s.q.get, key, now)
+func (s *Store) reportExisting(ctx context.Context, q querier, key string) (idempotency.Claim, bool, error) {
+	rec, err := s.getOn(ctx, q, s.q.get, key, key)
 	if errors.Is(err, idempotency.ErrNotFound) {
 		return idempotency.Claim{}, false, nil
 	}
@@ -351,65 +331,52 @@ func (s *Store) reportExisting(ctx context.Context, q querier, key string, now i
 	return idempotency.Claim{Record: rec.Record}, true, nil
 }
 
+// storedRecord is a record as a statement read it, with the statement's
+// flag (see queries).
 type storedRecord struct {
 	idempotency.Record
-	rawLease, rawExpires int64
+	flag bool
 }
 
-// claimable reports whether a claim with fingerprint fp at now may take the
-// record over: it expired, or it is in progress under an expired lease with
-// the same fingerprint.
-func (r storedRecord) claimable(fp string, now int64) bool {
-	return r.rawExpires <= now ||
-		(r.Status == idempotency.StatusInProgress && r.rawLease <= now && r.Fingerprint == fp)
-}
-
-// scanStored scans (fingerprint, status, token, lease_until, expires_at,
-// response), preceded by acquired when it is not nil.
-func scanStored(rows *sql.Rows, key string, acquired *bool) (storedRecord, error) {
+// scanRecord scans (fingerprint, status, token, ttl, flag, response),
+// preceded by acquired when it is not nil.
+func scanRecord(rows *sql.Rows, key string, acquired *bool) (storedRecord, error) {
 	var (
 		rec    storedRecord
 		status int16
+		ttl    int64
 		resp   []byte
 		err    error
 	)
 	rec.Key = key
 	if acquired != nil {
-		err = rows.Scan(acquired, &rec.Fingerprint, &status, &rec.Token, &rec.rawLease, &rec.rawExpires, &resp)
+		err = rows.Scan(acquired, &rec.Fingerprint, &status, &rec.Token, &ttl, &rec.flag, &resp)
 	} else {
-		err = rows.Scan(&rec.Fingerprint, &status, &rec.Token, &rec.rawLease, &rec.rawExpires, &resp)
+		err = rows.Scan(&rec.Fingerprint, &status, &rec.Token, &ttl, &rec.flag, &resp)
 	}
 	if err != nil {
 		return storedRecord{}, err
 	}
-	if err := fillRecord(&rec.Record, status, rec.rawLease, rec.rawExpires, resp); err != nil {
-		return storedRecord{}, err
-	}
-	return rec, nil
-}
-
-func fillRecord(rec *idempotency.Record, status int16, leaseUntil, expire int64, resp []byte) error {
+	rec.TTL = time.Duration(max(ttl, 0)) * time.Microsecond
 	switch idempotency.Status(status) {
 	case idempotency.StatusInProgress:
 		rec.Status = idempotency.StatusInProgress
-		rec.LeaseExpiresAt = time.Unix(0, leaseUntil)
 	case idempotency.StatusCompleted:
 		rec.Status = idempotency.StatusCompleted
-		rec.ExpiresAt = time.Unix(0, expire)
 		if resp == nil {
 			resp = []byte{}
 		}
 		rec.Response = resp
 	default:
-		return fmt.Errorf("record %q has unknown status %d", rec.Key, status)
+		return storedRecord{}, fmt.Errorf("record %q has unknown status %d", key, status)
 	}
-	return nil
+	return rec, nil
 }
 
-// getOn runs query (get or lookup) for key with the extra args and scans one
-// record, or returns idempotency.ErrNotFound.
+// getOn runs query, a statement that reads one record, with args, and
+// scans it, or returns idempotency.ErrNotFound.
 func (s *Store) getOn(ctx context.Context, q querier, query, key string, args ...any) (storedRecord, error) {
-	rows, err := q.QueryContext(ctx, query, append([]any{key}, args...)...)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return storedRecord{}, err
 	}
@@ -420,11 +387,20 @@ func (s *Store) getOn(ctx context.Context, q querier, query, key string, args ..
 		}
 		return storedRecord{}, idempotency.ErrNotFound
 	}
-	rec, err := scanStored(rows, key, nil)
+	rec, err := scanRecord(rows, key, nil)
 	if err != nil {
 		return storedRecord{}, err
 	}
 	return rec, rows.Close()
+}
+
+// lookup reads the record of key as stored, expired or not, with whether a
+// claim with fingerprint fp could take it.
+func (s *Store) lookup(ctx context.Context, q querier, key, fp string) (storedRecord, error) {
+	if s.dialect == MySQL {
+		return s.getOn(ctx, q, s.q.lookup, key, fp, key)
+	}
+	return s.getOn(ctx, q, s.q.lookup, key, key, fp)
 }
 
 // Get implements idempotency.Store. It returns idempotency.ErrNotFound when
@@ -433,7 +409,7 @@ func (s *Store) Get(ctx context.Context, key string) (idempotency.Record, error)
 	if err := checkKey(key); err != nil {
 		return idempotency.Record{}, err
 	}
-	rec, err := s.getOn(ctx, s.db, s.q.get, key, s.now())
+	rec, err := s.getOn(ctx, s.db, s.q.get, key, key)
 	if err != nil {
 		if errors.Is(err, idempotency.ErrNotFound) {
 			return idempotency.Record{}, err
@@ -455,16 +431,23 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 		return err
 	}
 	if lease <= 0 {
-		return fmt.Errorf("%w: lease %v is not positive", ErrInvalid, lease)
+		return fmt.Errorf("sqlstore: %w: lease %v is not positive", idempotency.ErrInvalid, lease)
 	}
 	return s.retry(ctx, func(ctx context.Context) error {
-		now := s.now()
-		until := addNanos(now, lease)
-		res, err := s.db.ExecContext(ctx, s.q.renew, until, addNanos(until, s.cfg.abandoned), key, token, now)
+		l, a := micros(lease), micros(s.cfg.abandoned)
+		var (
+			res sql.Result
+			err error
+		)
+		if s.dialect == MySQL {
+			res, err = s.db.ExecContext(ctx, s.q.renew, l, l, a, key, token)
+		} else {
+			res, err = s.db.ExecContext(ctx, s.q.renew, l, a, key, token)
+		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: renew: %w", err)
 		}
-		return s.affectedOrHeld(ctx, s.db, res, key, token, now)
+		return s.affectedOrHeld(ctx, s.db, res, key, token)
 	})
 }
 
@@ -472,7 +455,7 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 // counts changed rows, not matched ones, unless the DSN sets
 // clientFoundRows, so a renewal to the same instant reports 0: then the row is
 // checked directly.
-func (s *Store) affectedOrHeld(ctx context.Context, q querier, res sql.Result, key string, token, now int64) error {
+func (s *Store) affectedOrHeld(ctx context.Context, q querier, res sql.Result, key string, token int64) error {
 	n, err := res.RowsAffected()
 	if err != nil {
 		return fmt.Errorf("sqlstore: %w", err)
@@ -483,7 +466,7 @@ func (s *Store) affectedOrHeld(ctx context.Context, q querier, res sql.Result, k
 	if s.dialect != MySQL {
 		return idempotency.ErrLeaseLost
 	}
-	rows, err := q.QueryContext(ctx, s.q.check, key, token, now)
+	rows, err := q.QueryContext(ctx, s.q.check, key, token)
 	if err != nil {
 		return fmt.Errorf("sqlstore: %w", err)
 	}
@@ -498,8 +481,9 @@ func (s *Store) affectedOrHeld(ctx context.Context, q querier, res sql.Result, k
 }
 
 // Complete implements idempotency.Store. It returns idempotency.ErrLeaseLost
-// when key is not held with token, and ErrTooLarge when response exceeds
-// WithMaxResponseSize; in both cases nothing is stored.
+// when key is not held with token, and an error wrapping
+// idempotency.ErrTooLarge when response exceeds WithMaxResponseSize; in both
+// cases nothing is stored.
 func (s *Store) Complete(ctx context.Context, key string, token int64, response []byte, retention time.Duration) error {
 	return s.retry(ctx, func(ctx context.Context) error {
 		return s.completeOn(ctx, s.db, key, token, response, retention)
@@ -511,16 +495,15 @@ func (s *Store) completeOn(ctx context.Context, q querier, key string, token int
 		return err
 	}
 	if len(response) > s.cfg.maxResp {
-		return fmt.Errorf("%w: response is %d bytes, at most %d are stored", ErrTooLarge, len(response), s.cfg.maxResp)
+		return fmt.Errorf("sqlstore: %w: response is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(response), s.cfg.maxResp)
 	}
 	if retention <= 0 {
-		return fmt.Errorf("%w: retention %v is not positive", ErrInvalid, retention)
+		return fmt.Errorf("sqlstore: %w: retention %v is not positive", idempotency.ErrInvalid, retention)
 	}
 	if response == nil {
 		response = []byte{}
 	}
-	now := s.now()
-	res, err := q.ExecContext(ctx, s.q.complete, response, addNanos(now, retention), key, token, now)
+	res, err := q.ExecContext(ctx, s.q.complete, response, micros(retention), key, token)
 	if err != nil {
 		return fmt.Errorf("sqlstore: complete: %w", err)
 	}

@@ -19,11 +19,14 @@ const (
 	retention = 24 * time.Hour
 )
 
+// short is the lease or retention of the tests about expiry, which sleep
+// past it: the database's clock keeps time.
+const short = 300 * time.Millisecond
+
 func TestLifecycle(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
-		clk := newFakeClock()
-		s := newStore(t, d, 4, sqlstore.WithClock(clk))
+		s := newStore(t, d, 4)
 
 		c, err := s.Claim(ctx, "k", "fp", lease)
 		if err != nil || !c.Acquired || c.Token == 0 {
@@ -33,8 +36,8 @@ func TestLifecycle(t *testing.T) {
 		if err != nil || dup.Acquired || dup.Record.Status != idempotency.StatusInProgress {
 			t.Fatalf("duplicate claim = %+v, %v; want in progress", dup, err)
 		}
-		if !dup.Record.LeaseExpiresAt.Equal(clk.Now().Add(lease)) {
-			t.Errorf("lease expires at %v, want %v", dup.Record.LeaseExpiresAt, clk.Now().Add(lease))
+		if ttl := dup.Record.TTL; ttl <= lease-10*time.Second || ttl > lease {
+			t.Errorf("lease left %v, want about %v", ttl, lease)
 		}
 		if err := s.Renew(ctx, "k", c.Token, lease); err != nil {
 			t.Fatalf("renew: %v", err)
@@ -46,7 +49,7 @@ func TestLifecycle(t *testing.T) {
 			t.Fatalf("complete with wrong token = %v, want ErrLeaseLost", err)
 		}
 		resp := []byte("status 201\x00binary\xff")
-		if err := s.Complete(ctx, "k", c.Token, resp, retention); err != nil {
+		if err := s.Complete(ctx, "k", c.Token, resp, short); err != nil {
 			t.Fatalf("complete: %v", err)
 		}
 		if err := s.Complete(ctx, "k", c.Token, resp, retention); !errors.Is(err, idempotency.ErrLeaseLost) {
@@ -60,14 +63,14 @@ func TestLifecycle(t *testing.T) {
 		if err != nil || !bytes.Equal(rec.Response, resp) || rec.Fingerprint != "fp" || rec.Key != "k" {
 			t.Fatalf("get = %+v, %v", rec, err)
 		}
-		if !rec.ExpiresAt.Equal(clk.Now().Add(retention)) {
-			t.Errorf("expires at %v, want %v", rec.ExpiresAt, clk.Now().Add(retention))
+		if rec.TTL <= 0 || rec.TTL > short {
+			t.Errorf("retention left %v, want in (0, %v]", rec.TTL, short)
 		}
 		if _, err := s.Get(ctx, "K"); !errors.Is(err, idempotency.ErrNotFound) {
 			t.Fatalf("get of other-case key = %v, want ErrNotFound (keys are case-sensitive)", err)
 		}
 
-		clk.Advance(retention)
+		time.Sleep(short)
 		if _, err := s.Get(ctx, "k"); !errors.Is(err, idempotency.ErrNotFound) {
 			t.Fatalf("get after retention = %v, want ErrNotFound", err)
 		}
@@ -90,18 +93,16 @@ func TestLifecycle(t *testing.T) {
 func TestTakeover(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
-		clk := newFakeClock()
-		s := newStore(t, d, 4, sqlstore.WithClock(clk))
+		s := newStore(t, d, 4)
 
-		old, err := s.Claim(ctx, "k", "fp", lease)
+		old, err := s.Claim(ctx, "k", "fp", short)
 		if err != nil || !old.Acquired {
 			t.Fatalf("claim = %+v, %v", old, err)
 		}
-		clk.Advance(lease - time.Nanosecond)
 		if c, _ := s.Claim(ctx, "k", "fp", lease); c.Acquired {
 			t.Fatal("claim taken over before the lease ended")
 		}
-		clk.Advance(time.Nanosecond)
+		time.Sleep(short)
 		mismatch, err := s.Claim(ctx, "k", "different", lease)
 		if err != nil || mismatch.Acquired || mismatch.Record.Fingerprint != "fp" {
 			t.Fatalf("claim with another fingerprint = %+v, %v; want the record untouched", mismatch, err)
@@ -132,16 +133,15 @@ func TestTakeover(t *testing.T) {
 func TestAbandonedClaimExpires(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
-		clk := newFakeClock()
-		s := newStore(t, d, 2, sqlstore.WithClock(clk), sqlstore.WithAbandonedRetention(time.Hour))
-		if c, err := s.Claim(ctx, "k", "fp", lease); err != nil || !c.Acquired {
+		s := newStore(t, d, 2, sqlstore.WithAbandonedRetention(short))
+		if c, err := s.Claim(ctx, "k", "fp", short); err != nil || !c.Acquired {
 			t.Fatalf("claim = %+v, %v", c, err)
 		}
-		clk.Advance(lease + time.Hour)
+		time.Sleep(2 * short)
 		if _, err := s.Get(ctx, "k"); !errors.Is(err, idempotency.ErrNotFound) {
 			t.Fatalf("get of abandoned claim = %v, want ErrNotFound", err)
 		}
-		if rec, err := s.Lookup(ctx, "k"); err != nil || rec.Status != idempotency.StatusInProgress {
+		if rec, err := sqlstore.Lookup(ctx, s, "k"); err != nil || rec.Status != idempotency.StatusInProgress {
 			t.Fatalf("lookup = %+v, %v; want the unpurged row", rec, err)
 		}
 		if c, err := s.Claim(ctx, "k", "another", lease); err != nil || !c.Acquired {
@@ -154,17 +154,17 @@ func TestBadInput(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2, sqlstore.WithMaxResponseSize(16))
-		long := strings.Repeat("k", sqlstore.MaxKeyLen+1)
+		long := strings.Repeat("k", 1024+1)
 		tests := []struct {
 			name string
 			err  error
 			want error
 		}{
-			{"empty key", claimErr(s.Claim(ctx, "", "fp", lease)), sqlstore.ErrInvalid},
-			{"long key", claimErr(s.Claim(ctx, long, "fp", lease)), sqlstore.ErrTooLarge},
-			{"long fingerprint", claimErr(s.Claim(ctx, "k", long, lease)), sqlstore.ErrTooLarge},
-			{"zero lease", claimErr(s.Claim(ctx, "k", "fp", 0)), sqlstore.ErrInvalid},
-			{"get long key", getErr(s.Get(ctx, long)), sqlstore.ErrTooLarge},
+			{"empty key", claimErr(s.Claim(ctx, "", "fp", lease)), idempotency.ErrInvalid},
+			{"long key", claimErr(s.Claim(ctx, long, "fp", lease)), idempotency.ErrTooLarge},
+			{"long fingerprint", claimErr(s.Claim(ctx, "k", long, lease)), idempotency.ErrTooLarge},
+			{"zero lease", claimErr(s.Claim(ctx, "k", "fp", 0)), idempotency.ErrInvalid},
+			{"get long key", getErr(s.Get(ctx, long)), idempotency.ErrTooLarge},
 		}
 		c, err := s.Claim(ctx, "k", "fp", lease)
 		if err != nil || !c.Acquired {
@@ -175,12 +175,12 @@ func TestBadInput(t *testing.T) {
 				name string
 				err  error
 				want error
-			}{"large response", s.Complete(ctx, "k", c.Token, make([]byte, 17), retention), sqlstore.ErrTooLarge},
+			}{"large response", s.Complete(ctx, "k", c.Token, make([]byte, 17), retention), idempotency.ErrTooLarge},
 			struct {
 				name string
 				err  error
 				want error
-			}{"zero retention", s.Complete(ctx, "k", c.Token, nil, 0), sqlstore.ErrInvalid},
+			}{"zero retention", s.Complete(ctx, "k", c.Token, nil, 0), idempotency.ErrInvalid},
 		)
 		for _, tt := range tests {
 			if !errors.Is(tt.err, tt.want) {
@@ -264,7 +264,7 @@ func TestForceRelease(t *testing.T) {
 		if err := s.ForceRelease(ctx, "stuck"); !errors.Is(err, idempotency.ErrNotFound) {
 			t.Fatalf("force release of a completed record = %v, want ErrNotFound", err)
 		}
-		if rec, err := s.Lookup(ctx, "stuck"); err != nil || string(rec.Response) != "done" {
+		if rec, err := sqlstore.Lookup(ctx, s, "stuck"); err != nil || string(rec.Response) != "done" {
 			t.Fatalf("lookup = %+v, %v", rec, err)
 		}
 	})
@@ -298,14 +298,14 @@ func TestNewValidatesOptions(t *testing.T) {
 		opt  sqlstore.Option
 		want string
 	}{
-		{"bad table", sqlstore.SQLite, sqlstore.WithTable("drop table; --"), "WithTable"},
-		{"upper-case table", sqlstore.SQLite, sqlstore.WithTable("Idem"), "WithTable"},
-		{"long table", sqlstore.SQLite, sqlstore.WithTable(strings.Repeat("a", 41)), "WithTable"},
-		{"nil clock", sqlstore.SQLite, sqlstore.WithClock(nil), "WithClock"},
+		{"bad table", sqlstore.SQLite, sqlstore.WithTable("drop table; --"), "sqlstore: New: WithTable: table name"},
+		{"three parts", sqlstore.SQLite, sqlstore.WithTable("a.b.c"), "WithTable"},
+		{"long table", sqlstore.SQLite, sqlstore.WithTable(strings.Repeat("a", 44)), "WithTable"},
+		{"nil option", sqlstore.SQLite, nil, "sqlstore: New: option 0 is nil"},
 		{"zero response size", sqlstore.SQLite, sqlstore.WithMaxResponseSize(0), "WithMaxResponseSize"},
 		{"zero abandoned retention", sqlstore.SQLite, sqlstore.WithAbandonedRetention(0), "WithAbandonedRetention"},
 		{"zero attempts", sqlstore.SQLite, sqlstore.WithRetryAttempts(0), "WithRetryAttempts"},
-		{"unknown dialect", sqlstore.Dialect(9), nil, "unknown dialect"},
+		{"unknown dialect", sqlstore.Dialect(9), sqlstore.WithRetryAttempts(1), "unknown dialect"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,21 +319,30 @@ func TestNewValidatesOptions(t *testing.T) {
 
 func TestSchema(t *testing.T) {
 	t.Parallel()
+	db := openDB(t, sqlstore.SQLite, 1)
 	for _, d := range dialects {
-		sql, err := sqlstore.Schema(d, "my_idem")
+		s, err := sqlstore.New(db, d, sqlstore.WithTable("my_idem"))
 		if err != nil {
 			t.Fatal(err)
 		}
+		sql := s.Schema()
 		for _, want := range []string{"CREATE TABLE IF NOT EXISTS my_idem (", "my_idem_inbox", "my_idem_order"} {
 			if !strings.Contains(sql, want) {
 				t.Errorf("%v schema lacks %q", d, want)
 			}
 		}
-		if strings.Contains(sql, sqlstore.DefaultTable) {
+		if strings.Contains(sql, "steadfast_idempotency") {
 			t.Errorf("%v schema still names the default table", d)
 		}
+		def, err := sqlstore.New(db, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(def.Schema(), "CREATE TABLE IF NOT EXISTS steadfast_idempotency (") {
+			t.Errorf("%v default schema lacks the default table", d)
+		}
 	}
-	if _, err := sqlstore.Schema(sqlstore.Postgres, "bad name"); err == nil {
-		t.Error("Schema accepted a bad table name")
+	if _, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable("bad name")); err == nil {
+		t.Error("New accepted a bad table name")
 	}
 }

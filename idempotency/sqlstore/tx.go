@@ -7,18 +7,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
-	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
-// ClaimTx implements idempotency.TxStore: it begins a transaction on the
+// BeginTx implements idempotency.TxStore: it begins a transaction on the
 // store's database and claims key in it. When the claim is Acquired, the
-// returned Tx is open; its Driver method returns the *sql.Tx for the caller's
-// own writes, and Commit completes the record and commits them together. A
-// concurrent claimer of the same key waits on the row lock until the
-// transaction ends, then replays the committed record, or claims the key
-// itself after a rollback. When the claim is not Acquired the transaction is
-// rolled back and Tx is nil.
+// returned transaction is open; its SQL method returns the *sql.Tx for the
+// caller's own writes (idempotency.TxFrom, in the middleware and Do), and
+// Commit completes the record and commits them together. When the claim is
+// not Acquired the transaction is rolled back and none is returned.
 //
 // On SQLite the transaction holds the database's single write lock until it
 // ends (open the database with SQLiteDSN, which begins every transaction
@@ -27,7 +25,7 @@ import (
 // The claim in an open transaction is held by its row lock, not its lease:
 // do not Renew it. Deadlocks and busy errors while claiming are retried with
 // a new transaction.
-func (s *Store) ClaimTx(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.Tx, idempotency.Claim, error) {
+func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.ClaimTx, idempotency.Claim, error) {
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return nil, idempotency.Claim{}, err
 	}
@@ -54,33 +52,28 @@ func (s *Store) ClaimTx(ctx context.Context, key, fingerprint string, lease time
 	if !c.Acquired {
 		return nil, c, nil
 	}
-	return &Tx{s: s, tx: tx, key: key, token: c.Token}, c, nil
+	return &claimTx{s: s, tx: tx, key: key, token: c.Token}, c, nil
 }
 
-// Tx is an open transaction holding a claim taken by ClaimTx. It implements
-// idempotency.Tx. Exactly one of Commit or Rollback must be called; it is not
-// safe for concurrent use (neither is *sql.Tx).
-type Tx struct {
+// claimTx is an open transaction holding a claim taken by BeginTx. It is
+// not safe for concurrent use (neither is *sql.Tx).
+type claimTx struct {
 	s     *Store
 	tx    *sql.Tx
 	key   string
 	token int64
 }
 
-var _ idempotency.Tx = (*Tx)(nil)
+var _ idempotency.ClaimTx = (*claimTx)(nil)
 
-// Driver returns the *sql.Tx in which the caller writes.
-func (t *Tx) Driver() any { return t.tx }
-
-// SQL returns the *sql.Tx in which the caller writes.
-func (t *Tx) SQL() *sql.Tx { return t.tx }
+func (t *claimTx) SQL() *sql.Tx { return t.tx }
 
 // Commit completes the claim with response, kept for retention, and commits
 // the transaction. If completing fails (ErrTooLarge, ErrInvalid, or a
 // database error), the transaction is rolled back and nothing the caller
 // wrote in it is kept. If the commit itself fails, its error is returned:
 // after a lost connection the outcome is unknown, and Get tells.
-func (t *Tx) Commit(ctx context.Context, response []byte, retention time.Duration) error {
+func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Duration, discard bool) error {
 	if err := t.s.completeOn(ctx, t.tx, t.key, t.token, response, retention); err != nil {
 		return errors.Join(err, rollback(t.tx))
 	}
@@ -92,7 +85,7 @@ func (t *Tx) Commit(ctx context.Context, response []byte, retention time.Duratio
 
 // Rollback rolls the transaction back: the claim and everything written in
 // the transaction are undone, and the next claimer runs the work again.
-func (t *Tx) Rollback(ctx context.Context) error {
+func (t *claimTx) Rollback(ctx context.Context) error {
 	return rollback(t.tx)
 }
 
@@ -103,26 +96,16 @@ func rollback(tx *sql.Tx) error {
 	return nil
 }
 
-// TxFrom returns the *sql.Tx of the transaction that the idempotency
-// middleware or Do opened with a Store's ClaimTx for the work running with
-// ctx, or nil when there is none (not in transactional mode, or another
-// backend's transaction).
-func TxFrom(ctx context.Context) *sql.Tx {
-	tx := idempotency.TxFrom(ctx)
-	if tx == nil {
-		return nil
-	}
-	st, _ := tx.Driver().(*sql.Tx)
-	return st
-}
-
 // ClaimIn claims key inside tx, a transaction the caller began and will end
 // (a *sql.Tx, or sqlx's or bun's transaction types), with the semantics of
 // idempotency.Store.Claim. Complete it in the same transaction with
 // CompleteIn before committing. A deadlock or busy error aborts the caller's
-// transaction and is returned as is (sqldb-style: the caller retries the
-// whole transaction).
-func (s *Store) ClaimIn(ctx context.Context, tx sqldb.Tx, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
+// transaction and is returned as is: the caller retries the whole
+// transaction.
+func (s *Store) ClaimIn(ctx context.Context, tx steadfast.Tx, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
+	if tx == nil {
+		return idempotency.Claim{}, errors.New("sqlstore: ClaimIn: nil transaction")
+	}
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return idempotency.Claim{}, err
 	}
@@ -130,8 +113,12 @@ func (s *Store) ClaimIn(ctx context.Context, tx sqldb.Tx, key, fingerprint strin
 }
 
 // CompleteIn completes, inside tx, the claim that ClaimIn took there. It
-// returns idempotency.ErrLeaseLost if key is not held with token, ErrTooLarge
-// if response exceeds WithMaxResponseSize.
-func (s *Store) CompleteIn(ctx context.Context, tx sqldb.Tx, key string, token int64, response []byte, retention time.Duration) error {
+// returns idempotency.ErrLeaseLost if key is not held with token, and an
+// error wrapping idempotency.ErrTooLarge if response exceeds
+// WithMaxResponseSize.
+func (s *Store) CompleteIn(ctx context.Context, tx steadfast.Tx, key string, token int64, response []byte, retention time.Duration) error {
+	if tx == nil {
+		return errors.New("sqlstore: CompleteIn: nil transaction")
+	}
 	return s.completeOn(ctx, tx, key, token, response, retention)
 }

@@ -19,10 +19,10 @@ import (
 func businessTable(t testing.TB, s *sqlstore.Store) string {
 	t.Helper()
 	name := uniqueTable(t)
-	if _, err := s.DB().Exec("CREATE TABLE " + name + " (id VARCHAR(64) NOT NULL, n BIGINT NOT NULL)"); err != nil {
+	if _, err := sqlstore.DBOf(s).Exec("CREATE TABLE " + name + " (id VARCHAR(64) NOT NULL, n BIGINT NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = s.DB().Exec("DROP TABLE IF EXISTS " + name) })
+	t.Cleanup(func() { _, _ = sqlstore.DBOf(s).Exec("DROP TABLE IF EXISTS " + name) })
 	return name
 }
 
@@ -54,11 +54,11 @@ func TestTxRollbackLeavesNothing(t *testing.T) {
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
 
-		tx, c, err := s.ClaimTx(ctx, "order-1", "fp", lease)
+		tx, c, err := s.BeginTx(ctx, "order-1", "fp", lease)
 		if err != nil || !c.Acquired || tx == nil {
 			t.Fatalf("ClaimTx = %v, %+v, %v", tx, c, err)
 		}
-		sqlTx := tx.Driver().(*sql.Tx)
+		sqlTx := tx.SQL()
 		if _, err := sqlTx.ExecContext(ctx, insertSQL(d, biz), "order-1", 1); err != nil {
 			t.Fatal(err)
 		}
@@ -68,21 +68,21 @@ func TestTxRollbackLeavesNothing(t *testing.T) {
 		if _, err := s.Get(ctx, "order-1"); !errors.Is(err, idempotency.ErrNotFound) {
 			t.Fatalf("record after rollback: %v, want ErrNotFound", err)
 		}
-		if n := countRows(t, s.DB(), biz, "order-1"); n != 0 {
+		if n := countRows(t, sqlstore.DBOf(s), biz, "order-1"); n != 0 {
 			t.Fatalf("%d business rows after rollback, want 0", n)
 		}
 		// The retry runs again and commits.
-		tx, c, err = s.ClaimTx(ctx, "order-1", "fp", lease)
+		tx, c, err = s.BeginTx(ctx, "order-1", "fp", lease)
 		if err != nil || !c.Acquired {
 			t.Fatalf("retry ClaimTx = %+v, %v; want acquired", c, err)
 		}
-		if _, err := tx.Driver().(*sql.Tx).ExecContext(ctx, insertSQL(d, biz), "order-1", 2); err != nil {
+		if _, err := tx.SQL().ExecContext(ctx, insertSQL(d, biz), "order-1", 2); err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Commit(ctx, []byte("created"), retention); err != nil {
+		if err := tx.Commit(ctx, []byte("created"), retention, false); err != nil {
 			t.Fatal(err)
 		}
-		if n := countRows(t, s.DB(), biz, "order-1"); n != 1 {
+		if n := countRows(t, sqlstore.DBOf(s), biz, "order-1"); n != 1 {
 			t.Fatalf("%d business rows after commit, want 1", n)
 		}
 	})
@@ -97,26 +97,26 @@ func TestTxCrashAfterCommitReplays(t *testing.T) {
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
 
-		tx, c, err := s.ClaimTx(ctx, "pay-1", "fp", lease)
+		tx, c, err := s.BeginTx(ctx, "pay-1", "fp", lease)
 		if err != nil || !c.Acquired {
 			t.Fatalf("ClaimTx = %+v, %v", c, err)
 		}
-		if _, err := tx.Driver().(*sql.Tx).ExecContext(ctx, insertSQL(d, biz), "pay-1", 1); err != nil {
+		if _, err := tx.SQL().ExecContext(ctx, insertSQL(d, biz), "pay-1", 1); err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Commit(ctx, []byte("paid"), retention); err != nil {
+		if err := tx.Commit(ctx, []byte("paid"), retention, false); err != nil {
 			t.Fatal(err)
 		}
 		// "Crash": the response is never written. A second replica with a
 		// store of its own on the same tables gets the retry.
-		tx2, c2, err := s.ClaimTx(ctx, "pay-1", "fp", lease)
+		tx2, c2, err := s.BeginTx(ctx, "pay-1", "fp", lease)
 		if err != nil || c2.Acquired || tx2 != nil {
 			t.Fatalf("retry ClaimTx = %v, %+v, %v; want a replay", tx2, c2, err)
 		}
 		if c2.Record.Status != idempotency.StatusCompleted || string(c2.Record.Response) != "paid" {
 			t.Fatalf("retry sees %+v, want the committed response", c2.Record)
 		}
-		if n := countRows(t, s.DB(), biz, "pay-1"); n != 1 {
+		if n := countRows(t, sqlstore.DBOf(s), biz, "pay-1"); n != 1 {
 			t.Fatalf("%d business rows, want 1", n)
 		}
 	})
@@ -132,7 +132,7 @@ func TestTxDuplicateWaitsForCommit(t *testing.T) {
 			forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 				ctx := context.Background()
 				s := newStore(t, d, 4)
-				tx, c, err := s.ClaimTx(ctx, "k", "fp", lease)
+				tx, c, err := s.BeginTx(ctx, "k", "fp", lease)
 				if err != nil || !c.Acquired {
 					t.Fatalf("ClaimTx = %+v, %v", c, err)
 				}
@@ -149,7 +149,7 @@ func TestTxDuplicateWaitsForCommit(t *testing.T) {
 				// the transaction ended: either way it sees only the
 				// outcome, never the open claim.
 				if commit {
-					err = tx.Commit(ctx, []byte("r"), retention)
+					err = tx.Commit(ctx, []byte("r"), retention, false)
 				} else {
 					err = tx.Rollback(ctx)
 				}
@@ -216,7 +216,7 @@ func TestInboxConcurrentDelivery(t *testing.T) {
 			t.Fatalf("effects %d, duplicates %d; want %d and %d", effects.Load(), duplicates.Load(), messages, messages*(deliveries-1))
 		}
 		var rows int
-		if err := s.DB().QueryRow("SELECT COUNT(*) FROM " + biz).Scan(&rows); err != nil {
+		if err := sqlstore.DBOf(s).QueryRow("SELECT COUNT(*) FROM " + biz).Scan(&rows); err != nil {
 			t.Fatal(err)
 		}
 		if rows != messages {
@@ -269,7 +269,7 @@ func TestOrderingGuardShuffled(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for v := range work {
-					err := retryTx(ctx, s.DB(), func(tx *sql.Tx) error {
+					err := retryTx(ctx, sqlstore.DBOf(s), func(tx *sql.Tx) error {
 						ok, err := s.ApplyVersion(ctx, tx, "order-42", v)
 						if err != nil {
 							return err
@@ -311,7 +311,7 @@ func TestOrderingGuardShuffled(t *testing.T) {
 		}
 		// Replays of any version, 100 included, are stale now.
 		for _, v := range []int64{1, 50, 100} {
-			tx, _ := s.DB().BeginTx(ctx, nil)
+			tx, _ := sqlstore.DBOf(s).BeginTx(ctx, nil)
 			ok, err := s.ApplyVersion(ctx, tx, "order-42", v)
 			_ = tx.Rollback()
 			if err != nil || ok {
@@ -361,7 +361,7 @@ func TestOrderingGuardTimestamp(t *testing.T) {
 			{t0.Add(time.Nanosecond), "AAAA", false}, // "AAAA" < "B"
 		}
 		for i, st := range steps {
-			tx, err := s.DB().BeginTx(ctx, nil)
+			tx, err := sqlstore.DBOf(s).BeginTx(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -384,8 +384,7 @@ func TestOrderingGuardTimestamp(t *testing.T) {
 func TestPurgeWhileClaiming(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
 		ctx := context.Background()
-		clk := newFakeClock()
-		s := newStore(t, d, 6, sqlstore.WithClock(clk))
+		s := newStore(t, d, 6)
 		expired, live := 300, 100
 		if testing.Short() {
 			expired, live = 60, 20
@@ -396,11 +395,11 @@ func TestPurgeWhileClaiming(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Complete(ctx, key, c.Token, []byte("x"), time.Hour); err != nil {
+			if err := s.Complete(ctx, key, c.Token, []byte("x"), short); err != nil {
 				t.Fatal(err)
 			}
 		}
-		clk.Advance(time.Hour)
+		time.Sleep(short)
 		// New claims go on during the purge; they are live.
 		var wg sync.WaitGroup
 		errs := make(chan error, live)
@@ -437,7 +436,7 @@ func TestPurgeWhileClaiming(t *testing.T) {
 				t.Fatalf("live record new-%d: %v", i, err)
 			}
 		}
-		if _, err := s.Lookup(ctx, "old-0"); !errors.Is(err, idempotency.ErrNotFound) {
+		if _, err := sqlstore.Lookup(ctx, s, "old-0"); !errors.Is(err, idempotency.ErrNotFound) {
 			t.Fatalf("expired record after purge: %v", err)
 		}
 		if n, err := s.Purge(ctx, 25); err != nil || n != 0 {
@@ -447,11 +446,15 @@ func TestPurgeWhileClaiming(t *testing.T) {
 		if _, err := s.Process(ctx, "c", "m", func(context.Context, *sql.Tx) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := s.PurgeInbox(ctx, clk.Now(), 10); err != nil || n != 0 {
-			t.Fatalf("PurgeInbox(now) = %d, %v; want 0", n, err)
+		if n, err := s.PurgeInbox(ctx, time.Hour, 10); err != nil || n != 0 {
+			t.Fatalf("PurgeInbox(an hour) = %d, %v; want 0", n, err)
 		}
-		if n, err := s.PurgeInbox(ctx, clk.Now().Add(time.Nanosecond), 10); err != nil || n != 1 {
-			t.Fatalf("PurgeInbox(later) = %d, %v; want 1", n, err)
+		time.Sleep(10 * time.Millisecond)
+		if n, err := s.PurgeInbox(ctx, time.Millisecond, 10); err != nil || n != 1 {
+			t.Fatalf("PurgeInbox(a millisecond) = %d, %v; want 1", n, err)
+		}
+		if _, err := s.PurgeInbox(ctx, 0, 10); !errors.Is(err, idempotency.ErrInvalid) {
+			t.Fatalf("PurgeInbox(0) = %v; want ErrInvalid", err)
 		}
 	})
 }

@@ -5,12 +5,11 @@
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) storetest.Harness {
-//			clock := storetest.NewClock(time.Now())
-//			s, err := mystore.New(db, mystore.WithClock(clock))
+//			s, err := mystore.New(db)
 //			if err != nil {
 //				t.Fatal(err)
 //			}
-//			return storetest.Harness{Store: s, Advance: clock.Advance}
+//			return storetest.Harness{Store: s}
 //		})
 //	}
 //
@@ -29,9 +28,10 @@
 // abandoned claims at once (key expiry) lets it acquire. Both are
 // conformant.
 //
-// A store that keeps time itself (it reads a clock in Go) is tested with a
-// fake clock: Harness.Advance moves it, and the cases run instantly. A store
-// whose server keeps time (key expiry in Redis, now() in SQL) leaves Advance
-// nil; the cases that wait then use Harness.Short as their lease and
-// retention (150ms by default) and sleep for real.
+// Time is the store's own, and the suite does not move it: the cases about
+// expiry use Harness.Short as their lease and retention (150ms by default)
+// and sleep for real. A store whose server keeps time (key expiry in Redis,
+// the statement's time in SQL) needs nothing else; a store that reads the
+// process's clock may also run the suite inside a testing/synctest bubble's
+// test of its own, where the sleeps are instant.
 package storetest

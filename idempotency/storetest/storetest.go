@@ -14,20 +14,16 @@ import (
 	"github.com/steadfast-go/steadfast/idempotency"
 )
 
-// Harness is one store under test and the means to move its time.
+// Harness is one store under test.
 type Harness struct {
 	// Store is the store under test. Each harness may share a backend with
 	// others (the suite uses keys no other case uses), but must not be
 	// shared with tests that are not part of this run.
 	Store idempotency.Store
 
-	// Advance moves the store's clock forward by d. Nil means that the
-	// store's server keeps time: the cases that wait sleep for real.
-	Advance func(d time.Duration)
-
-	// Short is the lease and retention that the cases which wait use when
-	// Advance is nil: long enough for the server to be told in time, short
-	// enough to keep the suite quick. Defaults to 150ms.
+	// Short is the lease and retention of the cases about expiry, which
+	// sleep for twice as long: long enough for the store's server to be told
+	// in time, short enough to keep the suite quick. Defaults to 150ms.
 	Short time.Duration
 }
 
@@ -85,21 +81,10 @@ type harness struct {
 func (h *harness) key(name string) string { return h.prefix + name }
 
 // short is the lease or retention of cases about expiry.
-func (h *harness) short() time.Duration {
-	if h.Advance != nil {
-		return time.Minute
-	}
-	return h.Short
-}
+func (h *harness) short() time.Duration { return h.Short }
 
-// pass lets d go by on the store's clock.
-func (h *harness) pass(d time.Duration) {
-	if h.Advance != nil {
-		h.Advance(d)
-		return
-	}
-	time.Sleep(d)
-}
+// pass lets d go by.
+func (h *harness) pass(d time.Duration) { time.Sleep(d) }
 
 func (h *harness) claim(t *testing.T, key, fp string, lease time.Duration) idempotency.Claim {
 	t.Helper()
@@ -153,8 +138,8 @@ func wantErr(t *testing.T, what string, got, want error) {
 
 // summary prints a record without its (possibly large) response.
 func summary(r idempotency.Record) string {
-	return fmt.Sprintf("{key %q fp %q %v token %d lease %v expires %v response %d bytes}",
-		r.Key, r.Fingerprint, r.Status, r.Token, r.LeaseExpiresAt, r.ExpiresAt, len(r.Response))
+	return fmt.Sprintf("{key %q fp %q %v token %d ttl %v response %d bytes}",
+		r.Key, r.Fingerprint, r.Status, r.Token, r.TTL, len(r.Response))
 }
 
 func testClaimNew(t *testing.T, h *harness) {
@@ -164,8 +149,8 @@ func testClaimNew(t *testing.T, h *harness) {
 	if r.Status != idempotency.StatusInProgress || r.Fingerprint != "fp1" || r.Token != tok || r.Key != k {
 		t.Fatalf("Get after Claim = %s; want in progress, fingerprint fp1, token %d, key %q", summary(r), tok, k)
 	}
-	if r.LeaseExpiresAt.IsZero() {
-		t.Fatalf("Get after Claim: LeaseExpiresAt is zero")
+	if r.TTL <= 0 || r.TTL > long {
+		t.Fatalf("Get after Claim: TTL %v; want the lease left, in (0, %v]", r.TTL, long)
 	}
 }
 
@@ -176,8 +161,8 @@ func testClaimHeld(t *testing.T, h *harness) {
 	if r.Status != idempotency.StatusInProgress || r.Token != tok || r.Fingerprint != "fp1" {
 		t.Fatalf("second Claim returned %s; want in progress with token %d and fingerprint fp1", summary(r), tok)
 	}
-	if r.LeaseExpiresAt.IsZero() {
-		t.Fatalf("second Claim: LeaseExpiresAt is zero")
+	if r.TTL <= 0 || r.TTL > long {
+		t.Fatalf("second Claim: TTL %v; want the lease left, in (0, %v]", r.TTL, long)
 	}
 }
 
@@ -300,8 +285,8 @@ func testCompleteAndReplay(t *testing.T, h *harness) {
 	if g.Status != idempotency.StatusCompleted || !bytes.Equal(g.Response, resp) || g.Key != k {
 		t.Fatalf("Get after Complete = %s, response %q; want completed with %q", summary(g), g.Response, resp)
 	}
-	if g.ExpiresAt.IsZero() {
-		t.Fatalf("Get after Complete: ExpiresAt is zero")
+	if g.TTL <= 0 || g.TTL > long {
+		t.Fatalf("Get after Complete: TTL %v; want the retention left, in (0, %v]", g.TTL, long)
 	}
 }
 

@@ -1,0 +1,24 @@
+package idempotency
+
+import "context"
+
+// Test hooks: unexported pieces the external tests reach.
+
+// ParseKey is parseKey.
+var ParseKey = parseKey
+
+// MaxKeyLength is the longest key the middleware accepts.
+const MaxKeyLength = maxKeyLength
+
+// Len returns the number of records s holds, expired ones not yet removed
+// included.
+func Len(s *MemoryStore) int { return s.len() }
+
+// ProblemStatus returns the status the middleware answers p with.
+func ProblemStatus(p Problem) int { return p.status() }
+
+// ClaimTxFrom returns the ClaimTx that ctx carries, or nil.
+func ClaimTxFrom(ctx context.Context) ClaimTx {
+	tx, _ := ctx.Value(txKey{}).(ClaimTx)
+	return tx
+}
