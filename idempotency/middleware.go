@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/steadfast-go/steadfast/internal/httpx"
 )
 
 // ReplayedHeader is the header field, set to "true", that marks a replayed
@@ -135,14 +137,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := &mw.cfg
 	rb := mw.buffers.Get().(*requestBuffer)
 	defer mw.buffers.Put(rb)
-	body, err := readBody(r, cfg.maxBody, rb.buf)
+	body, err := httpx.ReadBody(r, cfg.maxBody, rb.buf)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeProblem(w, ProblemBodyTooLarge, fmt.Sprintf("The request body is larger than %d bytes.", cfg.maxBody))
-			return
+		p := httpx.BodyProblem(err, cfg.maxBody)
+		if p.Status == http.StatusRequestEntityTooLarge {
+			// The rest of the body was not read.
+			w.Header().Set("Connection", "close")
 		}
-		writeProblem(w, ProblemBodyUnreadable, "The request body could not be read.")
+		httpx.WriteProblem(w, p)
 		return
 	}
 	if cap(body) <= maxPooledBody {
@@ -433,46 +435,13 @@ func canonicalJSON(body []byte) []byte {
 	return out
 }
 
-// readBody reads r's body into buf, up to max bytes: more is an
-// *http.MaxBytesError. It returns nil for a request without a body.
-func readBody(r *http.Request, max int64, buf []byte) ([]byte, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
-	}
-	if r.ContentLength > max {
-		return nil, &http.MaxBytesError{Limit: max}
-	}
-	buf = buf[:0]
-	if r.ContentLength >= 0 && int64(cap(buf)) < r.ContentLength+1 {
-		buf = make([]byte, 0, r.ContentLength+1)
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		// Read at most one byte past max, to tell "max" from "more".
-		room := min(int64(cap(buf)-len(buf)), max+1-int64(len(buf)))
-		n, err := r.Body.Read(buf[len(buf) : len(buf)+int(room)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > max {
-			return nil, &http.MaxBytesError{Limit: max}
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
 // requestBuffer holds a request's body while the middleware handles it;
 // the middleware pools them. The handler must not use the request's body
 // after it returned (as net/http requires), nor may a KeySource keep it.
 type requestBuffer struct {
 	buf     []byte
 	scratch []byte // the fingerprint's input
-	reader  bodyReader
+	reader  httpx.BodyReader
 	w       bufferedWriter
 	stored  []byte // the stored form of the response, for a MemoryStore
 }
@@ -494,13 +463,6 @@ func (rb *requestBuffer) writer() *bufferedWriter {
 
 // maxPooledBody is the largest body buffer put back in the pool.
 const maxPooledBody = 64 << 10
-
-// bodyReader hands the buffered body to the handler.
-type bodyReader struct {
-	bytes.Reader
-}
-
-func (*bodyReader) Close() error { return nil }
 
 // bufferedWriter holds the handler's response until the middleware has
 // stored it. It does not support Flush or Hijack: a streamed response cannot

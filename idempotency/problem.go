@@ -1,9 +1,9 @@
 package idempotency
 
 import (
-	"encoding/json"
 	"net/http"
-	"strconv"
+
+	"github.com/steadfast-go/steadfast/internal/httpx"
 )
 
 // Problem is the type URI of an application/problem+json (RFC 9457) error
@@ -30,9 +30,9 @@ const (
 	// ProblemStoreFull (503): the store holds as many keys as it may.
 	ProblemStoreFull Problem = "https://steadfast-go.github.io/problems/idempotency-store-full"
 	// ProblemBodyTooLarge (413): the request body is over the limit.
-	ProblemBodyTooLarge Problem = "https://steadfast-go.github.io/problems/request-body-too-large"
+	ProblemBodyTooLarge Problem = httpx.ProblemBodyTooLarge
 	// ProblemBodyUnreadable (400): the request body could not be read.
-	ProblemBodyUnreadable Problem = "https://steadfast-go.github.io/problems/request-body-unreadable"
+	ProblemBodyUnreadable Problem = httpx.ProblemBodyUnreadable
 )
 
 // status returns the HTTP status that the middleware answers p with.
@@ -77,24 +77,6 @@ func (p Problem) title() string {
 	return "Error"
 }
 
-// problemDetails is the body of a problem response (RFC 9457).
-type problemDetails struct {
-	Type   Problem `json:"type"`
-	Title  string  `json:"title"`
-	Status int     `json:"status"`
-	Detail string  `json:"detail,omitempty"`
-}
-
 func writeProblem(w http.ResponseWriter, p Problem, detail string) {
-	body, err := json.Marshal(problemDetails{Type: p, Title: p.title(), Status: p.status(), Detail: detail})
-	if err != nil {
-		// A struct of strings and an int always marshals.
-		panic(err)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/problem+json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(p.status())
-	_, _ = w.Write(body)
+	httpx.WriteProblem(w, httpx.Problem{Type: string(p), Title: p.title(), Status: p.status(), Detail: detail})
 }
