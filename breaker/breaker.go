@@ -120,8 +120,10 @@ type Breaker struct {
 	ins      *instruments
 	rej      rejectOptions
 	grouped  bool // in a Group: track calls in flight for eviction
+	slots    bool // sem != nil || grouped: calls take and release a slot
 
 	openErr atomic.Pointer[OpenError] // error of the current (or last) local open period
+	open    atomic.Pointer[OpenError] // openErr while gobreaker's state is open, else nil
 	hold    atomic.Pointer[OpenError] // non-nil while the shared state holds the circuit open
 
 	successes, failures atomic.Uint64 // since the syncer last took them (member.Counts), when syncer != nil
@@ -183,6 +185,7 @@ func newBreaker(name string, cfg *config, ins *instruments, grouped bool) *Break
 	if cfg.bulkMax > 0 {
 		b.sem = semaphore.NewWeighted(int64(cfg.bulkMax))
 	}
+	b.slots = b.sem != nil || grouped
 	b.rej = ins.rejectOptions(name)
 	st := gobreaker.Settings{
 		Name:          name,
@@ -250,8 +253,13 @@ func trips(successes, failures uint64, minCalls int, ratio float64) bool {
 // calls nothing of the user's.
 func (b *Breaker) onStateChange(_ string, from, to gobreaker.State) {
 	now := time.Now()
-	if to == gobreaker.StateOpen {
-		b.openErr.Store(&OpenError{Name: b.name, Until: now.Add(b.settings.OpenDuration)})
+	switch {
+	case to == gobreaker.StateOpen:
+		e := &OpenError{Name: b.name, Until: now.Add(b.settings.OpenDuration)}
+		b.openErr.Store(e)
+		b.open.Store(e)
+	case from == gobreaker.StateOpen:
+		b.open.Store(nil)
 	}
 	b.enqueue(Transition{Name: b.name, From: fromGobreaker(from), To: fromGobreaker(to), At: now})
 }
@@ -421,7 +429,7 @@ func (b *Breaker) outcome(ctx context.Context, err error) Outcome {
 }
 
 func (b *Breaker) rejection(ctx context.Context, gerr error) error {
-	if gerr == gobreaker.ErrTooManyRequests {
+	if gerr != gobreaker.ErrOpenState {
 		b.ins.reject(ctx, b.rej.probes)
 		return ErrProbeLimit
 	}
@@ -435,7 +443,51 @@ func (b *Breaker) rejection(ctx context.Context, gerr error) error {
 // run is the call path shared by Execute, ExecuteWithFallback and
 // Transport. resultOutcome, if not nil, judges a result that came with a nil
 // error (Transport: a 5xx response is a failure).
+//
+// A breaker without a bulkhead, outside a Group and not held open by the
+// shared state takes a path with nothing to acquire or release, so that it
+// adds as little as possible to gobreaker's own call (BenchmarkClosed); while
+// its own open period lasts, it rejects calls without taking gobreaker's
+// mutex (BenchmarkOpen). gobreaker's open period ends a moment before ours
+// (it starts its clock before it calls our state hook), so gobreaker, not
+// this shortcut, decides when the circuit half-opens.
 func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), resultOutcome func(T) Outcome) (T, kind, error) {
+	if b.slots || b.hold.Load() != nil {
+		return runHeld(ctx, b, fn, resultOutcome)
+	}
+	if e := b.open.Load(); e != nil && time.Now().Before(e.Until) {
+		b.flush()
+		b.ins.reject(ctx, b.rej.open)
+		var zero T
+		return zero, rejected, e
+	}
+	var (
+		res T
+		err error
+		k   = rejected // until the function runs
+	)
+	_, gerr := b.cb.Execute(func() (struct{}, error) {
+		res, err = fn(ctx)
+		o := Success
+		if err != nil {
+			o = b.outcome(ctx, err)
+		} else if resultOutcome != nil {
+			o = resultOutcome(res)
+		}
+		k = kind(o) // Success, Failure, Ignore map to ranSuccess, ranFailure, ranIgnored
+		return struct{}{}, b.judge(o)
+	})
+	b.flush()
+	if k == rejected {
+		return res, rejected, b.rejection(ctx, gerr)
+	}
+	return res, k, err
+}
+
+// runHeld is run for a breaker that has slots to take (a bulkhead, or calls
+// in flight counted for a Group's eviction) or that the shared state may
+// hold open.
+func runHeld[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error), resultOutcome func(T) Outcome) (T, kind, error) {
 	var res T
 	if err := b.admit(ctx); err != nil {
 		b.flush()
@@ -448,9 +500,7 @@ func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, er
 	)
 	_, gerr := b.cb.Execute(func() (struct{}, error) {
 		ran = true
-		if b.sem != nil || b.grouped {
-			defer b.release()
-		}
+		defer b.release()
 		res, err = fn(ctx)
 		o := Success
 		if err != nil {
@@ -458,7 +508,7 @@ func run[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, er
 		} else if resultOutcome != nil {
 			o = resultOutcome(res)
 		}
-		k = kind(o) // Success, Failure, Ignore map to ranSuccess, ranFailure, ranIgnored
+		k = kind(o)
 		return struct{}{}, b.judge(o)
 	})
 	if !ran {
