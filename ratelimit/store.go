@@ -65,13 +65,24 @@ type errBox struct{ err error }
 
 func newShared(s Store, replicas int, log *slog.Logger, cfg *config) (*shared, error) {
 	sh := &shared{store: s, replicas: replicas, log: log}
-	b, err := breaker.New("ratelimit store",
+	opts := []breaker.Option{
 		breaker.WithConsecutiveFailures(storeFailures),
 		breaker.WithOpenDuration(storeOpen),
-		breaker.WithLogger(slog.New(slog.DiscardHandler)),
-		breaker.WithMeterProvider(cfg.meter),
+		breaker.WithLogger(slog.New(slog.DiscardHandler)), // the limiter logs the switches
 		breaker.WithStateHook(sh.transition),
-	)
+		// A decision cut off by its caller's deadline says nothing of
+		// the store; the store's own timeout does.
+		breaker.WithClassifier(func(ctx context.Context, err error) breaker.Outcome {
+			if ctx.Err() != nil {
+				return breaker.Ignore
+			}
+			return breaker.Failure
+		}),
+	}
+	if cfg.meter != nil {
+		opts = append(opts, breaker.WithMeterProvider(cfg.meter))
+	}
+	b, err := breaker.New("ratelimit store", opts...)
 	if err != nil {
 		return nil, err
 	}
