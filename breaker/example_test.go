@@ -119,3 +119,27 @@ func ExampleWithBulkhead() {
 	// Output:
 	// breaker: bulkhead full
 }
+
+// A provider that rate-limits is up: its 429 should neither open the circuit
+// nor keep it closed, so the classifier ignores it.
+func ExampleWithClassifier() {
+	errRateLimited := errors.New("429 Too Many Requests")
+	b, err := breaker.New("partner",
+		breaker.WithConsecutiveFailures(2),
+		breaker.WithClassifier(func(_ context.Context, err error) breaker.Outcome {
+			if errors.Is(err, errRateLimited) {
+				return breaker.Ignore
+			}
+			return breaker.Failure
+		}),
+		breaker.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		panic(err)
+	}
+	for _, e := range []error{errRateLimited, errRateLimited, errRateLimited, errors.New("502 Bad Gateway")} {
+		breaker.Execute(context.Background(), b, func(context.Context) (int, error) { return 0, e })
+	}
+	fmt.Println("after three 429 and one 502:", b.State())
+	// Output:
+	// after three 429 and one 502: closed
+}

@@ -39,9 +39,10 @@ const (
 )
 
 // Option configures a Policy (New) or a Transport (NewTransport). Options are
-// made by the With functions of this package and applied in order; a
-// constructor refuses, with an error naming it, an option that does not apply
-// to it or makes no sense.
+// made by the With functions of this package and applied in order.
+// WithKeyHeaders, WithIdempotentMethods and WithAutoIdempotencyKey apply to
+// NewTransport, every other option to New; a constructor refuses, with an
+// error naming it, an option that does not apply to it or makes no sense.
 type Option interface {
 	setting() *option.Setting[config]
 }
@@ -277,8 +278,8 @@ func WithName(name string) Option {
 // with a non-empty value in any of them may be retried whatever its method
 // (for example "webhook-id" for Standard Webhooks deliveries). The names
 // replace the default; the first one is the header WithAutoIdempotencyKey
-// sets. At least one valid header name is required. Defaults to
-// Idempotency-Key (idempotency.DefaultKeyHeader).
+// sets. At least one valid header name is required. It applies to
+// NewTransport. Defaults to Idempotency-Key (idempotency.DefaultKeyHeader).
 func WithKeyHeaders(names ...string) Option {
 	return newOption("WithKeyHeaders", func(c *config) error {
 		if len(names) == 0 {
@@ -299,8 +300,8 @@ func WithKeyHeaders(names ...string) Option {
 // WithIdempotentMethods adds methods whose requests are retried like GET,
 // typically http.MethodPut and http.MethodDelete when the server implements
 // them idempotently, as RFC 9110 says it should. GET, HEAD, OPTIONS and TRACE
-// are always idempotent. At least one valid method is required. Defaults to
-// none.
+// are always idempotent. At least one valid method is required. It applies
+// to NewTransport. Defaults to none.
 func WithIdempotentMethods(methods ...string) Option {
 	return newOption("WithIdempotentMethods", func(c *config) error {
 		if len(methods) == 0 {
@@ -321,9 +322,9 @@ func WithIdempotentMethods(methods ...string) Option {
 // to POST and PATCH requests that carry none, on a copy of the request. The
 // key is the same on every attempt of one RoundTrip, so a server that honours
 // the header performs the write once however many attempts it sees; such
-// requests are then retried like any request that carries a key. Defaults to
-// off: a POST or PATCH without a key is never retried after it may have been
-// sent.
+// requests are then retried like any request that carries a key. It applies
+// to NewTransport. Defaults to off: a POST or PATCH without a key is never
+// retried after it may have been sent.
 func WithAutoIdempotencyKey() Option {
 	return newOption("WithAutoIdempotencyKey", func(c *config) error {
 		c.autoKey = true
