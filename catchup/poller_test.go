@@ -1,0 +1,265 @@
+package catchup_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	_ "modernc.org/sqlite"
+
+	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/catchup"
+	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+	"github.com/steadfast-go/steadfast/retry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+type nopSource struct{}
+
+func (nopSource) List(context.Context, string) (catchup.Page, error) { return catchup.Page{}, nil }
+
+// sqlite opens the stores of a test on a SQLite file.
+func sqlite(t *testing.T) (*sql.DB, *sqlcatchup.Store, *sqlstore.Store) {
+	t.Helper()
+	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "c.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := sqlcatchup.New(db, sqlcatchup.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idem, err := sqlstore.New(db, sqlstore.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := idem.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE effects (event_id TEXT, type TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	return db, store, idem
+}
+
+func TestConstructorErrors(t *testing.T) {
+	t.Parallel()
+	db, store, idem := sqlite(t)
+	fn := func(context.Context, steadfast.Tx, catchup.Event) error { return nil }
+	pol, err := retry.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	poller := func(opts ...catchup.Option) error {
+		_, err := catchup.NewPoller("src", nopSource{}, store, idem, fn, opts...)
+		return err
+	}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"empty source", func() error { _, err := catchup.NewPoller("", nopSource{}, store, idem, fn); return err }(), "catchup: NewPoller: source name must be 1 to 255 bytes, got 0"},
+		{"nil source", func() error { _, err := catchup.NewPoller("s", nil, store, idem, fn); return err }(), "catchup: NewPoller: nil Source"},
+		{"nil store", func() error { _, err := catchup.NewPoller("s", nopSource{}, nil, idem, fn); return err }(), "catchup: NewPoller: nil Store"},
+		{"nil inbox", func() error { _, err := catchup.NewPoller("s", nopSource{}, store, nil, fn); return err }(), "catchup: NewPoller: nil Inbox"},
+		{"nil fn", func() error { _, err := catchup.NewPoller("s", nopSource{}, store, idem, nil); return err }(), "catchup: NewPoller: nil HandlerFunc"},
+		{"nil option", poller(nil), "catchup: NewPoller: option 0 is nil"},
+		{"option of another constructor", poller(catchup.WithPageSize("limit", 10)), "catchup: NewPoller: WithPageSize applies to NewHTTPSource, not NewPoller"},
+		{"bad value", poller(catchup.WithMaxAttempts(0)), "catchup: NewPoller: WithMaxAttempts: 0 must be at least 1"},
+		{"nil policy", poller(catchup.WithRetry(nil)), "catchup: NewPoller: WithRetry: nil *retry.Policy"},
+		{"nil logger", poller(catchup.WithLogger(nil)), "catchup: NewPoller: WithLogger: nil *slog.Logger"},
+		{"nil extractor", poller(catchup.WithEventID(nil)), "catchup: NewPoller: WithEventID: nil function"},
+		{"interval alone", poller(catchup.WithPollInterval(time.Minute)), "catchup: NewPoller: WithPollInterval 1m0s must be shorter than the lease (30s, WithLease's default)"},
+		{"lease alone", poller(catchup.WithLease(5 * time.Second)), "catchup: NewPoller: WithLease 5s must be longer than the poll interval (10s, WithPollInterval's default)"},
+		{"both", poller(catchup.WithLease(5*time.Second), catchup.WithPollInterval(6*time.Second)), "catchup: NewPoller: WithPollInterval 6s must be shorter than WithLease 5s"},
+		{"source nil client", func() error { _, err := catchup.NewHTTPSource(nil, "http://x"); return err }(), "catchup: NewHTTPSource: nil *http.Client (pass http.DefaultClient for the default)"},
+		{"source bad URL", func() error { _, err := catchup.NewHTTPSource(http.DefaultClient, "/v1/events"); return err }(), `catchup: NewHTTPSource: "/v1/events" is not an absolute http(s) URL`},
+		{"source poller option", func() error {
+			_, err := catchup.NewHTTPSource(http.DefaultClient, "http://x", catchup.WithRetry(pol))
+			return err
+		}(), "catchup: NewHTTPSource: WithRetry applies to NewPoller, not NewHTTPSource"},
+		{"refetcher nil guard", func() error { _, err := catchup.NewRefetcher(db, nil, nil, nil, nil); return err }(), "catchup: NewRefetcher: nil Guard"},
+		{"store nil db", func() error { _, err := sqlcatchup.New(nil, sqlcatchup.SQLite); return err }(), "sqlcatchup: New: nil *sql.DB"},
+		{"store bad table", func() error { _, err := sqlcatchup.New(db, sqlcatchup.SQLite, sqlcatchup.WithTable("a-b")); return err }(), `sqlcatchup: New: WithTable: "a-b" is not a plain SQL identifier (letters, digits, _; up to 48; optional schema)`},
+	}
+	for _, tt := range tests {
+		if tt.err == nil || tt.err.Error() != tt.want {
+			t.Errorf("%s: error %v, want %q", tt.name, tt.err, tt.want)
+		}
+	}
+	p, err := catchup.NewPoller("src", nopSource{}, store, idem, fn, catchup.WithOverlapEvents(0), catchup.WithOverlap(0))
+	if err != nil || p == nil {
+		t.Errorf("valid options refused: %v", err)
+	}
+}
+
+func TestNilNeverPanics(t *testing.T) {
+	t.Parallel()
+	var p *catchup.Poller
+	ctx := context.Background()
+	if p.Start(ctx) == nil || p.Stop(ctx) == nil {
+		t.Error("nil *Poller: Start or Stop returned nil")
+	}
+	rec := httptest.NewRecorder()
+	p.WebhookHandler().ServeHTTP(rec, httptest.NewRequest("POST", "/", strings.NewReader("{}")))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("nil *Poller's webhook handler answered %d", rec.Code)
+	}
+	var s *catchup.HTTPSource
+	if _, err := s.List(ctx, ""); err == nil {
+		t.Error("nil *HTTPSource: List returned no error")
+	}
+	var r *catchup.Refetcher
+	if err := r.Enqueue(ctx, nil, "x"); err == nil {
+		t.Error("nil *Refetcher: Enqueue returned no error")
+	}
+	if _, _, err := r.ApplyVersion(ctx, nil, "x", 1); err == nil {
+		t.Error("nil *Refetcher: ApplyVersion returned no error")
+	}
+	var st *sqlcatchup.Store
+	if _, _, err := st.Lease(ctx, "s", "o", time.Second); err == nil {
+		t.Error("nil *sqlcatchup.Store: Lease returned no error")
+	}
+	if err := st.Migrate(ctx); err == nil {
+		t.Error("nil *sqlcatchup.Store: Migrate returned no error")
+	}
+	if _, err := st.ListDead(ctx, "", 0, 1); err == nil {
+		t.Error("nil *sqlcatchup.Store: ListDead returned no error")
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	_, store, idem := sqlite(t)
+	p, err := catchup.NewPoller("src", nopSource{}, store, idem,
+		func(context.Context, steadfast.Tx, catchup.Event) error { return nil }, catchup.WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Errorf("second Start: %v", err)
+	}
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(ctx); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if err := p.Start(ctx); err == nil {
+		t.Error("Start after Stop succeeded")
+	}
+	// Stop released the lease: another owner takes it at once.
+	if _, held, err := store.Lease(ctx, "src", "other", time.Minute); err != nil || !held {
+		t.Errorf("the lease was not released by Stop: held %v, %v", held, err)
+	}
+	q, err := catchup.NewPoller("src", nopSource{}, store, idem, func(context.Context, steadfast.Tx, catchup.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Stop(ctx); err != nil {
+		t.Errorf("Stop before Start: %v", err)
+	}
+}
+
+func TestWebhookHandler(t *testing.T) {
+	t.Parallel()
+	db, store, idem := sqlite(t)
+	fail := errors.New("downstream unavailable")
+	p, err := catchup.NewPoller("src", nopSource{}, store, idem,
+		func(ctx context.Context, tx steadfast.Tx, ev catchup.Event) error {
+			if ev.Type == "fail" {
+				return fail
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, type) VALUES (?, ?)`, ev.ID, ev.Type)
+			return err
+		},
+		catchup.WithLogger(discard()),
+		catchup.WithEventID(func(b []byte) (string, error) { // the id is nested, as some providers send it
+			var v struct {
+				Event struct{ ID string } `json:"event"`
+			}
+			err := jsonUnmarshal(b, &v)
+			return v.Event.ID, err
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p.WebhookHandler()
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		answer string
+	}{
+		{"first", `{"event":{"id":"e1"},"type":"paid","created":1700000000}`, 200, `{"id":"e1","applied":true}`},
+		{"duplicate", `{"event":{"id":"e1"},"type":"paid"}`, 200, `{"id":"e1","applied":false}`},
+		{"another", `{"event":{"id":"e2"},"type":"refunded"}`, 200, `{"id":"e2","applied":true}`},
+		{"handler fails", `{"event":{"id":"e3"},"type":"fail"}`, 500, ""},
+		{"no id", `{"id":"top-level, not where the extractor looks"}`, 400, ""},
+		{"not JSON", `<xml/>`, 400, ""},
+		{"too large", `{"event":{"id":"e4"},"pad":"` + strings.Repeat("x", 1<<20) + `"}`, 413, ""},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/webhooks", strings.NewReader(tt.body)))
+		if rec.Code != tt.status || (tt.answer != "" && rec.Body.String() != tt.answer) {
+			t.Errorf("%s: %d %s, want %d %s", tt.name, rec.Code, rec.Body.String(), tt.status, tt.answer)
+		}
+		if rec.Code >= 400 && rec.Header().Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: error answered as %q", tt.name, rec.Header().Get("Content-Type"))
+		}
+	}
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM effects`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("%d effects, want 2 (%v)", n, err)
+	}
+	// The failed event was not marked: its redelivery applies it.
+	first, err := markedBefore(db, idem, "src", "e3")
+	if err != nil || !first {
+		t.Errorf("the failed event was marked processed (%v)", err)
+	}
+	// A store that fails: 503.
+	db.Close()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/webhooks", strings.NewReader(`{"event":{"id":"e5"}}`)))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("closed database: %d", rec.Code)
+	}
+}
+
+// markedBefore reports whether id would be marked for the first time now
+// (without keeping the mark).
+func markedBefore(db *sql.DB, idem *sqlstore.Store, consumer, id string) (bool, error) {
+	tx, err := db.Begin()
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	return idem.MarkProcessed(context.Background(), tx, consumer, id)
+}

@@ -1,0 +1,292 @@
+package catchup_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/steadfast-go/steadfast/catchup"
+	"github.com/steadfast-go/steadfast/retry"
+)
+
+// list is a provider's events list in one of the shapes HTTPSource reads.
+type list struct {
+	n           int
+	shape       string // "cursor", "next", "link", "array+link"
+	newestFirst bool
+	requests    int
+}
+
+func (l *list) event(i int) map[string]any {
+	return map[string]any{"id": fmt.Sprintf("evt_%04d", i), "type": "t" + strconv.Itoa(i%3), "created": 1_700_000_000 + i, "data": map[string]any{"n": i}}
+}
+
+// order returns the event numbers in list order.
+func (l *list) order() []int {
+	o := make([]int, l.n)
+	for i := range o {
+		o[i] = i
+		if l.newestFirst {
+			o[i] = l.n - 1 - i
+		}
+	}
+	return o
+}
+
+func (l *list) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.requests++
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	order := l.order()
+	start := 0
+	if a := q.Get("starting_after"); a != "" {
+		n, _ := strconv.Atoi(strings.TrimPrefix(a, "evt_"))
+		start = slices.Index(order, n) + 1
+	}
+	if p := q.Get("page"); p != "" {
+		start, _ = strconv.Atoi(p)
+	}
+	end := min(start+limit, l.n)
+	data := []map[string]any{}
+	for _, i := range order[start:end] {
+		data = append(data, l.event(i))
+	}
+	more := end < l.n
+	next := ""
+	if more {
+		next = "/v1/events?limit=" + strconv.Itoa(limit) + "&page=" + strconv.Itoa(end)
+	}
+	var body any = map[string]any{"data": data, "has_more": more}
+	switch l.shape {
+	case "next":
+		body = map[string]any{"items": data, "next": next}
+		if next == "" {
+			body = map[string]any{"items": data, "next": nil}
+		}
+	case "link", "array+link":
+		if next != "" {
+			w.Header().Add("Link", `<`+next+`>; rel="next", </v1/events>; rel="first"`)
+		}
+		if l.shape == "array+link" {
+			body = data
+		} else {
+			body = map[string]any{"data": data}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func readAll(t *testing.T, src catchup.Source, cursor string) ([]catchup.Event, string) {
+	t.Helper()
+	var all []catchup.Event
+	for range 1000 {
+		page, err := src.List(context.Background(), cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page.Events...)
+		if !page.More {
+			if n := len(page.Events); n > 0 {
+				cursor = page.Events[n-1].Cursor
+			}
+			return all, cursor
+		}
+		cursor = page.Next
+	}
+	t.Fatal("the list never ended")
+	return nil, ""
+}
+
+func TestHTTPSourceShapes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		shape string
+		opts  []catchup.Option
+	}{
+		{"cursor", nil},
+		{"next", []catchup.Option{catchup.WithNextField("next"), catchup.WithItemsField("items")}},
+		{"link", []catchup.Option{catchup.WithLinkHeader()}},
+		{"array+link", []catchup.Option{catchup.WithLinkHeader()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.shape, func(t *testing.T) {
+			t.Parallel()
+			l := &list{n: 250, shape: tt.shape}
+			srv := httptest.NewServer(l)
+			defer srv.Close()
+			src, err := catchup.NewHTTPSource(srv.Client(), srv.URL+"/v1/events", tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, _ := readAll(t, src, "")
+			if len(evs) != 250 {
+				t.Fatalf("%d events read, want 250", len(evs))
+			}
+			for i, ev := range evs {
+				want := l.event(i)
+				var payload map[string]any
+				if err := json.Unmarshal(ev.Payload, &payload); err != nil {
+					t.Fatal(err)
+				}
+				if ev.ID != want["id"] || ev.Type != want["type"] || !ev.Created.Equal(time.Unix(int64(want["created"].(int)), 0)) || payload["id"] != want["id"] {
+					t.Fatalf("event %d = %+v", i, ev)
+				}
+			}
+			if l.requests != 3 {
+				t.Errorf("%d requests for 250 events in pages of 100", l.requests)
+			}
+			// Resuming after an event lists what follows it (its page again
+			// for sources whose cursors are pages).
+			more, _ := readAll(t, src, evs[149].Cursor)
+			if len(more) == 0 || more[len(more)-1].ID != "evt_0249" || more[0].ID > "evt_0150" {
+				t.Errorf("resuming after event 149: %d events from %s", len(more), more[0].ID)
+			}
+		})
+	}
+}
+
+func TestHTTPSourceNewestFirst(t *testing.T) {
+	t.Parallel()
+	for _, shape := range []string{"cursor", "link"} {
+		t.Run(shape, func(t *testing.T) {
+			t.Parallel()
+			l := &list{n: 250, shape: shape, newestFirst: true}
+			srv := httptest.NewServer(l)
+			defer srv.Close()
+			opts := []catchup.Option{catchup.WithNewestFirst(3), catchup.WithPageSize("limit", 100)}
+			if shape == "link" {
+				opts = append(opts, catchup.WithLinkHeader())
+			}
+			src, err := catchup.NewHTTPSource(srv.Client(), srv.URL+"/v1/events", opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, err := src.List(context.Background(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Events) != 250 || page.Events[0].ID != "evt_0000" || page.Events[249].ID != "evt_0249" || page.More {
+				t.Fatalf("from the start: %d events, %s..., more %v", len(page.Events), page.Events[0].ID, page.More)
+			}
+			l.requests = 0
+			page, err = src.List(context.Background(), "evt_0230")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := []string{}
+			for _, ev := range page.Events {
+				ids = append(ids, ev.ID)
+				if ev.Cursor != ev.ID {
+					t.Errorf("cursor of %s is %q", ev.ID, ev.Cursor)
+				}
+			}
+			if len(ids) != 19 || ids[0] != "evt_0231" || ids[18] != "evt_0249" || l.requests != 1 {
+				t.Errorf("after evt_0230: %v in %d requests", ids, l.requests)
+			}
+			// Too far back for the bound: an error, never a partial page.
+			small, err := catchup.NewHTTPSource(srv.Client(), srv.URL+"/v1/events", append(opts, catchup.WithNewestFirst(2))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := small.List(context.Background(), "evt_0010"); !errors.Is(err, catchup.ErrWalkTooLong) || !retry.IsPermanent(err) {
+				t.Errorf("walk beyond the bound: %v", err)
+			}
+			// A cursor the list no longer holds (fell off its retention):
+			// everything listed is newer.
+			page, err = src.List(context.Background(), "evt_gone")
+			if err != nil || len(page.Events) != 250 {
+				t.Errorf("cursor no longer listed: %d events, %v", len(page.Events), err)
+			}
+		})
+	}
+}
+
+func TestHTTPSourceErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		handler    http.HandlerFunc
+		opts       []catchup.Option
+		status     int
+		retryAfter time.Duration
+		permanent  bool
+	}{
+		{"429 with Retry-After", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}, nil, 429, 7 * time.Second, false},
+		{"503", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }, nil, 503, 0, false},
+		{"500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, nil, 500, 0, false},
+		{"401", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }, nil, 401, 0, true},
+		{"not JSON", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>") }, nil, 0, 0, true},
+		{"no data member", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"items":[]}`) }, nil, 0, 0, true},
+		{"event without id", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"data":[{"type":"x"}]}`) }, nil, 0, 0, true},
+		{"next on another host", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, `{"data":[{"id":"a"}],"next":"http://169.254.169.254/latest"}`)
+		}, []catchup.Option{catchup.WithNextField("next")}, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(tt.handler)
+			defer srv.Close()
+			src, err := catchup.NewHTTPSource(srv.Client(), srv.URL, tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.List(context.Background(), "")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var se *retry.StatusError
+			if tt.status != 0 && (!errors.As(err, &se) || se.StatusCode != tt.status) {
+				t.Errorf("error %v does not carry status %d", err, tt.status)
+			}
+			if d, ok := retry.RetryAfter(err); (tt.retryAfter != 0) != ok || d != tt.retryAfter {
+				t.Errorf("RetryAfter = %v, %v; want %v", d, ok, tt.retryAfter)
+			}
+			if retry.IsPermanent(err) != tt.permanent {
+				t.Errorf("permanent = %v, want %v: %v", !tt.permanent, tt.permanent, err)
+			}
+			if !strings.HasPrefix(err.Error(), "catchup: ") {
+				t.Errorf("error %q does not name the package", err)
+			}
+		})
+	}
+}
+
+func TestHTTPSourceHeaders(t *testing.T) {
+	t.Parallel()
+	var (
+		got   http.Header
+		query string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, query = r.Header.Clone(), r.URL.RawQuery
+		fmt.Fprint(w, `{"data":[]}`)
+	}))
+	defer srv.Close()
+	src, err := catchup.NewHTTPSource(srv.Client(), srv.URL+"?type=order.*", catchup.WithHeader("authorization", "Bearer sk_test"), catchup.WithPageSize("per_page", 50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := src.List(context.Background(), "")
+	if err != nil || len(page.Events) != 0 || page.More {
+		t.Fatalf("empty list: %+v, %v", page, err)
+	}
+	if got.Get("Authorization") != "Bearer sk_test" {
+		t.Errorf("Authorization %q", got.Get("Authorization"))
+	}
+	if query != "per_page=50&type=order.%2A" {
+		t.Errorf("query %q", query)
+	}
+}
