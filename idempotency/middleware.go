@@ -158,7 +158,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrKeyMissing):
 		if cfg.optional {
-			h.next.ServeHTTP(w, r)
+			h.keyless(w, r, rb)
 			return
 		}
 		writeProblem(w, ProblemKeyMissing, "This request needs an idempotency key: "+err.Error())
@@ -192,7 +192,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if c.Acquired {
 			mw.metrics.add(ctx, mw.metrics.executions)
-			h.run(w, r, skey, c.Token, tx, rb)
+			if tx != nil {
+				h.runTx(w, r, skey, tx, rb)
+			} else {
+				h.run(w, r, skey, c.Token, rb)
+			}
 			return
 		}
 		rec := c.Record
@@ -264,20 +268,15 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, err error)
 	writeProblem(w, ProblemStoreUnavailable, "The idempotency store is unavailable; retry later.")
 }
 
-// run runs the handler under the claim held with token, or in tx.
-// The handler's response is buffered in rb, which the caller puts back in
-// the pool once run returns: the handler must not use its ResponseWriter
-// after it returned, as net/http requires.
-func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, tx ClaimTx, rb *requestBuffer) {
+// run runs the handler under the claim held with token. The handler's
+// response is buffered in rb, which the caller puts back in the pool once
+// run returns: the handler must not use its ResponseWriter after it
+// returned, as net/http requires.
+func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token int64, rb *requestBuffer) {
 	mw := h.mw
 	cfg := &mw.cfg
 	ctx := r.Context()
-	var ren *renewal
-	if tx != nil {
-		r = r.WithContext(withTx(ctx, tx))
-	} else {
-		ren = startRenewal(ctx, &mw.renewals, mw.store, key, token, cfg.lease, cfg.logger)
-	}
+	ren := startRenewal(ctx, &mw.renewals, mw.store, key, token, cfg.lease, cfg.logger)
 	bw := rb.writer()
 	finished := false
 	defer func() {
@@ -285,24 +284,20 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 			return
 		}
 		// The handler panicked: give the claim up, and let the panic go on.
-		if ren != nil {
-			ren.stop()
-		}
-		mw.undo(ctx, key, token, tx)
+		ren.stop()
+		mw.release(ctx, key, token)
 	}()
 	h.next.ServeHTTP(bw, r)
 	finished = true
-	if ren != nil {
-		ren.stop()
-	}
+	ren.stop()
 	status := bw.statusCode()
 	if !cfg.final(status) {
-		mw.undo(ctx, key, token, tx)
+		mw.release(ctx, key, token)
 		bw.sendTo(w)
 		return
 	}
 	var stored []byte
-	if _, ok := mw.store.(*MemoryStore); ok && tx == nil {
+	if _, ok := mw.store.(*MemoryStore); ok {
 		// It keeps its own copy: encode into rb, which is reused.
 		stored = appendResponse(rb.stored[:0], status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
 		if cap(stored) <= maxPooledBody {
@@ -313,18 +308,6 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	}
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
-	if tx != nil {
-		if err := tx.Commit(sctx, stored, cfg.retention, false); err != nil {
-			// Everything the handler wrote in tx is gone: its response
-			// would lie.
-			mw.metrics.add(ctx, mw.metrics.storeErrors)
-			mw.cfg.logger.Warn("idempotency: committing the transaction failed", "key", key, "error", err)
-			writeProblem(w, ProblemStoreUnavailable, "The request's transaction could not be committed; retry.")
-			return
-		}
-		bw.sendTo(w)
-		return
-	}
 	err := mw.store.Complete(sctx, key, token, stored, cfg.retention)
 	if err == nil {
 		bw.sendTo(w)
@@ -343,16 +326,82 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	}
 }
 
-// undo gives the claim up after a response that is not final, or a panic.
-func (mw *middleware) undo(ctx context.Context, key string, token int64, tx ClaimTx) {
+// keyless serves a request without a key (WithOptionalKey): unprotected,
+// and in transactional mode in a transaction without a claim.
+func (h *handler) keyless(w http.ResponseWriter, r *http.Request, rb *requestBuffer) {
+	mw := h.mw
+	if mw.txStore == nil {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	tx, _, err := mw.txStore.BeginTx(r.Context(), "", "", mw.cfg.lease)
+	if err != nil {
+		h.storeFailed(w, r, err)
+		return
+	}
+	h.runTx(w, r, "", tx, rb)
+}
+
+// runTx runs the handler in tx, which holds the claim of key (none for a
+// keyless request), and commits its final answer with its writes, or rolls
+// everything back. The response is buffered in rb, as in run.
+func (h *handler) runTx(w http.ResponseWriter, r *http.Request, key string, tx ClaimTx, rb *requestBuffer) {
+	mw := h.mw
+	cfg := &mw.cfg
+	ctx := r.Context()
+	r = r.WithContext(withTx(ctx, tx))
+	bw := rb.writer()
+	finished := false
+	defer func() {
+		if !finished {
+			// The handler panicked: roll back, and let the panic go on.
+			mw.rollback(ctx, key, tx)
+		}
+	}()
+	h.next.ServeHTTP(bw, r)
+	finished = true
+	status := bw.statusCode()
+	if !cfg.final(status) {
+		mw.rollback(ctx, key, tx)
+		bw.sendTo(w)
+		return
+	}
+	var stored []byte
+	if key != "" {
+		stored = appendResponse(nil, status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+	}
+	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
+	defer cancel()
+	if err := tx.Commit(sctx, stored, cfg.retention, false); err != nil {
+		// Everything the handler wrote in tx is gone: its response would
+		// lie.
+		mw.metrics.add(ctx, mw.metrics.storeErrors)
+		mw.cfg.logger.Warn("idempotency: committing the transaction failed", "key", key, "error", err)
+		writeProblem(w, ProblemStoreUnavailable, "The request's transaction could not be committed; retry.")
+		return
+	}
+	bw.sendTo(w)
+}
+
+// release gives the claim up after a response that is not final, or a
+// panic.
+func (mw *middleware) release(ctx context.Context, key string, token int64) {
 	sctx, cancel := afterWork(ctx, mw.store, mw.cfg.storeTimeout)
 	defer cancel()
-	var err error
-	if tx != nil {
-		err = tx.Rollback(sctx)
-	} else {
-		err = mw.store.Release(sctx, key, token)
-	}
+	err := mw.store.Release(sctx, key, token)
+	mw.undone(ctx, key, err)
+}
+
+// rollback rolls tx back, the claim of key with it, after a response that
+// is not final, or a panic.
+func (mw *middleware) rollback(ctx context.Context, key string, tx ClaimTx) {
+	sctx, cancel := afterWork(ctx, mw.store, mw.cfg.storeTimeout)
+	defer cancel()
+	mw.undone(ctx, key, tx.Rollback(sctx))
+}
+
+// undone reports a failure to give a claim up.
+func (mw *middleware) undone(ctx context.Context, key string, err error) {
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		mw.metrics.add(ctx, mw.metrics.storeErrors)
 		mw.cfg.logger.Warn("idempotency: releasing a claim failed; the key stays held until its lease ends",

@@ -16,7 +16,9 @@ import (
 // returned transaction is open; its SQL method returns the *sql.Tx for the
 // caller's own writes (idempotency.TxFrom, in the middleware and Do), and
 // Commit completes the record and commits them together. When the claim is
-// not Acquired the transaction is rolled back and none is returned.
+// not Acquired the transaction is rolled back and none is returned. With
+// key "" it claims nothing and returns the open transaction (a request
+// without a key); Commit then only commits.
 //
 // On SQLite the transaction holds the database's single write lock until it
 // ends (open the database with SQLiteDSN, which begins every transaction
@@ -26,6 +28,13 @@ import (
 // do not Renew it. Deadlocks and busy errors while claiming are retried with
 // a new transaction.
 func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.ClaimTx, idempotency.Claim, error) {
+	if key == "" {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, idempotency.Claim{}, fmt.Errorf("sqlstore: begin: %w", err)
+		}
+		return &claimTx{s: s, tx: tx}, idempotency.Claim{}, nil
+	}
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return nil, idempotency.Claim{}, err
 	}
@@ -74,7 +83,11 @@ func (t *claimTx) SQL() *sql.Tx { return t.tx }
 // wrote in it is kept. If the commit itself fails, its error is returned:
 // after a lost connection the outcome is unknown, and Get tells.
 func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Duration, discard bool) error {
-	if err := t.s.completeOn(ctx, t.tx, t.key, t.token, response, retention); err != nil {
+	if t.key == "" {
+		if discard {
+			return rollback(t.tx)
+		}
+	} else if err := t.s.completeOn(ctx, t.tx, t.key, t.token, response, retention); err != nil {
 		return errors.Join(err, rollback(t.tx))
 	}
 	if err := t.tx.Commit(); err != nil {

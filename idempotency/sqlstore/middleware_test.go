@@ -1,0 +1,121 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+)
+
+// The middleware in transactional mode over a real store (issue 12).
+
+// txHandler is a handler that writes in the request's transaction.
+type txHandler func(w http.ResponseWriter, r *http.Request, tx *sql.Tx)
+
+// txServer wraps h in the middleware over s in transactional mode. A
+// handler that finds no transaction answers 500 with TxFrom's error.
+func txServer(t *testing.T, s *sqlstore.Store, h txHandler, opts ...idempotency.Option) http.Handler {
+	t.Helper()
+	mw, err := idempotency.Middleware(s, append([]idempotency.Option{idempotency.WithTransaction()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tx, err := idempotency.TxFrom(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		h(w, r, tx)
+	}))
+}
+
+// post sends a POST with key (none when empty) and body to h.
+func post(h http.Handler, key, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader(body))
+	if key != "" {
+		r.Header.Set("Idempotency-Key", key)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// insertRow inserts (id, n) in tx and answers status, or 500 if the insert
+// failed.
+func insertRow(d sqlstore.Dialect, table string, status int) txHandler {
+	return func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {
+		body, _ := io.ReadAll(r.Body)
+		if _, err := tx.ExecContext(r.Context(), insertSQL(d, table), string(body), 1); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(status)
+		fmt.Fprint(w, "done ", string(body))
+	}
+}
+
+// Issue 12 item 4: with WithOptionalKey, a request without a key still runs
+// in a transaction (none is claimed), committed with a final answer and
+// rolled back otherwise; it never finds TxFrom empty.
+func TestKeylessRequestGetsTransaction(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		s := newStore(t, d, 4)
+		biz := businessTable(t, s)
+		db := sqlstore.DBOf(s)
+		created := txServer(t, s, insertRow(d, biz, http.StatusCreated), idempotency.WithOptionalKey())
+		if w := post(created, "", "keyless-1"); w.Code != http.StatusCreated {
+			t.Fatalf("keyless request: %d %s; want 201 from a handler that had a transaction", w.Code, w.Body)
+		}
+		if n := countRows(t, db, biz, "keyless-1"); n != 1 {
+			t.Fatalf("%d rows of the keyless request; want 1 committed", n)
+		}
+		// Again: no key, no replay; it runs again.
+		if w := post(created, "", "keyless-2"); w.Code != http.StatusCreated || countRows(t, db, biz, "keyless-2") != 1 {
+			t.Fatalf("second keyless request: %d %s", w.Code, w.Body)
+		}
+		failed := txServer(t, s, insertRow(d, biz, http.StatusServiceUnavailable), idempotency.WithOptionalKey())
+		if w := post(failed, "", "keyless-3"); w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("keyless request answered 503: got %d", w.Code)
+		}
+		if n := countRows(t, db, biz, "keyless-3"); n != 0 {
+			t.Fatalf("%d rows of a keyless request answered 503; want its transaction rolled back", n)
+		}
+	})
+}
+
+// Issue 12 item 4: a handler that asks for the transaction where there is
+// none gets an error that names WithTransaction, not a nil *sql.Tx.
+func TestTxFromWithoutTransactionMode(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, sqlstore.SQLite, 2)
+	mw, err := idempotency.Middleware(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got error
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tx, err := idempotency.TxFrom(r.Context())
+		if tx != nil {
+			t.Errorf("TxFrom outside transactional mode returned a transaction")
+		}
+		got = err
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	post(h, "k", "x")
+	if !errors.Is(got, idempotency.ErrNoTx) || !strings.Contains(got.Error(), "WithTransaction") {
+		t.Fatalf("TxFrom outside transactional mode: %v; want ErrNoTx naming WithTransaction", got)
+	}
+	if _, err := idempotency.Middleware(s, idempotency.WithTransaction(), idempotency.WithFailOpen()); err == nil || !strings.Contains(err.Error(), "WithFailOpen") {
+		t.Fatalf("WithTransaction with WithFailOpen: %v; want refused, naming WithFailOpen", err)
+	}
+	_ = context.Background
+}
