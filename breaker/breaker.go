@@ -274,9 +274,12 @@ func (b *Breaker) enqueue(t Transition) {
 // flush delivers queued transitions, unless another goroutine is already
 // delivering them (it will deliver ours too, in order).
 func (b *Breaker) flush() {
-	if !b.pending.Load() {
-		return
+	if b.pending.Load() {
+		b.drain()
 	}
+}
+
+func (b *Breaker) drain() {
 	b.qmu.Lock()
 	if b.draining {
 		b.qmu.Unlock()
@@ -533,7 +536,32 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 		var zero T
 		return zero, nilArgument("Execute", b, fn == nil, false)
 	}
-	res, _, err := run(ctx, b, fn, nil)
+	if b.slots || b.hold.Load() != nil || b.open.Load() != nil {
+		res, _, err := run(ctx, b, fn, nil)
+		return res, err
+	}
+	// The closed circuit's path, run's without what Execute does not need:
+	// the function given to gobreaker returns nil, errFailure or errIgnored,
+	// so any other error is gobreaker's rejection.
+	var (
+		res T
+		err error
+	)
+	_, gerr := b.cb.Execute(func() (struct{}, error) {
+		res, err = fn(ctx)
+		if err == nil && b.syncer == nil {
+			return struct{}{}, nil
+		}
+		o := Success
+		if err != nil {
+			o = b.outcome(ctx, err)
+		}
+		return struct{}{}, b.judge(o)
+	})
+	b.flush()
+	if gerr != nil && gerr != errFailure && gerr != errIgnored {
+		return res, b.rejection(ctx, gerr)
+	}
 	return res, err
 }
 
