@@ -18,14 +18,19 @@ func fingerprintBytes(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// fingerprintSum returns the SHA-256 of a request's method, target (path,
-// and query unless left out) and body, each but the last followed by a zero
-// byte (which neither a method nor an escaped target contains).
-func fingerprintSum(method, target string, body []byte) [sha256.Size]byte {
+// fingerprintSum returns the SHA-256 of a request's method, target (the
+// escaped path, then "?" and the query if there is one) and body, each but
+// the last followed by a zero byte (which neither a method nor an escaped
+// target contains).
+func fingerprintSum(method, path, query string, body []byte) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write([]byte(method))
 	h.Write([]byte{0})
-	h.Write([]byte(target))
+	h.Write([]byte(path))
+	if query != "" {
+		h.Write([]byte{'?'})
+		h.Write([]byte(query))
+	}
 	h.Write([]byte{0})
 	h.Write(body)
 	var sum [sha256.Size]byte

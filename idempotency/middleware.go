@@ -34,7 +34,8 @@ const ReplayedHeader = "Idempotent-Replayed"
 //     (400 if it is missing, unless WithOptionalKey, or malformed, given twice
 //     or longer than 255 bytes);
 //   - namespaces the key by WithScope (tenant), the method and the route, and
-//     fingerprints the request: SHA-256 over method, path and body;
+//     fingerprints the request: SHA-256 over method, path, query (unless
+//     WithoutQuery) and body;
 //   - claims the key in the store: a key claimed with another fingerprint
 //     gets 422 and the record is left as it was; a key in progress gets 409
 //     with Retry-After, or with WithWait, a bounded wait and the replay; a
@@ -431,7 +432,8 @@ func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
 }
 
 // keyAndFingerprint returns the ScopedKey of a request and its fingerprint:
-// the hex SHA-256 of the method, path and body (see fingerprintSum). Both
+// the hex SHA-256 of the method, path (with the query, unless WithoutQuery)
+// and body (see fingerprintSum). Both
 // come from one allocation: a store that keeps a new record keeps both
 // anyway, and a replay allocates once.
 func (mw *middleware) keyAndFingerprint(r *http.Request, scope, route, key string, body []byte, rb *requestBuffer) (skey, fp string) {
@@ -439,15 +441,23 @@ func (mw *middleware) keyAndFingerprint(r *http.Request, scope, route, key strin
 		body = canonicalJSON(body)
 	}
 	path := r.URL.EscapedPath()
+	query := r.URL.RawQuery
+	if mw.cfg.ignoreQuery {
+		query = ""
+	}
 	var sum [sha256.Size]byte
 	if len(body) > maxPooledBody {
-		sum = fingerprintSum(r.Method, path, body)
+		sum = fingerprintSum(r.Method, path, query, body)
 	} else {
 		// Small requests: one contiguous input, hashed without a digest
 		// object.
 		in := append(rb.scratch[:0], r.Method...)
 		in = append(in, 0)
 		in = append(in, path...)
+		if query != "" {
+			in = append(in, '?')
+			in = append(in, query...)
+		}
 		in = append(in, 0)
 		in = append(in, body...)
 		sum = sha256.Sum256(in)
