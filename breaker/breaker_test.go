@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -32,8 +33,9 @@ func call(b *breaker.Breaker, err error) error {
 	return e
 }
 
-// waitHalfOpen waits, in real time, for an open circuit to let probes through:
-// gobreaker keeps its own clock.
+// waitHalfOpen waits for an open circuit to let probes through. gobreaker
+// reads time.Now, so inside a testing/synctest bubble the wait takes no real
+// time.
 func waitHalfOpen(t *testing.T, b *breaker.Breaker) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -104,20 +106,21 @@ func TestOpensOnlyWhenRatioAndMinCallsAreMet(t *testing.T) {
 
 func TestRollingWindowForgetsOldFailures(t *testing.T) {
 	t.Parallel()
-	// Real time: gobreaker keeps the window's clock. 4 failures, then the
-	// window (1s in 2 buckets) passes, then 4 more: never 5 in one window.
-	// The last five calls take far less than a bucket.
-	b := newBreaker(t, breaker.WithFailureRatio(1, 5), breaker.WithWindow(time.Second, 2))
-	for range 4 {
+	synctest.Test(t, func(t *testing.T) {
+		// 4 failures, then the window (1s in 2 buckets) passes, then 4 more:
+		// never 5 in one window. The last five calls take no time at all.
+		b := newBreaker(t, breaker.WithFailureRatio(1, 5), breaker.WithWindow(time.Second, 2))
+		for range 4 {
+			call(b, errBoom)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		for range 4 {
+			call(b, errBoom)
+		}
+		assert.Equal(t, breaker.Closed, b.State())
 		call(b, errBoom)
-	}
-	time.Sleep(1100 * time.Millisecond)
-	for range 4 {
-		call(b, errBoom)
-	}
-	assert.Equal(t, breaker.Closed, b.State())
-	call(b, errBoom)
-	assert.Equal(t, breaker.Open, b.State())
+		assert.Equal(t, breaker.Open, b.State())
+	})
 }
 
 func TestHalfOpen(t *testing.T) {
@@ -134,45 +137,49 @@ func TestHalfOpen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			const probes = 2
-			b := newBreaker(t, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(20*time.Millisecond),
-				breaker.WithHalfOpenProbes(probes))
-			call(b, errBoom)
-			require.Equal(t, breaker.Open, b.State())
-			waitHalfOpen(t, b)
-
-			// probes calls are let through and held inside; the next is rejected.
-			release := make([]chan struct{}, probes)
-			results := make(chan error, probes)
-			var inside sync.WaitGroup
-			for i := range probes {
-				release[i] = make(chan struct{})
-				inside.Add(1)
-				go func() {
-					_, err := breaker.Execute(context.Background(), b, func(context.Context) (int, error) {
-						inside.Done()
-						<-release[i]
-						return 0, tt.probeErrs[i]
-					})
-					results <- err
-				}()
-			}
-			inside.Wait()
-			var called atomic.Bool
-			_, err := breaker.Execute(context.Background(), b, func(context.Context) (int, error) {
-				called.Store(true)
-				return 0, nil
-			})
-			require.ErrorIs(t, err, breaker.ErrProbeLimit)
-			require.ErrorIs(t, err, breaker.ErrOpen)
-			assert.False(t, called.Load(), "a probe beyond the limit ran")
-			for i := range probes {
-				close(release[i])
-				<-results
-			}
-			assert.Equal(t, tt.want, b.State())
+			synctest.Test(t, func(t *testing.T) { testHalfOpen(t, tt.probeErrs, tt.want) })
 		})
 	}
+}
+
+func testHalfOpen(t *testing.T, probeErrs []error, want breaker.State) {
+	const probes = 2
+	b := newBreaker(t, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(20*time.Millisecond),
+		breaker.WithHalfOpenProbes(probes))
+	call(b, errBoom)
+	require.Equal(t, breaker.Open, b.State())
+	waitHalfOpen(t, b)
+
+	// probes calls are let through and held inside; the next is rejected.
+	release := make([]chan struct{}, probes)
+	results := make(chan error, probes)
+	var inside sync.WaitGroup
+	for i := range probes {
+		release[i] = make(chan struct{})
+		inside.Add(1)
+		go func() {
+			_, err := breaker.Execute(context.Background(), b, func(context.Context) (int, error) {
+				inside.Done()
+				<-release[i]
+				return 0, probeErrs[i]
+			})
+			results <- err
+		}()
+	}
+	inside.Wait()
+	var called atomic.Bool
+	_, err := breaker.Execute(context.Background(), b, func(context.Context) (int, error) {
+		called.Store(true)
+		return 0, nil
+	})
+	require.ErrorIs(t, err, breaker.ErrProbeLimit)
+	require.ErrorIs(t, err, breaker.ErrOpen)
+	assert.False(t, called.Load(), "a probe beyond the limit ran")
+	for i := range probes {
+		close(release[i])
+		<-results
+	}
+	assert.Equal(t, want, b.State())
 }
 
 func TestStaleResultDoesNotCount(t *testing.T) {
@@ -187,24 +194,26 @@ func TestStaleResultDoesNotCount(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := newBreaker(t, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(20*time.Millisecond))
-			started, finish := make(chan struct{}), make(chan struct{})
-			done := make(chan error)
-			go func() {
-				_, err := breaker.Execute(context.Background(), b, func(context.Context) (int, error) {
-					close(started)
-					<-finish
-					return 0, tt.lateErr
-				})
-				done <- err
-			}()
-			<-started // the slow call started while closed
-			call(b, errBoom)
-			require.Equal(t, breaker.Open, b.State())
-			waitHalfOpen(t, b)
-			close(finish)
-			<-done
-			assert.Equal(t, breaker.HalfOpen, b.State(), "a result from before the state change counted")
+			synctest.Test(t, func(t *testing.T) {
+				b := newBreaker(t, breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(20*time.Millisecond))
+				started, finish := make(chan struct{}), make(chan struct{})
+				done := make(chan error)
+				go func() {
+					_, err := breaker.Execute(context.Background(), b, func(context.Context) (int, error) {
+						close(started)
+						<-finish
+						return 0, tt.lateErr
+					})
+					done <- err
+				}()
+				<-started // the slow call started while closed
+				call(b, errBoom)
+				require.Equal(t, breaker.Open, b.State())
+				waitHalfOpen(t, b)
+				close(finish)
+				<-done
+				assert.Equal(t, breaker.HalfOpen, b.State(), "a result from before the state change counted")
+			})
 		})
 	}
 }

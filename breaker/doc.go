@@ -46,9 +46,10 @@
 //
 // # Time
 //
-// gobreaker keeps its own clock (time.Now) and it cannot be replaced; the
-// open duration, the window and the remaining open time are therefore wall
-// clock durations. The bulkhead's bounded wait is a real timer as well.
+// gobreaker keeps its own clock, time.Now, and it cannot be replaced: the open
+// duration, the window and the remaining open time are wall clock durations,
+// and the bulkhead's bounded wait is a real timer. Programs test them with
+// testing/synctest, in which time.Now and timers follow the bubble's clock.
 //
 // # Composition
 //
