@@ -6,8 +6,11 @@
 //
 // The package holds no driver. The SQL stores (PostgreSQL, SQLite,
 // MySQL/MariaDB) live in outbox/sqloutbox and enqueue with a method of their
-// own; publishers for HTTP webhooks and brokers live in their own
-// subpackages; outbox/outboxtest checks any Store against the contract.
+// own in the caller's steadfast.Tx (outbox/sqloutbox/pgxoutbox serves pgx
+// transactions and LISTEN/NOTIFY); publishers for HTTP webhooks and brokers
+// live in their own subpackages. What only the author of a store needs is in
+// outbox/backend, and outbox/outboxtest checks any Store against the
+// contract.
 //
 // # Delivery
 //
@@ -34,7 +37,9 @@
 //
 // # Isolation
 //
-// Publishes run with bounded concurrency overall and per topic, each cut off
-// by a timeout, so a slow destination holds at most its own share of the
-// slots; a paused destination is not claimed at all until its pause ends.
+// Each message has a destination (Message.Destination: the topic unless
+// the application names one, such as a tenant's endpoint). Publishes run
+// with bounded concurrency overall and per destination, each cut off by a
+// timeout, so a slow destination holds at most its own share of the slots; a
+// paused destination is not claimed at all until its pause ends.
 package outbox

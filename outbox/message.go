@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"time"
 )
 
@@ -11,13 +12,20 @@ import (
 type Message struct {
 	// ID is the message's UUIDv7. Empty means "assign one at enqueue".
 	ID string
-	// Topic names the destination: a subject, an exchange, a topic, or an
-	// endpoint name, as the publisher understands it. Required.
+	// Topic says what the message is about, as the publisher understands
+	// it: a subject, an exchange, a topic, an endpoint name. Required.
 	Topic string
+	// Destination names where the message goes, as the application sees
+	// it: an endpoint, a tenant's subscription, a subject. A destination is
+	// the unit of isolation: its pause (see Pause) and its share of the
+	// relay's publishing slots are its own. Empty means Topic.
+	Destination string
 	// Key is the optional partition key. Messages with the same key are
-	// delivered in the order their transactions committed.
+	// delivered one at a time, in the order their transactions committed.
 	Key string
-	// Headers travel with the message to the publisher.
+	// Headers travel with the message to the publisher. Names must be
+	// HTTP field names (RFC 9110 tokens) and values HTTP field values (no
+	// control characters, no leading or trailing space).
 	Headers map[string]string
 	// Payload is the message body.
 	Payload []byte
@@ -26,7 +34,8 @@ type Message struct {
 }
 
 // Delivery is a message handed to a Publisher, with what the relay knows of
-// its history.
+// its history. Its Destination is always set (to the Topic when the message
+// named none).
 type Delivery struct {
 	Message
 	// Attempt is 1 for the first delivery attempt, 2 for the next, and so on.
@@ -49,14 +58,29 @@ const PositionHeader = "outbox-position"
 // the relay what to do, through the error protocol of package retry and the
 // sentinels of this package:
 //
+//   - an error with Permanent() bool returning true: dead-letter now (a
+//     message that cannot be sent as it is: a request that cannot be built,
+//     a payload the broker refuses as malformed);
+//   - an error matching ErrPaused (see Pause): the destination cannot take
+//     messages now; the message waits without spending an attempt;
 //   - an error with RetryAfter() time.Duration: try again after that delay;
-//   - an error with Permanent() bool returning true: dead-letter now;
-//   - an error matching ErrPaused (see Pause): the destination is unavailable;
-//     the message waits without spending an attempt;
 //   - any other error: try again after the relay's backoff.
 //
 // Publish must honour ctx: the relay cuts a publish off at its timeout. It
 // may be called from several goroutines at once.
 type Publisher interface {
 	Publish(ctx context.Context, d Delivery) error
+}
+
+// Inbox is the consumer side of exactly-once effects: a store that records,
+// in the consumer's own transaction, which messages a consumer has
+// processed. idempotency/sqlstore implements it; the broker packages'
+// Consume functions take one.
+type Inbox interface {
+	// Process runs fn in a transaction of its own for the message messageID
+	// of consumer, at most once: it marks the message processed in that
+	// transaction and commits with fn's writes. For a message already
+	// processed it runs nothing and returns duplicate true. When fn fails,
+	// nothing is committed and Process returns fn's error.
+	Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error)
 }

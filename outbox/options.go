@@ -2,259 +2,315 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/steadfast-go/steadfast/retry"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/steadfast-go/steadfast/internal/option"
 )
-
-// Clock tells the relay the time and makes its timers. Tests pass a fake.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Notifier wakes a relay when messages were committed, so that it need not
 // wait for its next poll. Listen runs until ctx ends or its connection fails,
 // calling notify (which never blocks) for each notification; it returns the
 // reason it stopped. The relay calls Listen again after a failure, with
-// backoff. sqloutbox.PostgresListener is the PostgreSQL LISTEN/NOTIFY one.
+// backoff. pgxoutbox.Listener is the PostgreSQL LISTEN/NOTIFY one.
 type Notifier interface {
 	Listen(ctx context.Context, notify func()) error
 }
 
-// Option configures a Relay.
-type Option func(*config) error
+// Option configures a Relay. Options are made by the With functions of this
+// package and applied in order; NewRelay refuses, with an error naming it, an
+// option whose value makes no sense.
+type Option interface {
+	setting() *option.Setting[config]
+}
+
+type optionFunc option.Setting[config]
+
+func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting[config])(o) }
+
+// newOption makes an option named name. NewRelay is the package's only
+// constructor, so every option applies to it.
+func newOption(name string, set func(*config) error) Option {
+	return &optionFunc{Name: name, Set: func(c *config) error {
+		if err := set(c); err != nil {
+			return err
+		}
+		c.given[name] = true
+		return nil
+	}}
+}
+
+func applyOptions(ctor string, c *config, opts []Option) error {
+	return option.Apply("outbox", ctor, c, len(opts), func(i int) *option.Setting[config] {
+		if opts[i] == nil {
+			return nil
+		}
+		return opts[i].setting()
+	})
+}
+
+// Defaults of the options; each option's documentation repeats its own.
+const (
+	defaultBatchSize              = 300
+	defaultConcurrency            = 64
+	defaultDestinationConcurrency = 16
+	defaultLease                  = time.Minute
+	defaultPublishTimeout         = 15 * time.Second
+	defaultPollInterval           = time.Second
+	defaultBackoffBase            = time.Second
+	defaultBackoffMax             = time.Minute
+	defaultMaxAttempts            = 10
+	defaultMaxRetryAfter          = time.Hour
+	defaultPause                  = 30 * time.Second
+
+	// claimers is how many claim loops run side by side, so that claiming
+	// overlaps the database round trips.
+	defaultClaimers = 2
+	// statsInterval is how often the relay reads the backlog for its gauges.
+	statsInterval = 15 * time.Second
+)
 
 type config struct {
-	batchSize        int
-	concurrency      int
-	topicConcurrency int
-	claimers         int
-	lease            time.Duration
-	publishTimeout   time.Duration
-	pollInterval     time.Duration
-	notifier         Notifier
-	backoffBase      time.Duration
-	backoffMax       time.Duration
-	maxAttempts      int
-	maxRetryAfter    time.Duration
-	pause            time.Duration
-	retention        time.Duration
-	cleanupInterval  time.Duration
-	statsInterval    time.Duration
-	clock            Clock
-	rand             retry.Rand
-	logger           *slog.Logger
-	meterProvider    metric.MeterProvider
-	tracerProvider   trace.TracerProvider
+	batchSize       int
+	concurrency     int
+	destConcurrency int
+	claimers        int
+	lease           time.Duration
+	publishTimeout  time.Duration
+	pollInterval    time.Duration
+	notifier        Notifier
+	backoffBase     time.Duration
+	backoffMax      time.Duration
+	maxAttempts     int
+	maxRetryAfter   time.Duration
+	pause           time.Duration
+	logger          *slog.Logger
+	meterProvider   metric.MeterProvider
+	tracerProvider  trace.TracerProvider
+
+	given map[string]bool // the options the caller gave, by name
 }
 
 func defaults() config {
 	return config{
-		batchSize:        300,
-		concurrency:      64,
-		topicConcurrency: 16,
-		claimers:         2,
-		lease:            time.Minute,
-		publishTimeout:   15 * time.Second,
-		pollInterval:     time.Second,
-		backoffBase:      time.Second,
-		backoffMax:       time.Minute,
-		maxAttempts:      10,
-		maxRetryAfter:    time.Hour,
-		pause:            30 * time.Second,
-		retention:        24 * time.Hour,
-		cleanupInterval:  time.Minute,
-		statsInterval:    15 * time.Second,
-		clock:            realClock{},
-		logger:           slog.Default(),
+		batchSize:       defaultBatchSize,
+		concurrency:     defaultConcurrency,
+		destConcurrency: defaultDestinationConcurrency,
+		claimers:        defaultClaimers,
+		lease:           defaultLease,
+		publishTimeout:  defaultPublishTimeout,
+		pollInterval:    defaultPollInterval,
+		backoffBase:     defaultBackoffBase,
+		backoffMax:      defaultBackoffMax,
+		maxAttempts:     defaultMaxAttempts,
+		maxRetryAfter:   defaultMaxRetryAfter,
+		pause:           defaultPause,
+		logger:          slog.Default(),
+		meterProvider:   otel.GetMeterProvider(),
+		tracerProvider:  otel.GetTracerProvider(),
+		given:           map[string]bool{},
 	}
 }
 
-func positive[T int | time.Duration](name string, v T) error {
-	if v <= 0 {
-		return fmt.Errorf("outbox: %s must be positive, got %v", name, v)
+func atLeastOne(what string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%s %d must be at least 1", what, n)
+	}
+	return nil
+}
+
+func positive(what string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s %v must be positive", what, d)
 	}
 	return nil
 }
 
 // WithBatchSize sets the most messages one claim takes. A relay holds up to
 // two batches beyond its concurrency in memory (claimed, waiting for a
-// publish slot or for their write-back). Defaults to 300: each claim and
-// write-back statement has a fixed cost that larger batches spread thinner.
+// publish slot or for their write-back). n must be at least 1. Defaults to
+// 300: each claim and write-back statement has a fixed cost that larger
+// batches spread thinner.
 func WithBatchSize(n int) Option {
-	return func(c *config) error { c.batchSize = n; return positive("WithBatchSize", n) }
+	return newOption("WithBatchSize", func(c *config) error {
+		c.batchSize = n
+		return atLeastOne("batch size", n)
+	})
 }
 
 // WithConcurrency sets the most publishes in flight at once, over all
-// topics. Defaults to 64.
+// destinations. n must be at least 1. Defaults to 64.
 func WithConcurrency(n int) Option {
-	return func(c *config) error { c.concurrency = n; return positive("WithConcurrency", n) }
+	return newOption("WithConcurrency", func(c *config) error {
+		c.concurrency = n
+		return atLeastOne("concurrency", n)
+	})
 }
 
-// WithTopicConcurrency sets the most publishes in flight at once to one
-// topic, so that a slow destination cannot take every slot. Defaults to 16
-// (capped at the overall concurrency).
-func WithTopicConcurrency(n int) Option {
-	return func(c *config) error { c.topicConcurrency = n; return positive("WithTopicConcurrency", n) }
-}
-
-// WithClaimers sets how many claim loops run side by side, so that claiming
-// overlaps the database round trips. Defaults to 2.
-func WithClaimers(n int) Option {
-	return func(c *config) error { c.claimers = n; return positive("WithClaimers", n) }
+// WithDestinationConcurrency sets the most publishes in flight at once to
+// one destination (see Message.Destination), so that a slow destination
+// cannot take every slot; the relay also stops claiming a destination's
+// messages while it holds this many plus a batch of them. n must be at least
+// 1. Defaults to 16 (capped at the overall concurrency).
+func WithDestinationConcurrency(n int) Option {
+	return newOption("WithDestinationConcurrency", func(c *config) error {
+		c.destConcurrency = n
+		return atLeastOne("concurrency", n)
+	})
 }
 
 // WithLease sets how long a claim lasts: a message whose relay died becomes
 // claimable again after it. It must exceed the publish timeout. Defaults to
 // one minute.
 func WithLease(d time.Duration) Option {
-	return func(c *config) error { c.lease = d; return positive("WithLease", d) }
+	return newOption("WithLease", func(c *config) error {
+		c.lease = d
+		return positive("lease", d)
+	})
 }
 
-// WithPublishTimeout bounds one publish; a publish cut off by it is retried.
+// WithPublishTimeout bounds one publish; a publish cut off by it (its
+// context's cause is ErrPublishTimeout) is retried. d must be positive.
 // Defaults to 15 s.
 func WithPublishTimeout(d time.Duration) Option {
-	return func(c *config) error { c.publishTimeout = d; return positive("WithPublishTimeout", d) }
+	return newOption("WithPublishTimeout", func(c *config) error {
+		c.publishTimeout = d
+		return positive("timeout", d)
+	})
 }
 
 // WithPollInterval sets how often the relay looks for ready messages when
 // nothing woke it. With a Notifier it is the fallback for lost
 // notifications; without one (poll-only mode, for connection poolers that
-// cannot LISTEN) it bounds the delivery delay. Defaults to 1 s.
+// cannot LISTEN) it bounds the delivery delay. d must be positive. Defaults
+// to 1 s.
 func WithPollInterval(d time.Duration) Option {
-	return func(c *config) error { c.pollInterval = d; return positive("WithPollInterval", d) }
+	return newOption("WithPollInterval", func(c *config) error {
+		c.pollInterval = d
+		return positive("interval", d)
+	})
 }
 
-// WithNotifier wakes the relay on commits (sqloutbox.PostgresListener).
-// Defaults to none: poll-only.
+// WithNotifier wakes the relay on commits (pgxoutbox.Listener). n must not
+// be nil. Defaults to none: poll-only.
 func WithNotifier(n Notifier) Option {
-	return func(c *config) error {
-		if n == nil {
-			return fmt.Errorf("outbox: WithNotifier: nil Notifier")
+	return newOption("WithNotifier", func(c *config) error {
+		if isNil(n) {
+			return errors.New("notifier is nil")
 		}
 		c.notifier = n
 		return nil
-	}
+	})
 }
 
 // WithBackoff sets the retry delays after a failed publish: full jitter,
 // from base doubling to max, computed by retry.Delay from the message's
-// attempt count. Defaults to 1 s and 1 min. Broker deduplication windows
-// (JetStream's is 2 min by default) should outlast max.
+// attempt count. base must be positive and max at least base. Defaults to
+// 1 s and 1 min. Broker deduplication windows (JetStream's is 2 min by
+// default) should outlast max.
 func WithBackoff(base, max time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("WithBackoff base", base); err != nil {
+	return newOption("WithBackoff", func(c *config) error {
+		if err := positive("base", base); err != nil {
 			return err
 		}
 		if max < base {
-			return fmt.Errorf("outbox: WithBackoff: max %v is below base %v", max, base)
+			return fmt.Errorf("max %v must be at least base %v", max, base)
 		}
 		c.backoffBase, c.backoffMax = base, max
 		return nil
-	}
+	})
 }
 
 // WithMaxAttempts sets how many delivery attempts a message gets before it
-// becomes a dead letter with its last error. Defaults to 10.
+// becomes a dead letter with its last error. n must be at least 1. Defaults
+// to 10.
 func WithMaxAttempts(n int) Option {
-	return func(c *config) error { c.maxAttempts = n; return positive("WithMaxAttempts", n) }
+	return newOption("WithMaxAttempts", func(c *config) error {
+		c.maxAttempts = n
+		return atLeastOne("attempts", n)
+	})
 }
 
-// WithMaxRetryAfter caps the delay a publisher asks for with RetryAfter.
-// Defaults to one hour.
+// WithMaxRetryAfter caps the delay a publisher asks for with RetryAfter. d
+// must be positive. Defaults to one hour.
 func WithMaxRetryAfter(d time.Duration) Option {
-	return func(c *config) error { c.maxRetryAfter = d; return positive("WithMaxRetryAfter", d) }
+	return newOption("WithMaxRetryAfter", func(c *config) error {
+		c.maxRetryAfter = d
+		return positive("delay", d)
+	})
 }
 
 // WithPause sets how long a destination is paused when its publisher
-// returns ErrPaused without a duration. Defaults to 30 s.
+// returns ErrPaused without a duration. d must be positive. Defaults to
+// 30 s.
 func WithPause(d time.Duration) Option {
-	return func(c *config) error { c.pause = d; return positive("WithPause", d) }
-}
-
-// WithCleanup sets how long delivered messages are kept and how often the
-// relay deletes older ones, in batches of 1,000. Defaults to 24 h and 1 min.
-// An interval of 0 turns cleanup off in this relay.
-func WithCleanup(retention, interval time.Duration) Option {
-	return func(c *config) error {
-		if err := positive("WithCleanup retention", retention); err != nil {
-			return err
-		}
-		if interval < 0 {
-			return fmt.Errorf("outbox: WithCleanup: negative interval %v", interval)
-		}
-		c.retention, c.cleanupInterval = retention, interval
-		return nil
-	}
-}
-
-// WithStatsInterval sets how often the relay reads the backlog for its
-// gauges. Defaults to 15 s.
-func WithStatsInterval(d time.Duration) Option {
-	return func(c *config) error { c.statsInterval = d; return positive("WithStatsInterval", d) }
-}
-
-// WithClock sets the relay's clock. Defaults to the system clock.
-func WithClock(clk Clock) Option {
-	return func(c *config) error {
-		if clk == nil {
-			return fmt.Errorf("outbox: WithClock: nil Clock")
-		}
-		c.clock = clk
-		return nil
-	}
-}
-
-// WithRand sets the source of backoff jitter. Defaults to math/rand/v2's.
-func WithRand(r retry.Rand) Option {
-	return func(c *config) error { c.rand = r; return nil }
+	return newOption("WithPause", func(c *config) error {
+		c.pause = d
+		return positive("pause", d)
+	})
 }
 
 // WithLogger sets the logger. Failures of the store and of the notifier,
 // lost leases and dead letters are logged at Warn; single publishes, failed
-// or not, only at Debug. Defaults to slog.Default().
+// or not, only at Debug. l must not be nil. Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
+	return newOption("WithLogger", func(c *config) error {
 		if l == nil {
-			return fmt.Errorf("outbox: WithLogger: nil logger")
+			return errors.New("logger is nil")
 		}
 		c.logger = l
 		return nil
-	}
+	})
 }
 
-// WithMeterProvider sets where metrics go. Defaults to otel.GetMeterProvider().
+// WithMeterProvider sets where metrics go. mp must not be nil. Defaults to
+// otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(c *config) error { c.meterProvider = mp; return nil }
+	return newOption("WithMeterProvider", func(c *config) error {
+		if isNil(mp) {
+			return errors.New("meter provider is nil")
+		}
+		c.meterProvider = mp
+		return nil
+	})
 }
 
-// WithTracerProvider sets where publish spans go. Defaults to
-// otel.GetTracerProvider().
+// WithTracerProvider sets where publish spans go. tp must not be nil.
+// Defaults to otel.GetTracerProvider().
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(c *config) error { c.tracerProvider = tp; return nil }
+	return newOption("WithTracerProvider", func(c *config) error {
+		if isNil(tp) {
+			return errors.New("tracer provider is nil")
+		}
+		c.tracerProvider = tp
+		return nil
+	})
 }
 
-func (c *config) finish() error {
+// finish checks what involves two options, naming the one the caller gave.
+func (c *config) finish(ctor string) error {
 	if c.lease <= c.publishTimeout {
-		return fmt.Errorf("outbox: WithLease %v must exceed the publish timeout %v", c.lease, c.publishTimeout)
+		if c.given["WithLease"] {
+			return option.Errorf("outbox", ctor, "WithLease %v must exceed the publish timeout (%v%s)",
+				c.lease, c.publishTimeout, defaultNote(c, "WithPublishTimeout"))
+		}
+		return option.Errorf("outbox", ctor, "WithPublishTimeout %v must be shorter than the lease (%v%s)",
+			c.publishTimeout, c.lease, defaultNote(c, "WithLease"))
 	}
-	c.topicConcurrency = min(c.topicConcurrency, c.concurrency)
-	if c.meterProvider == nil {
-		c.meterProvider = otel.GetMeterProvider()
-	}
-	if c.tracerProvider == nil {
-		c.tracerProvider = otel.GetTracerProvider()
-	}
+	c.destConcurrency = min(c.destConcurrency, c.concurrency)
 	return nil
+}
+
+// defaultNote says ", <name>'s default" when the caller did not give name.
+func defaultNote(c *config, name string) string {
+	if c.given[name] {
+		return ""
+	}
+	return ", " + name + "'s default"
 }

@@ -6,25 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/steadfast-go/steadfast/retry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/steadfast-go/steadfast/outbox/backend"
+	"github.com/steadfast-go/steadfast/retry"
 )
-
-// ErrPublishTimeout is the cause of a publish context cut off by the relay's
-// publish timeout (see WithPublishTimeout).
-var ErrPublishTimeout = errors.New("outbox: publish timed out")
-
-// ErrStopped is returned by Start after Stop, and is the cause of the
-// context of a publish cut off by Stop.
-var ErrStopped = errors.New("outbox: relay stopped")
 
 // maxSettle is the most outcomes written back at once.
 const maxSettle = 1000
@@ -35,7 +30,7 @@ const stopGrace = 10 * time.Second
 
 // Relay moves committed messages from a Store to a Publisher: it claims
 // ready messages under a lease, publishes them outside any transaction with
-// bounded concurrency (overall and per topic), and writes each outcome back
+// bounded concurrency (overall and per destination), and writes each outcome back
 // guarded by the claim's token. Any number of relays, in any number of
 // processes, may run against one store.
 //
@@ -77,34 +72,39 @@ type Relay struct {
 
 	mu        sync.Mutex
 	held      int
-	heldTopic map[string]int
+	heldDest  map[string]int
 	paused    map[string]time.Time
-	topicSem  map[string]chan struct{}
+	destSem   map[string]chan struct{}
 	globalSem chan struct{}
 }
 
+// claimed is a message the relay holds: what it publishes and what it
+// needs to write the outcome back.
+type claimed struct {
+	Delivery
+	backend.Claim
+}
+
 type settled struct {
-	Outcome
+	backend.Outcome
 	keyed bool
 }
 
 // NewRelay returns a relay from store to pub, configured by opts. It starts
-// nothing: call Start or Run. It returns an error naming the first invalid
-// option.
+// nothing: call Start or Run. It returns an error for a nil store or
+// publisher, and one naming the option at fault for an invalid option.
 func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
-	if store == nil {
-		return nil, errors.New("outbox: NewRelay: nil Store")
+	if isNil(store) {
+		return nil, errors.New("outbox: NewRelay: store is nil")
 	}
-	if pub == nil {
-		return nil, errors.New("outbox: NewRelay: nil Publisher")
+	if isNil(pub) {
+		return nil, errors.New("outbox: NewRelay: publisher is nil")
 	}
 	cfg := defaults()
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	if err := applyOptions("NewRelay", &cfg, opts); err != nil {
+		return nil, err
 	}
-	if err := cfg.finish(); err != nil {
+	if err := cfg.finish("NewRelay"); err != nil {
 		return nil, err
 	}
 	m, err := newMetrics(cfg.meterProvider)
@@ -122,9 +122,9 @@ func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
 		stopped:   make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		freed:     make(chan struct{}, 1),
-		heldTopic: map[string]int{},
+		heldDest:  map[string]int{},
 		paused:    map[string]time.Time{},
-		topicSem:  map[string]chan struct{}{},
+		destSem:   map[string]chan struct{}{},
 		globalSem: make(chan struct{}, cfg.concurrency),
 	}
 	r.outcomes = make(chan settled, r.maxHeld)
@@ -157,9 +157,6 @@ func (r *Relay) Start(ctx context.Context) error {
 	}
 	if r.cfg.notifier != nil {
 		r.goLoop(r.listenLoop)
-	}
-	if r.cfg.cleanupInterval > 0 {
-		r.goLoop(r.cleanupLoop)
 	}
 	r.goLoop(r.statsLoop)
 	for range 2 {
@@ -226,7 +223,7 @@ func (r *Relay) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		select {
 		case <-setDone:
-		case <-r.cfg.clock.After(stopGrace):
+		case <-time.After(stopGrace):
 			r.setCancel()
 			<-setDone
 		}
@@ -269,8 +266,8 @@ func signal(c chan struct{}) {
 	}
 }
 
-// reserve takes up to one batch of holding room and says which topics not to
-// claim.
+// reserve takes up to one batch of holding room and says which destinations
+// not to claim.
 func (r *Relay) reserve() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -280,19 +277,19 @@ func (r *Relay) reserve() (int, []string) {
 	}
 	r.held += n
 	var exclude []string
-	now := r.cfg.clock.Now()
-	for t, until := range r.paused {
+	now := time.Now()
+	for d, until := range r.paused {
 		if now.Before(until) {
-			exclude = append(exclude, t)
+			exclude = append(exclude, d)
 		} else {
-			delete(r.paused, t)
+			delete(r.paused, d)
 		}
 	}
-	limit := r.cfg.topicConcurrency + r.cfg.batchSize
-	for t, h := range r.heldTopic {
+	limit := r.cfg.destConcurrency + r.cfg.batchSize
+	for d, h := range r.heldDest {
 		if h >= limit {
-			if _, p := r.paused[t]; !p {
-				exclude = append(exclude, t)
+			if _, p := r.paused[d]; !p {
+				exclude = append(exclude, d)
 			}
 		}
 	}
@@ -326,26 +323,31 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		// for their lease. It is bounded by the publish timeout instead;
 		// what it returns after Stop began is released at once.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.publishTimeout)
-		claimed, err := r.store.Claim(cctx, ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude})
+		batch := make([]claimed, 0, n)
+		err := r.store.Claim(cctx, backend.ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude},
+			func(d Delivery, c backend.Claim) { batch = append(batch, claimed{Delivery: d, Claim: c}) })
 		cancel()
-		r.unhold(n - len(claimed))
+		if err != nil {
+			batch = nil // nothing is claimed unless Claim succeeds
+		}
+		r.unhold(n - len(batch))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			fails++
-			d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second, r.cfg.rand)
+			d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second)
 			r.log.Warn("outbox: claim failed", "err", err, "failures", fails, "retry_in", d)
 			select {
 			case <-ctx.Done():
-			case <-r.cfg.clock.After(d):
+			case <-time.After(d):
 			}
 			continue
 		}
 		fails = 0
-		claimedAt := r.cfg.clock.Now()
-		r.dispatch(claimed, claimedAt)
-		if len(claimed) == n {
+		claimedAt := time.Now()
+		r.dispatch(batch, claimedAt)
+		if len(batch) == n {
 			// There may be more: let another claimer overlap this one.
 			signal(r.wake)
 			continue
@@ -353,45 +355,45 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-r.wake:
-		case <-r.cfg.clock.After(r.cfg.pollInterval):
+		case <-time.After(r.cfg.pollInterval):
 		}
 	}
 }
 
-// dispatch hands a claimed batch to publishing lanes: per topic, as many
-// goroutines as the topic may publish at once (at most one per message),
-// each taking the batch's next message of that topic until none is left.
-// Each message still waits for its topic's and the overall slots, as it
-// would with a goroutine of its own, but a batch costs a few goroutines
-// instead of one per message.
-func (r *Relay) dispatch(claimed []Claimed, at time.Time) {
-	if len(claimed) == 0 {
+// dispatch hands a claimed batch to publishing lanes: per destination, as
+// many goroutines as the destination may publish at once (at most one per
+// message), each taking the batch's next message of that destination until
+// none is left. Each message still waits for its destination's and the
+// overall slots, as it would with a goroutine of its own, but a batch costs a
+// few goroutines instead of one per message.
+func (r *Relay) dispatch(batch []claimed, at time.Time) {
+	if len(batch) == 0 {
 		return
 	}
 	r.mu.Lock()
-	for _, c := range claimed {
-		r.heldTopic[c.Topic]++
+	for _, c := range batch {
+		r.heldDest[c.Destination]++
 	}
 	r.mu.Unlock()
-	first := claimed[0].Topic
+	first := batch[0].Destination
 	mixed := false
-	for _, c := range claimed[1:] {
-		if c.Topic != first {
+	for _, c := range batch[1:] {
+		if c.Destination != first {
 			mixed = true
 			break
 		}
 	}
 	if !mixed {
-		r.startLanes(&lane{claimed: claimed, at: at})
+		r.startLanes(&lane{claimed: batch, at: at})
 		return
 	}
 	groups := map[string]*lane{}
 	var order []*lane
-	for _, c := range claimed {
-		l, ok := groups[c.Topic]
+	for _, c := range batch {
+		l, ok := groups[c.Destination]
 		if !ok {
 			l = &lane{at: at}
-			groups[c.Topic] = l
+			groups[c.Destination] = l
 			order = append(order, l)
 		}
 		l.claimed = append(l.claimed, c)
@@ -401,16 +403,16 @@ func (r *Relay) dispatch(claimed []Claimed, at time.Time) {
 	}
 }
 
-// lane is the messages of one topic in a claimed batch, published in turn
-// by up to the topic's concurrency of goroutines.
+// lane is the messages of one destination in a claimed batch, published in
+// turn by up to the destination's concurrency of goroutines.
 type lane struct {
-	claimed []Claimed
+	claimed []claimed
 	at      time.Time
 	next    atomic.Int64
 }
 
 func (r *Relay) startLanes(l *lane) {
-	n := min(len(l.claimed), r.cfg.topicConcurrency)
+	n := min(len(l.claimed), r.cfg.destConcurrency)
 	r.pubs.Add(n)
 	for range n {
 		go r.runLane(l)
@@ -428,60 +430,62 @@ func (r *Relay) runLane(l *lane) {
 	}
 }
 
-func (r *Relay) semFor(topic string) chan struct{} {
+func (r *Relay) semFor(dest string) chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, ok := r.topicSem[topic]
+	s, ok := r.destSem[dest]
 	if !ok {
-		s = make(chan struct{}, r.cfg.topicConcurrency)
-		r.topicSem[topic] = s
+		s = make(chan struct{}, r.cfg.destConcurrency)
+		r.destSem[dest] = s
 	}
 	return s
 }
 
-func (r *Relay) topicDone(topic string) {
+func (r *Relay) destDone(dest string) {
 	r.mu.Lock()
-	h := r.heldTopic[topic] - 1
+	h := r.heldDest[dest] - 1
 	if h <= 0 {
-		delete(r.heldTopic, topic)
-		if len(r.topicSem[topic]) == 0 {
-			delete(r.topicSem, topic)
+		delete(r.heldDest, dest)
+		if len(r.destSem[dest]) == 0 {
+			delete(r.destSem, dest)
 		}
 	} else {
-		r.heldTopic[topic] = h
+		r.heldDest[dest] = h
 	}
 	r.mu.Unlock()
-	if h == r.cfg.topicConcurrency+r.cfg.batchSize-1 {
-		signal(r.wake) // the topic is claimable again
+	if h == r.cfg.destConcurrency+r.cfg.batchSize-1 {
+		signal(r.wake) // the destination is claimable again
 	}
 }
 
-func (r *Relay) deliver(c Claimed, claimedAt time.Time) {
+func (r *Relay) deliver(c claimed, claimedAt time.Time) {
 	out := r.publish(c, claimedAt)
-	r.topicDone(c.Topic)
+	r.destDone(c.Destination)
 	r.outcomes <- settled{Outcome: out, keyed: c.Key != ""}
 }
 
-func release(c Claimed) Outcome {
-	return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Refund: true}
+func outcome(c claimed, kind backend.OutcomeKind, delay time.Duration, err string) backend.Outcome {
+	return backend.Outcome{Position: c.Position, Token: c.Token, Kind: kind, Delay: delay, Error: err}
 }
 
-func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
+func release(c claimed) backend.Outcome { return outcome(c, backend.Release, 0, "") }
+
+func (r *Relay) publish(c claimed, claimedAt time.Time) backend.Outcome {
 	if c.Malformed != nil {
 		r.log.Warn("outbox: malformed message dead-lettered", "position", c.Position, "id", c.ID, "err", c.Malformed)
 		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: "malformed: " + c.Malformed.Error()}
+		return outcome(c, backend.DeadUnsent, 0, "malformed: "+c.Malformed.Error())
 	}
 	if c.Attempt > r.cfg.maxAttempts {
 		// Earlier attempts ended without a write-back (their relay died).
 		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempts", c.Attempt-1, "reason", "attempts exhausted")
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: fmt.Sprintf("%d attempts exhausted without an outcome", c.Attempt-1)}
+		return outcome(c, backend.DeadUnsent, 0, fmt.Sprintf("%d attempts exhausted without an outcome", c.Attempt-1))
 	}
 	if r.stopping.Load() {
 		return release(c)
 	}
-	sem := r.semFor(c.Topic)
+	sem := r.semFor(c.Destination)
 	select {
 	case sem <- struct{}{}:
 	case <-r.loopCtx.Done():
@@ -496,25 +500,23 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 	defer func() { <-r.globalSem }()
 	// Waiting for a slot may have eaten the lease: do not publish what
 	// another relay may be about to claim.
-	start := r.cfg.clock.Now()
+	start := time.Now()
 	if start.Add(r.cfg.publishTimeout).After(claimedAt.Add(r.cfg.lease)) {
 		return release(c)
 	}
 	// The destination may have been paused while this message waited.
 	r.mu.Lock()
-	until := r.paused[c.Topic]
+	until := r.paused[c.Destination]
 	r.mu.Unlock()
 	if until.After(start) {
-		out := release(c)
-		out.Delay = until.Sub(start)
-		return out
+		return outcome(c, backend.Pause, until.Sub(start), "")
 	}
 
 	ctx := contextWithTraceParent(r.pubCtx, c.TraceParent)
 	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic, trace.WithSpanKind(trace.SpanKindProducer))
 	if span.IsRecording() {
 		span.SetAttributes(
-			attribute.String("messaging.destination.name", c.Topic),
+			attribute.String("messaging.destination.name", c.Destination),
 			attribute.String("messaging.message.id", c.ID),
 			attribute.Int("outbox.attempt", c.Attempt),
 		)
@@ -529,11 +531,11 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 	d.Headers = h
 
 	err := r.pub.Publish(ctx, d)
-	took := r.cfg.clock.Now().Sub(start)
+	took := time.Since(start)
 	if err == nil {
 		r.m.attempt(ctx, c.Topic, "delivered", took)
 		r.m.deliveries.Add(ctx, 1, r.m.topic(c.Topic))
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Delivered}
+		return outcome(c, backend.Delivered, 0, "")
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(err, cerr) {
 		err = fmt.Errorf("%w (%w)", err, cerr)
@@ -542,7 +544,7 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 	span.SetStatus(codes.Error, err.Error())
 	if r.pubCtx.Err() != nil {
 		r.m.attempt(ctx, c.Topic, "released", took)
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Refund: true, LastError: err.Error()}
+		return release(c)
 	}
 	msg := err.Error()
 	switch {
@@ -553,41 +555,41 @@ func (r *Relay) publish(c Claimed, claimedAt time.Time) Outcome {
 		}
 		d = min(d, r.cfg.maxRetryAfter)
 		r.mu.Lock()
-		until := r.cfg.clock.Now().Add(d)
-		if until.After(r.paused[c.Topic]) {
-			r.paused[c.Topic] = until
+		until := time.Now().Add(d)
+		if until.After(r.paused[c.Destination]) {
+			r.paused[c.Destination] = until
 		}
 		r.mu.Unlock()
 		r.m.attempt(ctx, c.Topic, "paused", took)
-		r.log.Debug("outbox: destination paused", "topic", c.Topic, "for", d, "err", err)
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Refund: true, Delay: d, LastError: msg}
+		r.log.Debug("outbox: destination paused", "destination", c.Destination, "for", d, "err", err)
+		return outcome(c, backend.Pause, d, msg)
 	case retry.IsPermanent(err):
 		r.m.attempt(ctx, c.Topic, "permanent", took)
 		r.m.dead.Add(ctx, 1, r.m.topic(c.Topic))
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "reason", "permanent error", "err", err)
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: msg}
+		return outcome(c, backend.Dead, 0, msg)
 	case c.Attempt >= r.cfg.maxAttempts:
 		r.m.attempt(ctx, c.Topic, "failed", took)
 		r.m.dead.Add(ctx, 1, r.m.topic(c.Topic))
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "reason", "attempts exhausted", "err", err)
-		return Outcome{Position: c.Position, Token: c.Token, Kind: Dead, LastError: msg}
+		return outcome(c, backend.Dead, 0, msg)
 	}
 	delay, ok := retry.RetryAfter(err)
 	if !ok || delay <= 0 {
-		delay = retry.Delay(c.Attempt, r.cfg.backoffBase, r.cfg.backoffMax, r.cfg.rand)
+		delay = retry.Delay(c.Attempt, r.cfg.backoffBase, r.cfg.backoffMax)
 	}
 	delay = min(delay, r.cfg.maxRetryAfter)
 	r.m.attempt(ctx, c.Topic, "failed", took)
 	r.log.Debug("outbox: publish failed", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "retry_in", delay, "err", err)
-	return Outcome{Position: c.Position, Token: c.Token, Kind: Reschedule, Delay: delay, LastError: msg}
+	return outcome(c, backend.Retry, delay, msg)
 }
 
 func (r *Relay) settleLoop() {
 	defer r.settlers.Done()
-	batch := make([]Outcome, 0, 256)
+	batch := make([]backend.Outcome, 0, 256)
 	for first := range r.outcomes {
 		batch = append(batch[:0], first.Outcome)
-		next := first.keyed && first.Kind != Reschedule
+		next := first.keyed && done(first.Kind)
 		// Take what else is ready. When nothing is, let the publishes that
 		// are about to finish run first (a few yields, no sleeping): one
 		// write-back of a whole claim costs about what one of a single
@@ -600,7 +602,7 @@ func (r *Relay) settleLoop() {
 					break drain
 				}
 				batch = append(batch, o.Outcome)
-				next = next || (o.keyed && o.Kind != Reschedule)
+				next = next || (o.keyed && done(o.Kind))
 			default:
 				if yields == 3 {
 					break drain
@@ -618,70 +620,52 @@ func (r *Relay) settleLoop() {
 	}
 }
 
-func (r *Relay) flush(batch []Outcome) {
+// done reports whether an outcome of kind ends the message (delivered or
+// dead), so that the next message of its key may be ready.
+func done(kind backend.OutcomeKind) bool {
+	return kind == backend.Delivered || kind == backend.Dead || kind == backend.DeadUnsent
+}
+
+func (r *Relay) flush(batch []backend.Outcome) {
 	for fails := 1; ; fails++ {
-		err := r.store.Settle(r.setCtx, batch)
+		refused, err := r.store.Settle(r.setCtx, batch)
 		if err == nil {
-			return
-		}
-		var ll *LeaseLostError
-		if errors.As(err, &ll) {
-			r.m.leaseLost.Add(r.setCtx, int64(ll.Rejected))
-			r.log.Warn("outbox: write-back rejected: lease was taken over", "rejected", ll.Rejected)
+			if len(refused) > 0 {
+				r.m.leaseLost.Add(r.setCtx, int64(len(refused)))
+				r.log.Warn("outbox: write-back refused: the lease was taken over", "refused", len(refused))
+			}
 			return
 		}
 		if r.setCtx.Err() != nil {
 			r.log.Warn("outbox: write-back abandoned at stop; the leases will expire", "messages", len(batch), "err", err)
 			return
 		}
-		d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second, r.cfg.rand)
+		d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second)
 		r.log.Warn("outbox: write-back failed", "err", err, "failures", fails, "retry_in", d)
 		select {
 		case <-r.setCtx.Done():
-		case <-r.cfg.clock.After(d):
+		case <-time.After(d):
 		}
 	}
 }
 
 func (r *Relay) listenLoop(ctx context.Context) {
 	for fails := 0; ctx.Err() == nil; {
-		start := r.cfg.clock.Now()
+		start := time.Now()
 		err := r.cfg.notifier.Listen(ctx, r.Wake)
 		if ctx.Err() != nil {
 			return
 		}
-		if r.cfg.clock.Now().Sub(start) > time.Minute {
+		if time.Since(start) > time.Minute {
 			fails = 0
 		}
 		fails++
-		d := retry.Delay(fails, 100*time.Millisecond, 30*time.Second, r.cfg.rand)
+		d := retry.Delay(fails, 100*time.Millisecond, 30*time.Second)
 		r.log.Warn("outbox: notifier stopped; polling meanwhile", "err", err, "retry_in", d)
 		r.Wake() // a notification may have been lost
 		select {
 		case <-ctx.Done():
-		case <-r.cfg.clock.After(d):
-		}
-	}
-}
-
-func (r *Relay) cleanupLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.cfg.clock.After(r.cfg.cleanupInterval):
-		}
-		for ctx.Err() == nil {
-			n, err := r.store.Cleanup(ctx, r.cfg.retention, 1000)
-			if err != nil {
-				if ctx.Err() == nil {
-					r.log.Warn("outbox: cleanup failed", "err", err)
-				}
-				break
-			}
-			if n < 1000 {
-				break
-			}
+		case <-time.After(d):
 		}
 	}
 }
@@ -697,7 +681,20 @@ func (r *Relay) statsLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.cfg.clock.After(r.cfg.statsInterval):
+		case <-time.After(statsInterval):
 		}
 	}
+}
+
+// isNil reports whether v is nil or a typed nil (a nil pointer, map, func or
+// channel in an interface), which would panic when used.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"github.com/steadfast-go/steadfast/retry"
@@ -64,41 +65,53 @@ func TestNewRelayValidates(t *testing.T) {
 		opt  outbox.Option
 		want string
 	}{
-		{"batch", outbox.WithBatchSize(0), "WithBatchSize"},
+		{"batch", outbox.WithBatchSize(0), "outbox: NewRelay: WithBatchSize: batch size 0 must be at least 1"},
 		{"concurrency", outbox.WithConcurrency(-1), "WithConcurrency"},
-		{"topic concurrency", outbox.WithTopicConcurrency(0), "WithTopicConcurrency"},
-		{"claimers", outbox.WithClaimers(0), "WithClaimers"},
+		{"destination concurrency", outbox.WithDestinationConcurrency(0), "WithDestinationConcurrency"},
 		{"lease", outbox.WithLease(0), "WithLease"},
-		{"lease under the publish timeout", outbox.WithLease(time.Second), "WithLease"},
+		{"lease under the publish timeout", outbox.WithLease(time.Second), "WithLease 1s must exceed the publish timeout (15s, WithPublishTimeout's default)"},
+		{"publish timeout over the lease", outbox.WithPublishTimeout(time.Hour), "WithPublishTimeout 1h0m0s must be shorter than the lease (1m0s, WithLease's default)"},
 		{"publish timeout", outbox.WithPublishTimeout(0), "WithPublishTimeout"},
 		{"poll", outbox.WithPollInterval(0), "WithPollInterval"},
-		{"nil notifier", outbox.WithNotifier(nil), "WithNotifier"},
+		{"nil notifier", outbox.WithNotifier(nil), "WithNotifier: notifier is nil"},
+		{"typed nil notifier", outbox.WithNotifier((*nilNotifier)(nil)), "WithNotifier"},
 		{"backoff max under base", outbox.WithBackoff(time.Second, time.Millisecond), "WithBackoff"},
 		{"backoff base", outbox.WithBackoff(0, time.Second), "WithBackoff"},
 		{"attempts", outbox.WithMaxAttempts(0), "WithMaxAttempts"},
 		{"retry-after cap", outbox.WithMaxRetryAfter(0), "WithMaxRetryAfter"},
 		{"pause", outbox.WithPause(0), "WithPause"},
-		{"cleanup retention", outbox.WithCleanup(0, time.Minute), "WithCleanup"},
-		{"cleanup interval", outbox.WithCleanup(time.Hour, -1), "WithCleanup"},
-		{"stats", outbox.WithStatsInterval(0), "WithStatsInterval"},
-		{"clock", outbox.WithClock(nil), "WithClock"},
 		{"logger", outbox.WithLogger(nil), "WithLogger"},
+		{"meter provider", outbox.WithMeterProvider(nil), "WithMeterProvider"},
+		{"tracer provider", outbox.WithTracerProvider(nil), "WithTracerProvider"},
+		{"nil option", nil, "outbox: NewRelay: option 0 is nil"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := outbox.NewRelay(s, pub, c.opt)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("NewRelay(%s) = %v, want an error naming %s", c.name, err, c.want)
+				t.Errorf("NewRelay(%s) = %v, want an error with %q", c.name, err, c.want)
 			}
 		})
 	}
-	if _, err := outbox.NewRelay(nil, pub); err == nil {
-		t.Error("NewRelay(nil store) succeeded")
-	}
-	if _, err := outbox.NewRelay(s, nil); err == nil {
-		t.Error("NewRelay(nil publisher) succeeded")
+	for _, c := range []struct {
+		name  string
+		store outbox.Store
+		pub   outbox.Publisher
+	}{
+		{"nil store", nil, pub},
+		{"typed nil store", (*sqloutbox.Store)(nil), pub},
+		{"nil publisher", s, nil},
+		{"typed nil publisher", s, (*outboxtest.Recorder)(nil)},
+	} {
+		if _, err := outbox.NewRelay(c.store, c.pub); err == nil || !strings.HasPrefix(err.Error(), "outbox: NewRelay: ") {
+			t.Errorf("NewRelay(%s) = %v, want an error", c.name, err)
+		}
 	}
 }
+
+type nilNotifier struct{}
+
+func (*nilNotifier) Listen(ctx context.Context, notify func()) error { return nil }
 
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
@@ -144,7 +157,7 @@ func TestRun(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
 	enqueue(t, db, s, outbox.Message{Topic: "t", Payload: []byte("x")})
-	rec.WaitFor(t, time.Minute, outboxtest.Count(1))
+	rec.WaitFor(t, time.Minute, 1)
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
@@ -177,7 +190,7 @@ func TestPublishTimeout(t *testing.T) {
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitFor(t, time.Minute, outboxtest.Count(1))
+	rec.WaitFor(t, time.Minute, 1)
 	if err := r.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +225,7 @@ func TestMetrics(t *testing.T) {
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitFor(t, time.Minute, outboxtest.Count(2))
+	rec.WaitFor(t, time.Minute, 2)
 	collect := func() (map[string]int64, map[string]bool) {
 		var rm metricdata.ResourceMetrics
 		if err := reader.Collect(context.Background(), &rm); err != nil {
@@ -268,17 +281,39 @@ type gatedStore struct {
 	first         atomic.Bool
 }
 
-func (g *gatedStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Claimed, error) {
+func (g *gatedStore) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
 	if g.first.CompareAndSwap(false, true) {
 		close(g.entered)
 		<-g.gate
-		c, err := g.Store.Claim(context.Background(), req)
+		var got []claimedMsg
+		err := g.Store.Claim(context.Background(), req, func(d outbox.Delivery, c backend.Claim) { got = append(got, claimedMsg{d, c}) })
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return c, err
+		for _, c := range got {
+			claimed(c.Delivery, c.Claim)
+		}
+		return err
 	}
-	return g.Store.Claim(ctx, req)
+	return g.Store.Claim(ctx, req, claimed)
+}
+
+// claimedMsg is a message claimed directly from a store.
+type claimedMsg struct {
+	outbox.Delivery
+	backend.Claim
+}
+
+// claimAll claims up to 1,000 messages for a minute.
+func claimAll(t testing.TB, s outbox.Store) []claimedMsg {
+	t.Helper()
+	var out []claimedMsg
+	if err := s.Claim(context.Background(), backend.ClaimRequest{Limit: 1000, Lease: time.Minute}, func(d outbox.Delivery, c backend.Claim) {
+		out = append(out, claimedMsg{d, c})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestStopDuringClaim: a claim in flight when Stop begins completes, and
@@ -304,10 +339,7 @@ func TestStopDuringClaim(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // Stop is under way
 	close(g.gate)
 	<-stopped
-	c, err := s.Claim(context.Background(), outbox.ClaimRequest{Limit: 10, Lease: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := claimAll(t, s)
 	if len(c) != 2 {
 		t.Fatalf("after Stop %d of 2 messages were claimable; the claim in flight was left to its hour-long lease", len(c))
 	}
@@ -365,7 +397,7 @@ func TestConcurrencyLimits(t *testing.T) {
 			return ctx.Err()
 		}
 	}}
-	r, err := outbox.NewRelay(s, rec, outbox.WithBatchSize(100), outbox.WithConcurrency(8), outbox.WithTopicConcurrency(perTopic))
+	r, err := outbox.NewRelay(s, rec, outbox.WithBatchSize(100), outbox.WithConcurrency(8), outbox.WithDestinationConcurrency(perTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +405,7 @@ func TestConcurrencyLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every fast message goes through while both slow topics are stuck.
-	rec.WaitFor(t, time.Minute, outboxtest.Count(20))
+	rec.WaitFor(t, time.Minute, 20)
 	for _, d := range rec.Delivered() {
 		if d.Topic != "fast" {
 			t.Fatalf("%s delivered before the slow topics were released", d.Topic)
@@ -384,7 +416,7 @@ func TestConcurrencyLimits(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(release)
-	rec.WaitFor(t, time.Minute, outboxtest.Count(60))
+	rec.WaitFor(t, time.Minute, 60)
 	if err := r.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

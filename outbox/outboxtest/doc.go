@@ -7,6 +7,5 @@
 // run it against your own backend the way testing/slogtest checks a
 // slog.Handler.
 //
-// It also offers Recorder, a Publisher for tests, and Clock, a fake
-// outbox.Clock.
+// It also offers Recorder, a Publisher for tests.
 package outboxtest

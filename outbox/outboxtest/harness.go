@@ -16,9 +16,6 @@ import (
 type Harness struct {
 	// Store is the store under test. Required.
 	Store outbox.Store
-	// DeadLetters is the same store's operator side, or nil to skip the
-	// tests of dead-letter handling.
-	DeadLetters outbox.DeadLetters
 	// Begin opens a transaction of the backend in which Tx.Enqueue writes.
 	// Required.
 	Begin func(ctx context.Context) (Tx, error)
@@ -89,37 +86,30 @@ func (r *Recorder) Calls() []outbox.Delivery {
 	return append([]outbox.Delivery(nil), r.calls...)
 }
 
-// WaitFor waits until cond, called after every publish with the recorder's
-// successful deliveries, returns true, and fails the test when that has not
-// happened within d.
-func (r *Recorder) WaitFor(t testing.TB, d time.Duration, cond func(delivered []outbox.Delivery) bool) {
+// WaitFor waits until the recorder has at least n successful deliveries,
+// and fails the test when that has not happened within d.
+func (r *Recorder) WaitFor(t testing.TB, d time.Duration, n int) {
 	t.Helper()
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()
-		done := cond(r.ok)
+		got := len(r.ok)
 		var ch chan struct{}
-		if !done {
+		if got < n {
 			if r.wake == nil {
 				r.wake = make(chan struct{})
 			}
 			ch = r.wake
 		}
-		n := len(r.ok)
 		r.mu.Unlock()
-		if done {
+		if got >= n {
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			t.Fatalf("condition not met within %v (%d deliveries so far)", d, n)
+			t.Fatalf("%d of %d deliveries within %v", got, n, d)
 		}
 	}
-}
-
-// Count returns a condition for WaitFor: at least n deliveries.
-func Count(n int) func([]outbox.Delivery) bool {
-	return func(d []outbox.Delivery) bool { return len(d) >= n }
 }

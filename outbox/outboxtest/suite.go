@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steadfast-go/steadfast/outbox"
-	"github.com/steadfast-go/steadfast/retry"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
+	"github.com/steadfast-go/steadfast/retry"
 )
 
 // Run runs the conformance suite against the backend that newHarness makes,
@@ -147,22 +149,42 @@ func ofKey(ds []outbox.Delivery, key string) []outbox.Delivery {
 	return out
 }
 
-func claimAll(t *testing.T, h Harness, lease time.Duration) []outbox.Claimed {
+// claimed is a message claimed directly from the store under test.
+type claimed struct {
+	outbox.Delivery
+	backend.Claim
+}
+
+func claimAll(t *testing.T, h Harness, lease time.Duration) []claimed {
 	t.Helper()
-	c, err := h.Store.Claim(ctxFor(t), outbox.ClaimRequest{Limit: 1000, Lease: lease})
+	var out []claimed
+	err := h.Store.Claim(ctxFor(t), backend.ClaimRequest{Limit: 1000, Lease: lease}, func(d outbox.Delivery, c backend.Claim) {
+		out = append(out, claimed{d, c})
+	})
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
-	return c
+	return out
 }
 
-func settle(t *testing.T, h Harness, kind outbox.OutcomeKind, cs ...outbox.Claimed) error {
+// settle writes back an outcome of kind for each of cs and returns how many
+// the store refused.
+func settle(t *testing.T, h Harness, kind backend.OutcomeKind, cs ...claimed) int {
 	t.Helper()
-	outs := make([]outbox.Outcome, len(cs))
+	outs := make([]backend.Outcome, len(cs))
 	for i, c := range cs {
-		outs[i] = outbox.Outcome{Position: c.Position, Token: c.Token, Kind: kind}
+		outs[i] = backend.Outcome{Position: c.Position, Token: c.Token, Kind: kind}
 	}
-	return h.Store.Settle(ctxFor(t), outs)
+	refused, err := h.Store.Settle(ctxFor(t), outs)
+	if err != nil {
+		t.Fatalf("Settle: %v", err)
+	}
+	for _, p := range refused {
+		if !slices.ContainsFunc(cs, func(c claimed) bool { return c.Position == p }) {
+			t.Errorf("Settle refused position %d, which it was not given", p)
+		}
+	}
+	return len(refused)
 }
 
 func testEnqueueRefusesBadInput(t *testing.T, h Harness) {
@@ -173,7 +195,7 @@ func testEnqueueRefusesBadInput(t *testing.T, h Harness) {
 	}{
 		{"empty topic", outbox.Message{Payload: []byte("x")}},
 		{"blank topic", outbox.Message{Topic: "  ", Payload: []byte("x")}},
-		{"payload over the limit", outbox.Message{Topic: "t", Payload: make([]byte, outbox.DefaultMaxPayload+1)}},
+		{"payload over the limit", outbox.Message{Topic: "t", Payload: make([]byte, 1<<20+1)}}, // every store takes 1 MiB by default
 		{"id not a UUID", outbox.Message{ID: "42", Topic: "t"}},
 	}
 	for _, c := range cases {
@@ -185,7 +207,7 @@ func testEnqueueRefusesBadInput(t *testing.T, h Harness) {
 			good := outbox.Message{Topic: "t", Payload: []byte("good")}
 			err = tx.Enqueue(ctx, good, c.msg)
 			var ie *outbox.InvalidMessageError
-			if !errors.Is(err, outbox.ErrInvalidMessage) || !errors.As(err, &ie) || ie.Index != 1 {
+			if !errors.Is(err, outbox.ErrInvalid) || !errors.As(err, &ie) || ie.Index != 1 {
 				t.Errorf("Enqueue(%s) = %v, want an InvalidMessageError for index 1", c.name, err)
 			}
 			if err := tx.Commit(); err != nil {
@@ -213,7 +235,7 @@ func testRollbackPublishesNothing(t *testing.T, h Harness) {
 	rec := &Recorder{}
 	r := startRelay(t, h, rec)
 	commit(t, h, outbox.Message{Topic: "orders", Payload: []byte("committed")})
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 	stop(t, r) // writes the delivery back
 	// The committed message was enqueued after the rolled-back ones, and
 	// a relay claims in order of readiness: had they existed, they would
@@ -246,11 +268,11 @@ func testReverseCommitOrder(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("higher id, commits first")})
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 	if err := first.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitFor(t, waitLong, Count(2))
+	rec.WaitFor(t, waitLong, 2)
 	got := payloads(rec.Delivered())
 	slices.Sort(got)
 	if want := []string{"higher id, commits first", "lower id, commits second"}; !slices.Equal(got, want) {
@@ -276,11 +298,11 @@ func testLongOpenTransaction(t *testing.T, h Harness) {
 	for i := range 20 {
 		commit(t, h, outbox.Message{Topic: "t", Payload: []byte("fast-" + strconv.Itoa(i))})
 	}
-	rec.WaitFor(t, waitLong, Count(20))
+	rec.WaitFor(t, waitLong, 20)
 	if err := open.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitFor(t, waitLong, Count(21))
+	rec.WaitFor(t, waitLong, 21)
 	if got := payloads(rec.Delivered()); got[20] != "slow" {
 		t.Errorf("last delivery %q, want the held transaction's message", got[20])
 	}
@@ -302,14 +324,14 @@ func testClaimIsExclusive(t *testing.T, h Harness) {
 	}
 	forged := a[0]
 	forged.Token = a[0].Token[:len(a[0].Token)-1] + map[bool]string{true: "0", false: "1"}[strings.HasSuffix(a[0].Token, "1")]
-	if err := settle(t, h, outbox.Delivered, forged); !errors.Is(err, outbox.ErrLeaseLost) {
-		t.Errorf("Settle with a wrong token = %v, want ErrLeaseLost", err)
+	if n := settle(t, h, backend.Delivered, forged); n != 1 {
+		t.Errorf("Settle with a wrong token: %d refused, want the lease lost (1 refused)", n)
 	}
-	if err := settle(t, h, outbox.Delivered, a...); err != nil {
-		t.Errorf("Settle: %v", err)
+	if n := settle(t, h, backend.Delivered, a...); n != 0 {
+		t.Errorf("Settle: %d of %d refused", n, len(a))
 	}
-	if err := settle(t, h, outbox.Delivered, a[0]); !errors.Is(err, outbox.ErrLeaseLost) {
-		t.Errorf("second Settle of a settled message = %v, want ErrLeaseLost", err)
+	if n := settle(t, h, backend.Delivered, a[0]); n != 1 {
+		t.Errorf("second Settle of a settled message: %d refused, want the lease lost (1 refused)", n)
 	}
 }
 
@@ -328,7 +350,7 @@ func testLeaseTakeoverRejectsLateWrite(t *testing.T, h Harness) {
 	if len(slow) != 1 {
 		t.Fatalf("claimed %d", len(slow))
 	}
-	var fast []outbox.Claimed
+	var fast []claimed
 	deadline := time.Now().Add(waitLong)
 	for len(fast) == 0 {
 		if time.Now().After(deadline) {
@@ -340,14 +362,14 @@ func testLeaseTakeoverRejectsLateWrite(t *testing.T, h Harness) {
 	if fast[0].ID != slow[0].ID || fast[0].Attempt != 2 || fast[0].Token == slow[0].Token {
 		t.Fatalf("takeover claimed %+v", fast[0])
 	}
-	if err := settle(t, h, outbox.Delivered, slow[0]); !errors.Is(err, outbox.ErrLeaseLost) {
-		t.Errorf("late write-back of the expired claim = %v, want ErrLeaseLost", err)
+	if n := settle(t, h, backend.Delivered, slow[0]); n != 1 {
+		t.Errorf("late write-back of the expired claim: %d refused, want the lease lost (1 refused)", n)
 	}
-	if err := settle(t, h, outbox.Reschedule, slow[0]); !errors.Is(err, outbox.ErrLeaseLost) {
-		t.Errorf("late reschedule of the expired claim = %v, want ErrLeaseLost", err)
+	if n := settle(t, h, backend.Retry, slow[0]); n != 1 {
+		t.Errorf("late reschedule of the expired claim: %d refused, want the lease lost (1 refused)", n)
 	}
-	if err := settle(t, h, outbox.Delivered, fast[0]); err != nil {
-		t.Errorf("write-back of the live claim: %v", err)
+	if n := settle(t, h, backend.Delivered, fast[0]); n != 0 {
+		t.Errorf("write-back of the live claim refused")
 	}
 }
 
@@ -363,9 +385,9 @@ func testRelayLeaseTakeover(t *testing.T, h Harness) {
 		<-release
 		return errors.New("late failure")
 	}}
-	// One claimer that polls hourly and hears no notification: it does not
+	// A relay that polls hourly and hears no notification: it does not
 	// claim the message again itself.
-	rs, err := outbox.NewRelay(h.Store, slow, outbox.WithClaimers(1), outbox.WithPollInterval(time.Hour),
+	rs, err := outbox.NewRelay(h.Store, slow, outbox.WithPollInterval(time.Hour),
 		outbox.WithLease(300*time.Millisecond), outbox.WithPublishTimeout(200*time.Millisecond),
 		outbox.WithLogger(slog.New(slog.DiscardHandler))) // its late write-back is rejected, as expected
 	if err != nil {
@@ -377,7 +399,7 @@ func testRelayLeaseTakeover(t *testing.T, h Harness) {
 	<-slowStarted
 	fast := &Recorder{}
 	rf := startRelay(t, h, fast)
-	fast.WaitFor(t, waitLong, Count(1))
+	fast.WaitFor(t, waitLong, 1)
 	stop(t, rf)
 	close(release)
 	stop(t, rs)
@@ -385,14 +407,12 @@ func testRelayLeaseTakeover(t *testing.T, h Harness) {
 	if got.Attempt != 2 || got.ID != slow.Calls()[0].ID {
 		t.Errorf("takeover delivery attempt %d id %s, want attempt 2 of the same id %s", got.Attempt, got.ID, slow.Calls()[0].ID)
 	}
-	if dl := h.DeadLetters; dl != nil {
-		r, err := dl.Get(ctxFor(t), got.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.State != outbox.StateDelivered || r.LastError != "" {
-			t.Errorf("after the late write-back: state %v, last error %q; want delivered, the late failure rejected", r.State, r.LastError)
-		}
+	r, err := h.Store.Get(ctxFor(t), got.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != outbox.StateDelivered || r.LastError != "" {
+		t.Errorf("after the late write-back: state %v, last error %q; want delivered, the late failure rejected", r.State, r.LastError)
 	}
 }
 
@@ -417,7 +437,7 @@ func testKeyOrderAndPositions(t *testing.T, h Harness) {
 	commit(t, h, msgs("t", "small", 2, "x")...)
 	rec := &Recorder{}
 	startRelay(t, h, rec)
-	rec.WaitFor(t, waitLong, Count(keys*perKey+16))
+	rec.WaitFor(t, waitLong, keys*perKey+16)
 	if got := payloads(ofKey(rec.Delivered(), "small")); !slices.Equal(got, []string{"0", "1", "2", "3", "x0", "x1"}) {
 		t.Errorf("key small delivered %q, want 0 1 2 3 x0 x1", got)
 	}
@@ -474,7 +494,7 @@ func testKeyWritersSerialise(t *testing.T, h Harness) {
 	// Give a backend without the lock the time to commit and deliver the
 	// second message first; other keys keep flowing meanwhile.
 	commit(t, h, outbox.Message{Topic: "t", Key: "other", Payload: []byte("other")})
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 	time.Sleep(200 * time.Millisecond)
 	if err := first.Commit(); err != nil {
 		t.Fatal(err)
@@ -482,7 +502,7 @@ func testKeyWritersSerialise(t *testing.T, h Harness) {
 	if err := <-second; err != nil {
 		t.Fatal(err)
 	}
-	rec.WaitFor(t, waitLong, Count(3))
+	rec.WaitFor(t, waitLong, 3)
 	got := ofKey(rec.Delivered(), "k")
 	if p := payloads(got); !slices.Equal(p, []string{"first", "second"}) {
 		t.Errorf("key k delivered %q, want first then second", p)
@@ -513,7 +533,7 @@ func testPoisonHeadBlocksOnlyItsKey(t *testing.T, h Harness) {
 		commit(t, h, msgs("t", "ok"+strconv.Itoa(k), 5, "")...)
 	}
 	startRelay(t, h, rec, outbox.WithMaxAttempts(1000))
-	rec.WaitFor(t, waitLong, Count(23))
+	rec.WaitFor(t, waitLong, 23)
 	if got := payloads(ofKey(rec.Delivered(), "poison")); !slices.Equal(got, []string{"0", "1", "2"}) {
 		t.Errorf("poison key delivered %q, want 0 1 2 in order", got)
 	}
@@ -549,7 +569,7 @@ func testPoisonHeadDeadLettered(t *testing.T, h Harness) {
 	commit(t, h, msgs("t", "k", 3, "")...)
 	commit(t, h, msgs("t", "other", 3, "")...)
 	startRelay(t, h, rec, outbox.WithMaxAttempts(5))
-	rec.WaitFor(t, waitLong, Count(5))
+	rec.WaitFor(t, waitLong, 5)
 	if got := payloads(ofKey(rec.Delivered(), "k")); !slices.Equal(got, []string{"1", "2"}) {
 		t.Errorf("key delivered %q after its head was dead-lettered, want 1 2", got)
 	}
@@ -562,14 +582,12 @@ func testPoisonHeadDeadLettered(t *testing.T, h Harness) {
 	if tries != 5 {
 		t.Errorf("the head was tried %d times, want 5", tries)
 	}
-	if h.DeadLetters != nil {
-		dead, err := h.DeadLetters.ListDead(ctxFor(t), "", 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(dead) != 1 || dead[0].Attempts != 5 || !strings.Contains(dead[0].LastError, "always fails") {
-			t.Errorf("dead letters %+v, want the head with 5 attempts and its last error", dead)
-		}
+	dead, err := h.Store.ListDead(ctxFor(t), "", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].Attempts != 5 || !strings.Contains(dead[0].LastError, "always fails") {
+		t.Errorf("dead letters %+v, want the head with 5 attempts and its last error", dead)
 	}
 }
 
@@ -584,8 +602,8 @@ func testPausedDestination(t *testing.T, h Harness) {
 	}}
 	commit(t, h, msgs("down", "", 50, "d")...)
 	commit(t, h, msgs("up", "", 200, "u")...)
-	r := startRelay(t, h, rec, outbox.WithBatchSize(20), outbox.WithTopicConcurrency(4))
-	rec.WaitFor(t, waitLong, Count(200))
+	r := startRelay(t, h, rec, outbox.WithBatchSize(20), outbox.WithDestinationConcurrency(4))
+	rec.WaitFor(t, waitLong, 200)
 	stop(t, r)
 	for _, d := range rec.Delivered() {
 		if d.Topic != "up" {
@@ -597,32 +615,27 @@ func testPausedDestination(t *testing.T, h Harness) {
 	if n := downCalls.Load(); n > 4 {
 		t.Errorf("the paused destination was called %d times, want at most 4 (its concurrency)", n)
 	}
-	if h.DeadLetters != nil {
-		for _, c := range rec.Calls() {
-			if c.Topic != "down" {
-				continue
-			}
-			r, err := h.DeadLetters.Get(ctxFor(t), c.ID)
-			if c.Attempt != 1 {
-				t.Errorf("paused message published at attempt %d, want 1", c.Attempt)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.State != outbox.StatePending || r.Attempts != 0 {
-				t.Errorf("paused message: state %v attempts %d, want pending with its attempts kept (0)", r.State, r.Attempts)
-			}
-			if r.AvailableAt.Before(time.Now().Add(30 * time.Minute)) {
-				t.Errorf("paused message available at %v, want about an hour from now", r.AvailableAt)
-			}
+	for _, c := range rec.Calls() {
+		if c.Topic != "down" {
+			continue
+		}
+		r, err := h.Store.Get(ctxFor(t), c.ID)
+		if c.Attempt != 1 {
+			t.Errorf("paused message published at attempt %d, want 1", c.Attempt)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != outbox.StatePending || r.Attempts != 0 {
+			t.Errorf("paused message: state %v attempts %d, want pending with its attempts kept (0)", r.State, r.Attempts)
+		}
+		if r.AvailableAt.Before(time.Now().Add(30 * time.Minute)) {
+			t.Errorf("paused message available at %v, want about an hour from now", r.AvailableAt)
 		}
 	}
 }
 
 func testPermanentDeadLetterRequeue(t *testing.T, h Harness) {
-	if h.DeadLetters == nil {
-		t.Skip("no DeadLetters")
-	}
 	var broken atomic.Bool
 	broken.Store(true)
 	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
@@ -640,7 +653,7 @@ func testPermanentDeadLetterRequeue(t *testing.T, h Harness) {
 			t.Fatal("no dead letter")
 		}
 		var err error
-		if dead, err = h.DeadLetters.ListDead(ctx, "t", 0, 10); err != nil {
+		if dead, err = h.Store.ListDead(ctx, "t", 0, 10); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -648,11 +661,11 @@ func testPermanentDeadLetterRequeue(t *testing.T, h Harness) {
 		t.Fatalf("permanent error: %d calls, dead letter %+v; want one attempt, dead at once", len(rec.Calls()), dead[0])
 	}
 	broken.Store(false)
-	n, err := h.DeadLetters.Requeue(ctx, dead[0].ID)
+	n, err := h.Store.Requeue(ctx, dead[0].ID)
 	if err != nil || n != 1 {
 		t.Fatalf("Requeue = %d, %v", n, err)
 	}
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 	if d := rec.Delivered()[0]; d.ID != dead[0].ID || d.Attempt != 1 {
 		t.Errorf("requeued delivery id %s attempt %d, want the same id, attempts reset", d.ID, d.Attempt)
 	}
@@ -673,7 +686,7 @@ func testRetryAfterHonoured(t *testing.T, h Harness) {
 	}}
 	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
 	startRelay(t, h, rec)
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 	mu.Lock()
 	defer mu.Unlock()
 	if gap := at[1].Sub(at[0]); gap < wait {
@@ -685,15 +698,12 @@ func testMaxAttempts(t *testing.T, h Harness) {
 	rec := &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error { return fmt.Errorf("attempt %d failed", d.Attempt) }}
 	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
 	startRelay(t, h, rec, outbox.WithMaxAttempts(3))
-	if h.DeadLetters == nil {
-		t.Skip("no DeadLetters")
-	}
 	ctx := ctxFor(t)
 	for deadline := time.Now().Add(waitLong); ; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no dead letter")
 		}
-		dead, err := h.DeadLetters.ListDead(ctx, "", 0, 10)
+		dead, err := h.Store.ListDead(ctx, "", 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -707,20 +717,17 @@ func testMaxAttempts(t *testing.T, h Harness) {
 }
 
 func testDeadLetterAdmin(t *testing.T, h Harness) {
-	dl := h.DeadLetters
-	if dl == nil {
-		t.Skip("no DeadLetters")
-	}
+	dl := h.Store
 	ctx := ctxFor(t)
 	commit(t, h, msgs("a", "", 3, "a")...)
 	commit(t, h, msgs("b", "", 2, "b")...)
 	c := claimAll(t, h, time.Minute)
-	outs := make([]outbox.Outcome, len(c))
+	outs := make([]backend.Outcome, len(c))
 	for i, x := range c {
-		outs[i] = outbox.Outcome{Position: x.Position, Token: x.Token, Kind: outbox.Dead, LastError: "reason " + string(x.Payload)}
+		outs[i] = backend.Outcome{Position: x.Position, Token: x.Token, Kind: backend.Dead, Error: "reason " + string(x.Payload)}
 	}
-	if err := h.Store.Settle(ctx, outs); err != nil {
-		t.Fatal(err)
+	if refused, err := h.Store.Settle(ctx, outs); err != nil || len(refused) > 0 {
+		t.Fatalf("Settle: %v, refused %v", err, refused)
 	}
 	all, err := dl.ListDead(ctx, "", 0, 100)
 	if err != nil || len(all) != 5 {
@@ -770,8 +777,8 @@ func testDeadLetterAdmin(t *testing.T, h Harness) {
 }
 
 func testMalformedRow(t *testing.T, h Harness) {
-	if h.Corrupt == nil || h.DeadLetters == nil {
-		t.Skip("no Corrupt or no DeadLetters")
+	if h.Corrupt == nil {
+		t.Skip("no Corrupt")
 	}
 	const bad = "0190d8a2-0000-7000-8000-0000000000bb"
 	commit(t, h, outbox.Message{ID: bad, Topic: "t", Key: "k", Payload: []byte("bad")})
@@ -781,13 +788,13 @@ func testMalformedRow(t *testing.T, h Harness) {
 	}
 	rec := &Recorder{}
 	startRelay(t, h, rec)
-	rec.WaitFor(t, waitLong, Count(2))
+	rec.WaitFor(t, waitLong, 2)
 	for _, d := range rec.Calls() {
 		if d.ID == bad {
 			t.Error("the malformed message was published")
 		}
 	}
-	r, err := h.DeadLetters.Get(ctxFor(t), bad)
+	r, err := h.Store.Get(ctxFor(t), bad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -796,14 +803,14 @@ func testMalformedRow(t *testing.T, h Harness) {
 	}
 }
 
+// testPollOnly: a relay without a notifier finds a message committed while
+// it waited by its next poll. (The relay's own timing is tested in package
+// outbox, with testing/synctest.)
 func testPollOnly(t *testing.T, h Harness) {
-	const poll = 10 * time.Second
-	clk := NewClock(time.Now())
+	const poll = 300 * time.Millisecond
 	rec := &Recorder{}
 	// No notifier: whatever the backend sends at commit is lost.
-	r, err := outbox.NewRelay(h.Store, rec,
-		outbox.WithClock(clk), outbox.WithPollInterval(poll), outbox.WithClaimers(1),
-		outbox.WithCleanup(time.Hour, 0), outbox.WithStatsInterval(time.Hour))
+	r, err := outbox.NewRelay(h.Store, rec, outbox.WithPollInterval(poll), outbox.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -811,31 +818,23 @@ func testPollOnly(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stop(t, r) })
-	// Wait until the claimer found nothing and sleeps until its next poll
-	// (the stats loop waits too).
-	waitWaiters(t, clk, 2)
+	time.Sleep(poll / 2) // the relay found nothing and sleeps until its next poll
 	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("x")})
-	clk.Advance(poll)
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 }
 
-func waitWaiters(t *testing.T, clk *Clock, n int) {
-	t.Helper()
-	deadline := time.After(waitLong)
-	for {
-		got, changed := clk.Waiters()
-		if got >= n {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("%d clock waiters, want %d", got, n)
-		}
-	}
+// cleaner is a store that deletes old messages itself (sqloutbox.Store;
+// package housekeeping calls it).
+type cleaner interface {
+	Cleanup(ctx context.Context, retention time.Duration, limit int) (int, error)
+	CleanupDead(ctx context.Context, retention time.Duration, limit int) (int, error)
 }
 
 func testCleanupSafety(t *testing.T, h Harness) {
+	cl, ok := h.Store.(cleaner)
+	if !ok {
+		t.Skip("the store has no Cleanup and CleanupDead")
+	}
 	ctx := ctxFor(t)
 	commit(t, h, msgs("t", "", 6, "x")...)
 	c := claimAll(t, h, time.Minute)
@@ -843,16 +842,16 @@ func testCleanupSafety(t *testing.T, h Harness) {
 		t.Fatalf("claimed %d", len(c))
 	}
 	// 2 delivered, 2 dead, 2 still claimed; then 3 pending and unclaimed.
-	if err := settle(t, h, outbox.Delivered, c[0], c[1]); err != nil {
-		t.Fatal(err)
+	if n := settle(t, h, backend.Delivered, c[0], c[1]); n != 0 {
+		t.Fatalf("%d refused", n)
 	}
-	if err := settle(t, h, outbox.Dead, c[2], c[3]); err != nil {
-		t.Fatal(err)
+	if n := settle(t, h, backend.Dead, c[2], c[3]); n != 0 {
+		t.Fatalf("%d refused", n)
 	}
 	commit(t, h, msgs("t", "", 3, "y")...)
 	total := 0
 	for {
-		n, err := h.Store.Cleanup(ctx, 0, 1)
+		n, err := cl.Cleanup(ctx, 0, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -868,11 +867,25 @@ func testCleanupSafety(t *testing.T, h Harness) {
 	if err != nil || st.Pending != 5 || st.Dead != 2 {
 		t.Errorf("Stats after cleanup = %+v, %v; want 5 pending (2 claimed), 2 dead", st, err)
 	}
-	if err := settle(t, h, outbox.Delivered, c[4], c[5]); err != nil {
-		t.Errorf("the claimed messages cannot be settled after cleanup: %v", err)
+	if n := settle(t, h, backend.Delivered, c[4], c[5]); n != 0 {
+		t.Errorf("the claimed messages cannot be settled after cleanup: %d refused", n)
 	}
-	if n, err := h.Store.Cleanup(ctx, time.Hour, 100); err != nil || n != 0 {
+	if n, err := cl.Cleanup(ctx, time.Hour, 100); err != nil || n != 0 {
 		t.Errorf("Cleanup within the retention deleted %d, %v", n, err)
+	}
+	// Dead letters go only through CleanupDead, after their own retention.
+	if n, err := cl.CleanupDead(ctx, time.Hour, 100); err != nil || n != 0 {
+		t.Errorf("CleanupDead within the retention deleted %d, %v", n, err)
+	}
+	if n, err := cl.CleanupDead(ctx, 0, 1); err != nil || n != 1 {
+		t.Errorf("CleanupDead(limit 1) deleted %d, %v; want 1", n, err)
+	}
+	if n, err := cl.CleanupDead(ctx, 0, 100); err != nil || n != 1 {
+		t.Errorf("CleanupDead deleted %d, %v; want the other dead letter", n, err)
+	}
+	st, err = h.Store.Stats(ctx)
+	if err != nil || st.Pending != 3 || st.Dead != 0 {
+		t.Errorf("Stats after CleanupDead = %+v, %v; want 3 pending, no dead letter", st, err)
 	}
 }
 
@@ -884,7 +897,7 @@ func testStopReleases(t *testing.T, h Harness) {
 		return ctx.Err()
 	}}
 	commit(t, h, msgs("t", "", 30, "x")...)
-	r, err := outbox.NewRelay(h.Store, rec, testOptions(h, outbox.WithLease(time.Hour), outbox.WithPublishTimeout(30*time.Minute), outbox.WithTopicConcurrency(5))...)
+	r, err := outbox.NewRelay(h.Store, rec, testOptions(h, outbox.WithLease(time.Hour), outbox.WithPublishTimeout(30*time.Minute), outbox.WithDestinationConcurrency(5))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,7 +958,7 @@ func testFourRelaysExactlyOnce(t *testing.T, h Harness) {
 	for range 4 {
 		startRelay(t, h, rec)
 	}
-	rec.WaitFor(t, 5*time.Minute, Count(n))
+	rec.WaitFor(t, 5*time.Minute, n)
 	mu.Lock()
 	defer mu.Unlock()
 	for id, c := range seen {
@@ -989,7 +1002,7 @@ func testTraceContext(t *testing.T, h Harness) {
 		return nil
 	}}
 	startRelay(t, h, rec)
-	rec.WaitFor(t, waitLong, Count(1))
+	rec.WaitFor(t, waitLong, 1)
 	if g := got.Load().(trace.TraceID); g != tid {
 		t.Errorf("publish ran in trace %v, want the enqueuing trace %v", g, tid)
 	}

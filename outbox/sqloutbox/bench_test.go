@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
 )
 
 // benchMessages is how many messages one drain moves (one op).
@@ -318,7 +319,7 @@ func BenchmarkCommitToPublish(b *testing.B) {
 			}))
 			opts := []outbox.Option{outbox.WithPollInterval(100 * time.Millisecond)}
 			if mode == "listen-notify" {
-				l, err := s.NewPostgresListener(url)
+				l, err := pgxoutbox.NewListener(s, url)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,19 +1,23 @@
-// Package sqloutbox stores the transactional outbox in PostgreSQL (through
-// pgx, with database/sql or pgx's own transactions), SQLite
-// (modernc.org/sqlite) or MySQL 8/MariaDB 10.6+.
+// Package sqloutbox stores the transactional outbox in PostgreSQL, SQLite
+// (modernc.org/sqlite) or MySQL 8/MariaDB 10.6+, through database/sql. It
+// imports no driver: the program imports the one it uses (pgx's stdlib,
+// modernc.org/sqlite, go-sql-driver/mysql).
 //
-// Enqueue writes messages in the caller's transaction (a *sql.Tx, *sql.Conn,
-// sqlx or bun transaction; EnqueuePgx takes a pgx.Tx), so they commit or roll
-// back with the business data. Store implements outbox.Store for
-// outbox.Relay and outbox.DeadLetters for operators (see also the outboxctl
-// command).
+// Enqueue writes messages in the caller's transaction (a steadfast.Tx:
+// *sql.Tx, or an sqlx or bun transaction; pgxoutbox.Enqueue takes a pgx.Tx),
+// so they commit or roll back with the business data; a *sql.DB is refused
+// by the compiler, so no message is written outside the transaction by
+// mistake. EnqueueWithoutTx is the explicit call for messages that belong to
+// no business transaction. Store implements outbox.Store for outbox.Relay
+// and for operators (see also the outboxctl command).
 //
 // # Schema
 //
-// Migrate creates one table (WithTable names it; DefaultTable otherwise)
-// and its indexes; Schema returns the same DDL for your own migration tool.
-// Every message is a row with a position (a sequence), its UUIDv7 id, topic,
-// partition key, headers (JSON), payload, the W3C traceparent of the
+// Migrate creates one table (WithTable names it; steadfast_outbox
+// otherwise) and its indexes; Schema returns the same DDL for your own
+// migration tool. Every message is a row with a position (a sequence), its
+// UUIDv7 id, topic, destination, partition key, headers (JSON), payload,
+// the W3C traceparent of the
 // enqueuing span, a state (pending, delivered, dead), an attempt count, the
 // last error and the claim's token. Indexes cover only what the relay scans:
 // on PostgreSQL and SQLite partial indexes over pending rows (so millions of
@@ -53,12 +57,19 @@
 //
 // # Wake-up
 //
-// On PostgreSQL Enqueue also sends a NOTIFY on the table's channel (at
-// commit; WithoutNotify turns it off) and NewPostgresListener returns an
-// outbox.Notifier that LISTENs on a connection of its own; relays poll as
-// well, so a lost notification delays a message by at most the poll
-// interval. Behind a transaction-mode pooler, run the relay without a
-// notifier (poll-only).
+// On PostgreSQL Enqueue also sends a NOTIFY on the table's channel (named
+// as the table; at commit; WithoutNotify turns it off) and
+// pgxoutbox.NewListener returns an outbox.Notifier that LISTENs on a
+// connection of its own; relays poll as well, so a lost notification delays
+// a message by at most the poll interval. Behind a transaction-mode pooler,
+// run the relay without a notifier (poll-only).
+//
+// # Time
+//
+// Every time a store compares (leases, schedules, retention) is the
+// database's own clock, read in the statement: now() on PostgreSQL,
+// NOW(6) on MySQL, unixepoch('subsec') on SQLite. Hosts whose clocks
+// disagree still agree on leases.
 //
 // # Durability of write-backs
 //

@@ -8,14 +8,25 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/retry"
 )
 
+// gone answers every publish with a permanent error, as an endpoint that
+// answered 410 Gone would.
+type gone struct{ dead chan struct{} }
+
+func (g gone) Publish(ctx context.Context, d outbox.Delivery) error {
+	defer close(g.dead)
+	return retry.Permanent(errors.New("410 Gone"))
+}
+
 // Enqueue in the caller's transaction; a rolled-back transaction leaves
-// nothing to deliver. Dead letters can be listed and requeued.
+// nothing to deliver, and an invalid message is refused before anything is
+// written. A message that cannot be delivered becomes a dead letter, which
+// an operator lists and requeues.
 func Example() {
 	dir, _ := os.MkdirTemp("", "sqloutbox-example")
 	defer os.RemoveAll(dir)
@@ -39,21 +50,53 @@ func Example() {
 
 	tx, _ = db.BeginTx(ctx, nil)
 	err = store.Enqueue(ctx, tx, outbox.Message{Topic: "", Payload: []byte("no topic")})
-	fmt.Println(errors.Is(err, outbox.ErrInvalidMessage), err)
+	fmt.Println(errors.Is(err, outbox.ErrInvalid), err)
 	_ = store.Enqueue(ctx, tx, outbox.Message{Topic: "invoices", Payload: []byte("sent")})
 	_ = tx.Commit()
 
-	claimed, _ := store.Claim(ctx, outbox.ClaimRequest{Limit: 10, Lease: time.Minute})
-	fmt.Println(len(claimed), string(claimed[0].Payload))
-	_ = store.Settle(ctx, []outbox.Outcome{{Position: claimed[0].Position, Token: claimed[0].Token, Kind: outbox.Dead, LastError: "410 Gone"}})
+	pub := gone{dead: make(chan struct{})}
+	relay, err := outbox.NewRelay(store, pub)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = relay.Start(ctx)
+	<-pub.dead
+	_ = relay.Stop(ctx) // writes the outcome back
+
 	dead, _ := store.ListDead(ctx, "", 0, 10)
-	fmt.Println(len(dead), dead[0].LastError)
+	fmt.Println(len(dead), string(dead[0].Payload), dead[0].LastError)
 	n, _ := store.Requeue(ctx, dead[0].ID)
 	st, _ := store.Stats(ctx)
 	fmt.Println(n, st.Pending, st.Dead)
 	// Output:
 	// true outbox: message 0: empty topic
-	// 1 sent
-	// 1 410 Gone
+	// 1 sent 410 Gone
 	// 1 1 0
+}
+
+// An event that belongs to no business transaction (a scheduled reminder)
+// is enqueued in a transaction of its own.
+func ExampleStore_EnqueueWithoutTx() {
+	dir, _ := os.MkdirTemp("", "sqloutbox-example")
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	store, err := sqloutbox.New(db, sqloutbox.SQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := store.EnqueueWithoutTx(ctx, outbox.Message{Topic: "reminders", Key: "customer-42", Payload: []byte(`{"due":"tomorrow"}`)}); err != nil {
+		log.Fatal(err)
+	}
+	st, _ := store.Stats(ctx)
+	fmt.Println(st.Pending)
+	// Output:
+	// 1
 }

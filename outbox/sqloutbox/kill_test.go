@@ -20,6 +20,7 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
 )
 
 // The helper process: a relay that appends every publish to a file, run by
@@ -71,7 +72,7 @@ func TestHelperRelayProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.NewPostgresListener(url)
+	l, err := pgxoutbox.NewListener(s, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +296,7 @@ func TestPostgresRestart(t *testing.T) {
 		n = 1000
 	}
 	enqueueMany(t, db, s, n, 50)
-	l, err := s.NewPostgresListener(pg.URL())
+	l, err := pgxoutbox.NewListener(s, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +308,7 @@ func TestPostgresRestart(t *testing.T) {
 		return nil
 	}}
 	r, err := outbox.NewRelay(s, rec, outbox.WithNotifier(l), outbox.WithPollInterval(100*time.Millisecond),
-		outbox.WithBatchSize(20), outbox.WithTopicConcurrency(2), outbox.WithLease(5*time.Second), outbox.WithPublishTimeout(time.Second))
+		outbox.WithBatchSize(20), outbox.WithDestinationConcurrency(2), outbox.WithLease(5*time.Second), outbox.WithPublishTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stopRelay(t, r)
-	rec.WaitFor(t, time.Minute, outboxtest.Count(n/10))
+	rec.WaitFor(t, time.Minute, n/10)
 	before := pending(t, s)
 	pg.Kill(t) // as a crash would
 	pg.Start(t)

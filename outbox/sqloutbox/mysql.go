@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
 )
 
 // mysqlEnqueue does not park keyed messages behind their key's head as the
@@ -19,7 +20,7 @@ func (s *Store) mysqlEnqueue(ctx context.Context, exec execFunc, ms []outbox.Mes
 		for i, k := range keys {
 			args[i] = k
 		}
-		q := "INSERT INTO " + s.cfg.table + "_keys (partition_key) VALUES " +
+		q := s.expand("INSERT INTO {k} (partition_key) VALUES ") +
 			strings.TrimSuffix(strings.Repeat("(?),", len(keys)), ",") +
 			" ON DUPLICATE KEY UPDATE partition_key = partition_key"
 		if err := exec(ctx, q, args...); err != nil {
@@ -27,27 +28,27 @@ func (s *Store) mysqlEnqueue(ctx context.Context, exec execFunc, ms []outbox.Mes
 		}
 	}
 	var b strings.Builder
-	b.WriteString("INSERT INTO " + s.cfg.table + " (id, topic, partition_key, headers, payload, traceparent, created_at, available_at) VALUES ")
-	args := make([]any, 0, len(ms)*7)
+	b.WriteString(s.expand("INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, created_at, available_at) VALUES "))
+	args := make([]any, 0, len(ms)*8)
 	for i, m := range ms {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?," + mysqlNow + ",COALESCE(?," + mysqlNow + "))")
+		b.WriteString("(?,?,?,?,?,?,?," + mysqlNow + ",COALESCE(?," + mysqlNow + "))")
 		var avail any
 		if !m.NotBefore.IsZero() {
-			avail = micros(m.NotBefore)
+			avail = m.NotBefore.UnixMicro()
 		}
 		p := m.Payload
 		if p == nil {
 			p = []byte{}
 		}
-		args = append(args, m.ID, m.Topic, nullable(m.Key), nullable(hs[i]), p, nullable(tp), avail)
+		args = append(args, m.ID, m.Topic, m.Destination, nullable(m.Key), nullable(hs[i]), p, nullable(tp), avail)
 	}
 	return exec(ctx, b.String(), args...)
 }
 
-func (s *Store) mysqlClaim(ctx context.Context, req outbox.ClaimRequest, token string) ([]outbox.Claimed, error) {
+func (s *Store) mysqlClaim(ctx context.Context, req backend.ClaimRequest, token string) ([]claimedRow, error) {
 	tx, err := s.db.BeginTx(ctx, s.txOptions())
 	if err != nil {
 		return nil, err
@@ -58,28 +59,19 @@ func (s *Store) mysqlClaim(ctx context.Context, req outbox.ClaimRequest, token s
 	if err != nil {
 		return nil, err
 	}
-	var seqs []any
-	for rows.Next() {
-		var seq int64
-		if err := rows.Scan(&seq); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		seqs = append(seqs, seq)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	seqs, err := scanSeqs(rows)
+	if err != nil {
 		return nil, err
 	}
 	if len(seqs) == 0 {
 		return nil, tx.Commit()
 	}
 	in := placeholders(len(seqs))
-	upd := "UPDATE " + s.cfg.table + " SET claim_token = ?, available_at = " + mysqlNow + " + ?, attempts = attempts + 1 WHERE seq IN (" + in + ")"
+	upd := s.expand("UPDATE {t} SET claim_token = ?, available_at = {now} + ?, attempts = attempts + 1 WHERE seq IN (" + in + ")")
 	if _, err := tx.ExecContext(ctx, upd, append([]any{token, req.Lease.Microseconds()}, seqs...)...); err != nil {
 		return nil, err
 	}
-	sel := "SELECT seq, id, topic, partition_key, headers, payload, traceparent, created_at, attempts FROM " + s.cfg.table + " WHERE seq IN (" + in + ")"
+	sel := s.expand("SELECT seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts, 0 FROM {t} WHERE seq IN (" + in + ")")
 	rows, err = tx.QueryContext(ctx, sel, seqs...)
 	if err != nil {
 		return nil, err
@@ -91,33 +83,43 @@ func (s *Store) mysqlClaim(ctx context.Context, req outbox.ClaimRequest, token s
 	return out, tx.Commit()
 }
 
-func (s *Store) mysqlCleanup(ctx context.Context, retention time.Duration, limit int) (int64, error) {
+// scanSeqs reads a column of positions and closes rows.
+func scanSeqs(rows interface {
+	Next() bool
+	Scan(...any) error
+	Close() error
+	Err() error
+}) ([]any, error) {
+	defer rows.Close()
+	var seqs []any
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return nil, err
+		}
+		seqs = append(seqs, seq)
+	}
+	return seqs, rows.Err()
+}
+
+func (s *Store) mysqlCleanup(ctx context.Context, state int, retention time.Duration, limit int) (int64, error) {
 	tx, err := s.db.BeginTx(ctx, s.txOptions())
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	rows, err := tx.QueryContext(ctx, s.q.cleanup, retention.Microseconds(), limit)
+	rows, err := tx.QueryContext(ctx, s.q.cleanup, state, retention.Microseconds(), limit)
 	if err != nil {
 		return 0, err
 	}
-	var seqs []any
-	for rows.Next() {
-		var seq int64
-		if err := rows.Scan(&seq); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		seqs = append(seqs, seq)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	seqs, err := scanSeqs(rows)
+	if err != nil {
 		return 0, err
 	}
 	if len(seqs) == 0 {
 		return 0, tx.Commit()
 	}
-	res, err := tx.ExecContext(ctx, "DELETE FROM "+s.cfg.table+" WHERE state = 1 AND seq IN ("+placeholders(len(seqs))+")", seqs...)
+	res, err := tx.ExecContext(ctx, s.expand("DELETE FROM {t} WHERE state = ? AND seq IN ("+placeholders(len(seqs))+")"), append([]any{state}, seqs...)...)
 	if err != nil {
 		return 0, err
 	}

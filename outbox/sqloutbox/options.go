@@ -2,9 +2,9 @@ package sqloutbox
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 
+	"github.com/steadfast-go/steadfast/internal/option"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
@@ -15,8 +15,8 @@ type Dialect = sqldb.Dialect
 // The databases a Store runs on.
 const (
 	// Postgres is PostgreSQL 12 or later through pgx's database/sql driver
-	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx"). Pgx users enqueue
-	// with EnqueuePgx.
+	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx"). Programs on
+	// pgx's own pool enqueue with pgxoutbox.Enqueue.
 	Postgres = sqldb.Postgres
 	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database
 	// in WAL mode; open it with SQLiteDSN.
@@ -32,11 +32,15 @@ const (
 )
 
 const (
-	// DefaultTable is the default of WithTable.
-	DefaultTable = "steadfast_outbox"
-	// MaxNameLen is the longest topic and partition key, in bytes.
-	MaxNameLen = 255
+	// defaultTable is the default of WithTable.
+	defaultTable = "steadfast_outbox"
+	// defaultMaxPayload is the default of WithMaxPayload: 1 MiB.
+	defaultMaxPayload = 1 << 20
 )
+
+// tableSuffixes are what the store appends to the table's name for its
+// other tables and its indexes.
+var tableSuffixes = []string{"_keys", "_ready", "_key", "_done", "_dead", "_id"}
 
 // SQLiteDSN returns a data source name for modernc.org/sqlite (driver name
 // "sqlite") for the database file at path: WAL mode, a 5 s busy timeout,
@@ -44,42 +48,63 @@ const (
 // not contain '?' or '#'.
 func SQLiteDSN(path string) string { return sqldb.SQLiteDSN(path, 5*time.Second) }
 
-// Option configures a Store.
-type Option func(*config) error
+// Option configures a Store. Options are made by the With functions of this
+// package and applied in order; New refuses, with an error naming it, an
+// option whose value makes no sense.
+type Option interface {
+	setting() *option.Setting[config]
+}
+
+type optionFunc option.Setting[config]
+
+func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting[config])(o) }
+
+func newOption(name string, set func(*config) error) Option {
+	return &optionFunc{Name: name, Set: set}
+}
+
+func applyOptions(ctor string, c *config, opts []Option) error {
+	return option.Apply("sqloutbox", ctor, c, len(opts), func(i int) *option.Setting[config] {
+		if opts[i] == nil {
+			return nil
+		}
+		return opts[i].setting()
+	})
+}
 
 type config struct {
-	table      string
+	table      sqldb.Table
 	maxPayload int
 	notify     bool
 	durable    bool
-	now        func() time.Time
 }
 
-var tableName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,47}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
-
-// WithTable sets the table's name, optionally schema-qualified ("app.outbox"
-// on PostgreSQL, a database name on MySQL). Indexes and the MySQL key table
-// are named after it. Defaults to DefaultTable.
+// WithTable sets the table's name: "name" or "schema.name" ("app.outbox": a
+// PostgreSQL schema, a MySQL database), each part an identifier
+// [A-Za-z_][A-Za-z0-9_]{0,62} short enough for the names made from it (the
+// indexes, and on MySQL the table name_keys). Defaults to
+// "steadfast_outbox".
 func WithTable(name string) Option {
-	return func(c *config) error {
-		if !tableName.MatchString(name) {
-			return fmt.Errorf("sqloutbox: WithTable: %q is not a plain SQL identifier (letters, digits, _; up to 48; optional schema)", name)
+	return newOption("WithTable", func(c *config) error {
+		t, err := sqldb.ParseTable(name, tableSuffixes...)
+		if err != nil {
+			return err
 		}
-		c.table = name
+		c.table = t
 		return nil
-	}
+	})
 }
 
-// WithMaxPayload sets the largest payload Enqueue accepts, in bytes.
-// Defaults to outbox.DefaultMaxPayload (1 MiB).
+// WithMaxPayload sets the largest payload Enqueue accepts, in bytes. n must
+// be positive. Defaults to 1 MiB.
 func WithMaxPayload(n int) Option {
-	return func(c *config) error {
+	return newOption("WithMaxPayload", func(c *config) error {
 		if n <= 0 {
-			return fmt.Errorf("sqloutbox: WithMaxPayload must be positive, got %d", n)
+			return fmt.Errorf("size %d must be positive", n)
 		}
 		c.maxPayload = n
 		return nil
-	}
+	})
 }
 
 // WithoutNotify stops Enqueue from sending a PostgreSQL NOTIFY, for
@@ -88,7 +113,7 @@ func WithMaxPayload(n int) Option {
 // than polling). Defaults to notifying on PostgreSQL; the other dialects
 // never notify.
 func WithoutNotify() Option {
-	return func(c *config) error { c.notify = false; return nil }
+	return newOption("WithoutNotify", func(c *config) error { c.notify = false; return nil })
 }
 
 // WithDurableWriteBacks makes the relay's claims and write-backs on
@@ -98,17 +123,5 @@ func WithoutNotify() Option {
 // of write-backs, and the messages concerned are delivered again. Delivery is
 // at least once either way; asynchronous commits spare a WAL flush per batch.
 func WithDurableWriteBacks() Option {
-	return func(c *config) error { c.durable = true; return nil }
-}
-
-// WithClock sets the clock of the SQLite store, which keeps time itself
-// (PostgreSQL and MySQL use the database's clock). Defaults to time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(c *config) error {
-		if now == nil {
-			return fmt.Errorf("sqloutbox: WithClock: nil function")
-		}
-		c.now = now
-		return nil
-	}
+	return newOption("WithDurableWriteBacks", func(c *config) error { c.durable = true; return nil })
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
 
@@ -30,12 +31,12 @@ func TestPostgresOrphanParkRepaired(t *testing.T) {
 	}
 	claimSettle := func(want string) {
 		t.Helper()
-		c, err := s.Claim(ctx, outbox.ClaimRequest{Limit: 10, Lease: time.Minute})
+		c, err := claim(ctx, s, 10)
 		if err != nil || len(c) != 1 || string(c[0].Payload) != want {
 			t.Fatalf("claim = %d messages, %v; want only %s", len(c), err, want)
 		}
-		if err := s.Settle(ctx, []outbox.Outcome{{Position: c[0].Position, Token: c[0].Token, Kind: outbox.Delivered}}); err != nil {
-			t.Fatal(err)
+		if refused, err := s.Settle(ctx, []backend.Outcome{{Position: c[0].Position, Token: c[0].Token, Kind: backend.Delivered}}); err != nil || len(refused) > 0 {
+			t.Fatal(err, refused)
 		}
 	}
 	commitMsgs(outbox.Message{Topic: "t", Key: "k", Payload: []byte("head")}, outbox.Message{Topic: "t", Key: "k", Payload: []byte("waiting")})
@@ -58,8 +59,23 @@ func TestPostgresOrphanParkRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := fresh.Claim(ctx, outbox.ClaimRequest{Limit: 10, Lease: time.Minute})
+	c, err := claim(ctx, fresh, 10)
 	if err != nil || len(c) != 1 || string(c[0].Payload) != "late" {
 		t.Fatalf("after the sweep: claimed %d, %v; want the late message", len(c), err)
 	}
+}
+
+// claimed is a message claimed directly from a store.
+type claimed struct {
+	outbox.Delivery
+	backend.Claim
+}
+
+// claim claims up to limit messages for a minute.
+func claim(ctx context.Context, s *sqloutbox.Store, limit int) ([]claimed, error) {
+	var out []claimed
+	err := s.Claim(ctx, backend.ClaimRequest{Limit: limit, Lease: time.Minute}, func(d outbox.Delivery, c backend.Claim) {
+		out = append(out, claimed{d, c})
+	})
+	return out, err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
 )
@@ -19,8 +18,8 @@ func TestClaimIgnoresDeliveredRows(t *testing.T) {
 	if testing.Short() {
 		n = 30000
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, partition_key, payload, state, done_at)
-		SELECT gen_random_uuid(), 't', CASE WHEN i % 2 = 0 THEN 'k' || (i % 100) END, '\x00', 1, now()
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, destination, partition_key, payload, state, done_at)
+		SELECT gen_random_uuid(), 't', 't', CASE WHEN i % 2 = 0 THEN 'k' || (i % 100) END, '\x00', 1, now()
 		FROM generate_series(1, $1) AS i`, n); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +46,7 @@ func TestClaimIgnoresDeliveredRows(t *testing.T) {
 	}
 	// The claim's selection, as Claim runs it.
 	q := `EXPLAIN SELECT seq FROM ` + s.Table() + ` o
-	WHERE state = 0 AND available_at <= now() AND NOT (topic = ANY ('{}'::text[]))
+	WHERE state = 0 AND available_at <= now() AND NOT (destination = ANY ('{}'::text[]))
 	  AND (partition_key IS NULL OR o.seq = (SELECT min(p.seq) FROM ` + s.Table() + ` p
 		WHERE p.partition_key = o.partition_key AND p.partition_key IS NOT NULL AND p.state = 0))
 	ORDER BY available_at LIMIT 100 FOR UPDATE SKIP LOCKED`
@@ -68,7 +67,7 @@ func TestClaimIgnoresDeliveredRows(t *testing.T) {
 	if strings.Contains(text, "Seq Scan") || !strings.Contains(text, "_ready") {
 		t.Errorf("the claim does not walk the pending index:\n%s", text)
 	}
-	c, err := s.Claim(ctx, outbox.ClaimRequest{Limit: 1000, Lease: time.Minute})
+	c, err := claim(ctx, s, 1000)
 	if err != nil || len(c) != 100-50+13 { // 50 keyless + one head per distinct key (13 letters used by even i)
 		t.Errorf("claimed %d, %v", len(c), err)
 	}
@@ -82,20 +81,20 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 	db, s, _ := newPostgres(t)
 	ctx := context.Background()
 	const n = 30000 // a size at which the hash join was chosen; much larger tables got nested loops
-	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, payload, state, done_at)
-		SELECT gen_random_uuid(), 't', '\x00', 1, now() FROM generate_series(1, $1)`, n); err != nil {
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, destination, payload, state, done_at)
+		SELECT gen_random_uuid(), 't', 't', '\x00', 1, now() FROM generate_series(1, $1)`, n); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, payload)
-		SELECT gen_random_uuid(), 't', '\x00' FROM generate_series(1, 300)`); err != nil {
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, destination, payload)
+		SELECT gen_random_uuid(), 't', 't', '\x00' FROM generate_series(1, 300)`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.ExecContext(ctx, "ANALYZE "+s.Table()); err != nil {
 		t.Fatal(err)
 	}
 	const batch = 300
-	seqs, toks, kinds, delays, refunds, errs := make([]int64, batch), make([]string, batch), make([]int16, batch),
-		make([]float64, batch), make([]int32, batch), make([]string, batch)
+	seqs, toks, kinds, delays, errs := make([]int64, batch), make([]string, batch), make([]int16, batch),
+		make([]float64, batch), make([]string, batch)
 	for i := range batch {
 		seqs[i], toks[i], kinds[i] = int64(n+i+1), "6f1c2b1e-8d43-4c8e-9a51-0b9d8e0c7a11", 1
 	}
@@ -104,7 +103,7 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 		args      []any
 	}{
 		{"claim", s.ClaimSQL(), []any{batch, "6f1c2b1e-8d43-4c8e-9a51-0b9d8e0c7a11", []string{}, 60.0}},
-		{"settle", s.SettleSQL(), []any{seqs, toks, kinds, delays, refunds, errs}},
+		{"settle", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs}},
 	} {
 		rows, err := db.QueryContext(ctx, "EXPLAIN "+c.sql, c.args...)
 		if err != nil {
@@ -133,8 +132,8 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 func TestClaimGenericPlanIsLinear(t *testing.T) {
 	db, s, _ := newPostgres(t)
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, partition_key, payload, available_at)
-		SELECT gen_random_uuid(), 't', 'k' || (i % 1000), '\x00', CASE WHEN i <= 1000 THEN now() ELSE 'infinity' END
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, destination, partition_key, payload, available_at)
+		SELECT gen_random_uuid(), 't', 't', 'k' || (i % 1000), '\x00', CASE WHEN i <= 1000 THEN now() ELSE 'infinity' END
 		FROM generate_series(1, 20000) AS i`); err != nil {
 		t.Fatal(err)
 	}

@@ -2,42 +2,12 @@ package sqloutbox
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
 )
-
-// unparkEvery is how often a store looks for parked messages whose
-// predecessor was settled while they were being enqueued.
-const unparkEvery = 5 * time.Second
-
-// PgxExecer is what EnqueuePgx needs of a pgx transaction: pgx.Tx,
-// *pgx.Conn and *pgxpool.Tx satisfy it.
-type PgxExecer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-// EnqueuePgx is Enqueue for pgx users: it writes msgs in tx, a pgx.Tx (or
-// anything with its Exec method), with the same checks and guarantees. It
-// returns an error on a store whose dialect is not Postgres.
-func (s *Store) EnqueuePgx(ctx context.Context, tx PgxExecer, msgs ...outbox.Message) error {
-	if s.dialect != Postgres {
-		return fmt.Errorf("sqloutbox: EnqueuePgx on a %v store", s.dialect)
-	}
-	if tx == nil {
-		return errors.New("sqloutbox: EnqueuePgx: nil transaction")
-	}
-	return s.enqueue(ctx, func(ctx context.Context, query string, args ...any) error {
-		_, err := tx.Exec(ctx, query, args...)
-		return err
-	}, msgs)
-}
 
 // smallBatch is the largest batch that pgEnqueue writes with a VALUES list
 // (cheapest for one message); larger ones go through arrays.
@@ -77,17 +47,17 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 		from = append(from, "k")
 	}
 	if s.cfg.notify {
-		with = append(with, "nt AS (SELECT 1 AS n FROM (SELECT pg_notify("+arg(s.NotifyChannel())+", '')) AS x)")
+		with = append(with, "nt AS (SELECT 1 AS n FROM (SELECT pg_notify("+arg(s.Table())+", '')) AS x)")
 		from = append(from, "nt")
 	}
 	if len(with) > 0 {
 		b.WriteString("WITH " + strings.Join(with, ", ") + "\n")
 	}
 	tpArg := arg(nullable(tp))
-	b.WriteString("INSERT INTO " + s.cfg.table + " (id, topic, partition_key, headers, payload, traceparent, not_before, available_at)\n")
-	b.WriteString("SELECT v.id, v.topic, v.k, v.h, v.p, " + tpArg + "::text, v.nb, ")
+	b.WriteString("INSERT INTO " + s.Table() + " (id, topic, destination, partition_key, headers, payload, traceparent, not_before, available_at)\n")
+	b.WriteString("SELECT v.id, v.topic, v.d, v.k, v.h, v.p, " + tpArg + "::text, v.nb, ")
 	if len(keys) > 0 {
-		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND EXISTS (SELECT 1 FROM " + s.cfg.table +
+		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND EXISTS (SELECT 1 FROM " + s.Table() +
 			" e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
 	} else {
 		b.WriteString("COALESCE(v.nb, now())")
@@ -110,11 +80,11 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 		if m.Key != "" {
 			seen[m.Key] = true
 		}
-		b.WriteString("(" + arg(m.ID) + "::uuid, " + arg(m.Topic) + "::text, " + arg(nullable(m.Key)) + "::text, " +
+		b.WriteString("(" + arg(m.ID) + "::uuid, " + arg(m.Topic) + "::text, " + arg(m.Destination) + "::text, " + arg(nullable(m.Key)) + "::text, " +
 			arg(nullable(hs[i])) + "::text, " + arg(p) + "::bytea, " + arg(nb) + "::timestamptz, " +
 			arg(behind) + "::boolean, " + strconv.Itoa(i) + ")")
 	}
-	b.WriteString(") AS v(id, topic, k, h, p, nb, behind, ord)")
+	b.WriteString(") AS v(id, topic, d, k, h, p, nb, behind, ord)")
 	for _, f := range from {
 		b.WriteString(", " + f)
 	}
@@ -132,10 +102,10 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 // commit.
 func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
 	n := len(ms)
-	ids, topics, keys, payloads := make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
+	ids, topics, dests, keys, payloads := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([][]byte, n)
 	notBefore := make([]int64, n)
 	for i, m := range ms {
-		ids[i], topics[i], keys[i], payloads[i] = m.ID, m.Topic, m.Key, m.Payload
+		ids[i], topics[i], dests[i], keys[i], payloads[i] = m.ID, m.Topic, m.Destination, m.Key, m.Payload
 		if payloads[i] == nil {
 			payloads[i] = []byte{}
 		}
@@ -144,16 +114,16 @@ func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.
 		}
 	}
 	keyed := sortedKeys(ms)
-	args := []any{ids, topics, keys, hs, payloads, notBefore, nullable(tp)}
+	args := []any{ids, topics, dests, keys, hs, payloads, notBefore, nullable(tp)}
 	var with, from string
 	if len(keyed) > 0 {
 		args = append(args, s.lockID, keyed)
-		with = `k AS (SELECT count(pg_advisory_xact_lock($8, hashtext(x))) AS n
-		FROM (SELECT x FROM unnest($9::text[]) AS x ORDER BY x) AS sk)`
+		with = `k AS (SELECT count(pg_advisory_xact_lock($9, hashtext(x))) AS n
+		FROM (SELECT x FROM unnest($10::text[]) AS x ORDER BY x) AS sk)`
 		from += ", k"
 	}
 	if s.cfg.notify {
-		args = append(args, s.NotifyChannel())
+		args = append(args, s.Table())
 		if with != "" {
 			with += ", "
 		}
@@ -165,20 +135,20 @@ func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.
 	}
 	// A keyed message behind a pending one of its key is parked: it is
 	// not ready until the settle of its predecessor unparks it.
-	q := with + `INSERT INTO ` + s.cfg.table + ` (id, topic, partition_key, headers, payload, traceparent, not_before, available_at)
-SELECT v.id::uuid, v.topic, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $7::text, v.nbt,
+	q := with + `INSERT INTO ` + s.Table() + ` (id, topic, destination, partition_key, headers, payload, traceparent, not_before, available_at)
+SELECT v.id::uuid, v.topic, v.d, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $8::text, v.nbt,
 	CASE WHEN v.k <> '' AND (v.rn > 1 OR EXISTS (
-		SELECT 1 FROM ` + s.cfg.table + ` e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL))
+		SELECT 1 FROM ` + s.Table() + ` e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL))
 	THEN 'infinity' ELSE COALESCE(v.nbt, now()) END
 FROM (SELECT u.*, row_number() OVER (PARTITION BY u.k ORDER BY u.ord) AS rn,
 		CASE WHEN u.nb = 0 THEN NULL ELSE to_timestamp(u.nb / 1000000.0) END AS nbt
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
-		WITH ORDINALITY AS u(id, topic, k, h, p, nb, ord)) AS v` + from + `
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bigint[])
+		WITH ORDINALITY AS u(id, topic, d, k, h, p, nb, ord)) AS v` + from + `
 ORDER BY v.ord`
 	return exec(ctx, q, args...)
 }
 
-func (s *Store) pgClaim(ctx context.Context, req outbox.ClaimRequest, token string) ([]outbox.Claimed, error) {
+func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token string) ([]claimedRow, error) {
 	exclude := req.Exclude
 	if exclude == nil {
 		exclude = []string{}
@@ -195,60 +165,24 @@ func (s *Store) pgClaim(ctx context.Context, req outbox.ClaimRequest, token stri
 	return collectClaimed(rows, token, req.Limit)
 }
 
-func (s *Store) pgSettle(ctx context.Context, outcomes []outbox.Outcome) (int64, error) {
+func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
 	n := len(outcomes)
-	seqs, toks, kinds, delays, refunds, errs := make([]int64, n), make([]string, n), make([]int16, n), make([]float64, n), make([]int32, n), make([]string, n)
+	seqs, toks, kinds, delays, errs := make([]int64, n), make([]string, n), make([]int16, n), make([]float64, n), make([]string, n)
 	for i, o := range outcomes {
-		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, o.Token, int16(o.Kind), seconds(o.Delay), o.LastError
-		if o.Refund {
-			refunds[i] = 1
-		}
+		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, o.Token, int16(o.Kind), seconds(o.Delay), o.Error
 	}
-	var applied int64
-	err := s.db.QueryRowContext(ctx, s.q.settle, seqs, toks, kinds, delays, refunds, errs).Scan(&applied)
-	return applied, err
-}
-
-// PostgresListener is an outbox.Notifier that LISTENs on a store's channel
-// over a connection of its own (not from a pool: transaction-mode poolers
-// cannot LISTEN; use poll-only mode behind them).
-type PostgresListener struct {
-	connString string
-	channel    string
-}
-
-var _ outbox.Notifier = (*PostgresListener)(nil)
-
-// NewPostgresListener returns a listener for the channel that s's Enqueue
-// notifies, connecting with the pgx connection string connString. It checks
-// the string but does not connect.
-func (s *Store) NewPostgresListener(connString string) (*PostgresListener, error) {
-	if s.dialect != Postgres {
-		return nil, fmt.Errorf("sqloutbox: NewPostgresListener on a %v store", s.dialect)
-	}
-	if _, err := pgx.ParseConfig(connString); err != nil {
-		return nil, fmt.Errorf("sqloutbox: NewPostgresListener: %w", err)
-	}
-	return &PostgresListener{connString: connString, channel: s.NotifyChannel()}, nil
-}
-
-// Listen implements outbox.Notifier: it connects, listens, calls notify once
-// (notifications sent while it was not listening are lost) and then once per
-// notification, until ctx ends or the connection fails.
-func (l *PostgresListener) Listen(ctx context.Context, notify func()) error {
-	conn, err := pgx.Connect(ctx, l.connString)
+	rows, err := s.db.QueryContext(ctx, s.q.settle, seqs, toks, kinds, delays, errs)
 	if err != nil {
-		return fmt.Errorf("sqloutbox: listen: %w", err)
+		return nil, err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
-		return fmt.Errorf("sqloutbox: listen: %w", err)
-	}
-	notify()
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return fmt.Errorf("sqloutbox: listen: %w", err)
+	defer rows.Close()
+	var refused []int64
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return nil, err
 		}
-		notify()
+		refused = append(refused, seq)
 	}
+	return refused, rows.Err()
 }

@@ -1,9 +1,11 @@
 package sqloutbox
 
-// The SQL of each dialect, in one place. {t} is the table, {i} the prefix of
-// index names (the table without its schema). Times are timestamptz on
-// PostgreSQL and microseconds since the Unix epoch elsewhere; every query
-// reads them back as microseconds.
+// The SQL of each dialect, in one place. Statements are templates: {t} is
+// the table (schema-qualified when WithTable named a schema), {k} the MySQL
+// key table beside it, {i} the stem of index names (the table's own name).
+// Times are timestamptz on PostgreSQL and microseconds since the Unix epoch
+// elsewhere, always the database's own clock; every query reads them back
+// as microseconds. Kinds of outcome are backend.OutcomeKind's numbers.
 
 // States stored in the state column.
 const (
@@ -17,6 +19,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	seq           bigserial PRIMARY KEY,
 	id            uuid NOT NULL UNIQUE,
 	topic         text NOT NULL,
+	destination   text NOT NULL,
 	partition_key text,
 	headers       text,
 	payload       bytea NOT NULL,
@@ -42,28 +45,28 @@ CREATE INDEX IF NOT EXISTS {i}_done ON {t} (done_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
 `
 
-const pgCols = `seq, id::text, topic, partition_key, headers, payload, traceparent,
+const pgCols = `seq, id::text, topic, destination, partition_key, headers, payload, traceparent,
 	(extract(epoch FROM created_at) * 1000000)::bigint,
 	CASE WHEN available_at = 'infinity' THEN 9223372036854775807
 		ELSE (extract(epoch FROM available_at) * 1000000)::bigint END,
 	state, attempts, last_error,
 	(extract(epoch FROM done_at) * 1000000)::bigint`
 
-// pgClaim: the candidates are pending, ready, not excluded, and the head of
-// their key; SKIP LOCKED lets concurrent relays take disjoint sets. The claim
-// pushes available_at to the end of the lease, so a claimed row is out of
-// the ready range until its lease expires. The UPDATE finds the rows by
-// primary key through "seq = ANY (ARRAY(...))" and is not joined to c:
-// joined to c alone, the planner hashes c and scans the whole table,
-// delivered rows included; joined to c as well, the generic plan of the
-// prepared statement (which estimates c at one row when most candidates
-// are keyed) loops over c and probes the whole array for each row, so a
-// claim of n rows costs n*n index probes.
+// pgClaim: the candidates are pending, ready, of a destination not
+// excluded, and the head of their key; SKIP LOCKED lets concurrent relays
+// take disjoint sets. The claim pushes available_at to the end of the lease,
+// so a claimed row is out of the ready range until its lease expires. The
+// UPDATE finds the rows by primary key through "seq = ANY (ARRAY(...))" and
+// is not joined to c: joined to c alone, the planner hashes c and scans the
+// whole table, delivered rows included; joined to c as well, the generic
+// plan of the prepared statement (which estimates c at one row when most
+// candidates are keyed) loops over c and probes the whole array for each
+// row, so a claim of n rows costs n*n index probes.
 const pgClaim = `
 WITH {async}c AS (
 	SELECT seq FROM {t} o
 	WHERE state = 0 AND available_at <= now()
-	  AND NOT (topic = ANY ($3::text[]))
+	  AND NOT (destination = ANY ($3::text[]))
 	  AND (partition_key IS NULL OR o.seq = (
 		SELECT min(p.seq) FROM {t} p
 		WHERE p.partition_key = o.partition_key AND p.partition_key IS NOT NULL AND p.state = 0))
@@ -73,31 +76,32 @@ WITH {async}c AS (
 )
 UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), attempts = o.attempts + 1
 {claimFrom}WHERE o.seq = ANY (ARRAY(SELECT seq FROM c))
-RETURNING o.seq, o.id::text, o.topic, o.partition_key, o.headers, o.payload, o.traceparent,
-	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts`
+RETURNING o.seq, o.id::text, o.topic, o.destination, o.partition_key, o.headers, o.payload, o.traceparent,
+	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts, 0`
 
 // pgAsync makes the relay's own statements commit asynchronously: a
 // database crash may forget the last write-backs, which only means that
 // those messages are claimed and delivered again. See WithDurableWriteBacks.
 const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS x), `
 
-// pgSettle applies a batch of outcomes in one statement. kind: 1 delivered,
-// 2 reschedule, 3 dead. "seq = ANY ($1)" finds the rows by primary key (as
+// pgSettle applies a batch of outcomes in one statement and returns the
+// positions it refused. "seq = ANY ($1)" finds the rows by primary key (as
 // in pgClaim, the join to unnest alone scans the whole table). Tokens come
 // as text: pgx has no binary encoding of a Go string as a uuid, and trying
-// one first costs an error per statement. A keyed message that is done unparks the next one
-// of its key.
+// one first costs an error per statement. A keyed message that is done
+// unparks the next one of its key.
 const pgSettle = `
 WITH {async}s AS (
 UPDATE {t} o SET
-	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 ELSE 0 END,
-	done_at = CASE WHEN u.kind = 2 THEN NULL ELSE now() END,
-	available_at = CASE WHEN u.kind = 2 THEN now() + make_interval(secs => u.delay) ELSE o.available_at END,
-	attempts = o.attempts - u.refund,
+	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 WHEN 4 THEN 2 ELSE 0 END,
+	done_at = CASE WHEN u.kind IN (1, 3, 4) THEN now() END,
+	available_at = CASE WHEN u.kind IN (1, 3, 4) THEN o.available_at
+		ELSE now() + make_interval(secs => u.delay) END,
+	attempts = o.attempts - CASE WHEN u.kind IN (5, 6) THEN 1 ELSE 0 END,
 	last_error = COALESCE(NULLIF(u.err, ''), o.last_error),
-	claim_token = NULL
-FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::float8[], $5::integer[], $6::text[])
-	AS u(seq, tok, kind, delay, refund, err)
+	claim_token = CASE WHEN u.kind = 7 THEN o.claim_token END
+FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::float8[], $5::text[])
+	AS u(seq, tok, kind, delay, err)
 WHERE o.seq = ANY ($1::bigint[]) AND o.seq = u.seq AND o.claim_token = u.tok::uuid AND o.state = 0
 RETURNING o.seq, o.partition_key, o.state
 ), p AS (
@@ -107,7 +111,8 @@ WHERE s.state <> 0 AND s.partition_key IS NOT NULL AND n.available_at = 'infinit
   AND n.seq = (SELECT min(q.seq) FROM {t} q
 	WHERE q.partition_key = s.partition_key AND q.state = 0 AND q.seq > s.seq)
 )
-SELECT count(*) FROM s{asyncFrom}`
+SELECT r.seq FROM unnest($1::bigint[]) AS r(seq){asyncFrom}
+WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.seq = r.seq)`
 
 // pgUnpark makes ready the parked heads whose predecessor was settled
 // while they were being enqueued (the settle could not see them yet).
@@ -117,11 +122,14 @@ FROM (SELECT min(seq) AS seq FROM {t}
 	WHERE state = 0 AND partition_key IS NOT NULL GROUP BY partition_key) h
 WHERE o.seq = h.seq AND o.available_at = 'infinity'`
 
+// pgCleanup deletes delivered ($3 = 1) or dead ($3 = 2) messages done
+// more than $1 seconds ago, at most $2, skipping rows another cleanup is
+// deleting.
 const pgCleanup = `
 DELETE FROM {t} WHERE seq IN (
 	SELECT seq FROM {t}
-	WHERE state = 1 AND done_at <= now() - make_interval(secs => $1)
-	ORDER BY done_at LIMIT $2
+	WHERE state = $3 AND done_at <= now() - make_interval(secs => $1)
+	LIMIT $2
 	FOR UPDATE SKIP LOCKED)`
 
 const pgStats = `
@@ -142,13 +150,16 @@ WHERE id = ANY ($1::uuid[]) AND state = 2`
 const pgDiscard = `DELETE FROM {t} WHERE id = ANY ($1::uuid[]) AND state = 2`
 
 // SQLite: one writer at a time, so a single UPDATE ... RETURNING claims
-// atomically; the application's clock gives the times.
+// atomically. sqliteNow is the database's clock in microseconds.
+
+const sqliteNow = `CAST(unixepoch('subsec') * 1000000 AS INTEGER)`
 
 const sqliteSchema = `
 CREATE TABLE IF NOT EXISTS {t} (
 	seq           INTEGER PRIMARY KEY AUTOINCREMENT,
 	id            TEXT NOT NULL UNIQUE,
 	topic         TEXT NOT NULL,
+	destination   TEXT NOT NULL,
 	partition_key TEXT,
 	headers       TEXT,
 	payload       BLOB NOT NULL,
@@ -162,40 +173,39 @@ CREATE TABLE IF NOT EXISTS {t} (
 	last_error    TEXT,
 	done_at       INTEGER
 );
-CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
-CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS {i}_done ON {t} (done_at) WHERE state = 1;
-CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS {s}{i}_ready ON {n} (available_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS {s}{i}_key ON {n} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {s}{i}_done ON {n} (done_at) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS {s}{i}_dead ON {n} (seq) WHERE state = 2;
 `
 
-const plainCols = `seq, id, topic, partition_key, headers, payload, traceparent,
+const plainCols = `seq, id, topic, destination, partition_key, headers, payload, traceparent,
 	created_at, available_at, state, attempts, last_error, done_at`
 
-// sqliteClaim: $1 token, $2 now, $3 lease end, $4 limit; {x} is the
-// exclusion of topics.
+// sqliteClaim: ? token, ? lease (µs), ? limit; {x} is the exclusion of
+// destinations.
 const sqliteClaim = `
-UPDATE {t} SET claim_token = ?, available_at = ?, attempts = attempts + 1
+UPDATE {t} SET claim_token = ?, available_at = ` + sqliteNow + ` + ?, attempts = attempts + 1
 WHERE seq IN (
 	SELECT seq FROM {t} o
-	WHERE state = 0 AND available_at <= ? {x}
+	WHERE state = 0 AND available_at <= ` + sqliteNow + ` {x}
 	  AND (partition_key IS NULL OR NOT EXISTS (
 		SELECT 1 FROM {t} p
 		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
 	ORDER BY available_at
 	LIMIT ?)
-RETURNING seq, id, topic, partition_key, headers, payload, traceparent, created_at, attempts`
+RETURNING seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts, 0`
 
 const sqliteCleanup = `
 DELETE FROM {t} WHERE seq IN (
-	SELECT seq FROM {t} WHERE state = 1 AND done_at <= ? ORDER BY done_at LIMIT ?)`
+	SELECT seq FROM {t} WHERE state = ? AND done_at <= ` + sqliteNow + ` - ? LIMIT ?)`
 
 // parked is the available_at of a message waiting behind an earlier one of
 // its key on SQLite (PostgreSQL uses 'infinity'; MySQL does not park).
 const parked = "9223372036854775807"
 
 // genericUnpark makes ready the next message of the keys whose message at
-// the listed positions was just delivered or dead-lettered ({seqs}); {now}
-// is the current time.
+// the listed positions was just delivered or dead-lettered ({seqs}).
 const genericUnpark = `
 UPDATE {t} SET available_at = CASE WHEN not_before IS NOT NULL AND not_before > {now} THEN not_before ELSE {now} END
 WHERE available_at = ` + parked + ` AND seq IN (SELECT seq FROM (
@@ -221,6 +231,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	seq           BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	id            CHAR(36) NOT NULL,
 	topic         VARCHAR(255) NOT NULL,
+	destination   VARCHAR(255) NOT NULL,
 	partition_key VARCHAR(255) NULL,
 	headers       MEDIUMTEXT NULL,
 	payload       LONGBLOB NOT NULL,
@@ -237,7 +248,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	KEY {i}_key (partition_key, state, seq),
 	KEY {i}_done (state, done_at)
 ) ENGINE=InnoDB;
-CREATE TABLE IF NOT EXISTS {t}_keys (
+CREATE TABLE IF NOT EXISTS {k} (
 	partition_key VARCHAR(255) NOT NULL PRIMARY KEY
 ) ENGINE=InnoDB;
 `
@@ -255,5 +266,12 @@ LIMIT ?
 FOR UPDATE SKIP LOCKED`
 
 const mysqlCleanupSelect = `
-SELECT seq FROM {t} WHERE state = 1 AND done_at <= ` + mysqlNow + ` - ?
-ORDER BY done_at LIMIT ? FOR UPDATE SKIP LOCKED`
+SELECT seq FROM {t} WHERE state = ? AND done_at <= ` + mysqlNow + ` - ?
+LIMIT ? FOR UPDATE SKIP LOCKED`
+
+// genericStats: {now} is the dialect's clock in microseconds.
+const genericStats = `
+SELECT COALESCE(SUM(CASE WHEN state = 0 THEN 1 ELSE 0 END), 0),
+	COALESCE({now} - MIN(CASE WHEN state = 0 THEN created_at END), 0),
+	COALESCE(SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), 0)
+FROM {t} WHERE state IN (0, 2)`

@@ -3,92 +3,177 @@ package sqloutbox
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"slices"
 	"strings"
 
-	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
 )
 
-// txSettle applies outcomes in one transaction (SQLite, MySQL): delivered
-// messages in one statement per claim token, the others one by one.
-func (s *Store) txSettle(ctx context.Context, outcomes []outbox.Outcome) (int64, error) {
+// settleSets is what each kind of outcome writes on SQLite and MySQL
+// ({now} is the clock, the first ? the delay in µs, the second the error).
+var settleSets = map[backend.OutcomeKind]string{
+	backend.Delivered:  "state = 1, done_at = {now}, claim_token = NULL",
+	backend.Retry:      "available_at = {now} + ?, claim_token = NULL, last_error = COALESCE(?, last_error)",
+	backend.Dead:       "state = 2, done_at = {now}, claim_token = NULL, last_error = COALESCE(?, last_error)",
+	backend.DeadUnsent: "state = 2, done_at = {now}, claim_token = NULL, last_error = COALESCE(?, last_error)",
+	backend.Release:    "available_at = {now}, claim_token = NULL, attempts = attempts - 1",
+	backend.Pause:      "available_at = {now} + ?, claim_token = NULL, attempts = attempts - 1, last_error = COALESCE(?, last_error)",
+	backend.Extend:     "available_at = {now} + ?",
+}
+
+// settleGroup is the outcomes that one statement applies: same kind, token,
+// delay and error.
+type settleGroup struct {
+	o    backend.Outcome
+	seqs []any
+}
+
+// txSettle applies outcomes in one transaction (SQLite, MySQL), one
+// statement per group of outcomes that write the same values, and returns
+// the refused positions. SQLite reads the applied positions back with
+// RETURNING; MySQL counts the affected rows and, when some were refused,
+// settles again after locking the rows to learn which.
+func (s *Store) txSettle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+	refused, ok, err := s.txSettleOnce(ctx, outcomes, false)
+	if err != nil || ok {
+		return refused, err
+	}
+	refused, _, err = s.txSettleOnce(ctx, outcomes, true)
+	return refused, err
+}
+
+// txSettleOnce settles outcomes. On MySQL without careful, ok is false (and
+// nothing committed) when some outcome was refused: the caller runs it again
+// with careful, which first locks the rows to find the ones still held.
+func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, careful bool) (refused []int64, ok bool, err error) {
 	tx, err := s.db.BeginTx(ctx, s.txOptions())
 	if err != nil {
-		return 0, err
+		return nil, false, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	now, nowArgs := s.nowSQL()
-	var applied int64
-	add := func(res sql.Result, err error) error {
+
+	held := map[int64]bool{} // careful: the positions still held by their token
+	if careful {
+		seqs := make([]any, len(outcomes))
+		toks := map[int64]string{}
+		for i, o := range outcomes {
+			seqs[i] = o.Position
+			toks[o.Position] = o.Token
+		}
+		rows, err := tx.QueryContext(ctx, s.expand("SELECT seq, claim_token FROM {t} WHERE state = 0 AND seq IN ("+placeholders(len(seqs))+") FOR UPDATE"), seqs...)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		n, err := res.RowsAffected()
-		applied += n
-		return err
+		for rows.Next() {
+			var seq int64
+			var tok sql.NullString
+			if err := rows.Scan(&seq, &tok); err != nil {
+				rows.Close()
+				return nil, false, err
+			}
+			held[seq] = tok.Valid && tok.String == toks[seq]
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, false, err
+		}
 	}
-	delivered := map[string][]any{}
-	var order []string
+
+	var groups []*settleGroup
+	index := map[backend.Outcome]*settleGroup{}
 	for _, o := range outcomes {
-		switch o.Kind {
-		case outbox.Delivered:
-			if _, ok := delivered[o.Token]; !ok {
-				order = append(order, o.Token)
-			}
-			delivered[o.Token] = append(delivered[o.Token], o.Position)
-		case outbox.Dead:
-			q := "UPDATE " + s.cfg.table + " SET state = 2, done_at = " + now + ", claim_token = NULL, last_error = ? WHERE seq = ? AND claim_token = ? AND state = 0"
-			if err := add(tx.ExecContext(ctx, q, append(append([]any{}, nowArgs...), o.LastError, o.Position, o.Token)...)); err != nil {
-				return 0, err
-			}
-		default:
-			refund := 0
-			if o.Refund {
-				refund = 1
-			}
-			q := "UPDATE " + s.cfg.table + " SET available_at = " + now + " + ?, claim_token = NULL, attempts = attempts - ?, last_error = COALESCE(?, last_error) WHERE seq = ? AND claim_token = ? AND state = 0"
-			if err := add(tx.ExecContext(ctx, q, append(append([]any{}, nowArgs...), o.Delay.Microseconds(), refund, nullable(o.LastError), o.Position, o.Token)...)); err != nil {
-				return 0, err
-			}
+		if careful && !held[o.Position] {
+			refused = append(refused, o.Position)
+			continue
 		}
+		k := o
+		k.Position = 0
+		g := index[k]
+		if g == nil {
+			g = &settleGroup{o: k}
+			index[k] = g
+			groups = append(groups, g)
+		}
+		g.seqs = append(g.seqs, o.Position)
 	}
+
+	applied := map[int64]bool{}
 	var done []any // positions delivered or dead: their key's next message may be parked
-	for _, o := range outcomes {
-		if o.Kind == outbox.Delivered || o.Kind == outbox.Dead {
-			done = append(done, o.Position)
+	for _, g := range groups {
+		set := settleSets[g.o.Kind]
+		var args []any
+		if strings.Contains(set, "+ ?") {
+			args = append(args, g.o.Delay.Microseconds())
+		}
+		if strings.Contains(set, "COALESCE(?") {
+			args = append(args, nullable(g.o.Error))
+		}
+		args = append(append(args, g.o.Token), g.seqs...)
+		q := s.expand("UPDATE {t} SET " + set + " WHERE claim_token = ? AND state = 0 AND seq IN (" + placeholders(len(g.seqs)) + ")")
+		if s.dialect == SQLite {
+			rows, err := tx.QueryContext(ctx, q+" RETURNING seq", args...)
+			if err != nil {
+				return nil, false, err
+			}
+			got, err := scanSeqs(rows)
+			if err != nil {
+				return nil, false, err
+			}
+			for _, seq := range got {
+				applied[seq.(int64)] = true
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return nil, false, err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return nil, false, err
+			}
+			if int(n) != len(g.seqs) && !careful {
+				return nil, false, nil
+			}
+			for _, seq := range g.seqs {
+				applied[seq.(int64)] = true
+			}
+		}
+		if g.o.Kind == backend.Delivered || g.o.Kind == backend.Dead || g.o.Kind == backend.DeadUnsent {
+			for _, seq := range g.seqs {
+				if applied[seq.(int64)] {
+					done = append(done, seq)
+				}
+			}
 		}
 	}
-	for _, tok := range order {
-		seqs := delivered[tok]
-		q := "UPDATE " + s.cfg.table + " SET state = 1, done_at = " + now + ", claim_token = NULL WHERE claim_token = ? AND state = 0 AND seq IN (" + placeholders(len(seqs)) + ")"
-		args := append(append(append([]any{}, nowArgs...), tok), seqs...)
-		if err := add(tx.ExecContext(ctx, q, args...)); err != nil {
-			return 0, err
+	if !careful {
+		for _, o := range outcomes {
+			if !applied[o.Position] {
+				refused = append(refused, o.Position)
+			}
 		}
 	}
 	if len(done) > 0 && s.dialect == SQLite { // MySQL does not park (see mysqlEnqueue)
-		q := strings.NewReplacer("{t}", s.cfg.table, "{now}", now, "{seqs}", placeholders(len(done))).Replace(genericUnpark)
-		args := append(append(append([]any{}, nowArgs...), nowArgs...), done...)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return 0, err
+		q := strings.ReplaceAll(s.expand(genericUnpark), "{seqs}", placeholders(len(done)))
+		if _, err := tx.ExecContext(ctx, q, done...); err != nil {
+			return nil, false, err
 		}
 	}
-	return applied, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return nil, false, err
+	}
+	slices.Sort(refused)
+	return refused, true, nil
 }
 
 // unparkAll runs genericUnparkAll.
 func (s *Store) unparkAll(ctx context.Context) error {
-	now, nowArgs := s.nowSQL()
-	q := strings.NewReplacer("{t}", s.cfg.table, "{now}", now).Replace(genericUnparkAll)
-	_, err := s.db.ExecContext(ctx, q, append(append([]any{}, nowArgs...), nowArgs...)...)
-	return err
-}
-
-// nowSQL returns the SQL for "now" in microseconds and its arguments.
-func (s *Store) nowSQL() (string, []any) {
-	if s.dialect == MySQL {
-		return mysqlNow, nil
+	_, err := s.db.ExecContext(ctx, s.expand(genericUnparkAll))
+	if err != nil {
+		return fmt.Errorf("unpark: %w", err)
 	}
-	return "?", []any{micros(s.cfg.now())}
+	return nil
 }
 
 func (s *Store) txOptions() *sql.TxOptions {

@@ -16,6 +16,7 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite"
 )
@@ -51,8 +52,7 @@ func (t sqlTx) Rollback() error { return t.tx.Rollback() }
 
 func harness(t *testing.T, db *sql.DB, s *sqloutbox.Store) outboxtest.Harness {
 	return outboxtest.Harness{
-		Store:       s,
-		DeadLetters: s,
+		Store: s,
 		Begin: func(ctx context.Context) (outboxtest.Tx, error) {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
@@ -168,7 +168,7 @@ func TestPostgresConformance(t *testing.T) {
 	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
 		db, s, url := newPostgres(t)
 		h := harness(t, db, s)
-		l, err := s.NewPostgresListener(url)
+		l, err := pgxoutbox.NewListener(s, url)
 		if err != nil {
 			t.Fatal(err)
 		}

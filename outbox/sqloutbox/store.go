@@ -13,13 +13,17 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
+	"github.com/steadfast-go/steadfast/outbox/internal/message"
 )
 
 // Store is an outbox on a SQL database: it enqueues messages in the caller's
-// transactions and implements outbox.Store and outbox.DeadLetters for the
-// relay and for operators. It is safe for concurrent use.
+// transactions and implements outbox.Store for the relay and for operators.
+// It is safe for concurrent use.
 type Store struct {
 	db      *sql.DB
 	dialect Dialect
@@ -27,100 +31,85 @@ type Store struct {
 	q       queries
 	lockID  int32 // PostgreSQL advisory lock class of the table's keys
 
-	unparked atomic.Int64 // PostgreSQL: when the last unpark sweep ran (UnixNano)
+	unparked atomic.Int64 // when the last unpark sweep ran (UnixNano)
 }
 
-var (
-	_ outbox.Store       = (*Store)(nil)
-	_ outbox.DeadLetters = (*Store)(nil)
-)
+var _ outbox.Store = (*Store)(nil)
 
 type queries struct {
 	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, discard string
-	cols                                                                           string
 }
 
 // New returns a Store on db for dialect d. It checks its arguments and
 // options but does not touch the database; call Migrate (or run Schema's
-// statements yourself) before use.
+// statements yourself) before use. It returns an error for a nil db, an
+// unknown dialect, or (naming the option) an invalid option.
 func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
-		return nil, errors.New("sqloutbox: New: nil *sql.DB")
+		return nil, errors.New("sqloutbox: New: db is nil")
 	}
-	cfg := config{table: DefaultTable, maxPayload: outbox.DefaultMaxPayload, notify: d == Postgres, now: time.Now}
-	for _, o := range opts {
-		if err := o(&cfg); err != nil {
-			return nil, err
-		}
+	table, _ := sqldb.ParseTable(defaultTable)
+	cfg := config{table: table, maxPayload: defaultMaxPayload, notify: d == Postgres}
+	if err := applyOptions("New", &cfg, opts); err != nil {
+		return nil, err
 	}
 	var q queries
 	switch d {
 	case Postgres:
 		q = queries{schema: pgSchema, claim: pgClaim, settle: pgSettle, unpark: pgUnpark, cleanup: pgCleanup, stats: pgStats,
-			listDead: pgListDead, get: pgGet, requeue: pgRequeue, discard: pgDiscard, cols: pgCols}
+			listDead: pgListDead, get: pgGet, requeue: pgRequeue, discard: pgDiscard}
 	case SQLite:
-		q = queries{schema: sqliteSchema, claim: sqliteClaim, cleanup: sqliteCleanup, cols: plainCols}
+		q = queries{schema: sqliteSchema, claim: sqliteClaim, cleanup: sqliteCleanup, stats: genericStats,
+			listDead: genericListDead, get: genericGet}
 	case MySQL:
-		q = queries{schema: mysqlSchema, claim: mysqlClaimSelect, cleanup: mysqlCleanupSelect, cols: plainCols}
+		q = queries{schema: mysqlSchema, claim: mysqlClaimSelect, cleanup: mysqlCleanupSelect, stats: genericStats,
+			listDead: genericListDead, get: genericGet}
 	default:
 		return nil, fmt.Errorf("sqloutbox: New: unknown dialect %v", d)
 	}
 	h := fnv.New32a()
-	h.Write([]byte(cfg.table))
-	async, asyncFrom, claimFrom := pgAsync, ", cfg", "FROM cfg "
-	if cfg.durable {
-		async, asyncFrom, claimFrom = "", "", ""
-	}
-	r := strings.NewReplacer("{async}", async, "{asyncFrom}", asyncFrom, "{claimFrom}", claimFrom)
-	q.claim, q.settle = r.Replace(q.claim), r.Replace(q.settle)
-	s := &Store{db: db, dialect: d, cfg: cfg, q: q.with(cfg.table), lockID: int32(h.Sum32())}
-	if d != Postgres {
-		s.q.stats = s.expand(genericStats)
-		s.q.listDead = s.expand(`SELECT {c} FROM {t} WHERE state = 2 AND seq > ? AND (? = '' OR topic = ?) ORDER BY seq LIMIT ?`)
-		s.q.get = s.expand(`SELECT {c} FROM {t} WHERE id = ?`)
-	}
+	h.Write([]byte(cfg.table.String()))
+	s := &Store{db: db, dialect: d, cfg: cfg, lockID: int32(h.Sum32())}
+	s.q = queries{schema: s.expand(q.schema), claim: s.expand(q.claim), settle: s.expand(q.settle), unpark: s.expand(q.unpark),
+		cleanup: s.expand(q.cleanup), stats: s.expand(q.stats), listDead: s.expand(q.listDead), get: s.expand(q.get),
+		requeue: s.expand(q.requeue), discard: s.expand(q.discard)}
 	return s, nil
 }
 
-const genericStats = `
-SELECT COALESCE(SUM(CASE WHEN state = 0 THEN 1 ELSE 0 END), 0),
-	COALESCE(MIN(CASE WHEN state = 0 THEN created_at END), 0),
-	COALESCE(SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), 0)
-FROM {t} WHERE state IN (0, 2)`
+const (
+	genericListDead = `SELECT ` + plainCols + ` FROM {t} WHERE state = 2 AND seq > ? AND (? = '' OR topic = ?) ORDER BY seq LIMIT ?`
+	genericGet      = `SELECT ` + plainCols + ` FROM {t} WHERE id = ?`
+)
 
-func (q queries) with(table string) queries {
-	idx := table
-	if i := strings.LastIndexByte(table, '.'); i >= 0 {
-		idx = table[i+1:]
+// expand fills a statement template with the store's names and settings.
+func (s *Store) expand(tmpl string) string {
+	async, asyncFrom, claimFrom := pgAsync, ", cfg", "FROM cfg "
+	if s.cfg.durable {
+		async, asyncFrom, claimFrom = "", "", ""
 	}
-	r := strings.NewReplacer("{t}", table, "{i}", idx, "{c}", q.cols)
-	f := func(s string) string { return r.Replace(s) }
-	return queries{schema: f(q.schema), claim: f(q.claim), settle: f(q.settle), unpark: f(q.unpark), cleanup: f(q.cleanup),
-		stats: f(q.stats), listDead: f(q.listDead), get: f(q.get), requeue: f(q.requeue), discard: f(q.discard), cols: q.cols}
+	now := sqliteNow
+	if s.dialect == MySQL {
+		now = mysqlNow
+	}
+	t := s.cfg.table
+	return strings.NewReplacer(
+		"{t}", t.String(), "{k}", t.Qualified("_keys"), "{i}", t.Name, "{n}", t.Name, "{s}", t.SchemaPrefix(),
+		"{now}", now, "{async}", async, "{asyncFrom}", asyncFrom, "{claimFrom}", claimFrom,
+	).Replace(tmpl)
 }
-
-func (s *Store) expand(sqlText string) string {
-	return queries{stats: sqlText, cols: s.q.cols}.with(s.cfg.table).stats
-}
-
-// DB returns the database the store was made with.
-func (s *Store) DB() *sql.DB { return s.db }
 
 // Dialect returns the store's dialect.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// Table returns the table's name.
-func (s *Store) Table() string { return s.cfg.table }
-
-// NotifyChannel returns the PostgreSQL channel that Enqueue notifies (the
-// table's name) and a PostgresListener listens to.
-func (s *Store) NotifyChannel() string { return s.cfg.table }
+// Table returns the table's name as SQL names it (schema.name or name). On
+// PostgreSQL it is also the channel that Enqueue notifies.
+func (s *Store) Table() string { return s.cfg.table.String() }
 
 // Schema returns the DDL that Migrate runs, for reading or for running with
 // your own migration tool. Every statement is idempotent.
 func (s *Store) Schema() string { return s.q.schema }
 
-// Migrate creates the table and its indexes if they do not exist.
+// Migrate creates the tables and their indexes if they do not exist.
 func (s *Store) Migrate(ctx context.Context) error {
 	var lines []string
 	for _, l := range strings.Split(s.q.schema, "\n") {
@@ -147,53 +136,27 @@ func (s *Store) unparkDue() bool {
 	return time.Since(time.Unix(0, last)) > unparkEvery && s.unparked.CompareAndSwap(last, time.Now().UnixNano())
 }
 
+// unparkEvery is how often a store looks for parked messages whose
+// predecessor was settled while they were being enqueued.
+const unparkEvery = 5 * time.Second
+
 func (s *Store) retry(ctx context.Context, fn func(ctx context.Context) error) error {
 	return sqldb.Retry(ctx, sqldb.RetryPolicy{}, fn)
 }
 
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
 func seconds(d time.Duration) float64 { return d.Seconds() }
-
-func encodeHeaders(h map[string]string) (string, error) {
-	if len(h) == 0 {
-		return "", nil
-	}
-	b, err := json.Marshal(h)
-	return string(b), err
-}
-
-// check applies the store's own limits after outbox.Prepare.
-func (s *Store) prepare(ctx context.Context, msgs []outbox.Message) ([]outbox.Message, []string, string, error) {
-	ms, tp, err := outbox.Prepare(ctx, msgs, s.cfg.maxPayload)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	hs := make([]string, len(ms))
-	for i, m := range ms {
-		switch {
-		case len(m.Topic) > MaxNameLen:
-			return nil, nil, "", &outbox.InvalidMessageError{Index: i, Reason: fmt.Sprintf("topic longer than %d bytes", MaxNameLen)}
-		case len(m.Key) > MaxNameLen:
-			return nil, nil, "", &outbox.InvalidMessageError{Index: i, Reason: fmt.Sprintf("partition key longer than %d bytes", MaxNameLen)}
-		}
-		if hs[i], err = encodeHeaders(m.Headers); err != nil {
-			return nil, nil, "", &outbox.InvalidMessageError{Index: i, Reason: "headers: " + err.Error()}
-		}
-	}
-	return ms, hs, tp, nil
-}
 
 // Enqueue writes msgs in tx, the caller's transaction: they are delivered
 // once it commits, and never if it rolls back. Messages with an empty ID get
 // a UUIDv7 (the caller's slice is not modified). A batch costs one round trip
 // (on MySQL two when some messages have a partition key), up to 500
-// messages per statement.
+// messages per statement. Enqueue never commits or rolls back tx. To enqueue
+// outside any business transaction, use EnqueueWithoutTx.
 //
-// Before writing anything it refuses, with an error matching
-// outbox.ErrInvalidMessage, an empty topic, a payload over the limit (see
-// WithMaxPayload), a topic or key over MaxNameLen bytes and an ID that is
-// not a UUID.
+// Before writing anything it refuses, with an *outbox.InvalidMessageError
+// (matching outbox.ErrInvalid), an empty topic, a topic, destination or key
+// over 255 bytes, a payload over the limit (see WithMaxPayload), an ID that
+// is not a UUID, and headers that are not HTTP fields (see outbox.Message).
 //
 // Per-key order: on PostgreSQL Enqueue takes a transaction-scoped advisory
 // lock on each partition key (in key order, so batches do not deadlock each
@@ -203,14 +166,41 @@ func (s *Store) prepare(ctx context.Context, msgs []outbox.Message) ([]outbox.Me
 // later message can never be delivered before an earlier one that has yet to
 // commit. SQLite has one writer at a time and needs no lock. Keep keyed
 // enqueues late in long transactions: the lock is held until the end.
-func (s *Store) Enqueue(ctx context.Context, tx sqldb.Tx, msgs ...outbox.Message) error {
+//
+// On PostgreSQL, Enqueue runs only ExecContext on tx.
+func (s *Store) Enqueue(ctx context.Context, tx steadfast.Tx, msgs ...outbox.Message) error {
 	if tx == nil {
-		return errors.New("sqloutbox: Enqueue: nil transaction")
+		return errors.New("sqloutbox: Enqueue: transaction is nil")
 	}
 	return s.enqueue(ctx, func(ctx context.Context, query string, args ...any) error {
 		_, err := tx.ExecContext(ctx, query, args...)
 		return err
 	}, msgs)
+}
+
+// EnqueueWithoutTx writes msgs in a transaction of its own, which it begins
+// and commits: they are not atomic with anything else the caller writes. It
+// is for events that belong to no business transaction; where there is one,
+// use Enqueue in it. It validates msgs and keeps per-key order as Enqueue
+// does.
+func (s *Store) EnqueueWithoutTx(ctx context.Context, msgs ...outbox.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	return s.retry(ctx, func(ctx context.Context) error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqloutbox: enqueue: %w", err)
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		if err := s.Enqueue(ctx, tx, msgs...); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqloutbox: enqueue: commit: %w", err)
+		}
+		return nil
+	})
 }
 
 type execFunc func(ctx context.Context, query string, args ...any) error
@@ -219,10 +209,11 @@ func (s *Store) enqueue(ctx context.Context, exec execFunc, msgs []outbox.Messag
 	if len(msgs) == 0 {
 		return nil
 	}
-	ms, hs, tp, err := s.prepare(ctx, msgs)
+	ms, hs, err := message.Prepare(msgs, s.cfg.maxPayload)
 	if err != nil {
 		return err
 	}
+	tp := message.TraceParent(ctx)
 	const chunk = 500 // PostgreSQL: 8 parameters a row, under 65,535
 	for i := 0; i < len(ms); i += chunk {
 		j := min(i+chunk, len(ms))
@@ -264,39 +255,42 @@ func sortedKeys(ms []outbox.Message) []string {
 // scanner is *sql.Rows or *sql.Row.
 type scanner interface{ Scan(dest ...any) error }
 
-// scanClaimed reads a row of a claim's RETURNING list.
-func scanClaimed(sc scanner, token string) (outbox.Claimed, error) {
-	var (
-		c                outbox.Claimed
-		key, headers, tp sql.NullString
-		created          int64
-		attempts         int64
-		id, topic        string
-		payload          []byte
-	)
-	if err := sc.Scan(&c.Position, &id, &topic, &key, &headers, &payload, &tp, &created, &attempts); err != nil {
-		return c, err
-	}
-	c.ID, c.Topic, c.Key, c.Payload = id, topic, key.String, payload
-	c.TraceParent = tp.String
-	c.CreatedAt = time.UnixMicro(created)
-	c.Attempt = int(attempts)
-	c.Token = token
-	if headers.Valid && headers.String != "" {
-		if err := json.Unmarshal([]byte(headers.String), &c.Headers); err != nil {
-			c.Malformed = fmt.Errorf("headers are not a JSON object of strings: %w", err)
-		}
-	}
-	if strings.TrimSpace(topic) == "" {
-		c.Malformed = errors.New("empty topic")
-	}
-	if _, err := uuid.Parse(id); err != nil {
-		c.Malformed = fmt.Errorf("id %q is not a UUID", id)
-	}
-	return c, nil
+// claimedRow is a row of a claim's RETURNING list.
+type claimedRow struct {
+	d outbox.Delivery
+	c backend.Claim
 }
 
-// scanRecord reads a row of the {c} columns.
+// scanClaimed reads a row of a claim's RETURNING list: seq, id, topic,
+// destination, key, headers, payload, traceparent, created_at, attempts,
+// abandoned.
+func scanClaimed(sc scanner, token string) (claimedRow, error) {
+	var (
+		r                claimedRow
+		key, headers, tp sql.NullString
+		created          int64
+		attempts, aband  int64
+	)
+	d := &r.d
+	if err := sc.Scan(&d.Position, &d.ID, &d.Topic, &d.Destination, &key, &headers, &d.Payload, &tp, &created, &attempts, &aband); err != nil {
+		return r, err
+	}
+	d.Key = key.String
+	d.CreatedAt = time.UnixMicro(created)
+	d.Attempt = int(attempts)
+	r.c = backend.Claim{Token: token, TraceParent: tp.String, Abandoned: int(aband)}
+	if headers.Valid && headers.String != "" {
+		if err := json.Unmarshal([]byte(headers.String), &d.Headers); err != nil {
+			r.c.Malformed = fmt.Errorf("headers are not a JSON object of strings: %w", err)
+		}
+	}
+	if reason := message.Check(d.Message); reason != "" {
+		r.c.Malformed = errors.New(reason)
+	}
+	return r, nil
+}
+
+// scanRecord reads a row of the record columns (pgCols, plainCols).
 func scanRecord(sc scanner) (outbox.Record, error) {
 	var (
 		r                    outbox.Record
@@ -305,7 +299,7 @@ func scanRecord(sc scanner) (outbox.Record, error) {
 		done                 sql.NullInt64
 		state, attempts      int64
 	)
-	if err := sc.Scan(&r.Position, &r.ID, &r.Topic, &key, &headers, &r.Payload, &tp, &created, &avail, &state, &attempts, &le, &done); err != nil {
+	if err := sc.Scan(&r.Position, &r.ID, &r.Topic, &r.Destination, &key, &headers, &r.Payload, &tp, &created, &avail, &state, &attempts, &le, &done); err != nil {
 		return r, err
 	}
 	r.Key, r.LastError = key.String, le.String
@@ -321,16 +315,19 @@ func scanRecord(sc scanner) (outbox.Record, error) {
 }
 
 // Claim implements outbox.Store.
-func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Claimed, error) {
+func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
 	if req.Limit <= 0 || req.Lease <= 0 {
-		return nil, fmt.Errorf("sqloutbox: Claim: limit %d and lease %v must be positive", req.Limit, req.Lease)
+		return fmt.Errorf("sqloutbox: claim: limit %d and lease %v must be positive", req.Limit, req.Lease)
+	}
+	if claimed == nil {
+		return errors.New("sqloutbox: claim: claimed is nil")
 	}
 	token := uuid.NewString()
-	var out []outbox.Claimed
+	var out []claimedRow
 	var err error
 	if s.dialect == SQLite && s.unparkDue() {
 		if err := s.retry(ctx, s.unparkAll); err != nil {
-			return nil, fmt.Errorf("sqloutbox: claim: %w", err)
+			return fmt.Errorf("sqloutbox: claim: %w", err)
 		}
 	}
 	switch s.dialect {
@@ -348,14 +345,17 @@ func (s *Store) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Cl
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sqloutbox: claim: %w", err)
+		return fmt.Errorf("sqloutbox: claim: %w", err)
 	}
-	return out, nil
+	for _, r := range out {
+		claimed(r.d, r.c)
+	}
+	return nil
 }
 
-func collectClaimed(rows *sql.Rows, token string, limit int) ([]outbox.Claimed, error) {
+func collectClaimed(rows *sql.Rows, token string, limit int) ([]claimedRow, error) {
 	defer rows.Close()
-	out := make([]outbox.Claimed, 0, limit)
+	out := make([]claimedRow, 0, limit)
 	for rows.Next() {
 		c, err := scanClaimed(rows, token)
 		if err != nil {
@@ -366,37 +366,57 @@ func collectClaimed(rows *sql.Rows, token string, limit int) ([]outbox.Claimed, 
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b outbox.Claimed) int { return int(a.Position - b.Position) })
+	slices.SortFunc(out, func(a, b claimedRow) int { return int(a.d.Position - b.d.Position) })
 	return out, nil
 }
 
 // Settle implements outbox.Store.
-func (s *Store) Settle(ctx context.Context, outcomes []outbox.Outcome) error {
+func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
 	if len(outcomes) == 0 {
-		return nil
+		return nil, nil
 	}
-	var applied int64
+	for _, o := range outcomes {
+		if o.Kind < backend.Delivered || o.Kind > backend.Extend {
+			return nil, fmt.Errorf("sqloutbox: settle: position %d: unknown outcome kind %d", o.Position, o.Kind)
+		}
+	}
+	var refused []int64
 	var err error
 	switch s.dialect {
 	case Postgres:
-		applied, err = s.pgSettle(ctx, outcomes)
+		refused, err = s.pgSettle(ctx, outcomes)
 	default:
 		err = s.retry(ctx, func(ctx context.Context) error {
-			applied, err = s.txSettle(ctx, outcomes)
+			refused, err = s.txSettle(ctx, outcomes)
 			return err
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("sqloutbox: settle: %w", err)
+		return nil, fmt.Errorf("sqloutbox: settle: %w", err)
 	}
-	if lost := len(outcomes) - int(applied); lost > 0 {
-		return &outbox.LeaseLostError{Rejected: lost}
-	}
-	return nil
+	return refused, nil
 }
 
-// Cleanup implements outbox.Store.
+// Cleanup deletes up to limit messages that were delivered more than
+// retention ago (on the database's clock) and returns how many it deleted.
+// It never deletes a pending, claimed or dead message, and concurrent callers
+// do not wait for each other (they skip the rows another is deleting, where
+// the database can). Package housekeeping calls it; call it again while it
+// returns limit.
 func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int) (int, error) {
+	return s.cleanup(ctx, "cleanup", stateDelivered, retention, limit)
+}
+
+// CleanupDead deletes up to limit dead letters that became dead more than
+// retention ago (on the database's clock) and returns how many it deleted,
+// as Cleanup does for delivered messages. Dead letters are kept until
+// requeued or discarded unless something calls it (housekeeping, with a
+// retention of the user's choice).
+func (s *Store) CleanupDead(ctx context.Context, retention time.Duration, limit int) (int, error) {
+	return s.cleanup(ctx, "cleanup dead letters", stateDead, retention, limit)
+}
+
+func (s *Store) cleanup(ctx context.Context, what string, state int, retention time.Duration, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
@@ -405,12 +425,12 @@ func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int)
 	switch s.dialect {
 	case Postgres:
 		var res sql.Result
-		if res, err = s.db.ExecContext(ctx, s.q.cleanup, seconds(retention), limit); err == nil {
+		if res, err = s.db.ExecContext(ctx, s.q.cleanup, seconds(retention), limit, state); err == nil {
 			n, err = res.RowsAffected()
 		}
 	case SQLite:
 		err = s.retry(ctx, func(ctx context.Context) error {
-			res, err := s.db.ExecContext(ctx, s.q.cleanup, micros(s.cfg.now().Add(-retention)), limit)
+			res, err := s.db.ExecContext(ctx, s.q.cleanup, state, retention.Microseconds(), limit)
 			if err != nil {
 				return err
 			}
@@ -419,12 +439,12 @@ func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int)
 		})
 	case MySQL:
 		err = s.retry(ctx, func(ctx context.Context) error {
-			n, err = s.mysqlCleanup(ctx, retention, limit)
+			n, err = s.mysqlCleanup(ctx, state, retention, limit)
 			return err
 		})
 	}
 	if err != nil {
-		return 0, fmt.Errorf("sqloutbox: cleanup: %w", err)
+		return 0, fmt.Errorf("sqloutbox: %s: %w", what, err)
 	}
 	return int(n), nil
 }
@@ -432,29 +452,15 @@ func (s *Store) Cleanup(ctx context.Context, retention time.Duration, limit int)
 // Stats implements outbox.Store.
 func (s *Store) Stats(ctx context.Context) (outbox.Stats, error) {
 	var st outbox.Stats
-	var a, b, c int64
-	if err := s.db.QueryRowContext(ctx, s.q.stats).Scan(&a, &b, &c); err != nil {
+	var age int64
+	if err := s.db.QueryRowContext(ctx, s.q.stats).Scan(&st.Pending, &age, &st.Dead); err != nil {
 		return st, fmt.Errorf("sqloutbox: stats: %w", err)
 	}
-	st.Pending, st.Dead = a, c
-	switch {
-	case s.dialect == Postgres:
-		st.OldestPendingAge = time.Duration(b) * time.Microsecond
-	case b > 0:
-		now := s.cfg.now()
-		if s.dialect == MySQL {
-			var m int64
-			if err := s.db.QueryRowContext(ctx, "SELECT "+mysqlNow).Scan(&m); err != nil {
-				return st, fmt.Errorf("sqloutbox: stats: %w", err)
-			}
-			now = time.UnixMicro(m)
-		}
-		st.OldestPendingAge = max(0, now.Sub(time.UnixMicro(b)))
-	}
+	st.OldestPendingAge = max(0, time.Duration(age)*time.Microsecond)
 	return st, nil
 }
 
-// ListDead implements outbox.DeadLetters.
+// ListDead implements outbox.Store.
 func (s *Store) ListDead(ctx context.Context, topic string, after int64, limit int) ([]outbox.Record, error) {
 	if limit <= 0 {
 		limit = 100
@@ -484,7 +490,7 @@ func (s *Store) ListDead(ctx context.Context, topic string, after int64, limit i
 	return out, nil
 }
 
-// Get implements outbox.DeadLetters.
+// Get implements outbox.Store.
 func (s *Store) Get(ctx context.Context, id string) (outbox.Record, error) {
 	if _, err := uuid.Parse(id); err != nil {
 		return outbox.Record{}, fmt.Errorf("sqloutbox: get %q: %w", id, outbox.ErrNotFound)
@@ -508,14 +514,14 @@ func checkIDs(ids []string) error {
 	return nil
 }
 
-// Requeue implements outbox.DeadLetters. One statement changes every named
-// dead letter, so the change is atomic.
+// Requeue implements outbox.Store. One statement changes every named dead
+// letter, so the change is atomic.
 func (s *Store) Requeue(ctx context.Context, ids ...string) (int, error) {
 	return s.deadOp(ctx, "requeue", ids, s.q.requeue,
 		`UPDATE {t} SET state = 0, available_at = {now}, attempts = 0, claim_token = NULL, done_at = NULL WHERE state = 2 AND id IN ({ids})`)
 }
 
-// Discard implements outbox.DeadLetters.
+// Discard implements outbox.Store.
 func (s *Store) Discard(ctx context.Context, ids ...string) (int, error) {
 	return s.deadOp(ctx, "discard", ids, s.q.discard, `DELETE FROM {t} WHERE state = 2 AND id IN ({ids})`)
 }
@@ -534,19 +540,11 @@ func (s *Store) deadOp(ctx context.Context, what string, ids []string, pgQuery, 
 		if s.dialect == Postgres {
 			res, err = s.db.ExecContext(ctx, pgQuery, ids)
 		} else {
-			now := "?"
-			args := []any{}
-			if strings.Contains(generic, "{now}") {
-				if s.dialect == MySQL {
-					now = mysqlNow
-				} else {
-					args = append(args, micros(s.cfg.now()))
-				}
+			args := make([]any, len(ids))
+			for i, id := range ids {
+				args[i] = id
 			}
-			for _, id := range ids {
-				args = append(args, id)
-			}
-			q := strings.NewReplacer("{now}", now, "{ids}", placeholders(len(ids))).Replace(s.expand(generic))
+			q := strings.ReplaceAll(s.expand(generic), "{ids}", placeholders(len(ids)))
 			res, err = s.db.ExecContext(ctx, q, args...)
 		}
 		if err != nil {
@@ -565,14 +563,14 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-// exclusion returns "AND topic NOT IN (?,...)" and its arguments.
-func exclusion(topics []string) (string, []any) {
-	if len(topics) == 0 {
+// exclusion returns "AND destination NOT IN (?,...)" and its arguments.
+func exclusion(dests []string) (string, []any) {
+	if len(dests) == 0 {
 		return "", nil
 	}
-	args := make([]any, len(topics))
-	for i, t := range topics {
+	args := make([]any, len(dests))
+	for i, t := range dests {
 		args[i] = t
 	}
-	return "AND topic NOT IN (" + placeholders(len(topics)) + ")", args
+	return "AND destination NOT IN (" + placeholders(len(dests)) + ")", args
 }

@@ -86,7 +86,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	dbKind := fs.String("db", "postgres", "database: postgres, sqlite or mysql")
 	dsn := fs.String("dsn", os.Getenv("OUTBOX_DSN"), "data source name (default $OUTBOX_DSN)")
-	table := fs.String("table", sqloutbox.DefaultTable, "outbox table")
+	table := fs.String("table", "steadfast_outbox", "outbox table")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"go.uber.org/goleak"
 )
@@ -41,17 +42,16 @@ func setup(t *testing.T) (path string, dead []string, pending string) {
 		t.Fatal(err)
 	}
 	tx.Commit()
-	c, err := s.Claim(ctx, outbox.ClaimRequest{Limit: 10, Lease: time.Minute})
-	if err != nil || len(c) != 2 {
-		t.Fatalf("claim %d, %v", len(c), err)
+	var outs []backend.Outcome
+	err = s.Claim(ctx, backend.ClaimRequest{Limit: 10, Lease: time.Minute}, func(d outbox.Delivery, c backend.Claim) {
+		outs = append(outs, backend.Outcome{Position: d.Position, Token: c.Token, Kind: backend.Dead, Error: "410 Gone\nfrom " + d.Topic})
+		dead = append(dead, d.ID)
+	})
+	if err != nil || len(outs) != 2 {
+		t.Fatalf("claim %d, %v", len(outs), err)
 	}
-	var outs []outbox.Outcome
-	for _, x := range c {
-		outs = append(outs, outbox.Outcome{Position: x.Position, Token: x.Token, Kind: outbox.Dead, LastError: "410 Gone\nfrom " + x.Topic})
-		dead = append(dead, x.ID)
-	}
-	if err := s.Settle(ctx, outs); err != nil {
-		t.Fatal(err)
+	if refused, err := s.Settle(ctx, outs); err != nil || len(refused) > 0 {
+		t.Fatal(err, refused)
 	}
 	tx, _ = db.Begin()
 	pending = "0190d8a2-0000-7000-8000-00000000cafe"

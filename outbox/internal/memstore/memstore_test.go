@@ -1,0 +1,28 @@
+package memstore_test
+
+import (
+	"context"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/steadfast-go/steadfast/outbox/internal/memstore"
+	"github.com/steadfast-go/steadfast/outbox/outboxtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestConformance(t *testing.T) {
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		s := memstore.New()
+		return outboxtest.Harness{
+			Store: s,
+			Begin: func(ctx context.Context) (outboxtest.Tx, error) { return s.Begin(ctx) },
+			Corrupt: func(ctx context.Context, id string) error {
+				s.Corrupt(id, map[string]string{"": "an empty header name"})
+				return nil
+			},
+			SingleWriter: true,
+		}
+	})
+}
