@@ -117,6 +117,17 @@ func NewMemoryStore(opts ...Option) (*MemoryStore, error) {
 
 var _ Store = (*MemoryStore)(nil)
 
+// checkKey holds key to the rule of every Store.
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("idempotency: %w: empty key", ErrInvalid)
+	case len(key) > maxStoreKey:
+		return fmt.Errorf("idempotency: %w: key is %d bytes, at most %d are stored", ErrTooLarge, len(key), maxStoreKey)
+	}
+	return nil
+}
+
 func (s *MemoryStore) shard(key string) *memoryShard {
 	return &s.shards[maphash.String(s.seed, key)&(memoryShards-1)]
 }
@@ -137,8 +148,14 @@ func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease 
 	if err := ctx.Err(); err != nil {
 		return Claim{}, err
 	}
+	if err := checkKey(key); err != nil {
+		return Claim{}, err
+	}
+	if len(fingerprint) > maxStoreFingerprint {
+		return Claim{}, fmt.Errorf("idempotency: %w: fingerprint is %d bytes, at most %d are stored", ErrTooLarge, len(fingerprint), maxStoreFingerprint)
+	}
 	if lease <= 0 {
-		return Claim{}, fmt.Errorf("idempotency: claim %q: lease %v is not positive", key, lease)
+		return Claim{}, fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
 	}
 	for purged := false; ; purged = true {
 		c, full := s.claim(key, fingerprint, lease)
@@ -231,8 +248,11 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	if lease <= 0 {
-		return fmt.Errorf("idempotency: renew %q: lease %v is not positive", key, lease)
+		return fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
 	}
 	sh := s.shard(key)
 	now := time.Now()
@@ -251,8 +271,11 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, res
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	if retention <= 0 {
-		return fmt.Errorf("idempotency: complete %q: retention %v is not positive", key, retention)
+		return fmt.Errorf("idempotency: %w: retention %v is not positive", ErrInvalid, retention)
 	}
 	stored := make([]byte, len(response))
 	copy(stored, response)
@@ -276,6 +299,9 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	sh := s.shard(key)
 	now := time.Now()
 	sh.mu.Lock()
@@ -294,6 +320,9 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 // Record.Response is shared with the store and must not be modified.
 func (s *MemoryStore) Get(ctx context.Context, key string) (Record, error) {
 	if err := ctx.Err(); err != nil {
+		return Record{}, err
+	}
+	if err := checkKey(key); err != nil {
 		return Record{}, err
 	}
 	sh := s.shard(key)

@@ -92,13 +92,32 @@ func defaultRoute(r *http.Request) string {
 // a request: key in the namespace of scope (WithScope), method and route
 // (WithRoute). Operators use it to look a request's record up, or release
 // it, in the store.
+//
+// Each of scope, method and route is written with its length ("4:acme");
+// one longer than 128 bytes (a raw path, with the middleware around a whole
+// mux) is written as its SHA-256 instead ("h" and 64 hex digits). With the
+// key's at most 255 bytes, a scoped key is therefore at most 651 bytes, and
+// fits every store (1024 bytes).
 func ScopedKey(scope, method, route, key string) string {
-	return string(appendScopedKey(make([]byte, 0, len(scope)+len(method)+len(route)+len(key)+16), scope, method, route, key))
+	n := len(key) + 3*(maxScopedPart+4)
+	return string(appendScopedKey(make([]byte, 0, n), scope, method, route, key))
 }
+
+// maxScopedPart is the longest part of a scoped key kept as it is.
+const maxScopedPart = 128
 
 // appendScopedKey appends the ScopedKey of its arguments to b.
 func appendScopedKey(b []byte, scope, method, route, key string) []byte {
 	for _, part := range [...]string{scope, method, route} {
+		if len(part) > maxScopedPart {
+			h := sha256.New()
+			h.Write([]byte(part))
+			var sum [sha256.Size]byte
+			h.Sum(sum[:0])
+			b = append(b, 'h')
+			b = hex.AppendEncode(b, sum[:])
+			continue
+		}
 		b = strconv.AppendInt(b, int64(len(part)), 10)
 		b = append(b, ':')
 		b = append(b, part...)
@@ -166,6 +185,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		writeProblem(w, ProblemKeyInvalid, err.Error())
+		return
+	case len(key) > maxKeyLength:
+		writeProblem(w, ProblemKeyInvalid, fmt.Sprintf("The idempotency key is %d bytes long, longer than %d.", len(key), maxKeyLength))
 		return
 	}
 	scope := ""
@@ -252,6 +274,12 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, err error)
 		writeProblem(w, ProblemStoreUnavailable, "The request was cancelled.")
 		return
 	}
+	if refused(err) {
+		// The client's request, not the store, is at fault: failing open
+		// would not help it either.
+		writeProblem(w, ProblemKeyInvalid, "The idempotency store cannot hold this request's key: "+err.Error())
+		return
+	}
 	mw.metrics.add(ctx, mw.metrics.storeErrors)
 	full := errors.Is(err, ErrStoreFull)
 	if !full {
@@ -310,6 +338,11 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
 	err := mw.store.Complete(sctx, key, token, stored, cfg.retention)
+	if errors.Is(err, ErrTooLarge) {
+		// The store keeps less than WithMaxResponseBytes: keep the marker
+		// that tells retries so.
+		err = mw.store.Complete(sctx, key, token, tooLargeMarker(status), cfg.retention)
+	}
 	if err == nil {
 		bw.sendTo(w)
 		return
@@ -373,7 +406,12 @@ func (h *handler) runTx(w http.ResponseWriter, r *http.Request, key string, tx C
 	}
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
-	if err := tx.Commit(sctx, stored, cfg.retention, false); err != nil {
+	err := tx.Commit(sctx, stored, cfg.retention, false)
+	if errors.Is(err, ErrTooLarge) {
+		// Refused before anything else: the transaction is as it was.
+		err = tx.Commit(sctx, tooLargeMarker(status), cfg.retention, false)
+	}
+	if err != nil {
 		// Everything the handler wrote in tx is gone: its response would
 		// lie.
 		mw.metrics.add(ctx, mw.metrics.storeErrors)

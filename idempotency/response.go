@@ -62,6 +62,12 @@ func appendResponse(b []byte, status int, h http.Header, allowed []string, body 
 	return append(b, body...)
 }
 
+// tooLargeMarker returns the stored form of a response with status whose
+// body was too large to keep.
+func tooLargeMarker(status int) []byte {
+	return appendResponse(nil, status, nil, nil, nil, -1)
+}
+
 type storedResponse struct {
 	tooLarge bool
 	status   int

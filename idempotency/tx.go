@@ -32,6 +32,10 @@ type ClaimTx interface {
 	// claim, undoing the handler's writes (final answers that are not
 	// 2xx). When the transaction or the savepoint is lost it stores
 	// nothing, rolls back, and returns an error wrapping ErrTxLost.
+	// A response the store refuses as too large is refused before
+	// anything else, with an error wrapping ErrTooLarge, and leaves the
+	// transaction as it was: the caller commits a smaller one (the
+	// middleware's marker) or rolls back.
 	Commit(ctx context.Context, response []byte, retention time.Duration, discard bool) error
 	// Rollback rolls everything back, the claim included.
 	Rollback(ctx context.Context) error

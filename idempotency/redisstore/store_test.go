@@ -77,11 +77,11 @@ func newStore(t testing.TB, opts ...redisstore.Option) *redisstore.Store {
 func TestConformance(t *testing.T) {
 	rdb, prefix := newClient(t)
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		s, err := redisstore.New(rdb, redisstore.WithPrefix(prefix))
+		s, err := redisstore.New(rdb, redisstore.WithPrefix(prefix), redisstore.WithMaxResponseSize(2<<20))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return storetest.Harness{Store: s, Short: 200 * time.Millisecond}
+		return storetest.Harness{Store: s, Short: 200 * time.Millisecond, MaxResponseBytes: 2 << 20}
 	})
 }
 

@@ -14,11 +14,11 @@ func TestConformance(t *testing.T) {
 		db := openDB(t, d, 16)
 		shared := newStoreOn(t, db, d) // creates the tables the cases share
 		storetest.Run(t, func(t *testing.T) storetest.Harness {
-			s, err := sqlstore.New(db, d, sqlstore.WithTable(shared.Table()))
+			s, err := sqlstore.New(db, d, sqlstore.WithTable(shared.Table()), sqlstore.WithMaxResponseSize(2<<20))
 			if err != nil {
 				t.Fatal(err)
 			}
-			return storetest.Harness{Store: s}
+			return storetest.Harness{Store: s, MaxResponseBytes: 2 << 20}
 		})
 	})
 }

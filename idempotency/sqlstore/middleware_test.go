@@ -119,3 +119,90 @@ func TestTxFromWithoutTransactionMode(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// Issue 12 item 6: with the middleware around a whole mux the route is the
+// raw path; a long but valid URL is the client's right, and its scoped key
+// fits the SQL store (it used to exceed 1,024 bytes: 503).
+func TestLongURLFitsSQLStore(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		s := newStore(t, d, 4)
+		runs := 0
+		mw, err := idempotency.Middleware(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs++
+			w.WriteHeader(http.StatusCreated)
+		}))
+		long := "/files/" + strings.Repeat("a", 3000)
+		for i := range 2 {
+			r := httptest.NewRequest(http.MethodPost, long, strings.NewReader("x"))
+			r.Header.Set("Idempotency-Key", "k")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusCreated {
+				t.Fatalf("request %d with a %d-byte path: %d %s; want 201", i, len(long), w.Code, w.Body)
+			}
+		}
+		if runs != 1 {
+			t.Fatalf("handler ran %d times; want 1 and a replay", runs)
+		}
+	})
+}
+
+// Issue 12 item 6: a response the store refuses as too large
+// (WithMaxResponseSize below the middleware's own bound) is answered, and a
+// marker is stored instead, so that a retry gets 422 rather than a rerun
+// (it used to stay claimed, then run again); in transactional mode the
+// handler's writes still commit, once.
+func TestResponseTooLargeForStore(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		for _, txMode := range []bool{false, true} {
+			s := newStore(t, d, 4, sqlstore.WithMaxResponseSize(1024))
+			biz := businessTable(t, s)
+			runs := 0
+			var opts []idempotency.Option
+			if txMode {
+				opts = append(opts, idempotency.WithTransaction())
+			}
+			mw, err := idempotency.Middleware(s, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := strings.Repeat("r", 4096)
+			h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				runs++
+				if txMode {
+					tx, err := idempotency.TxFrom(r.Context())
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := tx.ExecContext(r.Context(), insertSQL(d, biz), "big", runs); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				w.WriteHeader(http.StatusCreated)
+				fmt.Fprint(w, big)
+			}))
+			first := post(h, "k", "x")
+			if first.Code != http.StatusCreated || first.Body.String() != big {
+				t.Fatalf("tx %v: first answer %d, %d bytes; want 201 with the whole body", txMode, first.Code, first.Body.Len())
+			}
+			retry := post(h, "k", "x")
+			if retry.Code != http.StatusUnprocessableEntity || !strings.Contains(retry.Body.String(), "idempotency-response-not-stored") {
+				t.Fatalf("tx %v: retry %d %s; want 422 response-not-stored", txMode, retry.Code, retry.Body)
+			}
+			if runs != 1 {
+				t.Fatalf("tx %v: handler ran %d times; want 1", txMode, runs)
+			}
+			if txMode {
+				if n := countRows(t, sqlstore.DBOf(s), biz, "big"); n != 1 {
+					t.Fatalf("%d business rows; want 1 committed", n)
+				}
+			}
+		}
+	})
+}

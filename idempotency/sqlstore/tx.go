@@ -78,11 +78,17 @@ var _ idempotency.ClaimTx = (*claimTx)(nil)
 func (t *claimTx) SQL() *sql.Tx { return t.tx }
 
 // Commit completes the claim with response, kept for retention, and commits
-// the transaction. If completing fails (ErrTooLarge, ErrInvalid, or a
-// database error), the transaction is rolled back and nothing the caller
+// the transaction. A response over WithMaxResponseSize is refused at once
+// (idempotency.ErrTooLarge) with the transaction left open. If completing
+// fails otherwise, the transaction is rolled back and nothing the caller
 // wrote in it is kept. If the commit itself fails, its error is returned:
 // after a lost connection the outcome is unknown, and Get tells.
 func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Duration, discard bool) error {
+	if t.key != "" && len(response) > t.s.cfg.maxResp {
+		// Before anything else, so that the caller can commit a smaller
+		// one.
+		return fmt.Errorf("sqlstore: %w: response is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(response), t.s.cfg.maxResp)
+	}
 	if t.key == "" {
 		if discard {
 			return rollback(t.tx)

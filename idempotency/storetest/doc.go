@@ -19,8 +19,9 @@
 // the first fingerprint kept and a mismatch never taken over, responses
 // stored byte for byte (1 MiB and empty), keys compared byte for byte (up to
 // 700 bytes, non-ASCII too; the middleware's scoped keys can be that long),
-// Release,
-// and a cancelled context honoured.
+// Release, a cancelled context honoured, and the limits every store holds to
+// (keys of 1 to 1024 bytes, fingerprints of at most 255, positive leases and
+// retentions, and the store's own bound on responses, Harness.MaxResponseBytes).
 //
 // One case is left to the store: a claim with another fingerprint on a
 // record whose lease has expired (an abandoned claim). The memory store

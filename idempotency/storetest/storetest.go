@@ -25,6 +25,12 @@ type Harness struct {
 	// sleep for twice as long: long enough for the store's server to be told
 	// in time, short enough to keep the suite quick. Defaults to 150ms.
 	Short time.Duration
+
+	// MaxResponseBytes is the largest response the store keeps, as it
+	// documents it; the suite checks that one of that size is stored and
+	// one byte more refused with ErrTooLarge. Zero means the store sets no
+	// bound of its own (it must then keep responses of several MiB).
+	MaxResponseBytes int
 }
 
 // long is the lease of cases that are not about expiry: long enough that a
@@ -56,6 +62,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"UnknownKey", testUnknownKey},
 		{"TokensUnique", testTokensUnique},
 		{"ContextCancelled", testContextCancelled},
+		{"Limits", testLimits},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -459,5 +466,41 @@ func testContextCancelled(t *testing.T, h *harness) {
 	}
 	if r := h.get(t, k); r.Status != idempotency.StatusInProgress || r.Token != tok {
 		t.Fatalf("writes with a cancelled context changed the record: %s", summary(r))
+	}
+}
+
+// testLimits checks the limits every idempotency.Store holds to: keys of 1
+// to 1024 bytes, fingerprints of at most 255 bytes, positive leases and
+// retentions, and the store's own bound on responses.
+func testLimits(t *testing.T, h *harness) {
+	ctx := context.Background()
+	k := h.key("")
+	k1024 := k + strings.Repeat("k", 1024-len(k))
+	tok := h.mustAcquire(t, k1024, strings.Repeat("f", 255), long)
+	h.complete(t, k1024, tok, []byte("max"), long)
+	if r := h.get(t, k1024); string(r.Response) != "max" || r.Fingerprint != strings.Repeat("f", 255) {
+		t.Fatalf("1024-byte key with a 255-byte fingerprint: Get = %s", summary(r))
+	}
+	_, err := h.Store.Claim(ctx, k1024+"k", "fp", long)
+	wantErr(t, "Claim with a 1025-byte key", err, idempotency.ErrTooLarge)
+	_, err = h.Store.Get(ctx, k1024+"k")
+	wantErr(t, "Get with a 1025-byte key", err, idempotency.ErrTooLarge)
+	_, err = h.Store.Claim(ctx, h.key("fp"), strings.Repeat("f", 256), long)
+	wantErr(t, "Claim with a 256-byte fingerprint", err, idempotency.ErrTooLarge)
+	_, err = h.Store.Claim(ctx, "", "fp", long)
+	wantErr(t, "Claim with an empty key", err, idempotency.ErrInvalid)
+	_, err = h.Store.Claim(ctx, h.key("lease"), "fp", 0)
+	wantErr(t, "Claim with a zero lease", err, idempotency.ErrInvalid)
+
+	kr := h.key("response")
+	tok = h.mustAcquire(t, kr, "fp", long)
+	wantErr(t, "Renew with a zero lease", h.Store.Renew(ctx, kr, tok, 0), idempotency.ErrInvalid)
+	wantErr(t, "Complete with a zero retention", h.Store.Complete(ctx, kr, tok, []byte("x"), 0), idempotency.ErrInvalid)
+	if max := h.MaxResponseBytes; max > 0 {
+		wantErr(t, "Complete with a response over the bound", h.Store.Complete(ctx, kr, tok, make([]byte, max+1), long), idempotency.ErrTooLarge)
+		if r := h.get(t, kr); r.Status != idempotency.StatusInProgress || r.Token != tok {
+			t.Fatalf("a refused response changed the record: %s", summary(r))
+		}
+		h.complete(t, kr, tok, make([]byte, max), long)
 	}
 }
