@@ -23,9 +23,13 @@ type Message struct {
 	// Key is the optional partition key. Messages with the same key are
 	// delivered one at a time, in the order their transactions committed.
 	Key string
-	// Headers travel with the message to the publisher. Names must be
-	// HTTP field names (RFC 9110 tokens) and values HTTP field values (no
-	// control characters, no leading or trailing space).
+	// Headers travel with the message to the publisher. They must be HTTP
+	// fields (RFC 9110): each name a token (letters, digits and
+	// !#$%&'*+-.^_`|~), each value UTF-8 text without control characters
+	// (tab aside) and without leading or trailing space or tab; at most 100
+	// of them, 64 KiB in all. A store's Enqueue refuses others with
+	// ErrInvalid, and a row read back with others is dead-lettered
+	// unpublished.
 	Headers map[string]string
 	// Payload is the message body.
 	Payload []byte

@@ -19,10 +19,13 @@ type Harness struct {
 	// Begin opens a transaction of the backend in which Tx.Enqueue writes.
 	// Required.
 	Begin func(ctx context.Context) (Tx, error)
-	// Corrupt damages the stored message with the given id so that it can
-	// no longer be read as a Message (for instance by writing invalid JSON
-	// into its headers), or is nil to skip the malformed-row test.
-	Corrupt func(ctx context.Context, id string) error
+	// Corrupt writes headers as the stored headers of the message with the
+	// given id, behind the API's back and without any validation, as a row
+	// damaged in the database or written by another program would read.
+	// With nil headers it damages them so that they cannot be read at all
+	// (invalid JSON, for a store that encodes them as JSON). A nil Corrupt
+	// skips the tests of malformed rows.
+	Corrupt func(ctx context.Context, id string, headers map[string]string) error
 	// SingleWriter says that the backend admits one write transaction at a
 	// time (SQLite): the tests that keep a transaction open while others
 	// commit are skipped.

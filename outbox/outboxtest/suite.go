@@ -197,6 +197,20 @@ func testEnqueueRefusesBadInput(t *testing.T, h Harness) {
 		{"blank topic", outbox.Message{Topic: "  ", Payload: []byte("x")}},
 		{"payload over the limit", outbox.Message{Topic: "t", Payload: make([]byte, 1<<20+1)}}, // every store takes 1 MiB by default
 		{"id not a UUID", outbox.Message{ID: "42", Topic: "t"}},
+		// Headers are HTTP fields (RFC 9110): a name is a token, a value
+		// has no control character and no surrounding space.
+		{"empty header name", outbox.Message{Topic: "t", Headers: map[string]string{"": "v"}}},
+		{"header name with a space", outbox.Message{Topic: "t", Headers: map[string]string{"X Tenant": "v"}}},
+		{"header name with a colon", outbox.Message{Topic: "t", Headers: map[string]string{"X-A:": "v"}}},
+		{"header name not ASCII", outbox.Message{Topic: "t", Headers: map[string]string{"X-Ünicode": "v"}}},
+		{"header value with CR LF", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": "a\r\nX-Injected: 1"}}},
+		{"header value with a LF", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": "a\nb"}}},
+		{"header value with a NUL", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": "a\x00b"}}},
+		{"header value with DEL", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": "a\x7fb"}}},
+		{"header value with a leading space", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": " a"}}},
+		{"header value with a trailing tab", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": "a\t"}}},
+		// obs-text is a field value, but stores keep headers as UTF-8.
+		{"header value not UTF-8", outbox.Message{Topic: "t", Headers: map[string]string{"X-A": "caf\xe9"}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -217,6 +231,16 @@ func testEnqueueRefusesBadInput(t *testing.T, h Harness) {
 	}
 	if c := claimAll(t, h, time.Minute); len(c) != 0 {
 		t.Errorf("a refused batch wrote %d messages", len(c))
+	}
+	// What RFC 9110 allows is accepted: tokens with their punctuation,
+	// values with inner spaces and tabs, UTF-8 text, the empty value.
+	commit(t, h, outbox.Message{Topic: "t", Headers: map[string]string{
+		"X-Tenant_ID.v2!#$%&'*+^`|~": "a b\tc", "Content-Type": "application/json; charset=utf-8",
+		"X-Empty": "", "X-UTF8": "café ☕",
+	}})
+	c := claimAll(t, h, time.Minute)
+	if len(c) != 1 || len(c[0].Headers) != 4 || c[0].Headers["X-UTF8"] != "café ☕" || c[0].Malformed != nil {
+		t.Errorf("valid headers: claimed %d messages (%+v)", len(c), c)
 	}
 }
 
@@ -776,30 +800,50 @@ func testDeadLetterAdmin(t *testing.T, h Harness) {
 	}
 }
 
+// testMalformedRow: rows damaged behind the API's back (headers that are
+// not JSON, or that are no HTTP fields: a name with a space, a value with
+// CR LF) are dead-lettered without being published, with the reason, and
+// the next message of their key flows. A publisher that sent them would
+// fail to build its request or, worse, inject a header.
 func testMalformedRow(t *testing.T, h Harness) {
 	if h.Corrupt == nil {
 		t.Skip("no Corrupt")
 	}
-	const bad = "0190d8a2-0000-7000-8000-0000000000bb"
-	commit(t, h, outbox.Message{ID: bad, Topic: "t", Key: "k", Payload: []byte("bad")})
-	commit(t, h, outbox.Message{Topic: "t", Key: "k", Payload: []byte("after")}, outbox.Message{Topic: "t", Payload: []byte("free")})
-	if err := h.Corrupt(ctxFor(t), bad); err != nil {
-		t.Fatal(err)
+	bad := []struct {
+		id, key string
+		headers map[string]string
+	}{
+		{"0190d8a2-0000-7000-8000-0000000000b1", "k1", nil},
+		{"0190d8a2-0000-7000-8000-0000000000b2", "k2", map[string]string{"X Bad Name": "v"}},
+		{"0190d8a2-0000-7000-8000-0000000000b3", "k3", map[string]string{"X-Ok": "a\r\nX-Injected: 1"}},
 	}
-	rec := &Recorder{}
-	startRelay(t, h, rec)
-	rec.WaitFor(t, waitLong, 2)
-	for _, d := range rec.Calls() {
-		if d.ID == bad {
-			t.Error("the malformed message was published")
+	for _, b := range bad {
+		commit(t, h, outbox.Message{ID: b.id, Topic: "t", Key: b.key, Payload: []byte("bad")})
+		commit(t, h, outbox.Message{Topic: "t", Key: b.key, Payload: []byte("after " + b.key)})
+		if err := h.Corrupt(ctxFor(t), b.id, b.headers); err != nil {
+			t.Fatal(err)
 		}
 	}
-	r, err := h.Store.Get(ctxFor(t), bad)
-	if err != nil {
-		t.Fatal(err)
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("free")})
+	rec := &Recorder{}
+	startRelay(t, h, rec)
+	rec.WaitFor(t, waitLong, len(bad)+1)
+	for _, d := range rec.Calls() {
+		if string(d.Payload) == "bad" {
+			t.Errorf("the malformed message %s was published", d.ID)
+		}
 	}
-	if r.State != outbox.StateDead || !strings.Contains(r.LastError, "malformed") {
-		t.Errorf("malformed message: state %v reason %q, want dead with the reason", r.State, r.LastError)
+	for _, b := range bad {
+		if got := payloads(ofKey(rec.Delivered(), b.key)); !slices.Equal(got, []string{"after " + b.key}) {
+			t.Errorf("key %s delivered %q, want its next message", b.key, got)
+		}
+		r, err := h.Store.Get(ctxFor(t), b.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != outbox.StateDead || !strings.Contains(r.LastError, "malformed") {
+			t.Errorf("malformed message %s: state %v reason %q, want dead with the reason", b.key, r.State, r.LastError)
+		}
 	}
 }
 

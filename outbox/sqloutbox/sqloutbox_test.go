@@ -3,6 +3,7 @@ package sqloutbox_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -60,16 +61,30 @@ func harness(t *testing.T, db *sql.DB, s *sqloutbox.Store) outboxtest.Harness {
 			}
 			return sqlTx{tx: tx, s: s}, nil
 		},
-		Corrupt: func(ctx context.Context, id string) error {
-			q := "UPDATE " + s.Table() + " SET headers = 'not json' WHERE id = ?"
-			if s.Dialect() == sqloutbox.Postgres {
-				q = "UPDATE " + s.Table() + " SET headers = 'not json' WHERE id = $1"
-			}
-			_, err := db.ExecContext(ctx, q, id)
-			return err
+		Corrupt: func(ctx context.Context, id string, headers map[string]string) error {
+			return corrupt(ctx, db, s, id, headers)
 		},
 		SingleWriter: s.Dialect() == sqloutbox.SQLite,
 	}
+}
+
+// corrupt writes the headers of message id behind the store's back: the
+// JSON of headers, or text that is not JSON when headers is nil.
+func corrupt(ctx context.Context, db *sql.DB, s *sqloutbox.Store, id string, headers map[string]string) error {
+	raw := "not json"
+	if headers != nil {
+		b, err := json.Marshal(headers)
+		if err != nil {
+			return err
+		}
+		raw = string(b)
+	}
+	q := "UPDATE " + s.Table() + " SET headers = ? WHERE id = ?"
+	if s.Dialect() == sqloutbox.Postgres {
+		q = "UPDATE " + s.Table() + " SET headers = $1 WHERE id = $2"
+	}
+	_, err := db.ExecContext(ctx, q, raw, id)
+	return err
 }
 
 var (

@@ -3,6 +3,7 @@ package message
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,4 +96,46 @@ func FuzzPrepare(f *testing.F) {
 			t.Fatalf("accepted %+v (%s)", out[0], reason)
 		}
 	})
+}
+
+func TestHeaderRules(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"Content-Type", "application/json", true},
+		{"x-a", "", true},
+		{"X-A", "a b\tc", true},
+		{"X-A", "café", true},
+		{"!#$%&'*+-.^_`|~09azAZ", "v", true},
+		{"", "v", false},
+		{"X A", "v", false},
+		{"X-A:", "v", false},
+		{"X(A)", "v", false},
+		{"X-Ü", "v", false},
+		{"X-A", "a\r\nb", false},
+		{"X-A", "a\nb", false},
+		{"X-A", "a\x00", false},
+		{"X-A", "a\x7f", false},
+		{"X-A", " a", false},
+		{"X-A", "a ", false},
+		{"X-A", "\t", false},
+		{"X-A", "caf\xe9", false},
+	} {
+		got := checkHeaders(map[string]string{c.name: c.value})
+		if (got == "") != c.ok {
+			t.Errorf("checkHeaders(%q: %q) = %q, want ok %v", c.name, c.value, got, c.ok)
+		}
+	}
+	many := map[string]string{}
+	for i := range maxHeaders + 1 {
+		many["X-"+strconv.Itoa(i)] = "v"
+	}
+	if checkHeaders(many) == "" {
+		t.Errorf("%d headers accepted", len(many))
+	}
+	if checkHeaders(map[string]string{"X-Big": strings.Repeat("v", maxHeaderBytes)}) == "" {
+		t.Error("headers over the byte bound accepted")
+	}
 }

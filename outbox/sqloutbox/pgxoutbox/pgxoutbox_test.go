@@ -3,6 +3,7 @@ package pgxoutbox_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -115,8 +116,13 @@ func TestConformance(t *testing.T) {
 				}
 				return pgxTx{tx: tx, s: s}, nil
 			},
-			Corrupt: func(ctx context.Context, id string) error {
-				_, err := db.ExecContext(ctx, "UPDATE "+s.Table()+" SET headers = 'not json' WHERE id = $1", id)
+			Corrupt: func(ctx context.Context, id string, headers map[string]string) error {
+				raw := "not json"
+				if headers != nil {
+					b, _ := json.Marshal(headers)
+					raw = string(b)
+				}
+				_, err := db.ExecContext(ctx, "UPDATE "+s.Table()+" SET headers = $1 WHERE id = $2", raw, id)
 				return err
 			},
 			RelayOptions: []outbox.Option{outbox.WithNotifier(l)},
