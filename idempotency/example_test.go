@@ -105,12 +105,12 @@ func ExampleNewMemoryStore() {
 	ctx := context.Background()
 	for _, key := range []string{"a", "b", "c"} {
 		c, err := store.Claim(ctx, key, "", time.Minute)
-		fmt.Println(key, c.Acquired, err)
+		fmt.Println(key, c.Acquired, errors.Is(err, idempotency.ErrStoreFull))
 	}
 	// Output:
-	// a true <nil>
-	// b true <nil>
-	// c false idempotency: store full
+	// a true false
+	// b true false
+	// c false true
 }
 
 func ExampleHeaderKey() {

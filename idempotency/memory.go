@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,27 +21,50 @@ const memoryShards = 64
 // memory proportional to the live records without a background goroutine.
 const sweepPerInsert = 2
 
+// recordOverhead is what a record costs beyond its key, fingerprint and
+// response: the record itself and its place in the map.
+const recordOverhead = 128
+
 // MemoryStore is a Store that keeps its records in memory, for tests, single
 // instances and as the fast path in front of nothing at all. It is safe for
 // concurrent use; its records are split into shards with a lock each, and no
 // lock is held while calling anything else. It keeps time on the process's
 // own clock, which is the only one its callers share.
 //
-// Memory is bounded: with MaxRecords set, a claim of a new key fails with
-// ErrStoreFull while the store holds that many records that have not expired.
-// It never evicts a record that is still live. Expired records (completed ones
-// past their retention, in-progress ones past their lease) are removed lazily
-// as claims insert new records, in full by Purge, and by Run if the
-// application starts it.
+// Memory is bounded, by records (WithMaxRecords) and by bytes (WithMaxBytes:
+// keys, fingerprints and responses, and a fixed overhead per record): a
+// claim of a new key fails with ErrStoreFull while the store holds that many
+// records or bytes that have not expired, and a response that does not fit
+// any more is refused with ErrTooLarge (the middleware then keeps its
+// marker, so that retries get 422 rather than a rerun). One scope (tenant,
+// WithScope) may hold at most a share of either bound
+// (WithMaxScopeShare). The ErrStoreFull error has a RetryAfter()
+// time.Duration method that says when room will free up: when the
+// earliest record the store (or the scope) holds expires; the middleware
+// answers it as Retry-After. The store never evicts a record that is still
+// live. Expired records (completed ones past their retention, in-progress
+// ones past their lease) are removed lazily as claims insert new records,
+// in full by Purge, and by Run if the application starts it.
+//
+// Keys are 1 to 1024 bytes and fingerprints at most 255, as on every Store.
 type MemoryStore struct {
 	maxRecords int64
-	seed       maphash.Seed
-	count      atomic.Int64
-	token      atomic.Int64
+	maxBytes   int64
+	// scopeRecords and scopeBytes bound one scope's records and bytes
+	// (0: no bound).
+	scopeRecords, scopeBytes int64
+	seed                     maphash.Seed
+	count                    atomic.Int64
+	bytes                    atomic.Int64
+	token                    atomic.Int64
 	// lastFullPurge is the time (Unix ns) of the last purge that a claim
 	// refused by a full store ran.
 	lastFullPurge atomic.Int64
-	shards        [memoryShards]memoryShard
+	// nextFree is when (Unix ns) the earliest record held at the last full
+	// purge expires: when room frees up.
+	nextFree atomic.Int64
+	scopes   scopes
+	shards   [memoryShards]memoryShard
 }
 
 type memoryShard struct {
@@ -55,26 +79,28 @@ type memoryRecord struct {
 	leaseEnd    time.Time
 	expiresAt   time.Time
 	response    []byte
+	// size is what the record counts against the bounds, and scope the
+	// scope it counts against ("" for none).
+	size  int64
+	scope string
 }
 
-func (r *memoryRecord) expired(now time.Time) bool {
+func (r *memoryRecord) end() time.Time {
 	if r.status == StatusCompleted {
-		return !now.Before(r.expiresAt)
+		return r.expiresAt
 	}
-	return !now.Before(r.leaseEnd)
+	return r.leaseEnd
 }
+
+func (r *memoryRecord) expired(now time.Time) bool { return !now.Before(r.end()) }
 
 func (r *memoryRecord) toRecord(key string, now time.Time) Record {
-	end := r.leaseEnd
-	if r.status == StatusCompleted {
-		end = r.expiresAt
-	}
 	return Record{
 		Key:         key,
 		Fingerprint: r.fingerprint,
 		Status:      r.status,
 		Token:       r.token,
-		TTL:         max(end.Sub(now), 0),
+		TTL:         max(r.end().Sub(now), 0),
 		Response:    r.response,
 	}
 }
@@ -93,17 +119,51 @@ func WithMaxRecords(n int) Option {
 	})
 }
 
+// WithMaxBytes bounds the bytes a MemoryStore holds: keys, fingerprints and
+// responses, plus 128 bytes per record. A claim of a new key that does not
+// fit fails with ErrStoreFull, a response that does not fit with
+// ErrTooLarge. Defaults to 64 MiB. Zero means no bound. For NewMemoryStore.
+func WithMaxBytes(n int64) Option {
+	return newOption("WithMaxBytes", forMemory, func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%d is negative", n)
+		}
+		c.maxBytes = n
+		return nil
+	})
+}
+
+// WithMaxScopeShare bounds the share of the store's records and bytes that
+// one scope may hold: the keys of one tenant (WithScope) then cannot fill
+// the store for the others. share is a fraction in (0, 1]; 1 means no bound
+// of its own. Keys without a scope (no WithScope, Do's keys) count only
+// against the store's bounds. Defaults to 0.25. For NewMemoryStore.
+func WithMaxScopeShare(share float64) Option {
+	return newOption("WithMaxScopeShare", forMemory, func(c *config) error {
+		if !(share > 0 && share <= 1) {
+			return fmt.Errorf("share %v is not in (0, 1]", share)
+		}
+		c.scopeShare = share
+		return nil
+	})
+}
+
 // NewMemoryStore returns an empty MemoryStore. It starts no goroutine. It
 // returns an error naming the option if an option is invalid or does not
 // apply to NewMemoryStore.
 func NewMemoryStore(opts ...Option) (*MemoryStore, error) {
-	cfg := config{maxRecords: 100_000}
+	cfg := config{maxRecords: 100_000, maxBytes: 64 << 20, scopeShare: 0.25}
 	if err := applyOptions(ctorMemory, &cfg, opts); err != nil {
 		return nil, err
 	}
 	s := &MemoryStore{
 		maxRecords: int64(cfg.maxRecords),
+		maxBytes:   cfg.maxBytes,
 		seed:       maphash.MakeSeed(),
+	}
+	if cfg.scopeShare < 1 {
+		s.scopeRecords = int64(math.Ceil(float64(s.maxRecords) * cfg.scopeShare))
+		s.scopeBytes = int64(math.Ceil(float64(s.maxBytes) * cfg.scopeShare))
 	}
 	s.lastFullPurge.Store(math.MinInt64 / 2)
 	// Tokens are handed out by a counter, so that they are unique within the
@@ -140,10 +200,72 @@ func (s *MemoryStore) nextToken() int64 {
 	}
 }
 
-// Claim implements Store. It fails with ErrStoreFull when the store is
-// bounded, the key has no live record and the store holds MaxRecords live
-// records. The Response of a returned Record is shared with the store and
-// must not be modified.
+// scopeOf returns the scope of a key written by ScopedKey: its first part,
+// or "" for none (an empty scope, or a key that ScopedKey did not write). A
+// hashed scope is returned as its hash, which names it as well.
+func scopeOf(key string) string {
+	if len(key) > 0 && key[0] == 'h' {
+		if len(key) < 65 {
+			return ""
+		}
+		for _, c := range []byte(key[1:65]) {
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return ""
+			}
+		}
+		return key[:65]
+	}
+	i := 0
+	for i < len(key) && i < 4 && key[i] >= '0' && key[i] <= '9' {
+		i++
+	}
+	if i == 0 || i == len(key) || key[i] != ':' {
+		return ""
+	}
+	n, err := strconv.Atoi(key[:i])
+	if err != nil || n == 0 || i+1+n > len(key) {
+		return ""
+	}
+	return key[:i+1+n]
+}
+
+// scopes counts what each scope holds.
+type scopes struct {
+	mu sync.Mutex
+	m  map[string]*scopeUsage
+}
+
+type scopeUsage struct {
+	records, bytes int64
+	// nextFree is when (Unix ns) the scope's earliest record expires, as
+	// the last full purge found it.
+	nextFree int64
+}
+
+// storeFullError is ErrStoreFull with the time until room frees up.
+type storeFullError struct {
+	after time.Duration
+	scope bool
+}
+
+func (e *storeFullError) Error() string {
+	what := "store full"
+	if e.scope {
+		what = "store full for this scope"
+	}
+	return fmt.Sprintf("idempotency: %s: room frees up in %v", what, e.after.Round(time.Millisecond))
+}
+
+func (e *storeFullError) Unwrap() error { return ErrStoreFull }
+
+// RetryAfter returns how long until the earliest record expires: when a
+// claim may find room.
+func (e *storeFullError) RetryAfter() time.Duration { return e.after }
+
+// Claim implements Store. It fails with ErrStoreFull (wrapped, with
+// RetryAfter) when the key has no live record and the store, or the key's
+// scope, holds as many records or bytes as it may. The Response of a
+// returned Record is shared with the store and must not be modified.
 func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease time.Duration) (Claim, error) {
 	if err := ctx.Err(); err != nil {
 		return Claim{}, err
@@ -158,17 +280,37 @@ func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease 
 		return Claim{}, fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
 	}
 	for purged := false; ; purged = true {
-		c, full := s.claim(key, fingerprint, lease)
+		c, full, scope := s.claim(key, fingerprint, lease)
 		if !full {
 			return c, nil
 		}
 		if purged || !s.purgeWhenFull() {
-			return Claim{}, ErrStoreFull
+			return Claim{}, s.fullError(scope)
 		}
 	}
 }
 
-func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Claim, full bool) {
+// fullError returns the error of a claim refused for lack of room in the
+// store, or in scope.
+func (s *MemoryStore) fullError(scope string) error {
+	next := s.nextFree.Load()
+	if scope != "" {
+		s.scopes.mu.Lock()
+		if u := s.scopes.m[scope]; u != nil {
+			next = u.nextFree
+		}
+		s.scopes.mu.Unlock()
+	}
+	after := time.Duration(next - time.Now().UnixNano())
+	if after <= 0 {
+		after = time.Second
+	}
+	return &storeFullError{after: after, scope: scope != ""}
+}
+
+// claim returns the claim of key, or full (with the scope that is full, or
+// "" for the store) when there is no room for a new record.
+func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Claim, full bool, fullScope string) {
 	sh := s.shard(key)
 	now := time.Now()
 	sh.mu.Lock()
@@ -177,41 +319,117 @@ func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Cla
 	if ok && rec.status == StatusCompleted && rec.expired(now) {
 		// Past its retention: forgotten.
 		delete(sh.records, key)
-		s.count.Add(-1)
+		s.forget(rec)
 		ok = false
 	}
 	switch {
 	case !ok:
 		s.sweep(sh, now, key)
-		if !s.reserve() {
-			return Claim{}, true
+		scope := scopeOf(key)
+		size := int64(len(key)+len(fingerprint)) + recordOverhead
+		if full, which := s.reserve(scope, size); full {
+			return Claim{}, true, which
 		}
-		rec = &memoryRecord{fingerprint: fingerprint}
+		rec = &memoryRecord{fingerprint: fingerprint, size: size, scope: scope}
 		sh.records[key] = rec
-	case rec.status == StatusInProgress && !now.Before(rec.leaseEnd) && rec.fingerprint == fingerprint:
+	case rec.status == StatusInProgress && rec.expired(now) && rec.fingerprint == fingerprint:
 		// Takeover of an abandoned claim: below, with a fresh token.
 	default:
-		return Claim{Record: rec.toRecord(key, now)}, false
+		return Claim{Record: rec.toRecord(key, now)}, false, ""
 	}
 	rec.status = StatusInProgress
 	rec.token = s.nextToken()
 	rec.leaseEnd = now.Add(lease)
 	rec.expiresAt = time.Time{}
 	rec.response = nil
-	return Claim{Acquired: true, Token: rec.token}, false
+	return Claim{Acquired: true, Token: rec.token}, false, ""
 }
 
-// reserve counts a new record in, unless the store is full. It is exact
-// across shards: claims in other shards cannot push the count over the
-// bound between the check and the count.
-func (s *MemoryStore) reserve() bool {
+// reserve counts a new record of size bytes in, in the store and in scope,
+// unless either is full: then it reports full, and which (the scope, or ""
+// for the store). It is exact across shards: claims in other shards cannot
+// push the counts over their bounds between the check and the count.
+func (s *MemoryStore) reserve(scope string, size int64) (full bool, which string) {
 	for {
 		n := s.count.Load()
 		if s.maxRecords > 0 && n >= s.maxRecords {
-			return false
+			return true, ""
 		}
 		if s.count.CompareAndSwap(n, n+1) {
-			return true
+			break
+		}
+	}
+	if !s.grow(size) {
+		s.count.Add(-1)
+		return true, ""
+	}
+	if scope == "" || (s.scopeRecords == 0 && s.scopeBytes == 0) {
+		return false, ""
+	}
+	s.scopes.mu.Lock()
+	defer s.scopes.mu.Unlock()
+	if s.scopes.m == nil {
+		s.scopes.m = make(map[string]*scopeUsage)
+	}
+	u := s.scopes.m[scope]
+	if u == nil {
+		u = &scopeUsage{}
+		s.scopes.m[scope] = u
+	}
+	if (s.scopeRecords > 0 && u.records >= s.scopeRecords) || (s.scopeBytes > 0 && u.bytes+size > s.scopeBytes) {
+		s.count.Add(-1)
+		s.bytes.Add(-size)
+		if u.records == 0 {
+			delete(s.scopes.m, scope)
+		}
+		return true, scope
+	}
+	u.records++
+	u.bytes += size
+	return false, ""
+}
+
+// grow counts n more bytes in, unless that exceeds the store's bound.
+func (s *MemoryStore) grow(n int64) bool {
+	if s.bytes.Add(n) > s.maxBytes && s.maxBytes > 0 && n > 0 {
+		s.bytes.Add(-n)
+		return false
+	}
+	return true
+}
+
+// growScope counts n more bytes in scope, unless that exceeds its bound.
+func (s *MemoryStore) growScope(scope string, n int64) bool {
+	if scope == "" || (s.scopeRecords == 0 && s.scopeBytes == 0) {
+		return true
+	}
+	s.scopes.mu.Lock()
+	defer s.scopes.mu.Unlock()
+	u := s.scopes.m[scope]
+	if u == nil {
+		return true
+	}
+	if s.scopeBytes > 0 && n > 0 && u.bytes+n > s.scopeBytes {
+		return false
+	}
+	u.bytes += n
+	return true
+}
+
+// forget counts a removed record out.
+func (s *MemoryStore) forget(rec *memoryRecord) {
+	s.count.Add(-1)
+	s.bytes.Add(-rec.size)
+	if rec.scope == "" || (s.scopeRecords == 0 && s.scopeBytes == 0) {
+		return
+	}
+	s.scopes.mu.Lock()
+	defer s.scopes.mu.Unlock()
+	if u := s.scopes.m[rec.scope]; u != nil {
+		u.records--
+		u.bytes -= rec.size
+		if u.records <= 0 {
+			delete(s.scopes.m, rec.scope)
 		}
 	}
 }
@@ -228,7 +446,7 @@ func (s *MemoryStore) sweep(sh *memoryShard, now time.Time, keep string) {
 		n++
 		if k != keep && r.expired(now) {
 			delete(sh.records, k)
-			s.count.Add(-1)
+			s.forget(r)
 		}
 	}
 }
@@ -266,7 +484,10 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 	return nil
 }
 
-// Complete implements Store. The store keeps its own copy of response.
+// Complete implements Store. The store keeps its own copy of response. A
+// response that does not fit the store's, or its scope's, bound on bytes
+// any more is refused with an error wrapping ErrTooLarge, and the claim
+// stays as it was.
 func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, response []byte, retention time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -277,8 +498,22 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, res
 	if retention <= 0 {
 		return fmt.Errorf("idempotency: %w: retention %v is not positive", ErrInvalid, retention)
 	}
-	stored := make([]byte, len(response))
-	copy(stored, response)
+	n := int64(len(response))
+	for purged := false; ; purged = true {
+		err := s.complete(key, token, response, retention)
+		if err != errNoRoom {
+			return err
+		}
+		if purged || !s.purgeWhenFull() {
+			return fmt.Errorf("idempotency: %w: a response of %d bytes does not fit the room the store has left", ErrTooLarge, n)
+		}
+	}
+}
+
+// errNoRoom is complete's report of a response that does not fit.
+var errNoRoom = fmt.Errorf("no room")
+
+func (s *MemoryStore) complete(key string, token int64, response []byte, retention time.Duration) error {
 	sh := s.shard(key)
 	now := time.Now()
 	sh.mu.Lock()
@@ -287,6 +522,17 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, res
 	if rec == nil {
 		return ErrLeaseLost
 	}
+	n := int64(len(response)) - int64(len(rec.response))
+	if !s.grow(n) {
+		return errNoRoom
+	}
+	if !s.growScope(rec.scope, n) {
+		s.bytes.Add(-n)
+		return errNoRoom
+	}
+	stored := make([]byte, len(response))
+	copy(stored, response)
+	rec.size += n
 	rec.status = StatusCompleted
 	rec.leaseEnd = time.Time{}
 	rec.expiresAt = now.Add(retention)
@@ -306,18 +552,19 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 	now := time.Now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if held(sh, key, token, now) == nil {
+	rec := held(sh, key, token, now)
+	if rec == nil {
 		return ErrLeaseLost
 	}
 	delete(sh.records, key)
-	s.count.Add(-1)
+	s.forget(rec)
 	return nil
 }
 
 // Get implements Store. An in-progress record whose lease has expired is
-// still returned (with TTL 0) until it is taken over or
-// purged; a completed record past its retention is not. The returned
-// Record.Response is shared with the store and must not be modified.
+// still returned (with TTL 0) until it is taken over or purged; a completed
+// record past its retention is not. The returned Record.Response is shared
+// with the store and must not be modified.
 func (s *MemoryStore) Get(ctx context.Context, key string) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
@@ -369,8 +616,13 @@ func (s *MemoryStore) purgeWhenFull() bool {
 	return true
 }
 
+// purge removes the expired records, and notes when the earliest of those
+// that remain expires, in the store and in each scope (when room frees up).
 func (s *MemoryStore) purge() int {
 	n := 0
+	next := int64(math.MaxInt64)
+	scoped := s.scopeRecords > 0 || s.scopeBytes > 0
+	var scopeNext map[string]int64
 	for i := range s.shards {
 		sh := &s.shards[i]
 		now := time.Now()
@@ -378,12 +630,33 @@ func (s *MemoryStore) purge() int {
 		for k, r := range sh.records {
 			if r.expired(now) {
 				delete(sh.records, k)
+				s.forget(r)
 				n++
+				continue
+			}
+			end := r.end().UnixNano()
+			next = min(next, end)
+			if scoped && r.scope != "" {
+				if scopeNext == nil {
+					scopeNext = make(map[string]int64)
+				}
+				if e, ok := scopeNext[r.scope]; !ok || end < e {
+					scopeNext[r.scope] = end
+				}
 			}
 		}
 		sh.mu.Unlock()
 	}
-	s.count.Add(int64(-n))
+	s.nextFree.Store(next)
+	if scopeNext != nil {
+		s.scopes.mu.Lock()
+		for scope, e := range scopeNext {
+			if u := s.scopes.m[scope]; u != nil {
+				u.nextFree = e
+			}
+		}
+		s.scopes.mu.Unlock()
+	}
 	return n
 }
 

@@ -290,11 +290,23 @@ func (h *handler) storeFailed(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	if full {
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", retryAfter(err))
 		writeProblem(w, ProblemStoreFull, "Too many requests with new idempotency keys are held; retry later.")
 		return
 	}
 	writeProblem(w, ProblemStoreUnavailable, "The idempotency store is unavailable; retry later.")
+}
+
+// retryAfter returns the Retry-After of a full store's err: the delay it
+// asks for (RetryAfter() time.Duration), in whole seconds rounded up, or 1.
+func retryAfter(err error) string {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		if d := ra.RetryAfter(); d > time.Second {
+			return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+		}
+	}
+	return "1"
 }
 
 // run runs the handler under the claim held with token. The handler's

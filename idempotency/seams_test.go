@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
@@ -144,4 +145,92 @@ func TestStoreRefusalIsClientError(t *testing.T) {
 	if h.runs.Load() != 0 {
 		t.Fatal("the handler ran with a 256-byte key")
 	}
+}
+
+// Item 7: the memory store is bounded by bytes as well as records: by
+// default, 80 completed records of 1 MiB do not all fit (they used to: 100
+// 000 records of 1 MiB were 100 GiB); what does not fit is refused
+// (ErrStoreFull for a new key, ErrTooLarge for a response), never evicted.
+func TestMemoryStoreBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := t.Context()
+	resp := make([]byte, 1<<20)
+	held := 0
+	for i := range 80 {
+		k := fmt.Sprint("k", i)
+		c, err := s.Claim(ctx, k, "fp", time.Hour)
+		if errors.Is(err, idempotency.ErrStoreFull) {
+			break
+		}
+		if err != nil || !c.Acquired {
+			t.Fatalf("claim %d: %+v, %v", i, c, err)
+		}
+		if err := s.Complete(ctx, k, c.Token, resp, time.Hour); err != nil {
+			if !errors.Is(err, idempotency.ErrTooLarge) {
+				t.Fatalf("complete %d: %v; want nil or ErrTooLarge", i, err)
+			}
+			break
+		}
+		held++
+	}
+	if held == 80 || held < 32 {
+		t.Fatalf("the default store kept %d responses of 1 MiB; want a bound of tens of MiB", held)
+	}
+	for i := range held {
+		if r, err := s.Get(ctx, fmt.Sprint("k", i)); err != nil || len(r.Response) != 1<<20 {
+			t.Fatalf("record %d was evicted or cut: %v", i, err)
+		}
+	}
+}
+
+// Item 7: one scope may hold at most its share of the store; the others,
+// and keys without a scope, still find room.
+func TestMemoryStoreScopeShare(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, idempotency.WithMaxRecords(100), idempotency.WithMaxScopeShare(0.1))
+	ctx := t.Context()
+	for i := range 10 {
+		if c, err := s.Claim(ctx, idempotency.ScopedKey("noisy", "POST", "/x", fmt.Sprint(i)), "fp", time.Hour); err != nil || !c.Acquired {
+			t.Fatalf("noisy claim %d: %+v, %v", i, c, err)
+		}
+	}
+	_, err := s.Claim(ctx, idempotency.ScopedKey("noisy", "POST", "/x", "10"), "fp", time.Hour)
+	if !errors.Is(err, idempotency.ErrStoreFull) {
+		t.Fatalf("the 11th claim of a scope with a tenth of 100 records: %v; want ErrStoreFull", err)
+	}
+	for _, k := range []string{idempotency.ScopedKey("quiet", "POST", "/x", "1"), idempotency.ScopedKey("", "POST", "/x", "1"), "do-key"} {
+		if c, err := s.Claim(ctx, k, "fp", time.Hour); err != nil || !c.Acquired {
+			t.Fatalf("claim of %q while another scope is at its share: %+v, %v", k, c, err)
+		}
+	}
+	if _, err := idempotency.NewMemoryStore(idempotency.WithMaxScopeShare(0)); err == nil || !strings.Contains(err.Error(), "WithMaxScopeShare") {
+		t.Fatalf("WithMaxScopeShare(0): %v; want an error naming it", err)
+	}
+	if _, err := idempotency.NewMemoryStore(idempotency.WithMaxBytes(-1)); err == nil || !strings.Contains(err.Error(), "WithMaxBytes") {
+		t.Fatalf("WithMaxBytes(-1): %v; want an error naming it", err)
+	}
+}
+
+// Item 7: the full store's answer says when room will really free up: when
+// the earliest record it holds expires (it used to say 1 second, always).
+func TestMemoryStoreFullRetryAfter(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := newStore(t, idempotency.WithMaxRecords(2))
+		ctx := t.Context()
+		c, _ := s.Claim(ctx, idempotency.ScopedKey("", "POST", "/x", "done"), "fp", time.Minute)
+		if err := s.Complete(ctx, idempotency.ScopedKey("", "POST", "/x", "done"), c.Token, []byte("r"), 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := s.Claim(ctx, idempotency.ScopedKey("", "POST", "/x", "running"), "fp", 5*time.Minute); err != nil || !c.Acquired {
+			t.Fatalf("claim = %+v, %v", c, err)
+		}
+		srv := newMiddleware(t, s, idempotency.WithLease(5*time.Minute))(&counting{})
+		w := serve(srv, request("/x", "new", "b"))
+		wantProblem(t, w, idempotency.ProblemStoreFull)
+		if got := w.Header().Get("Retry-After"); got != "300" {
+			t.Fatalf("Retry-After %q; want 300 (the running claim's lease, the earliest to end)", got)
+		}
+	})
 }
