@@ -1,0 +1,118 @@
+package ops
+
+import (
+	"context"
+	"time"
+
+	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/outbox"
+)
+
+// The stores the page reads, each a small interface of what the page calls,
+// implemented by the steadfast store named in its comment.
+
+// OutboxStore is what the page reads and does in an outbox store.
+// *sqloutbox.Store implements it.
+type OutboxStore interface {
+	// Stats reports the backlog.
+	Stats(ctx context.Context) (outbox.Stats, error)
+	// ListDead lists up to limit dead letters of topic ("" for all) with
+	// a position above after, in position order.
+	ListDead(ctx context.Context, topic string, after int64, limit int) ([]outbox.Record, error)
+	// Get returns one message in whatever state, or an error matching
+	// outbox.ErrNotFound.
+	Get(ctx context.Context, id string) (outbox.Record, error)
+	// Requeue makes the named dead letters pending again.
+	Requeue(ctx context.Context, ids ...string) (int, error)
+	// Discard deletes the named dead letters.
+	Discard(ctx context.Context, ids ...string) (int, error)
+}
+
+// IdempotencyStore is what the page reads and does in an idempotency
+// store: look a record up and release a stuck claim. *sqlstore.Store and
+// *redisstore.Store implement it.
+type IdempotencyStore interface {
+	// Get returns the record of key, or an error matching
+	// idempotency.ErrNotFound.
+	Get(ctx context.Context, key string) (idempotency.Record, error)
+	// ForceRelease deletes key's claim in progress whatever its token, or
+	// returns an error matching idempotency.ErrNotFound.
+	ForceRelease(ctx context.Context, key string) error
+}
+
+// destRow is one line of the backlog table.
+type destRow struct {
+	Topic, Destination      string
+	Pending, InFlight, Dead int64
+	HasInFlight             bool
+	OldestPending           time.Duration
+	Paused                  bool
+}
+
+// pauseRow is one paused destination.
+type pauseRow struct {
+	Destination, Reason string
+	Until               time.Time
+	Remaining           time.Duration
+}
+
+// outboxView is the page's side of an outbox store: what it shows and does,
+// whatever the store's own shape.
+type outboxView interface {
+	backlog(ctx context.Context) ([]destRow, error)
+	// pauses returns ok false when the store keeps no pauses.
+	pauses(ctx context.Context) (rows []pauseRow, ok bool, err error)
+	resume(ctx context.Context, destination string) error
+	dead(ctx context.Context, topic, destination string, after int64, limit int) ([]outbox.Record, error)
+	get(ctx context.Context, id string) (outbox.Record, error)
+	requeue(ctx context.Context, ids []string) (int, error)
+	discard(ctx context.Context, ids []string) (int, error)
+}
+
+// storeView adapts an OutboxStore.
+type storeView struct{ s OutboxStore }
+
+func (v storeView) backlog(ctx context.Context) ([]destRow, error) {
+	st, err := v.s.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []destRow{{Topic: "all topics", Pending: st.Pending, Dead: st.Dead, OldestPending: st.OldestPendingAge}}, nil
+}
+
+func (v storeView) pauses(context.Context) ([]pauseRow, bool, error) { return nil, false, nil }
+
+func (v storeView) resume(context.Context, string) error { return errUnsupported }
+
+func (v storeView) dead(ctx context.Context, topic, destination string, after int64, limit int) ([]outbox.Record, error) {
+	recs, err := v.s.ListDead(ctx, topic, after, limit)
+	if err != nil || destination == "" {
+		return recs, err
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if destinationOf(r.Message) == destination {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
+}
+
+func (v storeView) get(ctx context.Context, id string) (outbox.Record, error) {
+	return v.s.Get(ctx, id)
+}
+
+func (v storeView) requeue(ctx context.Context, ids []string) (int, error) {
+	return v.s.Requeue(ctx, ids...)
+}
+
+func (v storeView) discard(ctx context.Context, ids []string) (int, error) {
+	return v.s.Discard(ctx, ids...)
+}
+
+func destinationOf(m outbox.Message) string {
+	if m.Destination != "" {
+		return m.Destination
+	}
+	return m.Topic
+}
