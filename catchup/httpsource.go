@@ -1,6 +1,7 @@
 package catchup
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -245,46 +246,70 @@ func (s *HTTPSource) fetch(ctx context.Context, u *url.URL) (fetched, error) {
 	return f, nil
 }
 
-// decode reads a page body.
+// decode reads a page body: the top level is streamed, each event is
+// copied once and read once.
 func (s *HTTPSource) decode(body []byte) (fetched, error) {
 	var (
 		items []json.RawMessage
 		f     fetched
 	)
-	trimmed := strings.TrimLeft(string(body[:min(len(body), 64)]), " \t\r\n")
-	if strings.HasPrefix(trimmed, "[") {
-		if err := json.Unmarshal(body, &items); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return fetched{}, fmt.Errorf("not JSON: %w", err)
+	}
+	switch tok {
+	case json.Delim('['):
+		if items, err = decodeItems(dec); err != nil {
 			return fetched{}, fmt.Errorf("not a JSON array of events: %w", err)
 		}
-	} else {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(body, &obj); err != nil {
-			return fetched{}, fmt.Errorf("not a JSON object: %w", err)
-		}
-		raw, ok := obj[s.cfg.itemsField]
-		if !ok {
-			return fetched{}, fmt.Errorf("no %q member", s.cfg.itemsField)
-		}
-		if err := json.Unmarshal(raw, &items); err != nil {
-			return fetched{}, fmt.Errorf("%q is not an array: %w", s.cfg.itemsField, err)
-		}
-		if s.cfg.paging == pagingCursor {
-			if raw, ok := obj["has_more"]; ok {
-				if err := json.Unmarshal(raw, &f.more); err != nil {
+	case json.Delim('{'):
+		found := false
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return fetched{}, fmt.Errorf("not a JSON object: %w", err)
+			}
+			key, _ := tok.(string)
+			switch {
+			case key == s.cfg.itemsField:
+				found = true
+				if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+					return fetched{}, fmt.Errorf("%q is not an array", s.cfg.itemsField)
+				}
+				if items, err = decodeItems(dec); err != nil {
+					return fetched{}, fmt.Errorf("%q: %w", s.cfg.itemsField, err)
+				}
+			case key == "has_more" && s.cfg.paging == pagingCursor:
+				if err := dec.Decode(&f.more); err != nil {
 					return fetched{}, fmt.Errorf(`"has_more" is not a boolean: %w`, err)
 				}
-			}
-		}
-		if s.cfg.paging == pagingNext {
-			if raw, ok := obj[s.cfg.nextField]; ok && string(raw) != "null" {
-				if err := json.Unmarshal(raw, &f.next); err != nil {
+			case key == s.cfg.nextField && s.cfg.paging == pagingNext:
+				var next *string
+				if err := dec.Decode(&next); err != nil {
 					return fetched{}, fmt.Errorf("%q is not a string: %w", s.cfg.nextField, err)
+				}
+				if next != nil {
+					f.next = *next
+				}
+			default:
+				var skip json.RawMessage
+				if err := dec.Decode(&skip); err != nil {
+					return fetched{}, fmt.Errorf("not a JSON object: %w", err)
 				}
 			}
 		}
+		if _, err := dec.Token(); err != nil {
+			return fetched{}, fmt.Errorf("not a JSON object: %w", err)
+		}
+		if !found {
+			return fetched{}, fmt.Errorf("no %q member", s.cfg.itemsField)
+		}
+	default:
+		return fetched{}, errors.New("not a JSON object or array")
 	}
-	if len(items) > 10000 {
-		return fetched{}, fmt.Errorf("%d events in one page, more than 10000", len(items))
+	if _, err := dec.Token(); err != io.EOF {
+		return fetched{}, errors.New("data after the JSON value")
 	}
 	f.events = make([]Event, 0, len(items))
 	for i, it := range items {
@@ -301,10 +326,30 @@ func (s *HTTPSource) decode(body []byte) (fetched, error) {
 		}
 		ev := Event{Payload: it, Created: parseTime(v.Created)}
 		ev.ID, _ = idString(v.ID)
-		_ = json.Unmarshal(v.Type, &ev.Type)
+		ev.Type, _ = jsonString(v.Type)
 		f.events = append(f.events, ev)
 	}
 	return f, nil
+}
+
+// decodeItems reads the elements of an array whose '[' was read, and its
+// ']', at most 10,000 of them.
+func decodeItems(dec *json.Decoder) ([]json.RawMessage, error) {
+	var items []json.RawMessage
+	for dec.More() {
+		if len(items) == 10000 {
+			return nil, errors.New("more than 10000 events in one page")
+		}
+		var it json.RawMessage
+		if err := dec.Decode(&it); err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 // nextLink returns the target of the first rel="next" link of Link header

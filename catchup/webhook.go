@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/httpx"
@@ -126,8 +127,8 @@ func idString(raw json.RawMessage) (string, error) {
 	case len(raw) == 0 || string(raw) == "null":
 		return "", errors.New(`no "id" member`)
 	case raw[0] == '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := jsonString(raw)
+		if err != nil {
 			return "", err
 		}
 		if s == "" {
@@ -142,6 +143,22 @@ func idString(raw json.RawMessage) (string, error) {
 		return n.String(), nil
 	}
 	return "", fmt.Errorf(`"id" is neither a string nor a number: %.40s`, raw)
+}
+
+// jsonString reads a JSON string, without the decoder when it has no
+// escapes.
+func jsonString(raw json.RawMessage) (string, error) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 && bytes.IndexByte(raw[1:n-1], '"') < 0 && utf8.Valid(raw[1:n-1]) {
+		for _, c := range raw[1 : n-1] {
+			if c < 0x20 {
+				return "", errors.New("control character in a JSON string")
+			}
+		}
+		return string(raw[1 : n-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 // decodeEvent reads a webhook body as an event.
@@ -161,10 +178,7 @@ func decodeEvent(body []byte, id func([]byte) (string, error)) (Event, error) {
 		}
 		return Event{}, fmt.Errorf("the event's id: %v", err)
 	}
-	var typ string
-	if json.Unmarshal(v.Type, &typ) == nil {
-		ev.Type = typ
-	}
+	ev.Type, _ = jsonString(v.Type)
 	ev.Created = parseTime(v.Created)
 	return ev, nil
 }
