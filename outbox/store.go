@@ -51,7 +51,13 @@ type Store interface {
 	// Requeue makes the dead letters with the given ids pending again, ready
 	// now, with their attempts reset; it returns how many it requeued. Ids
 	// that are not dead letters are left alone. It is atomic: either all the
-	// named dead letters are requeued or none.
+	// named dead letters are requeued or none. A requeued message keeps its
+	// id (consumers' inboxes still recognise it) and takes a new position at
+	// the tail of its key, as if enqueued now: it is not delivered while a
+	// message of its key is pending, so a key never has two messages in
+	// flight. Consumers that guard on positions see it as the newest of its
+	// key; what its payload says (its own version or time) decides whether
+	// it is still news.
 	Requeue(ctx context.Context, ids ...string) (int, error)
 	// Discard deletes the dead letters with the given ids and returns how
 	// many it deleted. Ids that are not dead letters are left alone.

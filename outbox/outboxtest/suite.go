@@ -46,6 +46,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"RetryAfterHonoured", testRetryAfterHonoured},
 		{"MaxAttemptsDeadLetter", testMaxAttempts},
 		{"DeadLetterAdmin", testDeadLetterAdmin},
+		{"RequeueGoesToTheTailOfItsKey", testRequeueToTail},
 		{"MalformedRowDeadLettered", testMalformedRow},
 		{"PollOnlyDelivers", testPollOnly},
 		{"CleanupKeepsPendingClaimedDead", testCleanupSafety},
@@ -1063,5 +1064,67 @@ func testStats(t *testing.T, h Harness) {
 	st, err = h.Store.Stats(ctx)
 	if err != nil || st.Pending != 4 || st.OldestPendingAge <= 0 {
 		t.Errorf("Stats = %+v, %v; want 4 pending with an age", st, err)
+	}
+}
+
+// testRequeueToTail: a requeued dead letter keeps its id and takes a new
+// position at the tail of its key, as if enqueued now: with the key idle it
+// is delivered after the messages that passed it; with a later message of
+// its key in flight it waits for it, so two messages of one key are never in
+// flight at once.
+func testRequeueToTail(t *testing.T, h Harness) {
+	ctx := ctxFor(t)
+	deadLetter := func(key string) claimed {
+		t.Helper()
+		commit(t, h, outbox.Message{Topic: "t", Key: key, Payload: []byte("first")}, outbox.Message{Topic: "t", Key: key, Payload: []byte("second")})
+		c := claimAll(t, h, time.Minute)
+		if len(c) != 1 || string(c[0].Payload) != "first" {
+			t.Fatalf("claimed %d messages, want the head of %s", len(c), key)
+		}
+		if n := settle(t, h, backend.Dead, c[0]); n != 0 {
+			t.Fatal("settle refused")
+		}
+		return c[0]
+	}
+
+	// The key idle: its second message was delivered since.
+	idle := deadLetter("idle")
+	second := claimAll(t, h, time.Minute)
+	if len(second) != 1 || string(second[0].Payload) != "second" {
+		t.Fatalf("claimed %d, want the second message of the key", len(second))
+	}
+	settle(t, h, backend.Delivered, second[0])
+	if n, err := h.Store.Requeue(ctx, idle.ID); err != nil || n != 1 {
+		t.Fatalf("Requeue = %d, %v", n, err)
+	}
+	again := claimAll(t, h, time.Minute)
+	if len(again) != 1 || again[0].ID != idle.ID || again[0].Attempt != 1 {
+		t.Fatalf("after the requeue claimed %+v, want the requeued message (same id, attempts reset)", again)
+	}
+	if again[0].Position <= second[0].Position {
+		t.Errorf("requeued message at position %d, want after %d (the tail of its key)", again[0].Position, second[0].Position)
+	}
+	settle(t, h, backend.Delivered, again...)
+
+	// A later message of the key in flight: the requeued one waits for it.
+	busy := deadLetter("busy")
+	inFlight := claimAll(t, h, time.Minute)
+	if len(inFlight) != 1 || string(inFlight[0].Payload) != "second" {
+		t.Fatalf("claimed %d, want the second message of the key", len(inFlight))
+	}
+	if n, err := h.Store.Requeue(ctx, busy.ID); err != nil || n != 1 {
+		t.Fatalf("Requeue = %d, %v", n, err)
+	}
+	if c := claimAll(t, h, time.Minute); len(c) != 0 {
+		t.Fatalf("claimed %s (%s) while the key's later message is in flight: two of one key in flight", c[0].ID, c[0].Payload)
+	}
+	r, err := h.Store.Get(ctx, busy.ID)
+	if err != nil || r.State != outbox.StatePending || r.Position <= inFlight[0].Position {
+		t.Errorf("requeued message: %+v, %v; want pending after position %d", r, err, inFlight[0].Position)
+	}
+	settle(t, h, backend.Delivered, inFlight[0])
+	last := claimAll(t, h, time.Minute)
+	if len(last) != 1 || last[0].ID != busy.ID || last[0].Position != r.Position {
+		t.Fatalf("after the key's message in flight was delivered, claimed %+v; want the requeued one", last)
 	}
 }

@@ -143,9 +143,31 @@ WHERE state = 2 AND seq > $1 AND ($2 = '' OR topic = $2) ORDER BY seq LIMIT $3`
 
 const pgGet = `SELECT ` + pgCols + ` FROM {t} WHERE id = $1::uuid`
 
+// pgRequeueLock takes the advisory locks of the keys of the dead letters
+// to requeue, in key order, as Enqueue does: their new positions are then
+// handed out in commit order among the key's writers.
+const pgRequeueLock = `
+SELECT count(pg_advisory_xact_lock($2, hashtext(k))) FROM (
+	SELECT DISTINCT partition_key AS k FROM {t}
+	WHERE id = ANY ($1::uuid[]) AND state = 2 AND partition_key IS NOT NULL ORDER BY 1) AS x`
+
+// pgRequeue moves the named dead letters to the tail of their keys: each
+// row is deleted and inserted again with the same id and a new position,
+// pending, attempts reset, ready now, or parked behind a pending message of
+// its key (or an earlier one of the same requeue).
 const pgRequeue = `
-UPDATE {t} SET state = 0, available_at = greatest(not_before, now()), attempts = 0, claim_token = NULL, done_at = NULL
-WHERE id = ANY ($1::uuid[]) AND state = 2`
+WITH d AS (
+	DELETE FROM {t} WHERE id = ANY ($1::uuid[]) AND state = 2
+	RETURNING seq, id, topic, destination, partition_key, headers, payload, traceparent, not_before, created_at, last_error
+)
+INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, not_before, created_at, available_at, last_error)
+SELECT id, topic, destination, partition_key, headers, payload, traceparent, not_before, created_at,
+	CASE WHEN partition_key IS NOT NULL AND (
+		row_number() OVER (PARTITION BY partition_key ORDER BY seq) > 1
+		OR EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = d.partition_key AND e.state = 0))
+	THEN 'infinity' ELSE greatest(not_before, now()) END,
+	last_error
+FROM d ORDER BY seq`
 
 const pgDiscard = `DELETE FROM {t} WHERE id = ANY ($1::uuid[]) AND state = 2`
 

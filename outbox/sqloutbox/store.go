@@ -37,7 +37,7 @@ type Store struct {
 var _ outbox.Store = (*Store)(nil)
 
 type queries struct {
-	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, discard string
+	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard string
 }
 
 // New returns a Store on db for dialect d. It checks its arguments and
@@ -57,7 +57,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	switch d {
 	case Postgres:
 		q = queries{schema: pgSchema, claim: pgClaim, settle: pgSettle, unpark: pgUnpark, cleanup: pgCleanup, stats: pgStats,
-			listDead: pgListDead, get: pgGet, requeue: pgRequeue, discard: pgDiscard}
+			listDead: pgListDead, get: pgGet, requeue: pgRequeue, requeueLock: pgRequeueLock, discard: pgDiscard}
 	case SQLite:
 		q = queries{schema: sqliteSchema, claim: sqliteClaim, cleanup: sqliteCleanup, stats: genericStats,
 			listDead: genericListDead, get: genericGet}
@@ -72,7 +72,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	s := &Store{db: db, dialect: d, cfg: cfg, lockID: int32(h.Sum32())}
 	s.q = queries{schema: s.expand(q.schema), claim: s.expand(q.claim), settle: s.expand(q.settle), unpark: s.expand(q.unpark),
 		cleanup: s.expand(q.cleanup), stats: s.expand(q.stats), listDead: s.expand(q.listDead), get: s.expand(q.get),
-		requeue: s.expand(q.requeue), discard: s.expand(q.discard)}
+		requeue: s.expand(q.requeue), requeueLock: s.expand(q.requeueLock), discard: s.expand(q.discard)}
 	return s, nil
 }
 
@@ -514,11 +514,153 @@ func checkIDs(ids []string) error {
 	return nil
 }
 
-// Requeue implements outbox.Store. One statement changes every named dead
-// letter, so the change is atomic.
+// Requeue implements outbox.Store: the named dead letters become pending
+// again, ready now, attempts reset, in one transaction. Each keeps its id
+// (so consumers' inboxes still recognise it) and takes a new position at
+// the tail of its key, as if enqueued now: it is delivered after the
+// messages of its key that are pending, and never while one of them is in
+// flight. A consumer's ordering guard on positions therefore sees it as the
+// newest of its key; its own domain version (or timestamp) in the payload is
+// what tells the consumer whether its content is still news.
 func (s *Store) Requeue(ctx context.Context, ids ...string) (int, error) {
-	return s.deadOp(ctx, "requeue", ids, s.q.requeue,
-		`UPDATE {t} SET state = 0, available_at = {now}, attempts = 0, claim_token = NULL, done_at = NULL WHERE state = 2 AND id IN ({ids})`)
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if err := checkIDs(ids); err != nil {
+		return 0, fmt.Errorf("sqloutbox: requeue: %w", err)
+	}
+	var n int
+	err := s.retry(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = s.requeue(ctx, ids)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqloutbox: requeue: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Store) requeue(ctx context.Context, ids []string) (int, error) {
+	tx, err := s.db.BeginTx(ctx, s.txOptions())
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	var n int64
+	if s.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, s.q.requeueLock, ids, s.lockID); err != nil {
+			return 0, err
+		}
+		res, err := tx.ExecContext(ctx, s.q.requeue, ids)
+		if err != nil {
+			return 0, err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return 0, err
+		}
+	} else if n, err = s.txRequeue(ctx, tx, ids); err != nil {
+		return 0, err
+	}
+	if n > 0 && s.cfg.notify {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", s.Table()); err != nil {
+			return 0, err
+		}
+	}
+	return int(n), tx.Commit()
+}
+
+// txRequeue is Requeue's transaction on SQLite and MySQL: read the dead
+// letters, lock their keys (MySQL), delete them and insert them again, the
+// stored values copied as they are.
+func (s *Store) txRequeue(ctx context.Context, tx *sql.Tx, ids []string) (int64, error) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	in := placeholders(len(ids))
+	nb, lock := "not_before", ""
+	if s.dialect == MySQL {
+		nb, lock = "NULL", " FOR UPDATE" // MySQL keeps NotBefore in available_at only
+	}
+	rows, err := tx.QueryContext(ctx, s.expand("SELECT id, topic, destination, partition_key, headers, payload, traceparent, "+nb+
+		", created_at, last_error FROM {t} WHERE state = 2 AND id IN ("+in+") ORDER BY seq"+lock), args...)
+	if err != nil {
+		return 0, err
+	}
+	type dead struct {
+		id, topic, dest           string
+		key, headers, tp, lastErr sql.NullString
+		payload                   []byte
+		notBefore                 sql.NullInt64
+		created                   int64
+	}
+	var ds []dead
+	for rows.Next() {
+		var d dead
+		if err := rows.Scan(&d.id, &d.topic, &d.dest, &d.key, &d.headers, &d.payload, &d.tp, &d.notBefore, &d.created, &d.lastErr); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if d.payload == nil {
+			d.payload = []byte{}
+		}
+		ds = append(ds, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	if s.dialect == MySQL {
+		var keys []string
+		for _, d := range ds {
+			if d.key.Valid {
+				keys = append(keys, d.key.String)
+			}
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		if len(keys) > 0 {
+			kargs := make([]any, len(keys))
+			for i, k := range keys {
+				kargs[i] = k
+			}
+			q := s.expand("INSERT INTO {k} (partition_key) VALUES ") + strings.TrimSuffix(strings.Repeat("(?),", len(keys)), ",") +
+				" ON DUPLICATE KEY UPDATE partition_key = partition_key"
+			if _, err := tx.ExecContext(ctx, q, kargs...); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.expand("DELETE FROM {t} WHERE state = 2 AND id IN ("+in+")"), args...); err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if s.dialect == MySQL { // MySQL does not park (see mysqlEnqueue)
+			q := s.expand("INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, created_at, available_at, last_error) VALUES (?,?,?,?,?,?,?,?,{now},?)")
+			if _, err := tx.ExecContext(ctx, q, d.id, d.topic, d.dest, d.key, d.headers, d.payload, d.tp, d.created, d.lastErr); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		avail := "CASE WHEN ? > {now} THEN ? ELSE {now} END"
+		availArgs := []any{d.notBefore, d.notBefore}
+		if d.key.Valid {
+			avail = "CASE WHEN ? OR EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = ? AND e.state = 0) THEN " + parked + " ELSE " + avail + " END"
+			availArgs = append([]any{seen[d.key.String], d.key.String}, availArgs...)
+			seen[d.key.String] = true
+		}
+		q := s.expand("INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, not_before, created_at, available_at, last_error) VALUES (?,?,?,?,?,?,?,?,?," + avail + ",?)")
+		a := append([]any{d.id, d.topic, d.dest, d.key, d.headers, d.payload, d.tp, d.notBefore, d.created}, availArgs...)
+		if _, err := tx.ExecContext(ctx, q, append(a, d.lastErr)...); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(ds)), nil
 }
 
 // Discard implements outbox.Store.

@@ -352,13 +352,29 @@ func (s *Store) Requeue(ctx context.Context, ids ...string) (int, error) {
 	defer s.mu.Unlock()
 	now := time.Now()
 	n := 0
+	// In position order, each to the tail of its key with a new position.
+	var dead []*row
 	for _, id := range ids {
-		if pos, ok := s.ids[id]; ok {
-			if r := s.rows[pos]; r.state == outbox.StateDead {
-				r.state, r.availableAt, r.attempts, r.token, r.doneAt = outbox.StatePending, cmp.Or(r.msg.NotBefore, now), 0, "", time.Time{}
-				n++
-			}
+		if pos, ok := s.ids[id]; ok && s.rows[pos].state == outbox.StateDead && !slices.Contains(dead, s.rows[pos]) {
+			dead = append(dead, s.rows[pos])
 		}
+	}
+	slices.SortFunc(dead, func(a, b *row) int { return cmp.Compare(a.pos, b.pos) })
+	for _, r := range dead {
+		delete(s.rows, r.pos)
+		s.seq++
+		r.pos = s.seq
+		r.state, r.attempts, r.token, r.doneAt = outbox.StatePending, 0, "", time.Time{}
+		r.availableAt = now
+		if r.msg.NotBefore.After(now) {
+			r.availableAt = r.msg.NotBefore
+		}
+		if r.msg.Key != "" && s.pendingBefore(r.msg.Key, r.pos) {
+			r.availableAt = time.Time{}
+		}
+		s.rows[r.pos] = r
+		s.ids[r.msg.ID] = r.pos
+		n++
 	}
 	return n, nil
 }
