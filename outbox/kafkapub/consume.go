@@ -11,13 +11,6 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 )
 
-// Inbox runs fn at most once per (consumer, message id), in a transaction
-// that also records the message as processed. *sqlstore.Store of
-// idempotency/sqlstore implements it.
-type Inbox interface {
-	Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error)
-}
-
 // ErrNoMessageID is returned by Consume for a record without an IDHeader
 // header: it was not produced by this package and cannot be deduplicated.
 var ErrNoMessageID = errors.New("kafkapub: record has no " + IDHeader + " header")
@@ -46,7 +39,7 @@ func messageID(rec *kgo.Record) string {
 // commit past the record, process it again. A record without IDHeader gets
 // ErrNoMessageID; a nil inbox, record or fn an error. fn's effects must stay
 // inside tx. Consume is safe for concurrent use.
-func Consume(ctx context.Context, inbox Inbox, consumer string, rec *kgo.Record, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+func Consume(ctx context.Context, inbox outbox.Inbox, consumer string, rec *kgo.Record, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if rec == nil || inbox == nil || fn == nil {
 		return false, errors.New("kafkapub: Consume: the inbox, the record and fn are required")
 	}

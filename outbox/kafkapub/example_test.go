@@ -39,8 +39,8 @@ func Example() {
 // A consumer applies each record once, and commits its offset only after.
 func ExampleConsume() {
 	ctx := context.Background()
-	var inbox kafkapub.Inbox // an *sqlstore.Store
-	var client *kgo.Client   // made with kgo.DisableAutoCommit()
+	var inbox outbox.Inbox // an *sqlstore.Store
+	var client *kgo.Client // made with kgo.DisableAutoCommit()
 	for {
 		fetches := client.PollFetches(ctx)
 		for _, rec := range fetches.Records() {

@@ -266,7 +266,7 @@ func TestPerKeyOrderAcrossRetries(t *testing.T) {
 	t.Logf("%d produce requests failed by the broker, %d publishes retried by the relay", failed.Load(), relayRetries.Load())
 }
 
-var _ kafkapub.Inbox = (*sqlstore.Store)(nil)
+var _ outbox.Inbox = (*sqlstore.Store)(nil)
 
 func TestConsumeRunsOncePerMessage(t *testing.T) {
 	t.Parallel()

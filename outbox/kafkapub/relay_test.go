@@ -50,7 +50,7 @@ func TestRelayKeepsPerKeyOrder(t *testing.T) {
 		kgo.RetryBackoffFn(func(int) time.Duration { return time.Millisecond }),
 		kgo.MetadataMinAge(10*time.Millisecond)))}
 
-	ob := pubtest.NewOutbox(t, nil)
+	ob := pubtest.NewOutbox(t)
 	var msgs []outbox.Message
 	for pos := range perKey {
 		for k := range keys {
@@ -60,7 +60,7 @@ func TestRelayKeepsPerKeyOrder(t *testing.T) {
 	ob.Enqueue(t, msgs...)
 	pubtest.StartRelay(t, ob.Store, pub, outbox.WithBackoff(time.Millisecond, 10*time.Millisecond),
 		outbox.WithPollInterval(5*time.Millisecond), outbox.WithMaxAttempts(1000))
-	pubtest.Until(t, "every message delivered", nil, 0, func() bool {
+	pubtest.Until(t, "every message delivered", 0, func() bool {
 		st, err := ob.Store.Stats(context.Background())
 		return err == nil && st.Pending == 0
 	})

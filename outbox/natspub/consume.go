@@ -12,13 +12,6 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 )
 
-// Inbox runs fn at most once per (consumer, message id), in a transaction
-// that also records the message as processed. *sqlstore.Store of
-// idempotency/sqlstore implements it.
-type Inbox interface {
-	Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error)
-}
-
 // ErrNoMessageID is returned by Consume for a message without a Nats-Msg-Id
 // header: it was not published by this package and cannot be deduplicated.
 var ErrNoMessageID = errors.New("natspub: message has no Nats-Msg-Id")
@@ -38,7 +31,7 @@ var ErrNoMessageID = errors.New("natspub: message has no Nats-Msg-Id")
 //
 // Call it from a jetstream.MessageHandler or a Fetch loop; it is safe for
 // concurrent use.
-func Consume(ctx context.Context, inbox Inbox, consumer string, msg jetstream.Msg, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+func Consume(ctx context.Context, inbox outbox.Inbox, consumer string, msg jetstream.Msg, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if msg == nil {
 		return false, errors.New("natspub: Consume: msg is nil")
 	}

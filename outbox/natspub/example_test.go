@@ -41,7 +41,7 @@ func Example() {
 // A consumer applies each order once, even when JetStream redelivers it.
 func ExampleConsume() {
 	ctx := context.Background()
-	var inbox natspub.Inbox // an *sqlstore.Store
+	var inbox outbox.Inbox // an *sqlstore.Store
 	var cons jetstream.Consumer
 	_, _ = cons.Consume(func(msg jetstream.Msg) {
 		_, err := natspub.Consume(ctx, inbox, "billing", msg, func(ctx context.Context, tx *sql.Tx) error {

@@ -222,7 +222,7 @@ func TestNewChecksTheStream(t *testing.T) {
 	}
 }
 
-var _ natspub.Inbox = (*sqlstore.Store)(nil)
+var _ outbox.Inbox = (*sqlstore.Store)(nil)
 
 func TestConsumeRunsOncePerMessage(t *testing.T) {
 	t.Parallel()

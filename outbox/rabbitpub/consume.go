@@ -12,13 +12,6 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 )
 
-// Inbox runs fn at most once per (consumer, message id), in a transaction
-// that also records the message as processed. *sqlstore.Store of
-// idempotency/sqlstore implements it.
-type Inbox interface {
-	Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error)
-}
-
 // ErrNoMessageID is returned by Consume for a delivery without a message-id
 // property: it cannot be deduplicated.
 var ErrNoMessageID = errors.New("rabbitpub: delivery has no message-id")
@@ -37,7 +30,7 @@ var ErrNoMessageID = errors.New("rabbitpub: delivery has no message-id")
 //
 // Consume deliveries of a channel opened without auto-ack; it is safe for
 // concurrent use.
-func Consume(ctx context.Context, inbox Inbox, consumer string, d amqp.Delivery, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
+func Consume(ctx context.Context, inbox outbox.Inbox, consumer string, d amqp.Delivery, fn func(ctx context.Context, tx *sql.Tx) error) (duplicate bool, err error) {
 	if d.MessageId == "" {
 		return false, errors.Join(ErrNoMessageID, d.Reject(false))
 	}

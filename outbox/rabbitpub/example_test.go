@@ -32,7 +32,7 @@ func Example() {
 // the relay published it twice.
 func ExampleConsume() {
 	ctx := context.Background()
-	var inbox rabbitpub.Inbox // an *sqlstore.Store
+	var inbox outbox.Inbox // an *sqlstore.Store
 	var deliveries <-chan amqp.Delivery
 	for d := range deliveries {
 		_, err := rabbitpub.Consume(ctx, inbox, "billing", d, func(ctx context.Context, tx *sql.Tx) error {

@@ -286,7 +286,7 @@ func TestClose(t *testing.T) {
 	}
 }
 
-var _ rabbitpub.Inbox = (*sqlstore.Store)(nil)
+var _ outbox.Inbox = (*sqlstore.Store)(nil)
 
 func TestConsumeRunsOncePerMessage(t *testing.T) {
 	t.Parallel()

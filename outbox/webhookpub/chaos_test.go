@@ -109,7 +109,7 @@ func TestChaosEachEventHandledOnce(t *testing.T) {
 				opened.Add(1)
 			}
 		})))
-	ob := pubtest.NewOutbox(t, nil)
+	ob := pubtest.NewOutbox(t)
 	msgs := make([]outbox.Message, n)
 	for i := range msgs {
 		msgs[i] = outbox.Message{Topic: "partner", Payload: []byte(fmt.Sprintf(`{"event":%d}`, i))}
@@ -119,7 +119,7 @@ func TestChaosEachEventHandledOnce(t *testing.T) {
 		outbox.WithBackoff(5*time.Millisecond, 50*time.Millisecond), outbox.WithMaxRetryAfter(50*time.Millisecond),
 		outbox.WithPollInterval(10*time.Millisecond), outbox.WithMaxAttempts(1000), outbox.WithConcurrency(16))
 
-	pubtest.Until(t, "every event delivered", nil, 0, func() bool {
+	pubtest.Until(t, "every event delivered", 0, func() bool {
 		st, err := ob.Store.Stats(context.Background())
 		return err == nil && st.Pending == 0
 	})

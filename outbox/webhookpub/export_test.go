@@ -14,3 +14,7 @@ var GloballyReachable = globallyReachable
 
 // Transport returns the transport p sends through.
 func Transport(p *Publisher) http.RoundTripper { return p.client.Transport }
+
+// NoKeepAlives makes p's own transport close each connection after its
+// request (tests in synctest bubbles).
+func NoKeepAlives(p *Publisher) { p.client.Transport.(*http.Transport).DisableKeepAlives = true }

@@ -177,8 +177,14 @@ func (p *Publisher) endpoint(ctx context.Context, destination string) (*endpoint
 	return p.resolved.get(ctx, destination, p.now, p.build)
 }
 
-// destinationOf names where d goes.
-func destinationOf(d outbox.Delivery) string { return d.Topic }
+// destinationOf names where d goes: its Destination, which the relay sets
+// on every delivery (the topic when the message named none).
+func destinationOf(d outbox.Delivery) string {
+	if d.Destination != "" {
+		return d.Destination
+	}
+	return d.Topic
+}
 
 // classify counts transport errors, timeouts, 5xx and 408 as failures of the
 // endpoint, 429 as neither (the endpoint is up, it asks for less), a

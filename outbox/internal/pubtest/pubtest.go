@@ -20,36 +20,68 @@ import (
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
-	"github.com/steadfast-go/steadfast/outbox/outboxtest"
+	"github.com/steadfast-go/steadfast/outbox/internal/memstore"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
 
-// Outbox is a SQLite outbox in a temporary directory.
+// Outbox is an outbox of a test's own: SQLite in a temporary directory,
+// PostgreSQL in a table of the test's own, or in memory.
 type Outbox struct {
-	Store *sqloutbox.Store
-	DB    *sql.DB
+	Store outbox.Store
+	// enqueue commits msgs in one transaction.
+	enqueue func(msgs []outbox.Message) error
 }
 
-// NewOutbox creates a SQLite outbox for t, on the clock now (nil: time.Now).
-func NewOutbox(t testing.TB, now func() time.Time) *Outbox {
+// NewOutbox creates a SQLite outbox for t.
+func NewOutbox(t testing.TB) *Outbox {
 	t.Helper()
 	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	var opts []sqloutbox.Option
-	if now != nil {
-		opts = append(opts, sqloutbox.WithClock(now))
-	}
-	store, err := sqloutbox.New(db, sqloutbox.SQLite, opts...)
+	return newSQLOutbox(t, db, sqloutbox.SQLite)
+}
+
+func newSQLOutbox(t testing.TB, db *sql.DB, d sqloutbox.Dialect, opts ...sqloutbox.Option) *Outbox {
+	t.Helper()
+	store, err := sqloutbox.New(db, d, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return &Outbox{Store: store, DB: db}
+	return &Outbox{Store: store, enqueue: func(msgs []outbox.Message) error {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if err := store.Enqueue(context.Background(), tx, msgs...); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}}
+}
+
+// NewMemOutbox creates an outbox in memory on the process's clock: inside a
+// testing/synctest bubble, its leases, backoffs and pauses follow the
+// bubble's fake clock.
+func NewMemOutbox(t testing.TB) *Outbox {
+	t.Helper()
+	store := memstore.New()
+	return &Outbox{Store: store, enqueue: func(msgs []outbox.Message) error {
+		tx, err := store.Begin(context.Background())
+		if err != nil {
+			return err
+		}
+		if err := tx.Enqueue(context.Background(), msgs...); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}}
 }
 
 // NewInbox creates the inbox of idempotency/sqlstore on a SQLite database
@@ -83,15 +115,8 @@ func NewPostgresOutbox(t testing.TB) *Outbox {
 	db.SetMaxOpenConns(8)
 	t.Cleanup(func() { _ = db.Close() })
 	table := "pubtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	store, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(table))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { _, _ = db.Exec("DROP TABLE IF EXISTS " + table) })
-	return &Outbox{Store: store, DB: db}
+	return newSQLOutbox(t, db, sqloutbox.Postgres, sqloutbox.WithTable(table))
 }
 
 // Enqueue commits msgs, in batches of at most 1,000 per transaction.
@@ -99,15 +124,7 @@ func (o *Outbox) Enqueue(t testing.TB, msgs ...outbox.Message) {
 	t.Helper()
 	for len(msgs) > 0 {
 		n := min(len(msgs), 1000)
-		tx, err := o.DB.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := o.Store.Enqueue(context.Background(), tx, msgs[:n]...); err != nil {
-			_ = tx.Rollback()
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
+		if err := o.enqueue(msgs[:n]); err != nil {
 			t.Fatal(err)
 		}
 		msgs = msgs[n:]
@@ -148,22 +165,20 @@ func StartRelay(t testing.TB, store outbox.Store, pub outbox.Publisher, opts ...
 	return stop
 }
 
-// Until waits in real time for cond, moving clock by step each round (a
-// nil clock or a zero step: not at all). Steps rather than one jump: a relay
-// may register its next timer just after a jump, and would then wait for a
-// time that never comes. The 30 s bound only stops a broken test from
-// hanging.
-func Until(t testing.TB, what string, clock *outboxtest.Clock, step time.Duration, cond func() bool) {
+// Until waits for cond, looking every step (2 ms when 0), at most 15,000
+// times (30 s at 2 ms: only a broken test waits that long). Inside a
+// testing/synctest bubble the steps are on the bubble's fake clock, so they
+// let the bubble's timers (backoffs, pauses, leases) fire.
+func Until(t testing.TB, what string, step time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
+	if step <= 0 {
+		step = 2 * time.Millisecond
+	}
+	for i := 0; !cond(); i++ {
+		if i == 15_000 {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		if clock != nil && step > 0 {
-			clock.Advance(step)
-		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(step)
 	}
 }
 
@@ -236,7 +251,7 @@ func Throughput(b *testing.B, pub outbox.Publisher, msg func(i int) outbox.Messa
 			return pub.Publish(ctx, outbox.Delivery{Message: m, Attempt: 1})
 		})
 	})
-	b.Run("relay/sqlite", func(b *testing.B) { viaRelay(b, NewOutbox(b, nil), pub, msg) })
+	b.Run("relay/sqlite", func(b *testing.B) { viaRelay(b, NewOutbox(b), pub, msg) })
 	if os.Getenv(testenv.PostgresVar) != "" {
 		b.Run("relay/postgres", func(b *testing.B) { viaRelay(b, NewPostgresOutbox(b), pub, msg) })
 	}
@@ -288,7 +303,7 @@ func viaRelay(b *testing.B, ob *Outbox, pub outbox.Publisher, msg func(i int) ou
 		done := counting.await(int64(b.N))
 		b.ResetTimer()
 		stop := StartRelay(b, ob.Store, counting,
-			outbox.WithConcurrency(Workers), outbox.WithTopicConcurrency(Workers),
+			outbox.WithConcurrency(Workers), outbox.WithDestinationConcurrency(Workers),
 			outbox.WithPollInterval(10*time.Millisecond), outbox.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
 		select {
 		case <-done:
