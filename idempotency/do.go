@@ -60,7 +60,10 @@ func NewRunner(store Store, opts ...Option) (*Runner, error) {
 //
 // Concurrent calls with the same key (and fingerprint) inside the process
 // share one run, on the goroutine of the first; the others wait for it, each
-// until its own ctx ends. If that run panics, they get an error and the
+// until its own ctx ends. A call that shares another's run decodes its
+// result with its own codec, as a later replay from the store would: every
+// call with a key must use one codec and one result type (another gets a
+// decoding error, never a value decoded for someone else). If that run panics, they get an error and the
 // first caller the panic. A call that finds the key held elsewhere (another
 // process, another Runner) waits for the result, polling the store with
 // backoff, up to WithWait (10s by default), then returns ErrInProgress. The lease of the
@@ -74,7 +77,9 @@ func NewRunner(store Store, opts ...Option) (*Runner, error) {
 // transaction (TxFrom(ctx)), whose commit stores the result.
 //
 // If fn succeeded but its result could not be stored, Do returns the result
-// and an error wrapping ErrNotStored. Other errors are the store's
+// and an error wrapping ErrNotStored. A result the store refuses for good
+// (ErrTooLarge) is not retried: a marker is stored in its place, and later
+// calls get an error wrapping ErrNotStored instead of running fn again. Other errors are the store's
 // (wrapped), ctx's, and those of options given to this call.
 func Do[T any](ctx context.Context, r *Runner, key string, fn func(context.Context) (T, error), opts ...Option) (T, error) {
 	var zero T
@@ -226,10 +231,12 @@ func (f *flights) finish(key string, fl *flight, result flightResult, err error)
 }
 
 // The stored form of a Do result: the codec's encoding followed by tagValue,
-// or an error message followed by tagError.
+// an error message followed by tagError, or, for a result the store refused
+// for good, the store's reason followed by tagNotStored.
 const (
-	tagValue byte = 'v'
-	tagError byte = 'e'
+	tagValue     byte = 'v'
+	tagError     byte = 'e'
+	tagNotStored byte = 'n'
 )
 
 type flightResult struct {
@@ -311,6 +318,8 @@ func replayDo(key string, stored []byte) (flightResult, error) {
 		return flightResult{payload: payload}, nil
 	case tagError:
 		return flightResult{}, &FinalError{Err: errors.New(string(payload)), Replayed: true}
+	case tagNotStored:
+		return flightResult{}, &notStoredError{key: key, reason: errors.New(string(payload) + " (the work ran once; it does not run again)")}
 	}
 	return flightResult{}, fmt.Errorf("idempotency: the stored result of %q was not written by Do", key)
 }
@@ -344,22 +353,53 @@ func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key stri
 		done.payload = stored[:len(stored)-1]
 	}
 	if tx != nil {
-		if cerr := tx.Commit(sctx, stored, cfg.retention, false); cerr != nil {
+		cerr := tx.Commit(sctx, stored, cfg.retention, false)
+		if errors.Is(cerr, ErrTooLarge) {
+			// Refused before anything else: commit the marker instead.
+			if cerr = tx.Commit(sctx, notStoredMarker(cerr), cfg.retention, false); cerr == nil {
+				return value, done, notStored(key, err, ErrTooLarge)
+			}
+		}
+		if cerr != nil {
 			r.metrics.add(ctx, r.metrics.storeErrors)
 			return value, flightResult{}, fmt.Errorf("idempotency: committing %q: %w", key, cerr)
 		}
 		return value, done, err
 	}
-	if cerr := complete(sctx, r.store, key, token, stored, cfg.retention); cerr != nil {
+	cerr := complete(sctx, r.store, key, token, stored, cfg.retention)
+	if errors.Is(cerr, ErrTooLarge) {
+		// The store refuses the result for good: keep the marker, so that
+		// later calls are told, and the work does not run again.
+		reason := cerr
+		if cerr = complete(sctx, r.store, key, token, notStoredMarker(reason), cfg.retention); cerr == nil {
+			cfg.logger.Warn("idempotency: the work ran but its result is too large to store; later calls get ErrNotStored",
+				"key", key, "error", reason)
+			return value, done, notStored(key, err, reason)
+		}
+	}
+	if cerr != nil {
 		r.metrics.add(ctx, r.metrics.storeErrors)
 		cfg.logger.Error("idempotency: the work ran but its result was not stored; a retry may run it again",
 			"key", key, "error", cerr)
-		if err != nil {
-			return value, done, err
-		}
-		return value, done, &notStoredError{key: key, reason: cerr}
+		return value, done, notStored(key, err, cerr)
 	}
 	return value, done, err
+}
+
+// notStoredMarker returns the stored form of a result the store refused
+// for reason (ErrTooLarge): short, so that it fits where the result did not.
+func notStoredMarker(error) []byte {
+	return append([]byte("too large for the store"), tagNotStored)
+}
+
+// notStored returns the error of a call whose result (or error err, when
+// the work failed with a final error) was not stored for reason: err
+// itself, which the caller already has, or an error wrapping ErrNotStored.
+func notStored(key string, err, reason error) error {
+	if err != nil {
+		return err
+	}
+	return &notStoredError{key: key, reason: reason}
 }
 
 // undo gives up the claim after work that is to run again.

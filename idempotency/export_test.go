@@ -22,3 +22,6 @@ func ClaimTxFrom(ctx context.Context) ClaimTx {
 	tx, _ := ctx.Value(txKey{}).(ClaimTx)
 	return tx
 }
+
+// JSONCodecForTest is the default codec.
+var JSONCodecForTest Codec = jsonCodec{}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -233,4 +234,93 @@ func TestMemoryStoreFullRetryAfter(t *testing.T) {
 			t.Fatalf("Retry-After %q; want 300 (the running claim's lease, the earliest to end)", got)
 		}
 	})
+}
+
+// smallStore refuses, as too large, results over 64 bytes, and counts the
+// calls of Complete.
+type smallStore struct {
+	idempotency.Store
+	completes atomic.Int64
+}
+
+func (s *smallStore) Complete(ctx context.Context, key string, token int64, resp []byte, retention time.Duration) error {
+	s.completes.Add(1)
+	if len(resp) > 64 {
+		return fmt.Errorf("smallstore: %w: %d bytes", idempotency.ErrTooLarge, len(resp))
+	}
+	return s.Store.Complete(ctx, key, token, resp, retention)
+}
+
+// Item 8: a result the store refuses for good (ErrTooLarge) is not retried
+// and the work does not run again: Do keeps a "not storable" marker, so
+// the call that ran returns its result with ErrNotStored, and every later
+// call gets ErrNotStored without a run (it used to retry, keep the claim
+// for its lease, then run the work again).
+func TestDoResultNotStorable(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := &smallStore{Store: newStore(t)}
+		r := newRunner(t, store, idempotency.WithLease(time.Minute))
+		ctx := t.Context()
+		runs := 0
+		fn := func(context.Context) (string, error) { runs++; return strings.Repeat("x", 100), nil }
+		got, err := idempotency.Do(ctx, r, "k", fn)
+		if got != strings.Repeat("x", 100) || !errors.Is(err, idempotency.ErrNotStored) || !errors.Is(err, idempotency.ErrTooLarge) {
+			t.Fatalf("the run: %q, %v; want its result with ErrNotStored and ErrTooLarge", got, err)
+		}
+		if n := store.completes.Load(); n != 2 {
+			t.Fatalf("Complete called %d times; want 2 (the refused result, then the marker)", n)
+		}
+		time.Sleep(2 * time.Minute) // past the lease
+		got, err = idempotency.Do(ctx, r, "k", fn)
+		if runs != 1 || got != "" || !errors.Is(err, idempotency.ErrNotStored) {
+			t.Fatalf("a later call: %q, %v, %d runs; want ErrNotStored and no rerun", got, err, runs)
+		}
+	})
+}
+
+// Item 8: a caller that joins another's flight decodes the shared result
+// with its own codec, exactly as a later replay would: a caller with
+// another codec gets a decoding error, never a value decoded for someone
+// else. Every caller of a key must use one codec (and result type).
+func TestDoFlightCodecRule(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	gobRunner := newRunner(t, store, idempotency.WithCodec(gobCodec{}))
+	ctx := t.Context()
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		_, err := idempotency.Do(ctx, gobRunner, "k", func(context.Context) (receipt, error) {
+			close(started)
+			<-release
+			return receipt{ID: "ch_1", Amount: 3}, nil
+		})
+		done <- err
+	}()
+	<-started
+	joined := make(chan error)
+	go func() {
+		// The same Runner, another codec for this call: it joins the
+		// flight.
+		v, err := idempotency.Do(ctx, gobRunner, "k", func(context.Context) (receipt, error) {
+			t.Error("the joiner ran the work")
+			return receipt{}, nil
+		}, idempotency.WithCodec(idempotency.JSONCodecForTest))
+		if err == nil {
+			t.Errorf("the JSON joiner of a gob flight got %+v; want a decoding error", v)
+		}
+		joined <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-joined; err == nil || !strings.Contains(err.Error(), "decoding") {
+		t.Fatalf("joiner with another codec: %v; want a decoding error", err)
+	}
+	if v, err := idempotency.Do(ctx, gobRunner, "k", func(context.Context) (receipt, error) { return receipt{}, nil }); err != nil || v.ID != "ch_1" {
+		t.Fatalf("replay with the run's codec: %+v, %v", v, err)
+	}
 }

@@ -206,3 +206,34 @@ func TestResponseTooLargeForStore(t *testing.T) {
 		}
 	})
 }
+
+// Issue 12 item 8 on the SQL store: a result over WithMaxResponseSize is
+// not retried and not run again; later calls get ErrNotStored, in both
+// modes.
+func TestDoResultTooLargeForStore(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		for _, txMode := range []bool{false, true} {
+			s := newStore(t, d, 4, sqlstore.WithMaxResponseSize(1024))
+			var opts []idempotency.Option
+			if txMode {
+				opts = append(opts, idempotency.WithTransaction())
+			}
+			r, err := idempotency.NewRunner(s, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs := 0
+			big := strings.Repeat("r", 4096)
+			fn := func(context.Context) (string, error) { runs++; return big, nil }
+			ctx := context.Background()
+			got, err := idempotency.Do(ctx, r, "k", fn)
+			if got != big || !errors.Is(err, idempotency.ErrNotStored) {
+				t.Fatalf("tx %v: the run = %d bytes, %v; want the result and ErrNotStored", txMode, len(got), err)
+			}
+			got, err = idempotency.Do(ctx, r, "k", fn)
+			if runs != 1 || got != "" || !errors.Is(err, idempotency.ErrNotStored) {
+				t.Fatalf("tx %v: a later call = %d bytes, %v, %d runs; want ErrNotStored and no rerun", txMode, len(got), err, runs)
+			}
+		}
+	})
+}
