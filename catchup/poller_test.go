@@ -102,7 +102,7 @@ func TestConstructorErrors(t *testing.T) {
 		}(), "catchup: NewHTTPSource: WithRetry applies to NewPoller, not NewHTTPSource"},
 		{"refetcher nil guard", func() error { _, err := catchup.NewRefetcher(db, nil, nil, nil, nil); return err }(), "catchup: NewRefetcher: nil Guard"},
 		{"store nil db", func() error { _, err := sqlcatchup.New(nil, sqlcatchup.SQLite); return err }(), "sqlcatchup: New: nil *sql.DB"},
-		{"store bad table", func() error { _, err := sqlcatchup.New(db, sqlcatchup.SQLite, sqlcatchup.WithTable("a-b")); return err }(), `sqlcatchup: New: WithTable: "a-b" is not a plain SQL identifier (letters, digits, _; up to 48; optional schema)`},
+		{"store bad table", func() error { _, err := sqlcatchup.New(db, sqlcatchup.SQLite, sqlcatchup.WithTable("a-b")); return err }(), `sqlcatchup: New: WithTable: table name "a-b": want name or schema.name, each part an identifier [A-Za-z_][A-Za-z0-9_]{0,62}`},
 	}
 	for _, tt := range tests {
 		if tt.err == nil || tt.err.Error() != tt.want {

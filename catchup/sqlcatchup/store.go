@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -47,20 +46,23 @@ type optionFunc option.Setting[config]
 
 func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting[config])(o) }
 
-type config struct{ table string }
+type config struct{ table sqldb.Table }
 
-var tableName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]{0,47}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+// The suffixes of the store's other table and its indexes.
+var suffixes = []string{"_failed", "_failed_state", "_failed_event"}
 
-// WithTable sets the name of the store's table, optionally schema-qualified
-// ("app.catchup"); the table of failed events and the indexes are named
-// after it (suffix _failed). A name is letters, digits and underscores, not
-// starting with a digit, at most 48 of them. Defaults to "steadfast_catchup".
+// WithTable sets the name of the store's table, "name" or "schema.name"
+// (a PostgreSQL schema, a MySQL database, an attached SQLite database),
+// each part an unquoted identifier [A-Za-z_][A-Za-z0-9_]*; the table of
+// failed events and the indexes are named after it (name_failed, ...), so
+// the name is at most 50 bytes. Defaults to "steadfast_catchup".
 func WithTable(name string) Option {
 	return &optionFunc{Name: "WithTable", Set: func(c *config) error {
-		if !tableName.MatchString(name) {
-			return fmt.Errorf("%q is not a plain SQL identifier (letters, digits, _; up to 48; optional schema)", name)
+		t, err := sqldb.ParseTable(name, suffixes...)
+		if err != nil {
+			return err
 		}
-		c.table = name
+		c.table = t
 		return nil
 	}}
 }
@@ -92,7 +94,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlcatchup: New: nil *sql.DB")
 	}
-	cfg := config{table: defaultTable}
+	cfg := config{table: sqldb.Table{Name: defaultTable}}
 	if err := option.Apply("sqlcatchup", "New", &cfg, len(opts), func(i int) *option.Setting[config] {
 		if opts[i] == nil {
 			return nil
@@ -112,12 +114,8 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("sqlcatchup: New: unknown dialect %v", d)
 	}
-	idx := cfg.table
-	if i := strings.LastIndexByte(idx, '.'); i >= 0 {
-		idx = idx[i+1:]
-	}
-	r := strings.NewReplacer("{t}", cfg.table, "{i}", idx, "{now}", now)
-	s := &Store{db: db, dialect: d, table: cfg.table, schema: r.Replace(schema), q: map[string]string{}}
+	r := strings.NewReplacer("{t}", cfg.table.String(), "{i}", cfg.table.Name, "{now}", now)
+	s := &Store{db: db, dialect: d, table: cfg.table.String(), schema: r.Replace(schema), q: map[string]string{}}
 	for name, text := range map[string]string{
 		"take": qTake, "create": qCreate, "cursor": qCursor, "release": qRelease, "advance": qAdvance,
 		"fail": qFail, "attempts": qAttempts, "bury": qBury, "requeued": qRequeued, "resolve": qResolve,
