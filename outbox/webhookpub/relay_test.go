@@ -1,6 +1,7 @@
 package webhookpub_test
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"testing/synctest"
@@ -155,6 +156,56 @@ func TestRelayHonoursRetryAfter(t *testing.T) {
 		}
 		if gap := stampGap(t, seen[0], seen[1]); gap < 120*time.Second {
 			t.Errorf("retry came %v after the 503, before its Retry-After of 120s", gap)
+		}
+	})
+}
+
+// TestRelayResolvedDestinationsIsolated: messages of one topic go to each
+// customer's own endpoint (a destination per subscription, resolved); a
+// customer whose endpoint answers 410 is paused alone, the others are
+// delivered meanwhile, and its messages go once the pause is over.
+func TestRelayResolvedDestinationsIsolated(t *testing.T) {
+	t.Parallel()
+	acme := newEndpoint(t, status(410), status(200))
+	globex := newEndpoint(t, status(200))
+	tt := &tenants{subs: map[string]webhookpub.Endpoint{
+		"acme/invoices":   {URL: acme.srv.URL, Secrets: []string{secretA}},
+		"globex/invoices": {URL: globex.srv.URL, Secrets: []string{secretB}},
+	}}
+	inBubble(t, func(t *testing.T, ob *pubtest.Outbox) {
+		pub, err := webhookpub.New(nil, loopback, webhookpub.WithResolver(tt.resolve), webhookpub.WithGonePause(10*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bubbled(pub)
+		var msgs []outbox.Message
+		for i := range 3 {
+			for _, dest := range []string{"acme/invoices", "globex/invoices"} {
+				msgs = append(msgs, outbox.Message{Topic: "invoice.paid", Destination: dest, Payload: []byte(strconv.Itoa(i))})
+			}
+		}
+		ob.Enqueue(t, msgs...)
+		start := time.Now()
+		pubtest.StartRelay(t, ob.Store, pub)
+
+		pubtest.Until(t, "globex's three deliveries", 0, func() bool { return len(globex.seen()) == 3 })
+		if time.Since(start) >= 10*time.Minute {
+			t.Errorf("globex waited %v: held by acme's pause", time.Since(start))
+		}
+		pubtest.Until(t, "acme's deliveries after its pause", time.Second, func() bool {
+			st, err := ob.Store.Stats(context.Background())
+			return err == nil && st.Pending == 0
+		})
+		if time.Since(start) < 10*time.Minute {
+			t.Errorf("acme delivered %v after its 410, within the 10m pause", time.Since(start))
+		}
+		for _, r := range acme.seen()[1:] {
+			if !verifies(t, r, secretA) {
+				t.Error("acme's delivery is not signed with acme's secret")
+			}
+		}
+		if n := len(acme.seen()); n != 4 {
+			t.Errorf("acme saw %d requests, want 4 (the 410, then its three messages)", n)
 		}
 	})
 }

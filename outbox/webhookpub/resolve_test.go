@@ -60,9 +60,11 @@ func (tt *tenants) looked(destination string) int {
 	return tt.lookups[destination]
 }
 
+// to is a delivery of the topic "invoice.paid" to destination.
 func to(destination, id string) outbox.Delivery {
 	d := delivery(id)
-	d.Topic = destination
+	d.Topic = "invoice.paid"
+	d.Destination = destination
 	return d
 }
 
@@ -93,7 +95,7 @@ func TestResolverEndpointsPerDestination(t *testing.T) {
 	ctx := context.Background()
 	for _, d := range []outbox.Delivery{to("tenant-a", "0190f5e2-0000-7000-8000-0000000000a1"), to("tenant-b", "0190f5e2-0000-7000-8000-0000000000b1"), to("partner", "0190f5e2-0000-7000-8000-0000000000c1")} {
 		if err := p.Publish(ctx, d); err != nil {
-			t.Fatalf("Publish to %s: %v", d.Topic, err)
+			t.Fatalf("Publish to %s: %v", d.Destination, err)
 		}
 	}
 	if !verifies(t, a.seen()[0], secretA) || verifies(t, a.seen()[0], secretB) {
