@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -136,4 +138,45 @@ func TestGarbageRecord(t *testing.T) {
 			t.Errorf("claim = %+v, %v; want an error", c, err)
 		}
 	})
+}
+
+// Issue 12 item 10: after the database restarted (here: every pooled
+// connection cut), the first requests in transactional mode are served: a
+// begin that fails on a broken connection (nothing ran yet) is tried again
+// on a fresh one. They used to get 503 "begin: conn closed".
+func TestBeginRetriedAfterRestart(t *testing.T) {
+	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.MySQL} {
+		t.Run(d.String(), func(t *testing.T) {
+			t.Parallel()
+			db, proxy := openViaProxy(t, d)
+			s := newStoreOn(t, db, d)
+			h := txServer(t, s, func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {
+				w.WriteHeader(http.StatusCreated)
+			})
+			for round := range 3 {
+				// Fill the pool with idle connections, then break them all.
+				conns := make([]*sql.Conn, 4)
+				for i := range conns {
+					c, err := db.Conn(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := c.PingContext(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+					conns[i] = c
+				}
+				for _, c := range conns {
+					c.Close()
+				}
+				proxy.Cut()
+				proxy.Restore()
+				for i := range 4 {
+					if w := post(h, fmt.Sprintf("r%d-%d", round, i), "x"); w.Code != http.StatusCreated {
+						t.Fatalf("round %d, request %d after the restart: %d %s; want 201", round, i, w.Code, w.Body)
+					}
+				}
+			}
+		})
+	}
 }

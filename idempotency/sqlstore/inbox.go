@@ -70,7 +70,7 @@ func (s *Store) Process(ctx context.Context, consumer, messageID string, fn func
 	}
 	err = s.retry(ctx, func(ctx context.Context) error {
 		duplicate = false
-		tx, err := s.db.BeginTx(ctx, nil)
+		tx, err := s.begin(ctx)
 		if err != nil {
 			return fmt.Errorf("sqlstore: process: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
 // BeginTx implements idempotency.TxStore: it begins a transaction on the
@@ -29,7 +30,7 @@ import (
 // a new transaction.
 func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.ClaimTx, idempotency.Claim, error) {
 	if key == "" {
-		tx, err := s.db.BeginTx(ctx, nil)
+		tx, err := s.begin(ctx)
 		if err != nil {
 			return nil, idempotency.Claim{}, fmt.Errorf("sqlstore: begin: %w", err)
 		}
@@ -44,7 +45,7 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 	)
 	err := s.retry(ctx, func(ctx context.Context) error {
 		var err error
-		tx, err = s.db.BeginTx(ctx, nil)
+		tx, err = s.begin(ctx)
 		if err != nil {
 			return fmt.Errorf("sqlstore: begin: %w", err)
 		}
@@ -62,6 +63,22 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 		return nil, c, nil
 	}
 	return &claimTx{s: s, tx: tx, key: key, token: c.Token}, c, nil
+}
+
+// begin begins a transaction. A failure to begin, where nothing ran yet,
+// is tried again at once on another connection: after the database
+// restarted, every pooled connection is broken, and each failure drops the
+// one it happened on, so it is tried at most once more than the pool holds
+// idle connections. A deadlock or busy error is left to the caller's retry
+// policy (sqldb.Retry), which waits between tries.
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	tries := s.db.Stats().Idle + 1
+	for i := 0; ; i++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err == nil || i == tries || ctx.Err() != nil || sqldb.IsRetryable(err) {
+			return tx, err
+		}
+	}
 }
 
 // claimTx is an open transaction holding a claim taken by BeginTx. It is
