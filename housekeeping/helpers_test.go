@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -25,6 +26,9 @@ import (
 
 func TestMain(m *testing.M) {
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+	if os.Getenv(childVar) != "" {
+		os.Exit(child())
+	}
 	goleak.VerifyTestMain(m)
 }
 
