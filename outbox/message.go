@@ -42,7 +42,10 @@ type Message struct {
 // named none).
 type Delivery struct {
 	Message
-	// Attempt is 1 for the first delivery attempt, 2 for the next, and so on.
+	// Attempt is 1 for the first delivery attempt, 2 for the next, and so
+	// on. An attempt is a publish whose outcome was written back: a relay
+	// that died while it held the message (a claim abandoned) spent none,
+	// so the same Attempt may be published again after a crash.
 	Attempt int
 	// CreatedAt is when the message was enqueued.
 	CreatedAt time.Time

@@ -66,6 +66,7 @@ const (
 	defaultBackoffBase            = time.Second
 	defaultBackoffMax             = time.Minute
 	defaultMaxAttempts            = 10
+	defaultMaxAbandoned           = 20
 	defaultMaxRetryAfter          = time.Hour
 	defaultPause                  = 30 * time.Second
 
@@ -88,6 +89,7 @@ type config struct {
 	backoffBase     time.Duration
 	backoffMax      time.Duration
 	maxAttempts     int
+	maxAbandoned    int
 	maxRetryAfter   time.Duration
 	pause           time.Duration
 	logger          *slog.Logger
@@ -109,6 +111,7 @@ func defaults() config {
 		backoffBase:     defaultBackoffBase,
 		backoffMax:      defaultBackoffMax,
 		maxAttempts:     defaultMaxAttempts,
+		maxAbandoned:    defaultMaxAbandoned,
 		maxRetryAfter:   defaultMaxRetryAfter,
 		pause:           defaultPause,
 		logger:          slog.Default(),
@@ -228,12 +231,28 @@ func WithBackoff(base, max time.Duration) Option {
 }
 
 // WithMaxAttempts sets how many delivery attempts a message gets before it
-// becomes a dead letter with its last error. n must be at least 1. Defaults
-// to 10.
+// becomes a dead letter with its last error. An attempt is a publish whose
+// outcome was written back; a claim that ended without one (its relay died
+// or stalled past the lease) is no attempt: see WithMaxAbandoned. n must be
+// at least 1. Defaults to 10.
 func WithMaxAttempts(n int) Option {
 	return newOption("WithMaxAttempts", func(c *config) error {
 		c.maxAttempts = n
 		return atLeastOne("attempts", n)
+	})
+}
+
+// WithMaxAbandoned sets how many of a message's claims may end without an
+// outcome (the relay holding it died, or stalled past its lease) before the
+// next relay to claim it dead-letters it unpublished, with "abandoned n
+// times" as the reason: a message that kills its relay every time it is
+// published does not loop forever, while the crashes of relays that had
+// nothing against it spend none of its attempts. n must be at least 1.
+// Defaults to 20.
+func WithMaxAbandoned(n int) Option {
+	return newOption("WithMaxAbandoned", func(c *config) error {
+		c.maxAbandoned = n
+		return atLeastOne("abandoned claims", n)
 	})
 }
 
@@ -314,3 +333,4 @@ func defaultNote(c *config, name string) string {
 	}
 	return ", " + name + "'s default"
 }
+

@@ -476,11 +476,13 @@ func (r *Relay) publish(c claimed, claimedAt time.Time) backend.Outcome {
 		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
 		return outcome(c, backend.DeadUnsent, 0, "malformed: "+c.Malformed.Error())
 	}
-	if c.Attempt > r.cfg.maxAttempts {
-		// Earlier attempts ended without a write-back (their relay died).
+	if c.Abandoned >= r.cfg.maxAbandoned {
+		// Earlier claims ended without an outcome: their relays died (or
+		// stalled) while they held it, perhaps because of it.
 		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
-		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempts", c.Attempt-1, "reason", "attempts exhausted")
-		return outcome(c, backend.DeadUnsent, 0, fmt.Sprintf("%d attempts exhausted without an outcome", c.Attempt-1))
+		reason := fmt.Sprintf("abandoned %d times: the relays that claimed it died or stalled before its outcome was written back", c.Abandoned)
+		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "abandoned", c.Abandoned, "reason", reason)
+		return outcome(c, backend.DeadUnsent, 0, reason)
 	}
 	if r.stopping.Load() {
 		return release(c)

@@ -45,6 +45,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"PermanentDeadLetterRequeue", testPermanentDeadLetterRequeue},
 		{"RetryAfterHonoured", testRetryAfterHonoured},
 		{"MaxAttemptsDeadLetter", testMaxAttempts},
+		{"AbandonedClaimsSpendNoAttempts", testAbandonedClaims},
 		{"DeadLetterAdmin", testDeadLetterAdmin},
 		{"RequeueGoesToTheTailOfItsKey", testRequeueToTail},
 		{"MalformedRowDeadLettered", testMalformedRow},
@@ -384,7 +385,9 @@ func testLeaseTakeoverRejectsLateWrite(t *testing.T, h Harness) {
 		time.Sleep(20 * time.Millisecond)
 		fast = claimAll(t, h, time.Minute)
 	}
-	if fast[0].ID != slow[0].ID || fast[0].Attempt != 2 || fast[0].Token == slow[0].Token {
+	// The expired claim made no attempt (attempts count outcomes): it is
+	// counted as abandoned.
+	if fast[0].ID != slow[0].ID || fast[0].Attempt != 1 || fast[0].Abandoned != 1 || fast[0].Token == slow[0].Token {
 		t.Fatalf("takeover claimed %+v", fast[0])
 	}
 	if n := settle(t, h, backend.Delivered, slow[0]); n != 1 {
@@ -429,8 +432,10 @@ func testRelayLeaseTakeover(t *testing.T, h Harness) {
 	close(release)
 	stop(t, rs)
 	got := fast.Delivered()[0]
-	if got.Attempt != 2 || got.ID != slow.Calls()[0].ID {
-		t.Errorf("takeover delivery attempt %d id %s, want attempt 2 of the same id %s", got.Attempt, got.ID, slow.Calls()[0].ID)
+	// The slow relay's publish never had its outcome written back: it was an
+	// abandoned claim, not an attempt.
+	if got.Attempt != 1 || got.ID != slow.Calls()[0].ID {
+		t.Errorf("takeover delivery attempt %d id %s, want attempt 1 of the same id %s", got.Attempt, got.ID, slow.Calls()[0].ID)
 	}
 	r, err := h.Store.Get(ctxFor(t), got.ID)
 	if err != nil {
@@ -1126,5 +1131,71 @@ func testRequeueToTail(t *testing.T, h Harness) {
 	last := claimAll(t, h, time.Minute)
 	if len(last) != 1 || last[0].ID != busy.ID || last[0].Position != r.Position {
 		t.Fatalf("after the key's message in flight was delivered, claimed %+v; want the requeued one", last)
+	}
+}
+
+// abandon claims the message of payload (the only ready one) n times, each
+// time letting the lease expire without an outcome, as a relay that dies
+// while it holds the message would.
+func abandon(t *testing.T, h Harness, n int) {
+	t.Helper()
+	const lease = 50 * time.Millisecond
+	for i := range n {
+		var c []claimed
+		for deadline := time.Now().Add(waitLong); len(c) == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("claim %d: the message never became claimable", i+1)
+			}
+			c = claimAll(t, h, lease)
+		}
+		if len(c) != 1 || c[0].Attempt != 1 || c[0].Abandoned != i {
+			t.Fatalf("claim %d: %d messages, attempt %d, abandoned %d; want the message at attempt 1 with %d abandoned claims",
+				i+1, len(c), c[0].Attempt, c[0].Abandoned, i)
+		}
+	}
+	time.Sleep(lease)
+}
+
+// testAbandonedClaims: claims that end without an outcome (the relay died)
+// spend no delivery attempt, so a message abandoned five times under a
+// maximum of 3 attempts is still delivered; they are counted apart, and a
+// message abandoned WithMaxAbandoned times (one that kills its relay each
+// time) is dead-lettered unpublished with that reason instead of looping
+// forever.
+func testAbandonedClaims(t *testing.T, h Harness) {
+	commit(t, h, outbox.Message{Topic: "t", Payload: []byte("survivor")})
+	abandon(t, h, 5)
+	rec := &Recorder{}
+	r := startRelay(t, h, rec, outbox.WithMaxAttempts(3), outbox.WithMaxAbandoned(10))
+	rec.WaitFor(t, waitLong, 1)
+	stop(t, r)
+	d := rec.Delivered()[0]
+	if d.Attempt != 1 {
+		t.Errorf("delivered at attempt %d, want 1: abandoned claims are no attempts", d.Attempt)
+	}
+	if got, err := h.Store.Get(ctxFor(t), d.ID); err != nil || got.State != outbox.StateDelivered || got.Attempts != 1 {
+		t.Errorf("after delivery: %+v, %v; want delivered after 1 attempt", got, err)
+	}
+
+	commit(t, h, outbox.Message{ID: "0190d8a2-0000-7000-8000-0000000000ab", Topic: "t", Payload: []byte("killer")})
+	abandon(t, h, 3)
+	rec = &Recorder{}
+	r = startRelay(t, h, rec, outbox.WithMaxAbandoned(3))
+	var got outbox.Record
+	for deadline := time.Now().Add(waitLong); got.State != outbox.StateDead; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the message abandoned 3 times is %v, want dead", got.State)
+		}
+		var err error
+		if got, err = h.Store.Get(ctxFor(t), "0190d8a2-0000-7000-8000-0000000000ab"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop(t, r)
+	if n := len(rec.Calls()); n != 0 {
+		t.Errorf("the message abandoned 3 times was published %d times", n)
+	}
+	if got.Attempts != 0 || !strings.Contains(got.LastError, "abandoned 3 times") {
+		t.Errorf("dead letter: attempts %d, reason %q; want 0 attempts and the abandoned claims as the reason", got.Attempts, got.LastError)
 	}
 }

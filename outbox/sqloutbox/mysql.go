@@ -67,11 +67,11 @@ func (s *Store) mysqlClaim(ctx context.Context, req backend.ClaimRequest, token 
 		return nil, tx.Commit()
 	}
 	in := placeholders(len(seqs))
-	upd := s.expand("UPDATE {t} SET claim_token = ?, available_at = {now} + ?, attempts = attempts + 1 WHERE seq IN (" + in + ")")
+	upd := s.expand("UPDATE {t} SET claim_token = ?, available_at = {now} + ?, claims = claims + 1 WHERE seq IN (" + in + ")")
 	if _, err := tx.ExecContext(ctx, upd, append([]any{token, req.Lease.Microseconds()}, seqs...)...); err != nil {
 		return nil, err
 	}
-	sel := s.expand("SELECT seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts, 0 FROM {t} WHERE seq IN (" + in + ")")
+	sel := s.expand("SELECT seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - 1 - attempts FROM {t} WHERE seq IN (" + in + ")")
 	rows, err = tx.QueryContext(ctx, sel, seqs...)
 	if err != nil {
 		return nil, err

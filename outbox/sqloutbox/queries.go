@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	available_at  timestamptz NOT NULL DEFAULT now(),
 	state         smallint NOT NULL DEFAULT 0,
 	attempts      integer NOT NULL DEFAULT 0,
+	claims        integer NOT NULL DEFAULT 0,
 	claim_token   uuid,
 	last_error    text,
 	done_at       timestamptz
@@ -74,10 +75,10 @@ WITH {async}c AS (
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), attempts = o.attempts + 1
+UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $4), claims = o.claims + 1
 {claimFrom}WHERE o.seq = ANY (ARRAY(SELECT seq FROM c))
 RETURNING o.seq, o.id::text, o.topic, o.destination, o.partition_key, o.headers, o.payload, o.traceparent,
-	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts, 0`
+	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts + 1, o.claims - 1 - o.attempts`
 
 // pgAsync makes the relay's own statements commit asynchronously: a
 // database crash may forget the last write-backs, which only means that
@@ -85,7 +86,10 @@ RETURNING o.seq, o.id::text, o.topic, o.destination, o.partition_key, o.headers,
 const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS x), `
 
 // pgSettle applies a batch of outcomes in one statement and returns the
-// positions it refused. "seq = ANY ($1)" finds the rows by primary key (as
+// positions it refused. attempts counts the outcomes of publishes
+// (Delivered, Retry, Dead); claims counts the claims not given back
+// (DeadUnsent, Release and Pause give theirs back), so claims - attempts is
+// the number of claims abandoned without an outcome. "seq = ANY ($1)" finds the rows by primary key (as
 // in pgClaim, the join to unnest alone scans the whole table). Tokens come
 // as text: pgx has no binary encoding of a Go string as a uuid, and trying
 // one first costs an error per statement. A keyed message that is done
@@ -97,7 +101,8 @@ UPDATE {t} o SET
 	done_at = CASE WHEN u.kind IN (1, 3, 4) THEN now() END,
 	available_at = CASE WHEN u.kind IN (1, 3, 4) THEN o.available_at
 		ELSE now() + make_interval(secs => u.delay) END,
-	attempts = o.attempts - CASE WHEN u.kind IN (5, 6) THEN 1 ELSE 0 END,
+	attempts = o.attempts + CASE WHEN u.kind IN (1, 2, 3) THEN 1 ELSE 0 END,
+	claims = o.claims - CASE WHEN u.kind IN (4, 5, 6) THEN 1 ELSE 0 END,
 	last_error = COALESCE(NULLIF(u.err, ''), o.last_error),
 	claim_token = CASE WHEN u.kind = 7 THEN o.claim_token END
 FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::float8[], $5::text[])
@@ -191,6 +196,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	available_at  INTEGER NOT NULL,
 	state         INTEGER NOT NULL DEFAULT 0,
 	attempts      INTEGER NOT NULL DEFAULT 0,
+	claims        INTEGER NOT NULL DEFAULT 0,
 	claim_token   TEXT,
 	last_error    TEXT,
 	done_at       INTEGER
@@ -207,7 +213,7 @@ const plainCols = `seq, id, topic, destination, partition_key, headers, payload,
 // sqliteClaim: ? token, ? lease (µs), ? limit; {x} is the exclusion of
 // destinations.
 const sqliteClaim = `
-UPDATE {t} SET claim_token = ?, available_at = ` + sqliteNow + ` + ?, attempts = attempts + 1
+UPDATE {t} SET claim_token = ?, available_at = ` + sqliteNow + ` + ?, claims = claims + 1
 WHERE seq IN (
 	SELECT seq FROM {t} o
 	WHERE state = 0 AND available_at <= ` + sqliteNow + ` {x}
@@ -216,7 +222,7 @@ WHERE seq IN (
 		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
 	ORDER BY available_at
 	LIMIT ?)
-RETURNING seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts, 0`
+RETURNING seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - 1 - attempts`
 
 const sqliteCleanup = `
 DELETE FROM {t} WHERE seq IN (
@@ -262,6 +268,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	available_at  BIGINT NOT NULL,
 	state         TINYINT NOT NULL DEFAULT 0,
 	attempts      INT NOT NULL DEFAULT 0,
+	claims        INT NOT NULL DEFAULT 0,
 	claim_token   CHAR(36) NULL,
 	last_error    TEXT NULL,
 	done_at       BIGINT NULL,

@@ -12,13 +12,15 @@ import (
 
 // settleSets is what each kind of outcome writes on SQLite and MySQL
 // ({now} is the clock, the first ? the delay in µs, the second the error).
+// attempts counts the outcomes of publishes; claims the claims not given
+// back (see pgSettle).
 var settleSets = map[backend.OutcomeKind]string{
-	backend.Delivered:  "state = 1, done_at = {now}, claim_token = NULL",
-	backend.Retry:      "available_at = {now} + ?, claim_token = NULL, last_error = COALESCE(?, last_error)",
-	backend.Dead:       "state = 2, done_at = {now}, claim_token = NULL, last_error = COALESCE(?, last_error)",
-	backend.DeadUnsent: "state = 2, done_at = {now}, claim_token = NULL, last_error = COALESCE(?, last_error)",
-	backend.Release:    "available_at = {now}, claim_token = NULL, attempts = attempts - 1",
-	backend.Pause:      "available_at = {now} + ?, claim_token = NULL, attempts = attempts - 1, last_error = COALESCE(?, last_error)",
+	backend.Delivered:  "state = 1, done_at = {now}, claim_token = NULL, attempts = attempts + 1",
+	backend.Retry:      "available_at = {now} + ?, claim_token = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
+	backend.Dead:       "state = 2, done_at = {now}, claim_token = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
+	backend.DeadUnsent: "state = 2, done_at = {now}, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
+	backend.Release:    "available_at = {now}, claim_token = NULL, claims = claims - 1",
+	backend.Pause:      "available_at = {now} + ?, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
 	backend.Extend:     "available_at = {now} + ?",
 }
 

@@ -43,7 +43,8 @@ type row struct {
 	createdAt   time.Time
 	availableAt time.Time // zero: parked behind its key's head
 	state       outbox.State
-	attempts    int
+	attempts    int // outcomes of publishes
+	claims      int // claims not given back
 	token       string
 	lastError   string
 	doneAt      time.Time
@@ -175,14 +176,14 @@ func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed fun
 	for i, r := range ready {
 		r.token = token
 		r.availableAt = now.Add(req.Lease)
-		r.attempts++
+		r.claims++
 		m := r.msg
 		if m.Headers != nil {
 			m.Headers = cloneMap(m.Headers)
 		}
 		outs[i] = out{
-			d: outbox.Delivery{Message: m, Attempt: r.attempts, CreatedAt: r.createdAt, Position: r.pos},
-			c: backend.Claim{Token: token, TraceParent: r.traceParent},
+			d: outbox.Delivery{Message: m, Attempt: r.attempts + 1, CreatedAt: r.createdAt, Position: r.pos},
+			c: backend.Claim{Token: token, TraceParent: r.traceParent, Abandoned: r.claims - 1 - r.attempts},
 		}
 		if reason := message.Check(m); reason != "" {
 			outs[i].c.Malformed = errString(reason)
@@ -218,6 +219,12 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 			r.lastError = o.Error
 		}
 		switch o.Kind {
+		case backend.Delivered, backend.Retry, backend.Dead:
+			r.attempts++
+		case backend.DeadUnsent, backend.Release, backend.Pause:
+			r.claims--
+		}
+		switch o.Kind {
 		case backend.Delivered:
 			r.state, r.doneAt, r.token = outbox.StateDelivered, now, ""
 		case backend.Dead, backend.DeadUnsent:
@@ -226,10 +233,8 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 			r.availableAt, r.token = now.Add(o.Delay), ""
 		case backend.Release:
 			r.availableAt, r.token = now, ""
-			r.attempts--
 		case backend.Pause:
 			r.availableAt, r.token = now.Add(o.Delay), ""
-			r.attempts--
 		case backend.Extend:
 			r.availableAt = now.Add(o.Delay)
 		}
@@ -364,7 +369,7 @@ func (s *Store) Requeue(ctx context.Context, ids ...string) (int, error) {
 		delete(s.rows, r.pos)
 		s.seq++
 		r.pos = s.seq
-		r.state, r.attempts, r.token, r.doneAt = outbox.StatePending, 0, "", time.Time{}
+		r.state, r.attempts, r.claims, r.token, r.doneAt = outbox.StatePending, 0, 0, "", time.Time{}
 		r.availableAt = now
 		if r.msg.NotBefore.After(now) {
 			r.availableAt = r.msg.NotBefore
