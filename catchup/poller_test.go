@@ -20,6 +20,7 @@ import (
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
 	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
+	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/retry"
 )
@@ -262,4 +263,49 @@ func markedBefore(db *sql.DB, idem *sqlstore.Store, consumer, id string) (bool, 
 	}
 	defer tx.Rollback()
 	return idem.MarkProcessed(context.Background(), tx, consumer, id)
+}
+
+// TestWebhookHandlerInMiddlewareTransaction: behind idempotency.Middleware
+// in transactional mode, the webhook handler works in the request's
+// transaction (on SQLite a second transaction would wait for the first's
+// write lock until busy): the record, the inbox row and the effect commit
+// together. A redelivery with the same webhook-id is replayed; another
+// delivery of the same event (a new webhook-id) is found in the inbox.
+func TestWebhookHandlerInMiddlewareTransaction(t *testing.T) {
+	t.Parallel()
+	db, store, idem := sqlite(t)
+	p, err := catchup.NewPoller("src", nopSource{}, store, idem,
+		func(ctx context.Context, tx steadfast.Tx, ev catchup.Event) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, type) VALUES (?, ?)`, ev.ID, ev.Type)
+			return err
+		}, catchup.WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw, err := idempotency.Middleware(idem, idempotency.WithTransaction(),
+		idempotency.WithKeySource(idempotency.HeaderKey("webhook-id")), idempotency.WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw(p.WebhookHandler())
+	post := func(webhookID, body string) (int, string) {
+		req := httptest.NewRequest(http.MethodPost, "/webhooks", strings.NewReader(body))
+		req.Header.Set("webhook-id", webhookID)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post("msg_1", `{"id":"evt_1","type":"paid"}`); code != 200 || body != `{"id":"evt_1","applied":true}` {
+		t.Fatalf("first delivery: %d %s", code, body)
+	}
+	if code, body := post("msg_1", `{"id":"evt_1","type":"paid"}`); code != 200 || body != `{"id":"evt_1","applied":true}` {
+		t.Errorf("redelivery (replayed): %d %s", code, body)
+	}
+	if code, body := post("msg_2", `{"id":"evt_1","type":"paid"}`); code != 200 || body != `{"id":"evt_1","applied":false}` {
+		t.Errorf("the same event under another webhook-id: %d %s", code, body)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM effects`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d effects, want 1 (%v)", n, err)
+	}
 }
