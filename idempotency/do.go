@@ -353,10 +353,13 @@ func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key stri
 		done.payload = stored[:len(stored)-1]
 	}
 	if tx != nil {
-		cerr := tx.Commit(sctx, stored, cfg.retention, false)
+		// A final error is a refusal: its writes are rolled back to the
+		// savepoint taken after the claim.
+		discard := err != nil
+		cerr := tx.Commit(sctx, stored, cfg.retention, discard)
 		if errors.Is(cerr, ErrTooLarge) {
 			// Refused before anything else: commit the marker instead.
-			if cerr = tx.Commit(sctx, notStoredMarker(cerr), cfg.retention, false); cerr == nil {
+			if cerr = tx.Commit(sctx, notStoredMarker(cerr), cfg.retention, discard); cerr == nil {
 				return value, done, notStored(key, err, ErrTooLarge)
 			}
 		}

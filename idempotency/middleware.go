@@ -418,10 +418,13 @@ func (h *handler) runTx(w http.ResponseWriter, r *http.Request, key string, tx C
 	}
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
-	err := tx.Commit(sctx, stored, cfg.retention, false)
+	// A refusal (400 and above) leaves no half-done writes: they are
+	// rolled back to the savepoint taken after the claim.
+	discard := status >= 400
+	err := tx.Commit(sctx, stored, cfg.retention, discard)
 	if errors.Is(err, ErrTooLarge) {
 		// Refused before anything else: the transaction is as it was.
-		err = tx.Commit(sctx, tooLargeMarker(status), cfg.retention, false)
+		err = tx.Commit(sctx, tooLargeMarker(status), cfg.retention, discard)
 	}
 	if err != nil {
 		// Everything the handler wrote in tx is gone: its response would

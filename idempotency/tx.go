@@ -29,8 +29,8 @@ type ClaimTx interface {
 	SQL() *sql.Tx
 	// Commit stores response under the claimed key (if any) and commits.
 	// With discard, it first rolls back to the savepoint taken after the
-	// claim, undoing the handler's writes (final answers that are not
-	// 2xx). When the transaction or the savepoint is lost it stores
+	// claim, undoing the handler's writes (final answers that refuse the
+	// request: 400 and above; a 3xx, the outcome of work done, keeps them). When the transaction or the savepoint is lost it stores
 	// nothing, rolls back, and returns an error wrapping ErrTxLost.
 	// A response the store refuses as too large is refused before
 	// anything else, with an error wrapping ErrTooLarge, and leaves the

@@ -50,6 +50,12 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 			return fmt.Errorf("sqlstore: begin: %w", err)
 		}
 		c, err = s.claimOn(ctx, tx, key, fingerprint, lease)
+		if err == nil && c.Acquired {
+			// The handler's writes start here: a refusal rolls back to it.
+			if _, err = tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+				err = fmt.Errorf("sqlstore: savepoint: %w", err)
+			}
+		}
 		if err != nil || !c.Acquired {
 			_ = tx.Rollback()
 			tx = nil
@@ -81,6 +87,9 @@ func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
 	}
 }
 
+// savepoint is the name of the savepoint BeginTx takes after the claim.
+const savepoint = "steadfast_claim"
+
 // claimTx is an open transaction holding a claim taken by BeginTx. It is
 // not safe for concurrent use (neither is *sql.Tx).
 type claimTx struct {
@@ -95,11 +104,17 @@ var _ idempotency.ClaimTx = (*claimTx)(nil)
 func (t *claimTx) SQL() *sql.Tx { return t.tx }
 
 // Commit completes the claim with response, kept for retention, and commits
-// the transaction. A response over WithMaxResponseSize is refused at once
-// (idempotency.ErrTooLarge) with the transaction left open. If completing
-// fails otherwise, the transaction is rolled back and nothing the caller
-// wrote in it is kept. If the commit itself fails, its error is returned:
-// after a lost connection the outcome is unknown, and Get tells.
+// the transaction; with discard, it first rolls back to the savepoint taken
+// after the claim, undoing the caller's writes (see idempotency.TxFrom). A
+// response over WithMaxResponseSize is refused at once
+// (idempotency.ErrTooLarge) with the transaction left open. When the
+// transaction or its savepoint is lost (an aborted PostgreSQL transaction, a
+// MySQL/MariaDB deadlock that rolled it back, an SQLite automatic rollback,
+// which leave the claim gone or unusable), it stores nothing, rolls back and
+// returns an error wrapping idempotency.ErrTxLost. If completing fails
+// otherwise, the transaction is rolled back too. If the commit itself fails,
+// its error is returned: after a lost connection the outcome is unknown,
+// and Get tells.
 func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Duration, discard bool) error {
 	if t.key != "" && len(response) > t.s.cfg.maxResp {
 		// Before anything else, so that the caller can commit a smaller
@@ -110,13 +125,36 @@ func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Du
 		if discard {
 			return rollback(t.tx)
 		}
-	} else if err := t.s.completeOn(ctx, t.tx, t.key, t.token, response, retention); err != nil {
-		return errors.Join(err, rollback(t.tx))
+	} else {
+		if discard {
+			if _, err := t.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepoint); err != nil {
+				return t.lost(err)
+			}
+		}
+		err := t.s.completeOn(ctx, t.tx, t.key, t.token, response, retention)
+		switch {
+		case errors.Is(err, idempotency.ErrLeaseLost):
+			// The claim was this transaction's own row: it is gone only
+			// if the transaction is.
+			return t.lost(err)
+		case sqldb.IsTxAborted(err):
+			return t.lost(err)
+		case err != nil:
+			return errors.Join(err, rollback(t.tx))
+		}
 	}
 	if err := t.tx.Commit(); err != nil {
+		if sqldb.IsTxAborted(err) {
+			return t.lost(err)
+		}
 		return fmt.Errorf("sqlstore: commit: %w", err)
 	}
 	return nil
+}
+
+// lost rolls back what is left of a transaction found lost by err.
+func (t *claimTx) lost(err error) error {
+	return errors.Join(fmt.Errorf("sqlstore: %w: %w", idempotency.ErrTxLost, err), rollback(t.tx))
 }
 
 // Rollback rolls the transaction back: the claim and everything written in
