@@ -18,3 +18,10 @@ func Transport(p *Publisher) http.RoundTripper { return p.client.Transport }
 // NoKeepAlives makes p's own transport close each connection after its
 // request (tests in synctest bubbles).
 func NoKeepAlives(p *Publisher) { p.client.Transport.(*http.Transport).DisableKeepAlives = true }
+
+// ParseNetwork and QuoteBody are the parsers of WithAllowedNetworks and of a
+// failed answer's body.
+var (
+	ParseNetwork = parseNetwork
+	QuoteBody    = quoteBody
+)

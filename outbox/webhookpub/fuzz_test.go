@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,4 +58,51 @@ func validHeaderValue(v string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzAllowedNetworks: WithAllowedNetworks' parser never panics, and a
+// network it accepts is in the form dialled addresses are checked in
+// (unmapped, no zone, masked).
+func FuzzAllowedNetworks(f *testing.F) {
+	for _, s := range []string{"127.0.0.0/8", "::1", "::ffff:10.0.0.0/104", "fe80::1%eth0", "10.0.0.1/33", "", "1.2.3.4/0", "::/0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := webhookpub.ParseNetwork(s)
+		if err != nil {
+			return
+		}
+		if a := p.Addr(); a.Is4In6() || a.Zone() != "" || p != p.Masked() {
+			t.Fatalf("ParseNetwork(%q) = %v: not unmapped, zoneless and masked", s, p)
+		}
+	})
+}
+
+// FuzzFailedBodyPrintable: whatever a failing endpoint answers, the error
+// quotes at most 200 bytes of it, printable.
+func FuzzFailedBodyPrintable(f *testing.F) {
+	for _, s := range []string{"", "oops", "\x00\x1b[31m\r\n", strings.Repeat("é", 150)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		q := webhookpub.QuoteBody(body)
+		if len(body) == 0 {
+			if q != "" {
+				t.Fatalf("empty body quoted as %q", q)
+			}
+			return
+		}
+		u, err := strconv.Unquote(strings.TrimPrefix(q, ": "))
+		if err != nil {
+			t.Fatalf("%q does not unquote: %v", q, err)
+		}
+		if len(u) > 200 || !strings.HasPrefix(string(body), u) {
+			t.Fatalf("quoted %d bytes %q of %q", len(u), u, body)
+		}
+		for _, r := range q {
+			if !strconv.IsPrint(r) {
+				t.Fatalf("%q holds the unprintable %U", q, r)
+			}
+		}
+	})
 }
