@@ -54,13 +54,14 @@ var errUnsupported = errors.New("ops: the store does not support this")
 // (Authorization, cookies, tokens, signatures, keys) nor credentials in a
 // URL. A Page is safe for concurrent use.
 type Page struct {
-	cfg     config
-	log     *slog.Logger
-	ring    ring
-	replica string
-	pages   map[string]*template.Template
-	css     []byte
-	mux     *http.ServeMux
+	cfg      config
+	log      *slog.Logger
+	ring     ring
+	breakers breakerBoard
+	replica  string
+	pages    map[string]*template.Template
+	css      []byte
+	mux      *http.ServeMux
 }
 
 // New returns a page showing the stores its options name. It returns an
@@ -233,10 +234,11 @@ type overviewData struct {
 	PausesOK    bool
 	PausesErr   string
 	Chart       chart
+	Breakers    []breakerRow
 }
 
 func (p *Page) overview(w http.ResponseWriter, r *http.Request) {
-	d := overviewData{Chart: newChart(p.ring.snapshot(time.Now()))}
+	d := overviewData{Chart: newChart(p.ring.snapshot(time.Now())), Breakers: p.breakers.snapshot()}
 	if ob := p.cfg.outbox; ob != nil {
 		ctx, cancel := storeCtx(r)
 		rows, err := ob.backlog(ctx)

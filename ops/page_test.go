@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/steadfast-go/steadfast/breaker"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/ops"
 	"github.com/steadfast-go/steadfast/outbox"
@@ -534,5 +535,61 @@ func TestMountedWithoutSlash(t *testing.T) {
 	loc, _ := base.Parse(rec.Header().Get("Location"))
 	if rec.Code != http.StatusMovedPermanently || loc.Path != "/ops/" {
 		t.Fatalf("%d to %s", rec.Code, loc)
+	}
+}
+
+// TestBreakersOfThisReplica: transitions reported through the breaker's
+// state hook show as this replica's breaker table, open circuits first.
+func TestBreakersOfThisReplica(t *testing.T) {
+	t.Parallel()
+	page, err := ops.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, page)
+	if _, html := get(t, srv.URL+"/ops/"); !strings.Contains(html, "No breaker changed state") {
+		t.Fatal("an empty breaker table says nothing")
+	}
+	g, err := breaker.NewGroup(breaker.WithConsecutiveFailures(2), breaker.WithStateHook(page.ObserveBreaker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"api.down.example", "api.fine.example"} {
+		b, err := g.Get(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			_, _ = breaker.Execute(t.Context(), b, func(context.Context) (int, error) {
+				if host == "api.fine.example" {
+					return 0, nil
+				}
+				return 0, errors.New("down")
+			})
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, html := get(t, srv.URL+"/ops/")
+		i := strings.Index(html, `id="breakers"`)
+		if i >= 0 && strings.Contains(html[i:], "api.down.example") && strings.Contains(html[i:], `breaker-open">open`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the open breaker is not shown:\n%s", html)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	page.ObserveBreaker(breaker.Transition{Name: "shared.example", From: breaker.Closed, To: breaker.Open, Shared: true})
+	_, html := get(t, srv.URL+"/ops/")
+	if !strings.Contains(html, "shared.example") || !strings.Contains(html, ">shared<") {
+		t.Fatal("a circuit held open by the shared state is not marked shared")
+	}
+	for i := range 600 {
+		page.ObserveBreaker(breaker.Transition{Name: fmt.Sprintf("tenant-%d", i), To: breaker.Closed})
+	}
+	_, html = get(t, srv.URL+"/ops/")
+	if !strings.Contains(html, "api.down.example") || strings.Count(html, `data-label="Breaker"`) != 500 {
+		t.Fatalf("the table holds %d breakers (want 500, the open ones kept)", strings.Count(html, `data-label="Breaker"`))
 	}
 }
