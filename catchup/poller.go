@@ -258,8 +258,8 @@ func (p *Poller) pass(soft, hard context.Context) time.Duration {
 		if !tr.newest.IsZero() {
 			p.m.lag.Record(hard, time.Since(tr.newest).Seconds(), p.m.source)
 		}
-		if !page.More || page.Next == "" {
-			break
+		if !page.More || page.Next == "" || page.Next == next {
+			break // the end, or a source that makes no progress
 		}
 		next = page.Next
 	}

@@ -200,7 +200,7 @@ func TestReplicasOnePolls(t *testing.T) {
 				select {
 				case <-stop:
 					return
-				case <-time.After(50 * time.Millisecond):
+				case <-time.After(100 * time.Millisecond):
 				}
 			}
 		}()
