@@ -196,6 +196,9 @@ func (s *Sweeper) Sweep(ctx context.Context) (int64, error) {
 		s.log.Warn("housekeeping: pass cut short: another replica took the lease (is WithLease shorter than a batch?)",
 			append(counts, "removed", total)...)
 		return total, err
+	case err != nil && ctx.Err() != nil:
+		s.log.Info("housekeeping: pass cut short (stopping)", append(counts, "removed", total)...)
+		return total, err
 	case err != nil:
 		s.m.pass(ctx, outcomeFailed)
 		s.log.Warn("housekeeping: pass failed", append(counts, "removed", total, "error", err)...)
