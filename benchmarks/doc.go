@@ -1,13 +1,14 @@
 // Package benchmarks measures steadfast against the libraries a Go developer
 // would otherwise pick, on the same workload and in the same run:
 //
-//   - retry of a function: steadfast's retry.Policy against failsafe-go's
+//   - retry of a function: steadfast's retry.Do against failsafe-go's
 //     RetryPolicy and cenkalti/backoff/v4, with a direct call as the baseline;
 //   - HTTP retry against a loopback server (first-try success, and one 503
 //     then 200): retry.Transport against hashicorp/go-retryablehttp and
 //     failsafe-go's failsafehttp, with the bare http.Transport as the baseline;
 //   - circuit breaker (closed-state call, open-state rejection):
-//     breaker.Breaker against sony/gobreaker/v2 (which it wraps) and
+//     breaker.Breaker against sony/gobreaker/v2 (which it wraps), set up
+//     with the same rolling window, trip rule and open duration, and
 //     failsafe-go's CircuitBreaker;
 //   - transactional outbox relay on PostgreSQL (messages per second from
 //     insert to published, with a no-op publisher): outbox.Relay on

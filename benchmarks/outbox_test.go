@@ -26,6 +26,7 @@ import (
 
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
 )
 
 // The outbox benchmarks measure a relay end to end on PostgreSQL: one op is
@@ -164,7 +165,7 @@ func benchSteadfast(b *testing.B, base string, keys int) {
 	if err := store.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	listener, err := store.NewPostgresListener(dsn)
+	listener, err := pgxoutbox.NewListener(store, dsn)
 	if err != nil {
 		b.Fatal(err)
 	}

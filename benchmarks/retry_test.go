@@ -77,7 +77,7 @@ func BenchmarkRetryFunc(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				reset()
-				if err := p.Do(ctx, work); err != nil {
+				if err := retry.Do(ctx, p, work); err != nil {
 					b.Fatal(err)
 				}
 			}
