@@ -28,7 +28,7 @@ var ErrWalkTooLong = errors.New("catchup: the cursor's event was not met within 
 
 // HTTPSource is a Source that reads a provider's events list over HTTP, as
 // JSON, with the caller's *http.Client (so retry, breaker and ratelimit
-// transports wrap it). It reads three common shapes of cursor-paged lists:
+// transports wrap it, and its transport adds the provider's credentials). It reads three common shapes of cursor-paged lists:
 //
 //   - "starting_after" (the default, Stripe's): GET url?limit=100 then
 //     url?limit=100&starting_after=<id of the last event read>; the body is
@@ -194,9 +194,6 @@ func (s *HTTPSource) fetch(ctx context.Context, u *url.URL) (fetched, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return fetched{}, retry.Permanent(fmt.Errorf("catchup: %w", err))
-	}
-	for k, vs := range s.cfg.header {
-		req.Header[k] = append([]string(nil), vs...)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.client.Do(req)

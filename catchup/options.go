@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/textproto"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -92,7 +90,6 @@ type config struct {
 	sizeParam   string
 	pageSize    int
 	newestFirst int
-	header      http.Header
 
 	// Refetcher.
 	topic string
@@ -345,21 +342,6 @@ func WithNewestFirst(maxPages int) Option {
 			return fmt.Errorf("maxPages %d must be at least 1", maxPages)
 		}
 		c.newestFirst = maxPages
-		return nil
-	}, ctorSource)
-}
-
-// WithHeader adds a header to every list request, such as an Authorization
-// header (a transport of the client can do the same). Defaults to none.
-func WithHeader(name, value string) Option {
-	return newOption("WithHeader", func(c *config) error {
-		if name == "" {
-			return errors.New("empty header name")
-		}
-		if c.header == nil {
-			c.header = http.Header{}
-		}
-		c.header.Add(textproto.CanonicalMIMEHeaderKey(name), value)
 		return nil
 	}, ctorSource)
 }

@@ -61,7 +61,8 @@ func TestHelperPollerProcess(t *testing.T) {
 		_, err := fmt.Fprintln(f, ev.ID)
 		return err
 	}
-	src, err := catchup.NewHTTPSource(http.DefaultClient, os.Getenv(envURL), catchup.WithHeader("X-Replica", replica))
+	client := &http.Client{Transport: replicaHeader(replica)}
+	src, err := catchup.NewHTTPSource(client, os.Getenv(envURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +75,16 @@ func TestHelperPollerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {} // until killed
+}
+
+// replicaHeader names the replica in each request, as a transport adding
+// credentials would.
+type replicaHeader string
+
+func (r replicaHeader) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("X-Replica", string(r))
+	return http.DefaultTransport.RoundTrip(req)
 }
 
 func startHelper(t *testing.T, e *env, p *provider, replica string, lease time.Duration, logPath string) *exec.Cmd {
