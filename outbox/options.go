@@ -37,13 +37,7 @@ func (o *optionFunc) setting() *option.Setting[config] { return (*option.Setting
 // newOption makes an option named name. NewRelay is the package's only
 // constructor, so every option applies to it.
 func newOption(name string, set func(*config) error) Option {
-	return &optionFunc{Name: name, Set: func(c *config) error {
-		if err := set(c); err != nil {
-			return err
-		}
-		c.given[name] = true
-		return nil
-	}}
+	return &optionFunc{Name: name, Set: set}
 }
 
 func applyOptions(ctor string, c *config, opts []Option) error {
@@ -60,7 +54,7 @@ const (
 	defaultBatchSize              = 300
 	defaultConcurrency            = 64
 	defaultDestinationConcurrency = 16
-	defaultLease                  = time.Minute
+	defaultLease                  = 10 * time.Second
 	defaultPublishTimeout         = 15 * time.Second
 	defaultPollInterval           = time.Second
 	defaultBackoffBase            = time.Second
@@ -95,8 +89,6 @@ type config struct {
 	logger          *slog.Logger
 	meterProvider   metric.MeterProvider
 	tracerProvider  trace.TracerProvider
-
-	given map[string]bool // the options the caller gave, by name
 }
 
 func defaults() config {
@@ -117,7 +109,6 @@ func defaults() config {
 		logger:          slog.Default(),
 		meterProvider:   otel.GetMeterProvider(),
 		tracerProvider:  otel.GetTracerProvider(),
-		given:           map[string]bool{},
 	}
 }
 
@@ -168,9 +159,15 @@ func WithDestinationConcurrency(n int) Option {
 	})
 }
 
-// WithLease sets how long a claim lasts: a message whose relay died becomes
-// claimable again after it. It must exceed the publish timeout. Defaults to
-// one minute.
+// WithLease sets how long a claim lasts unrenewed. A relay renews the
+// leases of the messages it holds every quarter lease, while they wait for a
+// publishing slot and while they are published, so the lease does not bound
+// how long a publish may take (WithPublishTimeout does); it bounds how long
+// the messages of a relay that died (or lost the store) stay with it: other
+// relays claim them one lease after its last renewal. A publish is cut off
+// when its lease runs out unrenewed, and then counts as no attempt. Keep it
+// several times the store's round trip. d must be positive. Defaults to
+// 10 s: a crashed relay's keys move again within about 11 s.
 func WithLease(d time.Duration) Option {
 	return newOption("WithLease", func(c *config) error {
 		c.lease = d
@@ -179,8 +176,8 @@ func WithLease(d time.Duration) Option {
 }
 
 // WithPublishTimeout bounds one publish; a publish cut off by it (its
-// context's cause is ErrPublishTimeout) is retried. d must be positive.
-// Defaults to 15 s.
+// context's cause is ErrPublishTimeout) is retried. It may exceed the lease
+// (see WithLease). d must be positive. Defaults to 15 s.
 func WithPublishTimeout(d time.Duration) Option {
 	return newOption("WithPublishTimeout", func(c *config) error {
 		c.publishTimeout = d
@@ -312,25 +309,8 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 	})
 }
 
-// finish checks what involves two options, naming the one the caller gave.
-func (c *config) finish(ctor string) error {
-	if c.lease <= c.publishTimeout {
-		if c.given["WithLease"] {
-			return option.Errorf("outbox", ctor, "WithLease %v must exceed the publish timeout (%v%s)",
-				c.lease, c.publishTimeout, defaultNote(c, "WithPublishTimeout"))
-		}
-		return option.Errorf("outbox", ctor, "WithPublishTimeout %v must be shorter than the lease (%v%s)",
-			c.publishTimeout, c.lease, defaultNote(c, "WithLease"))
-	}
+// finish settles what involves two options.
+func (c *config) finish(string) error {
 	c.destConcurrency = min(c.destConcurrency, c.concurrency)
 	return nil
 }
-
-// defaultNote says ", <name>'s default" when the caller did not give name.
-func defaultNote(c *config, name string) string {
-	if c.given[name] {
-		return ""
-	}
-	return ", " + name + "'s default"
-}
-

@@ -66,6 +66,12 @@ type Relay struct {
 	pubs       sync.WaitGroup
 	settlers   sync.WaitGroup
 	outcomes   chan settled
+	renewCtx   context.Context // ends once the last publish is done
+	renewStop  context.CancelFunc
+	renewers   sync.WaitGroup
+
+	leaseMu sync.Mutex
+	leases  map[*lease]struct{} // the leases of the batches held
 
 	wake  chan struct{}
 	freed chan struct{}
@@ -83,6 +89,8 @@ type Relay struct {
 type claimed struct {
 	Delivery
 	backend.Claim
+	lease *lease
+	held  *held
 }
 
 type settled struct {
@@ -126,6 +134,7 @@ func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
 		paused:    map[string]time.Time{},
 		destSem:   map[string]chan struct{}{},
 		globalSem: make(chan struct{}, cfg.concurrency),
+		leases:    map[*lease]struct{}{},
 	}
 	r.outcomes = make(chan settled, r.maxHeld)
 	return r, nil
@@ -151,7 +160,10 @@ func (r *Relay) Start(ctx context.Context) error {
 	r.loopCtx, r.loopCancel = context.WithCancel(base)
 	r.pubCtx, r.pubCancel = context.WithCancelCause(base)
 	r.setCtx, r.setCancel = context.WithCancel(base)
+	r.renewCtx, r.renewStop = context.WithCancel(base)
 	r.state = 1
+	r.renewers.Add(1)
+	go r.renewLoop(r.renewCtx)
 	for range r.cfg.claimers {
 		r.goLoop(r.claimLoop)
 	}
@@ -215,6 +227,8 @@ func (r *Relay) Stop(ctx context.Context) error {
 		r.pubCancel(ErrStopped)
 		<-pubsDone
 	}
+	r.renewStop()
+	r.renewers.Wait()
 	close(r.outcomes)
 	setDone := make(chan struct{})
 	go func() { r.settlers.Wait(); close(setDone) }()
@@ -320,9 +334,12 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		}
 		// A claim in flight is not cut off by Stop: the database could commit
 		// it after the relay gave up on it, and those messages would wait
-		// for their lease. It is bounded by the publish timeout instead;
-		// what it returns after Stop began is released at once.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.publishTimeout)
+		// for their lease. It is bounded by the lease instead (what comes
+		// back later is lost anyway); what it returns after Stop began is
+		// released at once. The lease is counted from before the claim was
+		// sent, so that it never ends later here than in the store.
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(r.cfg.publishTimeout, r.cfg.lease))
 		batch := make([]claimed, 0, n)
 		err := r.store.Claim(cctx, backend.ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude},
 			func(d Delivery, c backend.Claim) { batch = append(batch, claimed{Delivery: d, Claim: c}) })
@@ -345,8 +362,7 @@ func (r *Relay) claimLoop(ctx context.Context) {
 			continue
 		}
 		fails = 0
-		claimedAt := time.Now()
-		r.dispatch(batch, claimedAt)
+		r.dispatch(batch, start.Add(r.cfg.lease))
 		if len(batch) == n {
 			// There may be more: let another claimer overlap this one.
 			signal(r.wake)
@@ -366,10 +382,11 @@ func (r *Relay) claimLoop(ctx context.Context) {
 // none is left. Each message still waits for its destination's and the
 // overall slots, as it would with a goroutine of its own, but a batch costs a
 // few goroutines instead of one per message.
-func (r *Relay) dispatch(batch []claimed, at time.Time) {
+func (r *Relay) dispatch(batch []claimed, leaseEnd time.Time) {
 	if len(batch) == 0 {
 		return
 	}
+	r.track(newLease(batch, leaseEnd))
 	r.mu.Lock()
 	for _, c := range batch {
 		r.heldDest[c.Destination]++
@@ -384,7 +401,7 @@ func (r *Relay) dispatch(batch []claimed, at time.Time) {
 		}
 	}
 	if !mixed {
-		r.startLanes(&lane{claimed: batch, at: at})
+		r.startLanes(&lane{claimed: batch})
 		return
 	}
 	groups := map[string]*lane{}
@@ -392,7 +409,7 @@ func (r *Relay) dispatch(batch []claimed, at time.Time) {
 	for _, c := range batch {
 		l, ok := groups[c.Destination]
 		if !ok {
-			l = &lane{at: at}
+			l = &lane{}
 			groups[c.Destination] = l
 			order = append(order, l)
 		}
@@ -407,7 +424,6 @@ func (r *Relay) dispatch(batch []claimed, at time.Time) {
 // turn by up to the destination's concurrency of goroutines.
 type lane struct {
 	claimed []claimed
-	at      time.Time
 	next    atomic.Int64
 }
 
@@ -426,7 +442,7 @@ func (r *Relay) runLane(l *lane) {
 		if i >= int64(len(l.claimed)) {
 			return
 		}
-		r.deliver(l.claimed[i], l.at)
+		r.deliver(l.claimed[i])
 	}
 }
 
@@ -458,8 +474,11 @@ func (r *Relay) destDone(dest string) {
 	}
 }
 
-func (r *Relay) deliver(c claimed, claimedAt time.Time) {
-	out := r.publish(c, claimedAt)
+func (r *Relay) deliver(c claimed) {
+	out := r.publish(c)
+	if c.lease.done(c.Position) {
+		r.untrack(c.lease)
+	}
 	r.destDone(c.Destination)
 	r.outcomes <- settled{Outcome: out, keyed: c.Key != ""}
 }
@@ -470,7 +489,7 @@ func outcome(c claimed, kind backend.OutcomeKind, delay time.Duration, err strin
 
 func release(c claimed) backend.Outcome { return outcome(c, backend.Release, 0, "") }
 
-func (r *Relay) publish(c claimed, claimedAt time.Time) backend.Outcome {
+func (r *Relay) publish(c claimed) backend.Outcome {
 	if c.Malformed != nil {
 		r.log.Warn("outbox: malformed message dead-lettered", "position", c.Position, "id", c.ID, "err", c.Malformed)
 		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
@@ -500,12 +519,7 @@ func (r *Relay) publish(c claimed, claimedAt time.Time) backend.Outcome {
 		return release(c)
 	}
 	defer func() { <-r.globalSem }()
-	// Waiting for a slot may have eaten the lease: do not publish what
-	// another relay may be about to claim.
 	start := time.Now()
-	if start.Add(r.cfg.publishTimeout).After(claimedAt.Add(r.cfg.lease)) {
-		return release(c)
-	}
 	// The destination may have been paused while this message waited.
 	r.mu.Lock()
 	until := r.paused[c.Destination]
@@ -514,7 +528,16 @@ func (r *Relay) publish(c claimed, claimedAt time.Time) backend.Outcome {
 		return outcome(c, backend.Pause, until.Sub(start), "")
 	}
 
-	ctx := contextWithTraceParent(r.pubCtx, c.TraceParent)
+	// Its lease may have run out while it waited (it is renewed, but the
+	// store may be unreachable): then another relay may claim it.
+	ctx, cutoff := context.WithCancelCause(r.pubCtx)
+	defer cutoff(nil)
+	if !c.lease.begin(c.held, cutoff, start.Add(r.cfg.publishTimeout)) {
+		r.m.leaseLost.Add(ctx, 1)
+		return release(c)
+	}
+	defer c.lease.endPublish(c.held)
+	ctx = contextWithTraceParent(ctx, c.TraceParent)
 	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic, trace.WithSpanKind(trace.SpanKindProducer))
 	if span.IsRecording() {
 		span.SetAttributes(
@@ -546,6 +569,14 @@ func (r *Relay) publish(c claimed, claimedAt time.Time) backend.Outcome {
 	span.SetStatus(codes.Error, err.Error())
 	if r.pubCtx.Err() != nil {
 		r.m.attempt(ctx, c.Topic, "released", took)
+		return release(c)
+	}
+	if errors.Is(context.Cause(ctx), errLeaseExpired) {
+		// Not an attempt: the outcome is unknown, and the message may be
+		// another relay's already (this write-back is then refused).
+		r.m.attempt(ctx, c.Topic, "lease lost", took)
+		r.m.leaseLost.Add(ctx, 1)
+		r.log.Warn("outbox: publish cut off: its lease ran out before it could be renewed", "id", c.ID, "topic", c.Topic)
 		return release(c)
 	}
 	msg := err.Error()

@@ -193,3 +193,216 @@ func TestStopGrace(t *testing.T) {
 		}
 	})
 }
+
+// slowClaim is a store whose claims take d to come back: the database has
+// claimed (and started the lease) at once, the answer arrives d later.
+type slowClaim struct {
+	outbox.Store
+	d time.Duration
+}
+
+func (s *slowClaim) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
+	type got struct {
+		d outbox.Delivery
+		c backend.Claim
+	}
+	var gs []got
+	err := s.Store.Claim(ctx, req, func(d outbox.Delivery, c backend.Claim) { gs = append(gs, got{d, c}) })
+	time.Sleep(s.d)
+	for _, g := range gs {
+		claimed(g.d, g.c)
+	}
+	return err
+}
+
+// leaseWatcher is a publisher that holds each publish until its context
+// ends (or for hold, when set) and records, at the end of each publish,
+// whether the store still leased the message to this relay.
+type leaseWatcher struct {
+	mem  *memstore.Store
+	hold time.Duration
+
+	mu       sync.Mutex
+	publish  int
+	overrun  []time.Duration // how long publishes ran past the store's lease
+	causes   []error
+	finished chan struct{}
+}
+
+func (p *leaseWatcher) Publish(ctx context.Context, d outbox.Delivery) error {
+	p.mu.Lock()
+	p.publish++
+	p.mu.Unlock()
+	var err error
+	if p.hold > 0 {
+		select {
+		case <-time.After(p.hold):
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	} else {
+		<-ctx.Done()
+		err = ctx.Err()
+	}
+	now, end := time.Now(), p.mem.LeaseEnd(d.ID)
+	p.mu.Lock()
+	if end.IsZero() || now.After(end) {
+		p.overrun = append(p.overrun, now.Sub(end))
+	}
+	p.causes = append(p.causes, context.Cause(ctx))
+	p.mu.Unlock()
+	return err
+}
+
+// TestSlowClaimLease: the relay counts its lease from before it sent the
+// claim, not from when the answer came back, so a slow claim cannot make a
+// publish run past the lease the store holds (when another relay may claim
+// the message again).
+func TestSlowClaimLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New()
+		memEnqueue(t, mem, outbox.Message{Topic: "t"})
+		pub := &leaseWatcher{mem: mem}
+		r := startMem(t, &slowClaim{Store: mem, d: 6 * time.Second}, pub,
+			outbox.WithLease(10*time.Second), outbox.WithPublishTimeout(5*time.Second), outbox.WithPollInterval(time.Hour))
+		time.Sleep(time.Minute)
+		if err := r.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		for _, o := range pub.overrun {
+			t.Errorf("a publish ran %v past the store's lease", o)
+		}
+	})
+}
+
+// TestLeaseRenewedWhilePublishing: a publish may take longer than the
+// lease (the lease need not exceed the publish timeout): the relay renews
+// the lease while it publishes, so another relay does not take the message
+// over and publish it again.
+func TestLeaseRenewedWhilePublishing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New()
+		memEnqueue(t, mem, outbox.Message{ID: "0190d8a2-0000-7000-8000-000000000001", Topic: "t", Key: "k"})
+		slow := &leaseWatcher{mem: mem, hold: 10 * time.Second}
+		a := startMem(t, mem, slow, outbox.WithLease(3*time.Second), outbox.WithPublishTimeout(20*time.Second))
+		synctest.Wait() // a is publishing
+		other := &timedPublisher{}
+		b := startMem(t, mem, other, outbox.WithLease(3*time.Second), outbox.WithPollInterval(100*time.Millisecond))
+		time.Sleep(time.Minute)
+		for _, r := range []*outbox.Relay{a, b} {
+			if err := r.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow.mu.Lock()
+		defer slow.mu.Unlock()
+		if slow.publish != 1 || len(other.times()) != 0 || len(slow.overrun) != 0 {
+			t.Errorf("%d publishes by the slow relay (%d past the lease), %d by the other; want one, within the lease",
+				slow.publish, len(slow.overrun), len(other.times()))
+		}
+		if rec, _ := mem.Get(context.Background(), "0190d8a2-0000-7000-8000-000000000001"); rec.State != outbox.StateDelivered || rec.Attempts != 1 {
+			t.Errorf("message %v after %d attempts, want delivered after 1", rec.State, rec.Attempts)
+		}
+	})
+}
+
+// TestLeaseRenewedWhileWaiting: messages that wait for a publishing slot
+// longer than the lease keep their lease: they are neither released nor
+// taken over, and each is claimed once.
+func TestLeaseRenewedWhileWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New()
+		var ids []string
+		for i := range 5 {
+			id := "0190d8a2-0000-7000-8000-00000000000" + string(rune('a'+i))
+			ids = append(ids, id)
+			memEnqueue(t, mem, outbox.Message{ID: id, Topic: "t"})
+		}
+		pub := &leaseWatcher{mem: mem, hold: 2 * time.Second}
+		opts := []outbox.Option{outbox.WithLease(3 * time.Second), outbox.WithPublishTimeout(2500 * time.Millisecond),
+			outbox.WithConcurrency(1), outbox.WithPollInterval(100 * time.Millisecond)}
+		a := startMem(t, mem, pub, opts...)
+		synctest.Wait() // a claimed all five and publishes the first
+		b := startMem(t, mem, pub, opts...)
+		time.Sleep(time.Minute)
+		for _, r := range []*outbox.Relay{a, b} {
+			if err := r.Stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range ids {
+			if n := mem.TimesClaimed(id); n != 1 {
+				t.Errorf("message %s claimed %d times, want once: it waited for its slot under a renewed lease", id[len(id)-1:], n)
+			}
+		}
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		if pub.publish != 5 || len(pub.overrun) != 0 {
+			t.Errorf("%d publishes, %d past the lease; want 5, none past", pub.publish, len(pub.overrun))
+		}
+	})
+}
+
+// frozenStore is the store as a relay that died sees it: once frozen, no
+// call it makes reaches the database.
+type frozenStore struct {
+	outbox.Store
+	frozen atomic.Bool
+}
+
+func (f *frozenStore) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return f.Store.Claim(ctx, req, claimed)
+}
+
+func (f *frozenStore) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return f.Store.Settle(ctx, outcomes)
+}
+
+// TestCrashedRelayKeysMoveSoon: with the default options, the keys a
+// crashed relay held move to another relay within about 15 s (the default
+// lease, renewed while a relay lives, is short).
+func TestCrashedRelayKeysMoveSoon(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New()
+		for k := range 3 {
+			memEnqueue(t, mem, outbox.Message{Topic: "t", Key: "k" + string(rune('0'+k))}, outbox.Message{Topic: "t", Key: "k" + string(rune('0'+k))})
+		}
+		dying := &frozenStore{Store: mem}
+		hang := outboxtestFunc(func(ctx context.Context, d outbox.Delivery) error {
+			dying.frozen.Store(true) // the relay dies while it publishes
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		a := startMem(t, dying, hang)
+		synctest.Wait()
+		died := time.Now()
+		pub := &timedPublisher{}
+		b := startMem(t, mem, pub)
+		for len(pub.times()) < 6 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if took := pub.times()[0].Sub(died); took > 15*time.Second {
+			t.Errorf("the crashed relay's keys moved after %v, want within 15s", took)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = a.Stop(ctx)
+		if err := b.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+type outboxtestFunc func(ctx context.Context, d outbox.Delivery) error
+
+func (f outboxtestFunc) Publish(ctx context.Context, d outbox.Delivery) error { return f(ctx, d) }

@@ -45,6 +45,7 @@ type row struct {
 	state       outbox.State
 	attempts    int // outcomes of publishes
 	claims      int // claims not given back
+	claimed     int // claims made, given back or not
 	token       string
 	lastError   string
 	doneAt      time.Time
@@ -177,6 +178,7 @@ func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed fun
 		r.token = token
 		r.availableAt = now.Add(req.Lease)
 		r.claims++
+		r.claimed++
 		m := r.msg
 		if m.Headers != nil {
 			m.Headers = cloneMap(m.Headers)
@@ -419,4 +421,25 @@ func (s *Store) Corrupt(id string, h map[string]string) {
 	if pos, ok := s.ids[id]; ok {
 		s.rows[pos].msg.Headers = h
 	}
+}
+
+// LeaseEnd returns when the claim of message id ends, as the store sees it,
+// or the zero time when the message is not claimed.
+func (s *Store) LeaseEnd(id string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pos, ok := s.ids[id]; ok && s.rows[pos].token != "" && s.rows[pos].state == outbox.StatePending {
+		return s.rows[pos].availableAt
+	}
+	return time.Time{}
+}
+
+// TimesClaimed returns how many times message id was claimed.
+func (s *Store) TimesClaimed(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pos, ok := s.ids[id]; ok {
+		return s.rows[pos].claimed
+	}
+	return 0
 }
