@@ -49,6 +49,7 @@ import (
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/natspub"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
 )
 
 func main() {
@@ -149,7 +150,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	if err != nil {
 		return summary{}, err
 	}
-	listener, err := ob.NewPostgresListener(cfg.postgres)
+	listener, err := pgxoutbox.NewListener(ob, cfg.postgres)
 	if err != nil {
 		return summary{}, err
 	}

@@ -9,7 +9,8 @@
 //     transactional mode on idempotency/sqlstore: the delivery's claim, the
 //     handler's writes and the stored response commit in one transaction,
 //     so a redelivery (the sender did not get our 200) replays the stored
-//     response, and a crash before the commit leaves nothing behind;
+//     response, a copy sent while the first is still running waits for that
+//     replay (WithWait), and a crash before the commit leaves nothing behind;
 //  3. inside that transaction, the inbox (MarkProcessed, keyed by the event's
 //     own id, for an event the provider sends again under a new webhook-id)
 //     and the ordering guard (ApplyVersion: an event older than the last one
@@ -159,8 +160,12 @@ func (rc *receiver) routes() (http.Handler, error) {
 		return nil, err
 	}
 	once, err := idempotency.Middleware(rc.store,
-		idempotency.WithKeySource(idempotency.HeaderKey(webhook.HeaderID)),
+		idempotency.WithKeySource(idempotency.HeaderKey("webhook-id")),
 		idempotency.WithTransaction(),
+		// A copy of a delivery that is being processed waits (up to 5 s)
+		// for its replay instead of getting 409 at once: the sender is
+		// answered 2xx and does not redeliver.
+		idempotency.WithWait(5*time.Second),
 	)
 	if err != nil {
 		return nil, err
@@ -175,7 +180,13 @@ func (rc *receiver) routes() (http.Handler, error) {
 // the delivery's record, or not at all.
 func (rc *receiver) handle(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	tx := sqlstore.TxFrom(ctx)
+	tx, err := idempotency.TxFrom(ctx)
+	if err != nil {
+		// The middleware was built without WithTransaction: a bug of ours,
+		// not the sender's; 5xx so that it redelivers once it is fixed.
+		http.Error(w, "no transaction", http.StatusInternalServerError)
+		return
+	}
 	var ev event
 	if err := json.NewDecoder(r.Body).Decode(&ev); err != nil || ev.ID == "" || ev.OrderID == "" {
 		http.Error(w, "malformed event", http.StatusBadRequest) // 4xx: stored, not retried
@@ -343,7 +354,9 @@ func (s *sender) post(ctx context.Context, signer *webhook.Signer, msgID string,
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	signer.SetHeaders(req.Header, msgID, time.Now(), body)
+	if err := signer.SetHeaders(req.Header, msgID, time.Now(), body); err != nil {
+		return "", err
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return "", err
