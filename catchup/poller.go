@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,11 +70,11 @@ func NewPoller(source string, src Source, store Store, inbox Inbox, fn HandlerFu
 	switch {
 	case source == "" || len(source) > 255:
 		return nil, fmt.Errorf("catchup: NewPoller: source name must be 1 to 255 bytes, got %d", len(source))
-	case src == nil:
+	case isNil(src):
 		return nil, errors.New("catchup: NewPoller: nil Source")
-	case store == nil:
+	case isNil(store):
 		return nil, errors.New("catchup: NewPoller: nil Store")
-	case inbox == nil:
+	case isNil(inbox):
 		return nil, errors.New("catchup: NewPoller: nil Inbox")
 	case fn == nil:
 		return nil, errors.New("catchup: NewPoller: nil HandlerFunc")
@@ -482,6 +483,19 @@ func (p *Poller) requeued(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// isNil reports whether v is nil or a typed nil (a nil pointer, map, func,
+// slice or channel in an interface).
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Slice, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 func truncate(s string, n int) string {

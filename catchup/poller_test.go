@@ -86,6 +86,18 @@ func TestConstructorErrors(t *testing.T) {
 		{"nil store", func() error { _, err := catchup.NewPoller("s", nopSource{}, nil, idem, fn); return err }(), "catchup: NewPoller: nil Store"},
 		{"nil inbox", func() error { _, err := catchup.NewPoller("s", nopSource{}, store, nil, fn); return err }(), "catchup: NewPoller: nil Inbox"},
 		{"nil fn", func() error { _, err := catchup.NewPoller("s", nopSource{}, store, idem, nil); return err }(), "catchup: NewPoller: nil HandlerFunc"},
+		{"typed nil store", func() error {
+			_, err := catchup.NewPoller("s", nopSource{}, (*sqlcatchup.Store)(nil), idem, fn)
+			return err
+		}(), "catchup: NewPoller: nil Store"},
+		{"typed nil inbox", func() error {
+			_, err := catchup.NewPoller("s", nopSource{}, store, (*sqlstore.Store)(nil), fn)
+			return err
+		}(), "catchup: NewPoller: nil Inbox"},
+		{"typed nil source", func() error {
+			_, err := catchup.NewPoller("s", (*catchup.HTTPSource)(nil), store, idem, fn)
+			return err
+		}(), "catchup: NewPoller: nil Source"},
 		{"nil option", poller(nil), "catchup: NewPoller: option 0 is nil"},
 		{"option of another constructor", poller(catchup.WithPageSize("limit", 10)), "catchup: NewPoller: WithPageSize applies to NewHTTPSource, not NewPoller"},
 		{"bad value", poller(catchup.WithMaxAttempts(0)), "catchup: NewPoller: WithMaxAttempts: 0 must be at least 1"},

@@ -81,9 +81,9 @@ func NewRefetcher(db *sql.DB, guard Guard, ob Outbox,
 	switch {
 	case db == nil:
 		return nil, errors.New("catchup: NewRefetcher: nil *sql.DB")
-	case guard == nil:
+	case isNil(guard):
 		return nil, errors.New("catchup: NewRefetcher: nil Guard")
-	case ob == nil:
+	case isNil(ob):
 		return nil, errors.New("catchup: NewRefetcher: nil Outbox")
 	case fetch == nil:
 		return nil, errors.New("catchup: NewRefetcher: nil fetch function")
