@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 // that starting and stopping the poller weigh little. Each side runs alone over the
 // same events with a fresh consumer, rounds alternating; the metrics are
 // medians over the rounds, the ratio is the poller's time over the loop's
-// (its range beside).
+// (its range beside); CPU time of this process per event is reported too,
+// as a shared machine's load moves it far less than wall time.
 //
 //	go test -run '^$' -bench ApplyPolled -benchtime 1x ./catchup/sqlcatchup/
 func BenchmarkApplyPolled(b *testing.B) {
@@ -34,13 +36,14 @@ func BenchmarkApplyPolled(b *testing.B) {
 			const events, rounds = 10000, 5
 			p.add(events)
 			handle := e.handler()
-			var loop, poll, loopAllocs, pollAllocs []float64
+			var loop, poll, loopAllocs, pollAllocs, loopCPU, pollCPU []float64
 			for i := 0; i < rounds*b.N; i++ {
 				consumer := fmt.Sprintf("r%d", i)
 				for side := range 2 {
 					var ms0, ms1 runtime.MemStats
 					runtime.GC()
 					runtime.ReadMemStats(&ms0)
+					cpu0 := cpuTime()
 					var el time.Duration
 					if (i+side)%2 == 0 { // alternate which side goes first
 						el = handLoop(b, e, p, consumer+"-loop", handle)
@@ -49,12 +52,13 @@ func BenchmarkApplyPolled(b *testing.B) {
 						el = pollOnce(b, e, p, consumer+"-poll", handle)
 						poll = append(poll, el.Seconds())
 					}
+					cpu := float64((cpuTime() - cpu0).Microseconds()) / events
 					runtime.ReadMemStats(&ms1)
 					a := float64(ms1.Mallocs-ms0.Mallocs) / events
 					if (i+side)%2 == 0 {
-						loopAllocs = append(loopAllocs, a)
+						loopAllocs, loopCPU = append(loopAllocs, a), append(loopCPU, cpu)
 					} else {
-						pollAllocs = append(pollAllocs, a)
+						pollAllocs, pollCPU = append(pollAllocs, a), append(pollCPU, cpu)
 					}
 				}
 			}
@@ -67,6 +71,8 @@ func BenchmarkApplyPolled(b *testing.B) {
 			b.ReportMetric(median(ratios), "ratio")
 			b.ReportMetric(slices.Min(ratios), "ratio-min")
 			b.ReportMetric(slices.Max(ratios), "ratio-max")
+			b.ReportMetric(median(loopCPU), "loop-cpu-µs/event")
+			b.ReportMetric(median(pollCPU), "poller-cpu-µs/event")
 			b.ReportMetric(median(loopAllocs), "loop-allocs/event")
 			b.ReportMetric(median(pollAllocs), "poller-allocs/event")
 			b.ReportMetric(0, "ns/op")
@@ -75,6 +81,15 @@ func BenchmarkApplyPolled(b *testing.B) {
 			}
 		})
 	}
+}
+
+// cpuTime returns the CPU time this process has used (the test's side of
+// the work; on SQLite all of it), which other processes' load moves far
+// less than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(v []float64) float64 {
