@@ -79,14 +79,17 @@ type entry struct {
 	// dead: the entry was forgotten; whoever sees it looks the key up
 	// again (the token it may have taken here is lost, never granted).
 	dead atomic.Bool
-	// gen counts the pauses: a waiter that wakes in a later generation
-	// than it reserved in decides again.
-	gen atomic.Uint64
 
 	mu      sync.Mutex
 	b       *bucket // the local quota; with a Store, the local share or nil
-	epoch   uint64  // with a Store: the epoch b was made in
 	waiters int
+	// wake is closed (and forgotten) when what a provider announced
+	// changes the key's quota: the waiters decide again, so that none
+	// sleeps on a turn given by a rate that no longer holds.
+	wake chan struct{}
+	// With a Store: when the last request of this replica that the store
+	// let through goes; a new local share holds until then.
+	sharedUntil time.Time
 	// What providers announced, as received (not divided by replicas).
 	pauseUntil time.Time
 	ann        announced
@@ -218,18 +221,19 @@ func (l *Limiter) decideLocal(ctx context.Context, e *entry, now time.Time, wait
 	if ended && l.sh == nil {
 		e.simple.Store(l.single)
 	}
-	gen := e.gen.Load()
+	w := e.waitChan(d)
 	e.mu.Unlock()
 	if ended && e.named {
 		l.m.setRate(e, l.limits[0].perSecond())
 	}
-	return l.finish(ctx, e, d, mw, gen, res)
+	return l.finish(ctx, e, d, mw, w, res)
 }
 
-// finish ends a decision: refuse, return, or wait d (cancelling res if ctx
-// ends first). It reports true when the key was paused during the wait, so
-// that the caller decides again.
-func (l *Limiter) finish(ctx context.Context, e *entry, d, mw time.Duration, gen uint64, res []*rate.Reservation) (bool, error) {
+// finish ends a decision: refuse, return, or wait d (cancelling res if the
+// wait ends early). It reports true when what a provider announced changed
+// the key's quota during the wait (w was closed), so that the caller decides
+// again.
+func (l *Limiter) finish(ctx context.Context, e *entry, d, mw time.Duration, w chan struct{}, res []*rate.Reservation) (bool, error) {
 	if d == 0 {
 		return false, nil
 	}
@@ -240,75 +244,120 @@ func (l *Limiter) finish(ctx context.Context, e *entry, d, mw time.Duration, gen
 	e.mu.Lock()
 	e.waiters++
 	e.mu.Unlock()
-	err := sleep(ctx, d)
+	start := time.Now()
+	t := time.NewTimer(d)
+	var err error
+	again := false
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-w:
+		again = true
+	}
+	t.Stop()
 	e.mu.Lock()
 	e.waiters--
-	if err != nil {
+	if err != nil || again {
 		cancel(res, time.Now())
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return false, err
 	}
-	l.m.waited1(e, d)
-	return e.gen.Load() != gen, nil
+	l.m.waited1(e, time.Since(start))
+	return again, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
+// waitChan returns the channel that tells a waiter of d to decide again,
+// or nil when it does not wait. e.mu is held.
+func (e *entry) waitChan(d time.Duration) chan struct{} {
+	if d == 0 {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	}
+	if e.wake == nil {
+		e.wake = make(chan struct{})
+	}
+	return e.wake
+}
+
+// changed wakes the key's waiters to decide again. e.mu is held.
+func (e *entry) changed() {
+	if e.wake != nil {
+		close(e.wake)
+		e.wake = nil
 	}
 }
 
 func (l *Limiter) decideShared(ctx context.Context, e *entry, now time.Time, wait bool) (bool, error) {
 	mw := maxWait(ctx, now, wait)
-	ep := l.sh.epoch.Load()
+	// Just after the store came back, or while it is away, other replicas
+	// may be on their local share: keep to this one's as well.
+	settling := now.UnixNano() < l.sh.settleUntil.Load()
+	var arr [maxWindows + 1]*rate.Reservation
+	var res []*rate.Reservation
+	var dl time.Duration
 	e.mu.Lock()
-	stale := e.b != nil && e.epoch != ep
+	if e.dead.Load() {
+		e.mu.Unlock()
+		return true, nil
+	}
+	if settling {
+		l.ensureShare(e, now)
+		dl, res = e.b.take(now, mw, arr[:0])
+	}
+	w := e.waitChan(1) // a change while the store decides wakes the waiter too
 	e.mu.Unlock()
-	if stale {
-		// This key spent its local share while the store was away: empty
-		// its shared budget, which filled up meanwhile, before using it.
-		err := l.sh.call(ctx, func(ctx context.Context) error { return l.sh.store.Pause(ctx, e.key, 0) })
-		if err == nil {
+	if dl > mw {
+		return l.finish(ctx, e, dl, mw, nil, nil)
+	}
+	// The shared quota counts the request when it goes: after the local
+	// share's wait.
+	ds, err := l.sh.reserve(ctx, e.key, l.limits, dl, mw)
+	if err != nil {
+		if ctx.Err() != nil {
 			e.mu.Lock()
-			if e.b != nil && e.epoch != ep {
-				e.b = nil
-			}
+			cancel(res, time.Now())
 			e.mu.Unlock()
+			return false, ctx.Err()
 		}
+		if settling {
+			return l.finish(ctx, e, dl, mw, w, res) // the local share decided
+		}
+		return l.decideLocal(ctx, e, time.Now(), wait)
 	}
-	gen := e.gen.Load()
-	d, err := l.sh.reserve(ctx, e.key, l.limits, mw)
-	if err == nil {
-		return l.finish(ctx, e, d, mw, gen, nil)
+	if ds > mw {
+		e.mu.Lock()
+		cancel(res, time.Now())
+		e.mu.Unlock()
+		return l.finish(ctx, e, ds, mw, nil, nil)
 	}
-	if ctx.Err() != nil {
-		return false, ctx.Err()
+	e.mu.Lock()
+	if at := now.Add(ds); at.After(e.sharedUntil) {
+		e.sharedUntil = at
 	}
-	return l.decideLocal(ctx, e, time.Now(), wait)
+	if !settling {
+		e.b = nil // the next outage makes a new local share
+	}
+	e.mu.Unlock()
+	return l.finish(ctx, e, ds, mw, w, res)
 }
 
-// ensureShare makes e's local share of the quota for the current epoch,
-// with no budget saved up, holding what providers announced. e.mu is held.
+// ensureShare makes e's local share of the quota when it has none: every
+// rate divided by the replicas, with no budget saved up, and holding until
+// this replica's last request that the store let through has gone, and
+// what providers announced. e.mu is held.
 func (l *Limiter) ensureShare(e *entry, now time.Time) {
-	ep := l.sh.epoch.Load()
-	if e.b != nil && e.epoch == ep {
+	if e.b != nil {
 		return
 	}
 	scale := 1 / float64(l.sh.replicas)
 	e.b = newBucket(l.limits, scale, false, now)
-	e.epoch = ep
 	if e.ann.inForce(now) {
 		e.b.setLearned(now, e.ann.perSec*scale, scaledBurst(e.ann.limit.Burst, scale), e.ann.until)
 	}
-	if e.pauseUntil.After(now) {
-		e.b.hold(now, e.pauseUntil.Sub(now))
+	if hold := later(e.pauseUntil, e.sharedUntil); hold.After(now) {
+		e.b.hold(now, hold.Sub(now))
 	}
 }
 
@@ -460,8 +509,8 @@ func (l *Limiter) pause(ctx context.Context, key string, now time.Time, d time.D
 	longer := until.After(e.pauseUntil)
 	if longer {
 		e.pauseUntil = until
-		e.gen.Add(1)
-		if e.b != nil && (l.sh == nil || e.epoch == l.sh.epoch.Load()) {
+		e.changed()
+		if e.b != nil {
 			e.b.hold(now, d)
 		}
 	}
@@ -492,20 +541,19 @@ func (l *Limiter) pause(ctx context.Context, key string, now time.Time, d time.D
 // response to a request sent at sent.
 func (l *Limiter) learn(ctx context.Context, key string, now time.Time, lim Limit, valid time.Duration, sent time.Time) {
 	r := lim.perSecond()
-	if r >= l.limits[0].perSecond() {
-		return // no narrower than the configured quota
-	}
 	lim.Burst = max(1, min(lim.Rate, l.limits[0].Burst))
 	e, err := l.entry(key, now)
 	if err != nil {
 		return
 	}
 	until := now.Add(valid)
+	wide := r >= l.limits[0].perSecond() // no narrower than the configured quota
 	e.mu.Lock()
 	cur := e.ann
-	var write, changed bool
+	inForce := cur.inForce(now)
+	fresh := false // the announced limit starts with nothing saved up
 	switch {
-	case cur.inForce(now) && sent.Before(cur.at):
+	case inForce && sent.Before(cur.at):
 		// In flight together with the announcement in force: the
 		// lowest remaining budget wins.
 		if r >= cur.perSec {
@@ -514,49 +562,88 @@ func (l *Limiter) learn(ctx context.Context, key string, now time.Time, lim Limi
 		}
 		e.ann.limit, e.ann.perSec = lim, r
 		e.ann.until = later(cur.until, until)
-		write, changed = true, true
-	case cur.inForce(now) && similar(r, cur.perSec):
+	case wide && !inForce:
+		e.mu.Unlock()
+		return
+	case wide:
+		// A later announcement leaves room: the one in force ends.
+		e.ann = announced{}
+		valid = 0
+	case inForce && similar(r, cur.perSec):
 		e.ann.until, e.ann.at = until, now
-		// Refresh the Store's copy before it lapses.
-		write = e.written.until.Before(now.Add(valid / 2))
+		write := e.written.until.Before(now.Add(valid / 2)) // refresh the Store's copy before it lapses
+		if e.b != nil && e.b.learned != nil {
+			e.b.until = until
+		}
+		e.mu.Unlock()
+		if write {
+			l.learnShared(ctx, e, key, lim, valid, now.Sub(sent))
+		}
+		return
 	default:
 		e.ann = announced{limit: lim, perSec: r, at: now, until: until}
-		write, changed = true, !similar(r, cur.perSec) || !cur.inForce(now)
+		fresh = !inForce || r > cur.perSec
 	}
-	if write {
-		e.written = e.ann
-	}
-	if e.b != nil && (l.sh == nil || e.epoch == l.sh.epoch.Load()) {
-		scale := 1.0
-		if l.sh != nil {
-			scale = 1 / float64(l.sh.replicas)
+	if e.b != nil {
+		switch {
+		case e.ann.perSec == 0:
+			e.b.learned = nil
+			e.simple.Store(l.sh == nil && l.single)
+		default:
+			scale := 1.0
+			if l.sh != nil {
+				scale = 1 / float64(l.sh.replicas)
+			}
+			if fresh {
+				e.b.learned = nil
+			}
+			e.b.setLearned(now, e.ann.perSec*scale, scaledBurst(e.ann.limit.Burst, scale), e.ann.until)
+			e.simple.Store(false)
 		}
-		e.b.setLearned(now, e.ann.perSec*scale, scaledBurst(e.ann.limit.Burst, scale), e.ann.until)
-		e.simple.Store(false)
 	}
-	fresh := !cur.inForce(now)
-	info := fresh && now.Sub(e.logged) >= time.Minute
+	// Waiters decide again at the new rate. A lower shared rate keeps the
+	// turns already given (the Store re-spaces what follows them), and
+	// waking those waiters would only add their abandoned turns to it.
+	if l.sh == nil || fresh || e.ann.perSec == 0 {
+		e.changed()
+	}
+	info := !inForce && now.Sub(e.logged) >= time.Minute
 	if info {
 		e.logged = now
 	}
-	perSec, until := e.ann.perSec, e.ann.until
+	ann := e.ann
 	e.mu.Unlock()
-	if changed {
-		if e.named {
-			l.m.setRate(e, perSec)
+	if e.named {
+		if ann.perSec > 0 {
+			l.m.setRate(e, ann.perSec)
+		} else {
+			l.m.setRate(e, l.limits[0].perSecond())
 		}
+	}
+	if ann.perSec > 0 {
 		level := slog.LevelDebug
 		if info {
 			level = slog.LevelInfo
 		}
 		l.log.Log(ctx, level, "ratelimit: provider announced a lower rate",
-			"key", key, "rate", perSec, "for", until.Sub(now).Round(time.Millisecond))
+			"key", key, "rate", ann.perSec, "for", ann.until.Sub(now).Round(time.Millisecond))
+	} else {
+		l.log.Debug("ratelimit: provider announced room again", "key", key)
 	}
-	if write && l.sh != nil {
-		_ = l.sh.call(ctx, func(ctx context.Context) error {
-			return l.sh.store.Learn(ctx, key, lim, valid, now.Sub(sent))
-		})
+	l.learnShared(ctx, e, key, lim, valid, now.Sub(sent))
+}
+
+// learnShared writes an announcement to the Store.
+func (l *Limiter) learnShared(ctx context.Context, e *entry, key string, lim Limit, valid, inFlight time.Duration) {
+	if l.sh == nil {
+		return
 	}
+	e.mu.Lock()
+	e.written = announced{limit: lim, perSec: lim.perSecond(), until: time.Now().Add(valid)}
+	e.mu.Unlock()
+	_ = l.sh.call(ctx, func(ctx context.Context) error {
+		return l.sh.store.Learn(ctx, key, lim, valid, inFlight)
+	})
 }
 
 func later(a, b time.Time) time.Time {

@@ -251,7 +251,7 @@ type failingStore struct{}
 
 var errDown = errors.New("store down")
 
-func (failingStore) Reserve(context.Context, string, []ratelimit.Limit, time.Duration) (time.Duration, error) {
+func (failingStore) Reserve(context.Context, string, []ratelimit.Limit, time.Duration, time.Duration) (time.Duration, error) {
 	return 0, errDown
 }
 func (failingStore) Pause(context.Context, string, time.Duration) error { return errDown }

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -16,14 +17,15 @@ import (
 // of its own (redislimit: 50ms), since a Limiter falls back to its local
 // share only when the Store fails. A Store is safe for concurrent use.
 type Store interface {
-	// Reserve decides for one request of key under limits (sorted by
-	// period, the shortest first) and under the limit announced for key
-	// (Learn) while it holds. When every window has budget now, it takes
-	// it and returns 0. Otherwise it returns the delay until every window
-	// will have, and takes the budget at that time (the caller waits the
+	// Reserve decides for one request of key that goes no sooner than
+	// after from now, under limits (sorted by period, the shortest first)
+	// and under the limit announced for key (Learn) while it holds. When
+	// every window has budget then, it takes it and returns after.
+	// Otherwise it returns the delay from now until every window will
+	// have, and takes the budget at that time (the caller waits the
 	// delay, then sends) only when the delay is at most maxWait: a delay
 	// over maxWait means nothing was taken.
-	Reserve(ctx context.Context, key string, limits []Limit, maxWait time.Duration) (time.Duration, error)
+	Reserve(ctx context.Context, key string, limits []Limit, after, maxWait time.Duration) (time.Duration, error)
 	// Pause holds key: nothing is let through before d from now, and
 	// afterwards the shortest window and the announced limit start with no
 	// budget saved up, so the requests that waited go one interval apart,
@@ -35,8 +37,10 @@ type Store interface {
 	// was in flight together with the one in force (it was stored less
 	// than inFlight ago) only lowers the rate, so that concurrent
 	// responses are reconciled by the lowest remaining budget. A later
-	// one replaces it, and starts with no budget saved up. The limit only
-	// ever narrows what limits allow (Reserve).
+	// one replaces it: a lower rate keeps what the announced limit saved
+	// up or owes, a higher one starts afresh with no budget saved up, as
+	// a first one does. validFor 0 ends the limit in force. The limit
+	// only ever narrows what limits allow (Reserve).
 	Learn(ctx context.Context, key string, announced Limit, validFor, inFlight time.Duration) error
 }
 
@@ -44,6 +48,10 @@ type Store interface {
 const (
 	storeFailures = 3
 	storeOpen     = time.Second
+	// settle is how long after the store came back a replica still keeps
+	// to its local share as well: long enough for every replica's breaker
+	// to have let a probe through (storeOpen) and seen the store answer.
+	settle = 2 * storeOpen
 )
 
 // shared is a Limiter's side of a Store: the breaker around it and the
@@ -54,11 +62,14 @@ type shared struct {
 	brk      *breaker.Breaker
 	log      *slog.Logger
 
-	// epoch counts the returns to the shared quota. A key's local share
-	// made in an older epoch is stale; a key whose shared budget was not
-	// yet emptied in this epoch empties it before its next decision.
-	epoch   atomic.Uint64
-	lastErr atomic.Pointer[errBox]
+	// settleUntil (Unix nanoseconds): until then a decision takes from
+	// the local share and, when the store answers, from the shared quota
+	// too: while the store is away (the breaker is not closed), and for a
+	// while after it came back, since other replicas may still be on
+	// their share. The local share is kept until then, with the debts of
+	// the requests that wait on it.
+	settleUntil atomic.Int64
+	lastErr     atomic.Pointer[errBox]
 }
 
 type errBox struct{ err error }
@@ -94,7 +105,12 @@ func newShared(s Store, replicas int, log *slog.Logger, cfg *config) (*shared, e
 // its local share, one when it shares again.
 func (s *shared) transition(t breaker.Transition) {
 	switch {
-	case t.From == breaker.Closed && t.To == breaker.Open:
+	case t.To == breaker.Open:
+		// Away, and for a while after: see settleUntil.
+		s.settleUntil.Store(math.MaxInt64)
+		if t.From != breaker.Closed {
+			return // a probe failed: still away
+		}
 		var err error
 		if b := s.lastErr.Load(); b != nil {
 			err = b.err
@@ -102,7 +118,7 @@ func (s *shared) transition(t breaker.Transition) {
 		s.log.Warn("ratelimit: shared store unavailable: each key falls back to its local share of the quota",
 			"replicas", s.replicas, "err", err)
 	case t.To == breaker.Closed:
-		s.epoch.Add(1)
+		s.settleUntil.Store(time.Now().Add(settle).UnixNano())
 		s.log.Info("ratelimit: shared store answers again: the quota is shared again")
 	}
 }
@@ -118,9 +134,9 @@ func (s *shared) call(ctx context.Context, f func(context.Context) error) error 
 	return err
 }
 
-func (s *shared) reserve(ctx context.Context, key string, limits []Limit, maxWait time.Duration) (time.Duration, error) {
+func (s *shared) reserve(ctx context.Context, key string, limits []Limit, after, maxWait time.Duration) (time.Duration, error) {
 	return breaker.Execute(ctx, s.brk, func(ctx context.Context) (time.Duration, error) {
-		d, err := s.store.Reserve(ctx, key, limits, maxWait)
+		d, err := s.store.Reserve(ctx, key, limits, after, maxWait)
 		if err != nil && ctx.Err() == nil {
 			s.lastErr.Store(&errBox{err})
 		}

@@ -32,31 +32,28 @@ local function keep(ms)
 end
 
 if op == 'reserve' then
-  -- ARGV[2] the longest delay that may be reserved; ARGV[3] the number of
-  -- windows n; then n pairs interval, tolerance, the shortest window first.
-  local maxw = tonumber(ARGV[2])
-  local n = tonumber(ARGV[3])
+  -- ARGV[2] how long from now the request goes at the soonest; ARGV[3]
+  -- the longest delay that may be reserved; ARGV[4] the number of windows
+  -- n; then n pairs interval, tolerance, the shortest window first.
+  local maxw = tonumber(ARGV[3])
+  local n = tonumber(ARGV[4])
   local fields = {'p', 'le', 'lb', 'lt', 'lu'}
   for i = 1, n do
-    fields[5 + i] = 'w' .. ARGV[2 + 2 * i] .. ':' .. ARGV[3 + 2 * i]
+    fields[5 + i] = 'w' .. ARGV[3 + 2 * i] .. ':' .. ARGV[4 + 2 * i]
   end
   local v = redis.call('HMGET', key, unpack(fields))
   local p = tonumber(v[1]) or 0
-  local at = now
-  if p > at then
-    at = p
-  end
+  local from = now + tonumber(ARGV[2])
+  local at = math.max(from, p)
   local tats = {}
   for i = 1, n do
-    local tau = tonumber(ARGV[3 + 2 * i])
+    local tau = tonumber(ARGV[4 + 2 * i])
     local tat = tonumber(v[5 + i]) or 0
     -- After a pause the shortest window starts with nothing saved up.
     if i == 1 and p > 0 and tat < p + tau then
       tat = p + tau
     end
-    if tat - tau > at then
-      at = tat - tau
-    end
+    at = math.max(at, tat - tau)
     tats[i] = tat
   end
   local le = tonumber(v[2])
@@ -69,24 +66,26 @@ if op == 'reserve' then
     if p > 0 and lt < p + lb then
       lt = p + lb
     end
-    if lt - lb > at then
-      at = lt - lb
-    end
+    at = math.max(at, lt - lb)
   end
   local delay = at - now
   if delay > maxw then
     return {0, delay}
   end
+  -- Each window counts the request from when it may go at the soonest, as
+  -- independent token buckets do (golang.org/x/time/rate's): one window's
+  -- wait does not push the others' schedules, so that a turn given up
+  -- (its waiter decides again) costs them one interval, not the wait.
   local set = {}
   local life = 0
   for i = 1, n do
-    local tat = math.max(tats[i], at) + tonumber(ARGV[2 + 2 * i])
+    local tat = math.max(tats[i], from) + tonumber(ARGV[3 + 2 * i])
     set[#set + 1] = fields[5 + i]
     set[#set + 1] = num(tat)
     life = math.max(life, tat - now)
   end
   if learned then
-    lt = math.max(lt, at) + le
+    lt = math.max(lt, from) + le
     set[#set + 1] = 'lt'
     set[#set + 1] = num(lt)
     life = math.max(life, lu - now)
@@ -107,6 +106,17 @@ if op == 'pause' then
   return 1
 end
 
+-- convert returns the TAT at a new interval e and tolerance tau of a window
+-- whose TAT was lt at interval le and tolerance lb, keeping its tokens (what
+-- it saved up, or owes to the requests it reserved), as a token bucket whose
+-- rate changes does.
+local function convert(lt, le, lb, e, tau)
+  local burst = lb / le + 1
+  local newburst = tau / e + 1
+  local tokens = math.min(burst - math.max(lt - now, 0) / le, newburst)
+  return now + (newburst - tokens) * e
+end
+
 if op == 'learn' then
   -- ARGV[2] interval, ARGV[3] tolerance, ARGV[4] how long it holds,
   -- ARGV[5] how long the request that announced it was in flight.
@@ -123,7 +133,8 @@ if op == 'learn' then
     -- In flight together with the announcement in force: the lowest
     -- remaining budget (the longest interval) wins.
     if e > le then
-      redis.call('HSET', key, 'le', num(e), 'lb', num(tau), 'lu', num(math.max(lu, now + valid)))
+      local lt = convert(tonumber(v[3]) or 0, le, tonumber(v[2]) or 0, e, tau)
+      redis.call('HSET', key, 'le', num(e), 'lb', num(tau), 'lt', num(lt), 'lu', num(math.max(lu, now + valid)))
       keep(math.ceil(valid / 1000) + 1000)
       return 1
     end
@@ -135,15 +146,12 @@ if op == 'learn' then
     keep(math.ceil(valid / 1000) + 1000)
     return 1
   end
-  -- A later announcement replaces the one in force. It starts with
-  -- nothing saved up, after the requests already reserved under the old
-  -- one, which keep their turn at the new rate.
+  -- A later announcement replaces the one in force. A lower rate keeps
+  -- what it saved up or owes; a higher one starts afresh with nothing
+  -- saved up, as a first one does (the waiters decide again).
   local start = now + tau + e
-  if inforce then
-    local lb = tonumber(v[2]) or 0
-    local lt = tonumber(v[3]) or 0
-    local queued = math.max(0, math.ceil((lt - lb - now) / le))
-    start = start + queued * e
+  if inforce and e > le then
+    start = convert(tonumber(v[3]) or 0, le, tonumber(v[2]) or 0, e, tau)
   end
   redis.call('HSET', key, 'le', num(e), 'lb', num(tau), 'lt', num(start), 'lu', num(now + valid), 'la', num(now))
   keep(math.ceil(math.max(valid, start - now) / 1000) + 1000)

@@ -133,9 +133,9 @@ func (s *Store) key(k string) string { return s.prefix + "{" + k + "}" }
 func micros(d time.Duration) int64 { return int64(min(max(d, 0), maxDelay) / time.Microsecond) }
 
 // Reserve implements ratelimit.Store: one EVALSHA.
-func (s *Store) Reserve(ctx context.Context, key string, limits []ratelimit.Limit, maxWait time.Duration) (time.Duration, error) {
-	var argv [3 + 2*4]any
-	args := append(argv[:0], "reserve", micros(maxWait), len(limits))
+func (s *Store) Reserve(ctx context.Context, key string, limits []ratelimit.Limit, after, maxWait time.Duration) (time.Duration, error) {
+	var argv [4 + 2*4]any
+	args := append(argv[:0], "reserve", micros(after), micros(maxWait), len(limits))
 	for _, l := range limits {
 		e := micros(l.Period / time.Duration(max(l.Rate, 1)))
 		args = append(args, e, e*int64(max(l.Burst-1, 0)))
