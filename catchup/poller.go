@@ -241,7 +241,9 @@ func (p *Poller) pass(soft, hard context.Context) time.Duration {
 	next := cursor
 	for soft.Err() == nil {
 		var page Page
-		err := retry.Do(hard, p.cfg.retry, func(ctx context.Context) error {
+		// Stop cuts a fetch short (nothing is lost), not a page's
+		// transaction.
+		err := retry.Do(soft, p.cfg.retry, func(ctx context.Context) error {
 			var err error
 			page, err = p.src.List(ctx, next)
 			return err

@@ -321,3 +321,39 @@ func TestWebhookHandlerInMiddlewareTransaction(t *testing.T) {
 		t.Errorf("%d effects, want 1 (%v)", n, err)
 	}
 }
+
+// slowSource asks for a long delay, as a provider's 429 with a long
+// Retry-After does, and records that it was called.
+type slowSource struct{ called chan struct{} }
+
+func (s slowSource) List(ctx context.Context, _ string) (catchup.Page, error) {
+	select {
+	case s.called <- struct{}{}:
+	default:
+	}
+	return catchup.Page{}, retry.After(errors.New("HTTP 429"), 20*time.Second)
+}
+
+// TestStopDuringRetryAfter: Stop does not wait for a fetch's Retry-After.
+func TestStopDuringRetryAfter(t *testing.T) {
+	t.Parallel()
+	_, store, idem := sqlite(t)
+	src := slowSource{called: make(chan struct{}, 1)}
+	p, err := catchup.NewPoller("src", src, store, idem, func(context.Context, steadfast.Tx, catchup.Event) error { return nil },
+		catchup.WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-src.called
+	start := time.Now()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Stop took %v while the source asked to wait 20s", d)
+	}
+}
