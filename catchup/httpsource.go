@@ -41,9 +41,10 @@ var ErrWalkTooLong = errors.New("catchup: the cursor's event was not met within 
 // object itself is the Event's Payload. A list that is newest first
 // (WithNewestFirst) is walked back to the cursor and returned oldest first.
 //
-// A 429 or a 5xx answer is returned as a *retry.StatusError that asks, through
-// the retry protocol, for the delay of its Retry-After header; any other
-// non-2xx answer, and a body that is not such a list, as a permanent error.
+// A 408, 429, 500, 502, 503 or 504 answer is returned as an error wrapping a
+// *retry.StatusError that asks, through the retry protocol, for the delay of
+// its Retry-After header; any other non-2xx answer, a body that is not such
+// a list and a next page on another host, as a permanent error.
 //
 // An HTTPSource is safe for concurrent use.
 type HTTPSource struct {
