@@ -17,8 +17,8 @@ func ParseAnnouncement(resp *http.Response, now time.Time, maxPause time.Duratio
 	return a.pause, a.limit, a.valid
 }
 
-// Keys returns the number of keys l holds.
-func (l *Limiter) Keys() int { return int(l.n.Load()) }
+// KeyCount returns the number of keys l holds.
+func (l *Limiter) KeyCount() int { return int(l.n.Load()) }
 
 // Sharing reports whether l's decisions go to its Store (its breaker is not
 // open).

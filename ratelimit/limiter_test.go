@@ -236,11 +236,11 @@ func TestKeysAreBounded(t *testing.T) {
 		err := l.Allow(ctx, "d")
 		assert.ErrorIs(t, err, ratelimit.ErrTooManyKeys)
 		assert.EqualError(t, err, "ratelimit: too many keys: 3 keys are held (WithMaxKeys) and none is idle")
-		assert.Equal(t, 3, l.Keys())
+		assert.Equal(t, 3, l.KeyCount())
 
 		time.Sleep(time.Second) // every bucket is whole again: idle
 		require.NoError(t, l.Allow(ctx, "d"))
-		assert.Equal(t, 1, l.Keys(), "the idle keys were forgotten")
+		assert.Equal(t, 1, l.KeyCount(), "the idle keys were forgotten")
 		require.NoError(t, l.Allow(ctx, "a"), "a forgotten key starts with its whole budget, as it had")
 		assert.ErrorIs(t, l.Allow(ctx, "a"), ratelimit.ErrLimited)
 	})

@@ -138,14 +138,16 @@ func WithLimit(rate int, period time.Duration, burst int) Option {
 // quota, and what a Transport learns from a provider is written there too.
 //
 // A breaker guards s: after 3 failed decisions in a row (s unreachable, or
-// slower than its own timeout) the limiter falls back at once to its share of
-// the quota, every rate divided by replicas (the number of replicas the
-// service expects to run), logs it once, and asks s again a second later; when
-// s answers, the limiter logs it once and shares again. Neither switch lets a
-// burst through: the local share starts with no budget saved up, and the
-// shared budget is emptied when the limiter comes back to it. replicas must
-// be in [1, 1000] and s not nil. By default the quota is local to the
-// process.
+// slower than its own timeout) the limiter falls back at once to its share
+// of the quota, every rate divided by replicas (the number of replicas the
+// service expects to run), logs it once, and asks s again a second later;
+// when s answers, the limiter logs it once and shares again. Neither switch
+// lets a burst through: the local share starts after this replica's last
+// request that s let through, with no budget saved up, and for two seconds
+// after s came back the replica keeps to its local share as well, since the
+// others may still be on theirs. A decision cut short by the caller's own
+// deadline does not count as a failure of s. replicas must be in [1, 1000]
+// and s not nil. By default the quota is local to the process.
 func WithStore(s Store, replicas int) Option {
 	return newOption("WithStore", func(c *config) error {
 		if s == nil {

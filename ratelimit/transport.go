@@ -1,9 +1,12 @@
 package ratelimit
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/steadfast-go/steadfast/retry"
 )
 
 // Transport is an http.RoundTripper that waits for its key's budget in a
@@ -21,7 +24,9 @@ import (
 // Place it outside retry.Transport and breaker.Transport (see the package
 // documentation): the wait then happens once per call, before retry starts
 // an attempt and its timeout, so a quota wait is never an attempt timeout, a
-// breaker failure or a spent retry.
+// breaker failure or a spent retry. When the retry.Transport below gives up
+// on a 429 (its Retry-After is longer than retry allows, or the attempts are
+// spent), the key is stopped for that Retry-After too.
 //
 // Transport is safe for concurrent use.
 type Transport struct {
@@ -66,10 +71,27 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	sent := time.Now()
 	resp, err := t.next.RoundTrip(req)
-	if resp != nil && announces(resp) {
+	switch {
+	case resp != nil && announces(resp):
 		t.lim.Observe(ctx, key, resp, sent)
+	case err != nil:
+		t.learnGaveUp(ctx, key, err)
 	}
 	return resp, err
+}
+
+// learnGaveUp stops key when a retry.Transport below gave up on a 429: for
+// the delay it asked for (its Retry-After), or else for a second.
+func (t *Transport) learnGaveUp(ctx context.Context, key string, err error) {
+	var g *retry.GaveUpError
+	if !errors.As(err, &g) || g.LastStatus != http.StatusTooManyRequests {
+		return
+	}
+	d, ok := retry.RetryAfter(err)
+	if !ok || d <= 0 {
+		d = pause429
+	}
+	t.lim.pause(ctx, key, time.Now(), min(d, t.lim.cfg.maxPause))
 }
 
 // CloseIdleConnections calls CloseIdleConnections on next when it has the
