@@ -80,4 +80,3 @@ func scriptSource(b *testing.B) string {
 	}
 	return string(src)
 }
-
