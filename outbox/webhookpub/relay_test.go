@@ -7,7 +7,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/steadfast-go/steadfast/breaker"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/internal/memstore"
 	"github.com/steadfast-go/steadfast/outbox/internal/pubtest"
 	"github.com/steadfast-go/steadfast/outbox/webhookpub"
 	"github.com/steadfast-go/steadfast/webhook"
@@ -206,6 +208,32 @@ func TestRelayResolvedDestinationsIsolated(t *testing.T) {
 		}
 		if n := len(acme.seen()); n != 4 {
 			t.Errorf("acme saw %d requests, want 4 (the 410, then its three messages)", n)
+		}
+	})
+}
+
+// TestRelayMalformedRowDeadLettered: a row whose headers were damaged behind
+// Enqueue's back (a header name with a space) is dead-lettered without being
+// sent, the endpoint's breaker (tripping at the first failure here) does not
+// count it, and the next message of its key is delivered.
+func TestRelayMalformedRowDeadLettered(t *testing.T) {
+	t.Parallel()
+	ep := newEndpoint(t, status(200))
+	inBubble(t, func(t *testing.T, ob *pubtest.Outbox) {
+		pub := bubbled(newPublisher(t, ep.srv.URL, webhookpub.WithBreaker(breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Hour))))
+		const bad, next = "0190f5e2-7b4c-7000-8000-00000000a0b1", "0190f5e2-7b4c-7000-8000-00000000a0b2"
+		ob.Enqueue(t,
+			outbox.Message{ID: bad, Topic: "partner", Key: "invoice-7", Payload: []byte(`{}`)},
+			outbox.Message{ID: next, Topic: "partner", Key: "invoice-7", Payload: []byte(`{}`)},
+		)
+		ob.Store.(*memstore.Store).Corrupt(bad, map[string]string{"Bad Name": "x"})
+		pubtest.StartRelay(t, ob.Store, pub)
+		pubtest.Until(t, "the next message of the key delivered", 0, func() bool { return ob.Record(t, next).State == outbox.StateDelivered })
+		if r := ob.Record(t, bad); r.State != outbox.StateDead {
+			t.Errorf("malformed row is %v, want dead", r.State)
+		}
+		if seen := ep.seen(); len(seen) != 1 || seen[0].header.Get("webhook-id") != next {
+			t.Errorf("endpoint saw %d requests, want only the next message's", len(seen))
 		}
 	})
 }
