@@ -35,6 +35,7 @@ func applyOptions(c *config, opts []Option) error {
 type config struct {
 	outbox      outboxView
 	idempotency IdempotencyStore
+	limiters    []limiterSource
 	who         func(*http.Request) string
 	logger      *slog.Logger
 }

@@ -235,10 +235,14 @@ type overviewData struct {
 	PausesErr   string
 	Chart       chart
 	Breakers    []breakerRow
+	Limiters    bool
+	Limits      []limitRow
+	LimitsMore  int
 }
 
 func (p *Page) overview(w http.ResponseWriter, r *http.Request) {
-	d := overviewData{Chart: newChart(p.ring.snapshot(time.Now())), Breakers: p.breakers.snapshot()}
+	d := overviewData{Chart: newChart(p.ring.snapshot(time.Now())), Breakers: p.breakers.snapshot(), Limiters: len(p.cfg.limiters) > 0}
+	d.Limits, d.LimitsMore = limits(r.Context(), p.cfg.limiters)
 	if ob := p.cfg.outbox; ob != nil {
 		ctx, cancel := storeCtx(r)
 		rows, err := ob.backlog(ctx)

@@ -21,6 +21,7 @@ import (
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/ops"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/ratelimit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -591,5 +592,46 @@ func TestBreakersOfThisReplica(t *testing.T) {
 	_, html = get(t, srv.URL+"/ops/")
 	if !strings.Contains(html, "api.down.example") || strings.Count(html, `data-label="Breaker"`) != 500 {
 		t.Fatalf("the table holds %d breakers (want 500, the open ones kept)", strings.Count(html, `data-label="Breaker"`))
+	}
+}
+
+// TestRateLimitsOfThisReplica: a real limiter's keys show with their rate,
+// a key the provider paused (429 with Retry-After) first.
+func TestRateLimitsOfThisReplica(t *testing.T) {
+	t.Parallel()
+	lim, err := ratelimit.New(ratelimit.WithLimit(100, time.Minute, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := ops.New(ops.WithRateLimiter("stripe", lim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, page)
+	if _, html := get(t, srv.URL+"/ops/"); !strings.Contains(html, "No key was limited") {
+		t.Fatal("an empty rate-limit table says nothing")
+	}
+	for _, key := range []string{"api.stripe.com", "files.stripe.com"} {
+		if err := lim.Allow(t.Context(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"30"}}}
+	lim.Observe(t.Context(), "files.stripe.com", resp, time.Now())
+	_, html := get(t, srv.URL+"/ops/")
+	i := strings.Index(html, `id="ratelimits"`)
+	if i < 0 {
+		t.Fatal("no rate-limit section")
+	}
+	html = html[i:]
+	paused, other := strings.Index(html, "files.stripe.com"), strings.Index(html, "api.stripe.com")
+	if paused < 0 || other < 0 || paused > other || !strings.Contains(html, "warn\">paused ") || !strings.Contains(html, "1.67/s") {
+		t.Fatalf("rate limits:\n%s", html[:min(len(html), 3000)])
+	}
+	if _, err := ops.New(ops.WithRateLimiter("", lim)); err == nil {
+		t.Fatal("a limiter without a name is accepted")
+	}
+	if _, err := ops.New(ops.WithRateLimiter("x", nil)); err == nil {
+		t.Fatal("a nil limiter is accepted")
 	}
 }

@@ -27,6 +27,7 @@ var funcs = template.FuncMap{
 	"clean": redactURLs,
 	"dest":  destinationOf,
 	"size":  size,
+	"rate":  rate,
 	"dead":  func(s outbox.State) bool { return s == outbox.StateDead },
 	"inprogress": func(s idempotency.Status) bool {
 		return s == idempotency.StatusInProgress
