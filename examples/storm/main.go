@@ -14,7 +14,8 @@
 //   - our receiver: webhook verification, then the idempotency middleware in
 //     transactional mode, then the inbox and the ordering guard, updating
 //     orders in the database and writing an outbox message in the same
-//     transaction;
+//     transaction; a catch-up poller (package catchup) applies, with the
+//     same handler and inbox, the events it finds in the provider's list;
 //   - our order service, which writes each order and an outbox message in one
 //     transaction and charges it through an outbound client (retry, then a
 //     circuit breaker with a fallback, with an idempotency key);
@@ -23,11 +24,24 @@
 //     relay's breaker. Halfway, the relay crashes (stopped without cleanup)
 //     and a new one takes over.
 //
+// The provider also drops about 5% of its events for good (never sent, not
+// even retried), as real providers do when they give up or disable an
+// endpoint; its events list (paged, eventually consistent, answering 429
+// now and then) still has them, and the receiver's catch-up poller finds
+// them there and applies them through the same handler and inbox as the
+// webhooks.
+//
+// While it runs, the operator's page (package ops) serves on -ops (a
+// loopback port of its own by default; its address is printed): the
+// outbox's backlog and dead letters, the relay's deliveries, the breakers,
+// the idempotency records. -ops-hold keeps it serving after the report,
+// until Ctrl-C.
+//
 // It ends with a report and the checks that matter, each PASS or FAIL, and
 // exits non-zero on any FAIL. A seed fixes the workload: the same events,
-// duplicates, reorderings and faults. Three flags remove a guarantee on
-// purpose, to show that the checks can fail: -no-dedupe, -no-order-guard and
-// -no-outbox.
+// duplicates, reorderings, drops and faults. Four flags remove a guarantee
+// on purpose, to show that the checks can fail: -no-dedupe,
+// -no-order-guard, -no-outbox and -no-catchup.
 package main
 
 import (
@@ -54,6 +68,10 @@ type config struct {
 	noDedupe     bool // receiver without idempotency middleware and inbox
 	noOrderGuard bool // receiver without the ordering guard
 	noOutbox     bool // call the partner after commit instead of the outbox
+	noCatchup    bool // receiver without the catch-up poller
+
+	ops     string // address of the operator's page; "" for none
+	opsHold bool   // keep serving the page after the report
 }
 
 func main() {
@@ -67,6 +85,9 @@ func main() {
 	flag.BoolVar(&cfg.noDedupe, "no-dedupe", false, "turn receiver-side deduplication off (the checks must FAIL)")
 	flag.BoolVar(&cfg.noOrderGuard, "no-order-guard", false, "turn the ordering guard off (the checks must FAIL)")
 	flag.BoolVar(&cfg.noOutbox, "no-outbox", false, "call the partner after commit instead of using the outbox (the checks must FAIL)")
+	flag.BoolVar(&cfg.noCatchup, "no-catchup", false, "turn the catch-up poller off: dropped webhooks stay lost (the checks must FAIL)")
+	flag.StringVar(&cfg.ops, "ops", "127.0.0.1:0", `address of the operator's page while the storm runs ("" for none)`)
+	flag.BoolVar(&cfg.opsHold, "ops-hold", false, "keep serving the operator's page after the report, until Ctrl-C")
 	flag.Parse()
 	if *short {
 		cfg.orders = 40
@@ -102,9 +123,17 @@ func run(ctx context.Context, cfg config, w io.Writer) (bool, error) {
 		return false, err
 	}
 	defer s.close()
+	if s.page != nil {
+		fmt.Fprintf(w, "operator's page: %s (watch the storm; actions on)\n", s.pageURL)
+	}
 	checks, err := s.play(ctx)
 	if err != nil {
 		return false, err
 	}
-	return printReport(w, &s.c, checks, time.Since(start)), nil
+	ok := printReport(w, &s.c, checks, time.Since(start))
+	if s.page != nil && cfg.opsHold {
+		fmt.Fprintf(w, "\noperator's page still serving at %s; Ctrl-C ends the storm\n", s.pageURL)
+		<-ctx.Done()
+	}
+	return ok, nil
 }

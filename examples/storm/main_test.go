@@ -67,10 +67,11 @@ func mustPass(t *testing.T, checks map[string]check) {
 }
 
 const (
-	checkOnce  = "side effects per unique event = 1"
-	checkState = "orders at their latest state (no stale overwrite)"
-	checkLost  = "committed messages lost before the partner = 0"
-	checkOrder = "per-key order violations at the partner = 0"
+	checkOnce       = "side effects per unique event = 1"
+	checkLostEvents = "webhook events lost = 0"
+	checkState      = "orders at their latest state (no stale overwrite)"
+	checkLost       = "committed messages lost before the partner = 0"
+	checkOrder      = "per-key order violations at the partner = 0"
 )
 
 func TestStormPassesOnSQLite(t *testing.T) {
@@ -94,6 +95,8 @@ func TestStormChecksFailWithoutTheirGuarantee(t *testing.T) {
 		{"no deduplication", config{noDedupe: true}, []string{checkOnce}},
 		{"no ordering guard", config{noOrderGuard: true}, []string{checkState}},
 		{"no outbox", config{noOutbox: true}, []string{checkLost}},
+		// The provider drops events for good: only the poller finds them.
+		{"no catch-up", config{noCatchup: true}, []string{checkLostEvents}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +148,11 @@ func TestPlanIsFixedBySeed(t *testing.T) {
 		if count[ev.ID] == 0 {
 			t.Fatalf("event %s is never delivered", ev.ID)
 		}
+		// A dropped event has one wave of its own (the moment the provider
+		// creates it), and no copy.
+		if a.dropped[ev.ID] && count[ev.ID] != 1 {
+			t.Fatalf("dropped event %s has %d copies", ev.ID, count[ev.ID])
+		}
 		if ev.Version > 1 {
 			prev := strings.TrimSuffix(ev.ID, string(rune('0'+ev.Version))) + string(rune('0'+ev.Version-1))
 			if pos[prev] > pos[ev.ID] {
@@ -154,5 +162,17 @@ func TestPlanIsFixedBySeed(t *testing.T) {
 	}
 	if concurrent == 0 || reordered == 0 || len(a.waves) <= len(a.events) {
 		t.Fatalf("plan too tame: %d concurrent waves, %d reordered events, %d waves for %d events", concurrent, reordered, len(a.waves), len(a.events))
+	}
+	// Some events are dropped for good, about 5%, and at least one even in
+	// the smallest plans (the tests' and -short's).
+	if n := len(a.dropped); n < 4 || n > 20 {
+		t.Fatalf("%d of %d events dropped, want about 5%%", n, len(a.events))
+	}
+	for _, orders := range []int{1, 12, 30, 40} {
+		for seed := range uint64(20) {
+			if p := makePlan(seed, orders); len(p.dropped) == 0 {
+				t.Fatalf("seed %d, %d orders: no event dropped", seed, orders)
+			}
+		}
 	}
 }

@@ -37,7 +37,7 @@ type partner struct {
 	directCalls sync.WaitGroup // -no-outbox: calls after commit still running
 }
 
-func newPartner(s *storm) *partner {
+func newPartner(s *storm) (*partner, error) {
 	p := &partner{
 		s:        s,
 		attempts: map[string]int{}, seen: map[string]int{},
@@ -45,14 +45,14 @@ func newPartner(s *storm) *partner {
 	}
 	verifier, err := webhook.NewVerifier([]string{partnerSecret})
 	if err != nil {
-		panic(err) // a constant secret
+		return nil, err
 	}
 	verify, err := webhook.NewMiddleware(verifier, webhook.WithLogger(s.log))
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
 	p.srv = httptest.NewServer(verify(http.HandlerFunc(p.serve)))
-	return p
+	return p, nil
 }
 
 func (p *partner) url() string { return p.srv.URL + "/hooks/orders" }
@@ -65,7 +65,7 @@ func (p *partner) close() {
 func (p *partner) serve(w http.ResponseWriter, r *http.Request) {
 	c := &p.s.c
 	c.partnerAttempts.Add(1)
-	id := r.Header.Get(webhook.HeaderID)
+	id := r.Header.Get("webhook-id")
 	body, _ := io.ReadAll(r.Body)
 	p.mu.Lock()
 	p.attempts[id]++
@@ -142,7 +142,11 @@ func (p *partner) direct(ev event) {
 		defer p.directCalls.Done()
 		body := mustJSON(ev)
 		id := ev.ID
-		signer, _ := webhook.NewSigner(partnerSecret)
+		signer, err := webhook.NewSigner(partnerSecret)
+		if err != nil {
+			p.s.log.Error("partner signer", "err", err)
+			return
+		}
 		for attempt := 0; attempt < 5; attempt++ {
 			p.mu.Lock()
 			dead := !p.crashAt.IsZero() && time.Since(p.crashAt) < 500*time.Millisecond
@@ -150,8 +154,15 @@ func (p *partner) direct(ev event) {
 			if dead {
 				return // the process died between the commit and the call
 			}
-			req, _ := http.NewRequest(http.MethodPost, p.url(), bytes.NewReader(body))
-			signer.SetHeaders(req.Header, "msg_"+id, time.Now(), body)
+			req, err := http.NewRequest(http.MethodPost, p.url(), bytes.NewReader(body))
+			if err != nil {
+				p.s.log.Error("call the partner", "err", err)
+				return
+			}
+			if err := signer.SetHeaders(req.Header, "msg_"+id, time.Now(), body); err != nil {
+				p.s.log.Error("sign the partner's call", "err", err)
+				return
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err == nil {
 				resp.Body.Close()

@@ -10,10 +10,13 @@ import (
 // version is the index of its latest applied status, plus one.
 var statuses = []string{"payment.authorized", "payment.captured", "payment.settled", "payment.paid_out"}
 
-// event is one webhook event of the payment provider.
+// event is one event of the payment provider: the body of its webhook and
+// an item of its events list, alike (as Stripe's are).
 type event struct {
 	ID      string `json:"id"`
+	Object  string `json:"object,omitempty"` // "event"
 	Type    string `json:"type"`
+	Created int64  `json:"created,omitempty"` // Unix seconds, set when the provider creates it
 	OrderID string `json:"order_id"`
 	Version int64  `json:"version"`
 }
@@ -23,20 +26,28 @@ type event struct {
 type wave []*event
 
 // plan is the whole workload, fixed by the seed: the events, how many times
-// each is delivered, which copies travel together, and the order of the waves.
+// each is delivered, which copies travel together, the order of the waves,
+// and the events the provider drops.
 type plan struct {
-	orders []string
-	events []*event
-	waves  []wave
+	orders  []string
+	events  []*event
+	waves   []wave
+	dropped map[string]bool // events created but never sent, not even retried
 }
+
+// dropShare is the share of events the provider never delivers by webhook:
+// only the events list has them.
+const dropShare = 0.05
 
 // makePlan builds the workload of a storm. Each event is delivered once, and
 // a share of them again: some at the same moment (concurrent duplicates),
-// some later (redeliveries). The waves are shuffled within a sliding window,
-// so that events of one order arrive out of order.
+// some later (redeliveries). About 5% are dropped: each has one wave, the
+// moment the provider creates it, and is never sent (at least one event is
+// dropped, however small the plan). The waves are shuffled within a sliding
+// window, so that events of one order arrive out of order.
 func makePlan(seed uint64, orders int) *plan {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	p := &plan{}
+	p := &plan{dropped: map[string]bool{}}
 	for o := range orders {
 		id := fmt.Sprintf("ord_%05d", o)
 		p.orders = append(p.orders, id)
@@ -49,10 +60,26 @@ func makePlan(seed uint64, orders int) *plan {
 			})
 		}
 	}
+	// Dropped events are chosen apart from the rest of the plan; when the
+	// share rounds down to none, the event closest to it is dropped.
+	var closest *event
+	for _, ev := range p.events {
+		f := chance(seed, "drop", ev.ID)
+		if f < dropShare {
+			p.dropped[ev.ID] = true
+		}
+		if closest == nil || f < chance(seed, "drop", closest.ID) {
+			closest = ev
+		}
+	}
+	if len(p.dropped) == 0 && closest != nil {
+		p.dropped[closest.ID] = true
+	}
 	var later []*event
 	for _, ev := range p.events {
 		w := wave{ev}
 		switch r := rng.Float64(); {
+		case p.dropped[ev.ID]: // created, never sent
 		case r < 0.15: // two copies at once
 			w = append(w, ev)
 		case r < 0.20: // three copies at once
@@ -87,5 +114,13 @@ func chance(seed uint64, words ...any) float64 {
 	for _, w := range words {
 		fmt.Fprint(h, "|", w)
 	}
-	return float64(h.Sum64()>>11) / (1 << 53)
+	// FNV's high bits hardly change with the last byte ("list|1", "list|2"):
+	// mix them (SplitMix64's finalizer) before taking the top 53.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/steadfast-go/steadfast/breaker"
 	"github.com/steadfast-go/steadfast/outbox"
+	"github.com/steadfast-go/steadfast/outbox/backend"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
 	"github.com/steadfast-go/steadfast/outbox/webhookpub"
 )
 
@@ -16,7 +18,7 @@ import (
 // has taken a share of the messages, and starts a new one in its place.
 type relays struct {
 	s    *storm
-	pub  *webhookpub.Publisher
+	pub  outbox.Publisher
 	opts []outbox.Option
 
 	mu      sync.Mutex
@@ -31,22 +33,29 @@ var errCrashed = errors.New("storm: relay process crashed")
 
 // crashingStore and crashingPublisher are the first relay's view of the
 // world: once dead, nothing it does reaches the database or the partner,
-// as when its process is killed.
+// as when its process is killed. The store embeds outbox.Store, so that
+// the rest of the contract passes through.
 type crashingStore struct {
 	outbox.Store
 	dead *atomic.Bool
 }
 
-func (c crashingStore) Claim(ctx context.Context, req outbox.ClaimRequest) ([]outbox.Claimed, error) {
-	if c.dead.Load() {
-		return nil, errCrashed
-	}
-	return c.Store.Claim(ctx, req)
-}
-
-func (c crashingStore) Settle(ctx context.Context, outcomes []outbox.Outcome) error {
+func (c crashingStore) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
 	if c.dead.Load() {
 		return errCrashed
+	}
+	return c.Store.Claim(ctx, req, claimed)
+}
+
+// Settle of a dead relay writes nothing: every outcome is refused, as the
+// store refuses those of a claim that was taken over.
+func (c crashingStore) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+	if c.dead.Load() {
+		refused := make([]int64, len(outcomes))
+		for i, o := range outcomes {
+			refused[i] = o.Position
+		}
+		return refused, nil
 	}
 	return c.Store.Settle(ctx, outcomes)
 }
@@ -72,23 +81,24 @@ func startRelays(ctx context.Context, s *storm) (*relays, error) {
 	}
 	pub, err := webhookpub.New(
 		map[string]webhookpub.Endpoint{partnerTopic: {URL: s.partner.url(), Secrets: []string{partnerSecret}}},
-		webhookpub.WithTimeout(250*time.Millisecond),
+		webhookpub.WithAttemptTimeout(250*time.Millisecond),
+		// The partner listens on loopback, which the publisher refuses by
+		// default (tenants choose webhook URLs): allow it by name.
+		webhookpub.WithAllowedNetworks("127.0.0.0/8", "::1"),
 		webhookpub.WithLogger(s.log),
-		webhookpub.WithBreaker(
+		webhookpub.WithBreaker(append([]breaker.Option{
 			breaker.WithConsecutiveFailures(5),
-			breaker.WithOpenDuration(500*time.Millisecond),
+			breaker.WithOpenDuration(500 * time.Millisecond),
 			breaker.WithLogger(s.log),
-			breaker.WithStateHook(func(t breaker.Transition) {
-				if t.To == breaker.Open {
-					s.c.breakerOpenings.Add(1)
-				}
-			}),
-		),
+		}, s.breakerHooks()...)...),
 	)
 	if err != nil {
 		return nil, err
 	}
 	r.pub = pub
+	if s.page != nil {
+		r.pub = s.page.Observe(pub) // the page's chart of this process's deliveries
+	}
 	r.opts = []outbox.Option{
 		outbox.WithLease(2 * time.Second),
 		outbox.WithPublishTimeout(500 * time.Millisecond),
@@ -100,14 +110,14 @@ func startRelays(ctx context.Context, s *storm) (*relays, error) {
 		outbox.WithLogger(s.log),
 	}
 	if s.postgres {
-		l, err := s.out.NewPostgresListener(s.pgURL)
+		l, err := pgxoutbox.NewListener(s.out, s.pgURL)
 		if err != nil {
 			return nil, err
 		}
 		r.opts = append(r.opts, outbox.WithNotifier(l))
 	}
 	dead := &atomic.Bool{}
-	first, err := outbox.NewRelay(crashingStore{Store: s.out, dead: dead}, crashingPublisher{Publisher: pub, dead: dead}, r.opts...)
+	first, err := outbox.NewRelay(crashingStore{Store: s.out, dead: dead}, crashingPublisher{Publisher: r.pub, dead: dead}, r.opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,12 @@ import (
 // atomically by the parts that play the storm.
 type counters struct {
 	eventsPlanned   atomic.Int64 // unique provider events
+	dropped         atomic.Int64 // events the provider created and never sent
+	listPages       atomic.Int64 // pages of the events list served
+	list429         atomic.Int64 // list requests answered 429 with Retry-After
+	list503         atomic.Int64 // list requests answered 503
+	byPoller        atomic.Int64 // events the poller applied (the report reads the database)
+	pollerDups      atomic.Int64 // events the poller read and found applied (catchup.events metric)
 	deliveries      atomic.Int64 // webhook deliveries sent (duplicates and redeliveries included)
 	deliveryErrors  atomic.Int64 // deliveries answered with a non-2xx status (the provider retried them)
 	replayed        atomic.Int64 // deliveries answered by the idempotency middleware's replay
@@ -94,7 +100,7 @@ func isTerminal(w io.Writer) bool {
 func printReport(w io.Writer, c *counters, checks []check, elapsed time.Duration) bool {
 	fmt.Fprintf(w, "\nstorm report (%.1fs)\n", elapsed.Seconds())
 	rows := [][2]string{
-		{"webhook events sent (unique)", fmt.Sprint(c.eventsPlanned.Load())},
+		{"provider events (unique)", fmt.Sprint(c.eventsPlanned.Load())},
 		{"webhook deliveries (duplicates, redeliveries)", fmt.Sprint(c.deliveries.Load())},
 		{"  answered 5xx, redelivered by the provider", fmt.Sprint(c.deliveryErrors.Load())},
 		{"  duplicates replayed by the idempotency middleware", fmt.Sprint(c.replayed.Load())},
@@ -102,6 +108,10 @@ func printReport(w io.Writer, c *counters, checks []check, elapsed time.Duration
 		{"  duplicates absorbed by the inbox", fmt.Sprint(c.inboxDuplicates.Load())},
 		{"  stale events ignored by the ordering guard", fmt.Sprint(c.stale.Load())},
 		{"  receiver crashes (sessions killed mid-transaction)", fmt.Sprint(c.receiverCrashes.Load())},
+		{"events dropped by the provider (never sent)", fmt.Sprint(c.dropped.Load())},
+		{"  list pages read by the catch-up poller", fmt.Sprintf("%d (and %d 429, %d 503)", c.listPages.Load(), c.list429.Load(), c.list503.Load())},
+		{"  applied by the poller (webhook lost or late)", fmt.Sprint(c.byPoller.Load())},
+		{"  found applied by the poller (inbox, overlap)", fmt.Sprint(c.pollerDups.Load())},
 		{"charges executed by the provider", fmt.Sprint(c.charges.Load())},
 		{"  outbound charge attempts / retries", fmt.Sprintf("%d / %d", c.chargeAttempts.Load(), c.chargeRetries.Load())},
 		{"  charges parked by the fallback, charged later", fmt.Sprint(c.chargeFallbacks.Load())},

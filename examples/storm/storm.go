@@ -16,11 +16,15 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
+	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/redisstore"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+	"github.com/steadfast-go/steadfast/ops"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
@@ -41,9 +45,18 @@ type storm struct {
 	plan *plan
 
 	db       *sql.DB
+	dialect  sqlstore.Dialect // the same Dialect type as sqloutbox's and sqlcatchup's
 	postgres bool
 	pgURL    string // with the run's schema on the search path
 	closers  []func()
+
+	// meters reads the library's metrics (the catch-up poller's) for the
+	// report, as an application's OpenTelemetry SDK would export them.
+	meters  *sdkmetric.MeterProvider
+	metrics *sdkmetric.ManualReader
+
+	page    *ops.Page // the operator's page, with -ops
+	pageURL string
 
 	idem      *sqlstore.Store   // idempotency records, inbox and ordering guard
 	idemStore idempotency.Store // the receiver's record store: idem, or Redis
@@ -52,6 +65,8 @@ type storm struct {
 	provider *provider
 	partner  *partner
 	receiver *receiver
+
+	commitWaits sync.Map // -no-outbox: events whose commit a call waits for
 }
 
 func newStorm(ctx context.Context, cfg config, w io.Writer) (_ *storm, err error) {
@@ -64,10 +79,14 @@ func newStorm(ctx context.Context, cfg config, w io.Writer) (_ *storm, err error
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
 	}
-	dialect := sqlstore.SQLite // the same Dialect type as sqloutbox's
+	s.dialect = sqlstore.SQLite
 	if s.postgres {
-		dialect = sqlstore.Postgres
+		s.dialect = sqlstore.Postgres
 	}
+	dialect := s.dialect
+	s.metrics = sdkmetric.NewManualReader()
+	s.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(s.metrics))
+	s.closers = append(s.closers, func() { _ = s.meters.Shutdown(context.Background()) })
 	if s.idem, err = sqlstore.New(s.db, dialect); err != nil {
 		return nil, err
 	}
@@ -97,24 +116,40 @@ func newStorm(ctx context.Context, cfg config, w io.Writer) (_ *storm, err error
 	if err := s.out.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("outbox schema: %w", err)
 	}
+	// The catch-up poller's cursor, lease and dead letters, in the same
+	// database as the inbox and the orders.
+	cstore, err := sqlcatchup.New(s.db, dialect)
+	if err != nil {
+		return nil, err
+	}
+	if err := cstore.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("catch-up schema: %w", err)
+	}
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS storm_orders (id TEXT PRIMARY KEY, status TEXT NOT NULL, version BIGINT NOT NULL, origin TEXT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS storm_effects (event_id TEXT NOT NULL, kind TEXT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS storm_effects (event_id TEXT NOT NULL, kind TEXT NOT NULL, via TEXT NOT NULL)`,
 	} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			return nil, err
 		}
 	}
-	s.partner = newPartner(s)
-	s.closers = append(s.closers, s.partner.close)
-	if s.receiver, err = newReceiver(s); err != nil {
+	if cfg.ops != "" {
+		if err := s.serveOps(); err != nil {
+			return nil, err
+		}
+	}
+	if s.partner, err = newPartner(s); err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, func() { s.receiver.close() })
+	s.closers = append(s.closers, s.partner.close)
 	if s.provider, err = newProvider(s); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.provider.close)
+	if s.receiver, err = newReceiver(s); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { s.receiver.close() })
 	return s, nil
 }
 
@@ -257,6 +292,9 @@ func (s *storm) play(ctx context.Context) ([]check, error) {
 		return nil, err
 	}
 	defer relays.stop()
+	if err := s.receiver.startPolling(ctx); err != nil {
+		return nil, err
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
@@ -269,6 +307,10 @@ func (s *storm) play(ctx context.Context) ([]check, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	s.waitCaughtUp(ctx)
+	if err := s.receiver.stopPolling(ctx); err != nil {
+		return nil, err
 	}
 	relays.waitDrained(ctx, s)
 	relays.stop()
@@ -299,6 +341,9 @@ func (s *storm) modes() string {
 	if s.cfg.noOutbox {
 		m = append(m, "outbox OFF")
 	}
+	if s.cfg.noCatchup {
+		m = append(m, "catch-up OFF")
+	}
 	if len(m) == 0 {
 		return ""
 	}
@@ -310,7 +355,10 @@ func (s *storm) modes() string {
 // fell back while the provider was down are charged again later with the
 // same idempotency key.
 func (s *storm) runOrderService(ctx context.Context) error {
-	client := s.provider.chargeClient()
+	client, err := s.provider.chargeClient()
+	if err != nil {
+		return err
+	}
 	var (
 		mu       sync.Mutex
 		deferred []string
@@ -380,14 +428,14 @@ func (s *storm) createOrder(ctx context.Context, id string) error {
 		return s.announce(ctx, tx, event{ID: "created_" + id, Type: "order.created", OrderID: id, Version: 0})
 	})
 	if err == nil && created {
-		s.afterCommit(event{ID: "created_" + id, Type: "order.created", OrderID: id, Version: 0})
+		s.afterCommitted(event{ID: "created_" + id, Type: "order.created", OrderID: id, Version: 0})
 	}
 	return err
 }
 
 // announce writes the partner's message for ev in tx (the outbox), unless
 // the storm runs without the outbox: then afterCommit calls the partner.
-func (s *storm) announce(ctx context.Context, tx *sql.Tx, ev event) error {
+func (s *storm) announce(ctx context.Context, tx steadfast.Tx, ev event) error {
 	if s.cfg.noOutbox {
 		return nil
 	}
@@ -404,11 +452,64 @@ func (s *storm) announce(ctx context.Context, tx *sql.Tx, ev event) error {
 }
 
 // afterCommit is the "call the partner after commit" that the outbox
-// replaces; it runs only with -no-outbox.
+// replaces; it runs only with -no-outbox. Called inside the transaction that
+// applied ev, it calls once that transaction has committed (the event's
+// effect is visible).
 func (s *storm) afterCommit(ev event) {
+	if !s.cfg.noOutbox {
+		return
+	}
+	if _, waiting := s.commitWaits.LoadOrStore(ev.ID, true); waiting {
+		return
+	}
+	s.partner.directCalls.Add(1)
+	go func() {
+		defer s.partner.directCalls.Done()
+		for range 1500 {
+			var n int
+			err := s.db.QueryRow(s.q(`SELECT count(*) FROM storm_effects WHERE event_id = ?`), ev.ID).Scan(&n)
+			if err == nil && n > 0 {
+				s.c.outboxEnqueued.Add(1)
+				s.partner.direct(ev)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+}
+
+// afterCommitted is afterCommit where the commit is known to be done.
+func (s *storm) afterCommitted(ev event) {
 	if !s.cfg.noOutbox {
 		return
 	}
 	s.c.outboxEnqueued.Add(1)
 	s.partner.direct(ev)
+}
+
+// waitCaughtUp waits, after the provider's last webhook, until the poller
+// has read the end of the events list with every event shown, and applied
+// it, so that the checks see what catch-up found. Without catch-up there is
+// nothing to wait for.
+func (s *storm) waitCaughtUp(ctx context.Context) {
+	if s.cfg.noCatchup {
+		return
+	}
+	var since time.Time
+	for ctx.Err() == nil {
+		if s.provider.listedAll() {
+			if since.IsZero() {
+				since = time.Now()
+			}
+			var n int
+			err := s.db.QueryRowContext(ctx, `SELECT count(DISTINCT event_id) FROM storm_effects`).Scan(&n)
+			if (err == nil && n >= len(s.plan.events)) || time.Since(since) > 2*time.Second {
+				return
+			}
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
 }
