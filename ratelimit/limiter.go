@@ -478,7 +478,9 @@ func (l *Limiter) forget(e *entry, now time.Time) bool {
 // Concurrent responses are reconciled by the lowest remaining budget: an
 // announcement that arrives while the request that carried it was in flight
 // together with the one in force only lowers the rate; a later one replaces
-// it. Unknown and malformed fields are ignored. A nil resp is ignored.
+// it (sent is when the request was sent; a zero sent counts as in flight
+// with every announcement). Unknown and malformed fields are ignored, and so
+// is a nil resp.
 //
 // Transport calls Observe for every response. Call it yourself for requests
 // that do not go through a Transport, such as a publisher that took budget

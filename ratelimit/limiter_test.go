@@ -44,6 +44,8 @@ func TestNewRefusesWhatMakesNoSense(t *testing.T) {
 		{[]ratelimit.Option{ratelimit.WithLimit(1, time.Second, 1), ratelimit.WithMaxKeys(0)}, "ratelimit: New: WithMaxKeys: n 0 must be at least 1"},
 		{[]ratelimit.Option{ratelimit.WithLimit(1, time.Second, 1), ratelimit.WithMaxPause(-time.Second)}, "ratelimit: New: WithMaxPause: pause -1s must be positive"},
 		{[]ratelimit.Option{ratelimit.WithLimit(1, time.Second, 1), ratelimit.WithKey(nil)}, "ratelimit: New: WithKey applies to NewTransport, not New"},
+		{[]ratelimit.Option{ratelimit.WithLimit(1, time.Second, 1), ratelimit.WithLogger(nil)}, "ratelimit: New: WithLogger: logger is nil"},
+		{[]ratelimit.Option{ratelimit.WithLimit(1, time.Second, 1), ratelimit.WithMeterProvider(nil)}, "ratelimit: New: WithMeterProvider: meter provider is nil"},
 	} {
 		_, err := ratelimit.New(tc.opts...)
 		assert.EqualError(t, err, tc.want)

@@ -180,9 +180,12 @@ func WithMaxKeys(n int) Option {
 // lowers a key's rate or pauses it (at most one line a minute per key at
 // info level, the others at debug level), and the switches to and from the
 // local share of WithStore (one line each). Nothing is logged per request.
-// nil means slog.Default(), which is the default.
+// l must not be nil. Defaults to slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return newOption("WithLogger", func(c *config) error {
+		if l == nil {
+			return errors.New("logger is nil")
+		}
 		c.logger = l
 		return nil
 	}, ctorNew)
@@ -190,10 +193,13 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the metrics
 // ratelimit.waits, ratelimit.wait.duration, ratelimit.rejections and
-// ratelimit.rate (see Limiter). nil means otel.GetMeterProvider(), which is
-// the default.
+// ratelimit.rate (see Limiter). mp must not be nil. Defaults to
+// otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return newOption("WithMeterProvider", func(c *config) error {
+		if mp == nil {
+			return errors.New("meter provider is nil")
+		}
 		c.meter = mp
 		return nil
 	}, ctorNew)
