@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
@@ -233,6 +235,95 @@ func TestDoResultTooLargeForStore(t *testing.T) {
 			got, err = idempotency.Do(ctx, r, "k", fn)
 			if runs != 1 || got != "" || !errors.Is(err, idempotency.ErrNotStored) {
 				t.Fatalf("tx %v: a later call = %d bytes, %v, %d runs; want ErrNotStored and no rerun", txMode, len(got), err, runs)
+			}
+		}
+	})
+}
+
+// postCtx is post with a deadline, so that a request that queues fails
+// instead of hanging the test.
+func postCtx(h http.Handler, key string, within time.Duration) *httptest.ResponseRecorder {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	r := httptest.NewRequest(http.MethodPost, "/orders", strings.NewReader("x")).WithContext(ctx)
+	r.Header.Set("Idempotency-Key", key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// Issue 12 item 2: a duplicate that arrives while the first request runs in
+// transactional mode does not queue on the claim's row lock (holding a
+// pooled connection and a transaction for as long as the handler runs): it
+// gets 409 at once, or with WithWait, a bounded wait and the replay; and
+// another key is served meanwhile. Two replicas (two stores, each with a
+// pool of 4 connections) share the tables; the handler blocks until the
+// test releases it; 8 duplicates arrive, half on each replica. They used to
+// queue, exhaust the pool and starve the other key.
+func TestDuplicatesNeverQueueOnRowLock(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		dbA := openDB(t, d, 4)
+		a := newStoreOn(t, dbA, d)
+		replicas := []*sqlstore.Store{a}
+		if d != sqlstore.SQLite {
+			// SQLite is one file: its transactions hold the one write lock,
+			// so a second replica would queue for it (documented); the
+			// duplicates there are this replica's.
+			b, err := sqlstore.New(openDBLike(t, d, a, 4), d, sqlstore.WithTable(a.Table()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			replicas = append(replicas, b)
+		}
+		for _, wait := range []time.Duration{0, 10 * time.Second} {
+			slow := fmt.Sprintf("slow-%v", wait)
+			entered, release := make(chan struct{}), make(chan struct{})
+			handler := func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {
+				if r.Header.Get("Idempotency-Key") == slow {
+					close(entered)
+					<-release
+				}
+				w.WriteHeader(http.StatusCreated)
+			}
+			servers := make([]http.Handler, len(replicas))
+			for i, s := range replicas {
+				servers[i] = txServer(t, s, handler, idempotency.WithWait(wait))
+			}
+			first := make(chan *httptest.ResponseRecorder, 1)
+			go func() { first <- postCtx(servers[0], slow, 30*time.Second) }()
+			<-entered
+
+			dups := make(chan *httptest.ResponseRecorder, 8)
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() { dups <- postCtx(servers[i%len(servers)], slow, 15*time.Second) })
+			}
+			if wait == 0 {
+				wg.Wait()
+				close(dups)
+				for w := range dups {
+					if w.Code != http.StatusConflict || w.Header().Get("Retry-After") == "" {
+						t.Fatalf("wait %v: a duplicate while the first runs: %d %s; want 409 with Retry-After", wait, w.Code, w.Body)
+					}
+				}
+			}
+			if d != sqlstore.SQLite {
+				if w := postCtx(servers[0], fmt.Sprintf("other-%v", wait), 5*time.Second); w.Code != http.StatusCreated {
+					t.Fatalf("wait %v: another key while the first handler is blocked: %d %s; want 201", wait, w.Code, w.Body)
+				}
+			}
+			close(release)
+			if w := <-first; w.Code != http.StatusCreated {
+				t.Fatalf("wait %v: the first request: %d %s", wait, w.Code, w.Body)
+			}
+			if wait > 0 {
+				wg.Wait()
+				close(dups)
+				for w := range dups {
+					if w.Code != http.StatusCreated || w.Header().Get(idempotency.ReplayedHeader) != "true" {
+						t.Fatalf("wait %v: a waiting duplicate: %d %s; want the replay", wait, w.Code, w.Body)
+					}
+				}
 			}
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
@@ -24,6 +25,11 @@ type Store struct {
 	q       queries
 	cfg     config
 	schema  []string
+	// inflight holds the keys of the store's open transactions.
+	inflight inflight
+	// noWaitClaim is MySQL's claim statement with a bounded lock wait,
+	// once the server's flavour is known.
+	noWaitClaim atomic.Pointer[string]
 }
 
 var (
@@ -171,7 +177,7 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	var c idempotency.Claim
 	err = s.retry(ctx, func(ctx context.Context) error {
 		var err error
-		c, err = s.claimOn(ctx, s.db, key, fingerprint, lease)
+		c, err = s.claimOn(ctx, s.db, "", key, fingerprint, lease)
 		return err
 	})
 	return c, err
@@ -201,9 +207,11 @@ func (s *Store) insertMySQL(ctx context.Context, key, fingerprint string, lease 
 const maxClaimRounds = 16
 
 // claimOn claims key with statements run on q, which may be the pool or a
-// transaction. It loops when the record it had to report vanished in between
-// (released or purged by someone else), which is rare and short-lived.
-func (s *Store) claimOn(ctx context.Context, q querier, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
+// transaction; stmt, when not empty, is MySQL's claim statement to use
+// instead of the usual one. It loops when the record it had to report
+// vanished in between (released or purged by someone else), which is rare
+// and short-lived.
+func (s *Store) claimOn(ctx context.Context, q querier, stmt, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
 	for attempt := 0; ; attempt++ {
 		if attempt == maxClaimRounds {
 			return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: key %q changed under %d claims in a row", key, attempt)
@@ -221,7 +229,7 @@ func (s *Store) claimOn(ctx context.Context, q querier, key, fingerprint string,
 		case SQLite:
 			c, found, err = s.claimSQLite(ctx, q, key, fingerprint, token, l, a)
 		default:
-			c, found, err = s.claimMySQL(ctx, q, key, fingerprint, token, l, a)
+			c, found, err = s.claimMySQL(ctx, q, stmt, key, fingerprint, token, l, a)
 		}
 		if err != nil {
 			return idempotency.Claim{}, fmt.Errorf("sqlstore: claim: %w", err)
@@ -298,8 +306,11 @@ func (s *Store) claimSQLite(ctx context.Context, q querier, key, fp string, toke
 	return s.reportExisting(ctx, q, key)
 }
 
-func (s *Store) claimMySQL(ctx context.Context, q querier, key, fp string, token, lease, abandoned int64) (idempotency.Claim, bool, error) {
-	if _, err := q.ExecContext(ctx, s.q.claim, key, fp, token, lease, lease, abandoned); err != nil {
+func (s *Store) claimMySQL(ctx context.Context, q querier, stmt, key, fp string, token, lease, abandoned int64) (idempotency.Claim, bool, error) {
+	if stmt == "" {
+		stmt = s.q.claim
+	}
+	if _, err := q.ExecContext(ctx, stmt, key, fp, token, lease, lease, abandoned); err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	rec, err := s.getOn(ctx, q, s.q.lookupLocked, key, key)

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/steadfast-go/steadfast"
@@ -21,9 +23,20 @@ import (
 // key "" it claims nothing and returns the open transaction (a request
 // without a key); Commit then only commits.
 //
+// A duplicate never queues on the claim's row lock: a key held by another
+// live transaction (a request with it still running) is reported at once as
+// in progress, not acquired. The claim waits at most 20ms for the row's lock
+// (PostgreSQL's lock_timeout; MariaDB's SET STATEMENT
+// innodb_lock_wait_timeout=0; MySQL 8's SET_VAR hint, whose least wait is
+// a second), and a key held by a transaction of this Store is reported
+// without touching the database.
+//
 // On SQLite the transaction holds the database's single write lock until it
 // ends (open the database with SQLiteDSN, which begins every transaction
-// IMMEDIATE): keep transactional handlers short there.
+// IMMEDIATE): requests in transactional mode run one at a time there, and
+// wait for the lock up to the busy timeout; a duplicate of a request that
+// runs in this process still gets its answer at once. Keep transactional
+// handlers short there.
 //
 // The claim in an open transaction is held by its row lock, not its lease:
 // do not Renew it. Deadlocks and busy errors while claiming are retried with
@@ -39,6 +52,16 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return nil, idempotency.Claim{}, err
 	}
+	busy := idempotency.Claim{Record: idempotency.Record{
+		// The holder's record is not visible until it commits: report it
+		// as this claimer would have found it, in progress.
+		Key: key, Fingerprint: fingerprint, Status: idempotency.StatusInProgress, TTL: lease,
+	}}
+	if !s.inflight.add(key) {
+		// Held by a transaction of this store: in progress, without a
+		// connection.
+		return nil, busy, nil
+	}
 	var (
 		tx *sql.Tx
 		c  idempotency.Claim
@@ -49,12 +72,14 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 		if err != nil {
 			return fmt.Errorf("sqlstore: begin: %w", err)
 		}
-		c, err = s.claimOn(ctx, tx, key, fingerprint, lease)
+		c, err = s.claimNoWait(ctx, tx, key, fingerprint, lease)
+		if sqldb.IsLockTimeout(err) {
+			// Another live transaction holds the key's row: in progress.
+			c, err = busy, nil
+		}
 		if err == nil && c.Acquired {
 			// The handler's writes start here: a refusal rolls back to it.
-			if _, err = tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
-				err = fmt.Errorf("sqlstore: savepoint: %w", err)
-			}
+			err = s.afterClaim(ctx, tx)
 		}
 		if err != nil || !c.Acquired {
 			_ = tx.Rollback()
@@ -62,13 +87,104 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 		}
 		return err
 	})
-	if err != nil {
-		return nil, idempotency.Claim{}, err
-	}
-	if !c.Acquired {
+	if err != nil || !c.Acquired {
+		s.inflight.remove(key)
+		if err != nil {
+			return nil, idempotency.Claim{}, err
+		}
 		return nil, c, nil
 	}
 	return &claimTx{s: s, tx: tx, key: key, token: c.Token}, c, nil
+}
+
+// lockWait is how long a claim in a transaction waits for another
+// transaction's lock on the key's row before it reports the key in
+// progress.
+const lockWait = 20 * time.Millisecond
+
+// claimNoWait claims key in tx without queueing on the row lock of another
+// transaction that holds it: the wait is bounded (PostgreSQL's lock_timeout,
+// MariaDB's SET STATEMENT innodb_lock_wait_timeout, MySQL's SET_VAR hint),
+// and a lock that does not come gives an error for which
+// sqldb.IsLockTimeout is true. SQLite needs no bound: the transaction holds
+// the database's one write lock from its start.
+func (s *Store) claimNoWait(ctx context.Context, tx *sql.Tx, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
+	switch s.dialect {
+	case Postgres:
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", lockWait.Milliseconds())); err != nil {
+			return idempotency.Claim{}, fmt.Errorf("sqlstore: lock_timeout: %w", err)
+		}
+	case MySQL:
+		q, err := s.mysqlClaimNoWait(ctx, tx)
+		if err != nil {
+			return idempotency.Claim{}, err
+		}
+		return s.claimOn(ctx, tx, q, key, fingerprint, lease)
+	}
+	return s.claimOn(ctx, tx, "", key, fingerprint, lease)
+}
+
+// afterClaim ends the bounded lock wait of claimNoWait and takes the
+// savepoint.
+func (s *Store) afterClaim(ctx context.Context, tx *sql.Tx) error {
+	if s.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout TO DEFAULT"); err != nil {
+			return fmt.Errorf("sqlstore: lock_timeout: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+		return fmt.Errorf("sqlstore: savepoint: %w", err)
+	}
+	return nil
+}
+
+// mysqlClaimNoWait returns the claim statement with a bounded lock wait for
+// the server: MariaDB takes SET STATEMENT innodb_lock_wait_timeout=0 (no
+// wait), MySQL 8 the SET_VAR hint (at least a second).
+// The server is asked once, in tx (not on another pooled connection, which
+// a full pool would never hand out).
+func (s *Store) mysqlClaimNoWait(ctx context.Context, tx *sql.Tx) (string, error) {
+	if q := s.noWaitClaim.Load(); q != nil {
+		return *q, nil
+	}
+	var version string
+	if err := tx.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return "", fmt.Errorf("sqlstore: server version: %w", err)
+	}
+	var q string
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		q = "SET STATEMENT innodb_lock_wait_timeout=0 FOR " + s.q.claim
+	} else {
+		q = strings.Replace(s.q.claim, "INSERT INTO", "INSERT /*+ SET_VAR(innodb_lock_wait_timeout=1) */ INTO", 1)
+	}
+	s.noWaitClaim.Store(&q)
+	return q, nil
+}
+
+// inflight is the set of keys held by this store's open transactions.
+type inflight struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+// add adds key, unless it is held already.
+func (f *inflight) add(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.keys[key]; ok {
+		return false
+	}
+	if f.keys == nil {
+		f.keys = make(map[string]struct{})
+	}
+	f.keys[key] = struct{}{}
+	return true
+}
+
+func (f *inflight) remove(key string) {
+	f.mu.Lock()
+	delete(f.keys, key)
+	f.mu.Unlock()
 }
 
 // begin begins a transaction. A failure to begin, where nothing ran yet,
@@ -97,6 +213,7 @@ type claimTx struct {
 	tx    *sql.Tx
 	key   string
 	token int64
+	ended bool
 }
 
 var _ idempotency.ClaimTx = (*claimTx)(nil)
@@ -121,6 +238,7 @@ func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Du
 		// one.
 		return fmt.Errorf("sqlstore: %w: response is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(response), t.s.cfg.maxResp)
 	}
+	defer t.end()
 	if t.key == "" {
 		if discard {
 			return rollback(t.tx)
@@ -152,6 +270,14 @@ func (t *claimTx) Commit(ctx context.Context, response []byte, retention time.Du
 	return nil
 }
 
+// end lets the store's next transaction claim the key.
+func (t *claimTx) end() {
+	if t.key != "" && !t.ended {
+		t.ended = true
+		t.s.inflight.remove(t.key)
+	}
+}
+
 // lost rolls back what is left of a transaction found lost by err.
 func (t *claimTx) lost(err error) error {
 	return errors.Join(fmt.Errorf("sqlstore: %w: %w", idempotency.ErrTxLost, err), rollback(t.tx))
@@ -160,6 +286,7 @@ func (t *claimTx) lost(err error) error {
 // Rollback rolls the transaction back: the claim and everything written in
 // the transaction are undone, and the next claimer runs the work again.
 func (t *claimTx) Rollback(ctx context.Context) error {
+	defer t.end()
 	return rollback(t.tx)
 }
 
@@ -183,7 +310,7 @@ func (s *Store) ClaimIn(ctx context.Context, tx steadfast.Tx, key, fingerprint s
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return idempotency.Claim{}, err
 	}
-	return s.claimOn(ctx, tx, key, fingerprint, lease)
+	return s.claimOn(ctx, tx, "", key, fingerprint, lease)
 }
 
 // CompleteIn completes, inside tx, the claim that ClaimIn took there. It
