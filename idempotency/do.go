@@ -160,7 +160,14 @@ func decode[T any](cfg *config, key string, payload []byte, err error) (T, error
 // the callers that joined it. value is fn's result if this flight ran it.
 func lead[T any](ctx context.Context, r *Runner, cfg *config, key, flightKey string, fl *flight, fn func(context.Context) (T, error)) (value T, fr flightResult, err error) {
 	defer func() { r.flights.finish(flightKey, fl, fr, err) }()
-	txCtx := ctx
+	var txCtx context.Context
+	if cfg.transaction {
+		// Detached from the caller, so that the result of work that
+		// finished is committed; bounded by WithMaxTxDuration.
+		var cancel context.CancelFunc
+		txCtx, cancel = txContext(ctx, cfg.maxTx)
+		defer cancel()
+	}
 	acquired, token, tx, fr, err := r.claim(ctx, txCtx, cfg, key)
 	if err != nil || !acquired {
 		return value, fr, err
@@ -341,6 +348,9 @@ func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key stri
 	}
 	sctx, cancel := afterWork(ctx, r.store, cfg.storeTimeout)
 	defer cancel()
+	if tx != nil {
+		sctx = txCtx
+	}
 	if panicked || (err != nil && !isFinal(err)) {
 		r.undo(sctx, cfg, key, token, tx)
 		var zero T

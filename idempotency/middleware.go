@@ -197,7 +197,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	skey, fp := mw.keyAndFingerprint(r, scope, cfg.route(r), key, body, rb)
 	ctx := r.Context()
 
-	var deadline time.Time
+	var (
+		deadline time.Time
+		txCtx    context.Context
+	)
+	if mw.txStore != nil {
+		// The transaction outlives a client that went away, so that the
+		// answer of a handler that finished is committed; WithMaxTxDuration
+		// bounds it instead.
+		var cancel context.CancelFunc
+		txCtx, cancel = txContext(ctx, cfg.maxTx)
+		defer cancel()
+	}
 	for {
 		var (
 			c   Claim
@@ -205,7 +216,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err error
 		)
 		if mw.txStore != nil {
-			tx, c, err = mw.txStore.BeginTx(ctx, skey, fp, cfg.lease)
+			tx, c, err = mw.txStore.BeginTx(txCtx, skey, fp, cfg.lease)
 		} else {
 			c, err = mw.store.Claim(ctx, skey, fp, cfg.lease)
 		}
@@ -216,7 +227,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if c.Acquired {
 			mw.metrics.add(ctx, mw.metrics.executions)
 			if tx != nil {
-				h.runTx(w, r, skey, tx, rb)
+				h.runTx(w, r, txCtx, skey, tx, rb)
 			} else {
 				h.run(w, r, skey, c.Token, rb)
 			}
@@ -380,18 +391,21 @@ func (h *handler) keyless(w http.ResponseWriter, r *http.Request, rb *requestBuf
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	tx, _, err := mw.txStore.BeginTx(r.Context(), "", "", mw.cfg.lease)
+	txCtx, cancel := txContext(r.Context(), mw.cfg.maxTx)
+	defer cancel()
+	tx, _, err := mw.txStore.BeginTx(txCtx, "", "", mw.cfg.lease)
 	if err != nil {
 		h.storeFailed(w, r, err)
 		return
 	}
-	h.runTx(w, r, "", tx, rb)
+	h.runTx(w, r, txCtx, "", tx, rb)
 }
 
-// runTx runs the handler in tx, which holds the claim of key (none for a
-// keyless request), and commits its final answer with its writes, or rolls
-// everything back. The response is buffered in rb, as in run.
-func (h *handler) runTx(w http.ResponseWriter, r *http.Request, key string, tx ClaimTx, rb *requestBuffer) {
+// runTx runs the handler in tx, begun on txCtx, which holds the claim of
+// key (none for a keyless request), and commits its final answer with its
+// writes, or rolls everything back, on txCtx: detached from the client and
+// bounded by WithMaxTxDuration. The response is buffered in rb, as in run.
+func (h *handler) runTx(w http.ResponseWriter, r *http.Request, txCtx context.Context, key string, tx ClaimTx, rb *requestBuffer) {
 	mw := h.mw
 	cfg := &mw.cfg
 	ctx := r.Context()
@@ -401,14 +415,14 @@ func (h *handler) runTx(w http.ResponseWriter, r *http.Request, key string, tx C
 	defer func() {
 		if !finished {
 			// The handler panicked: roll back, and let the panic go on.
-			mw.rollback(ctx, key, tx)
+			mw.rollback(txCtx, key, tx)
 		}
 	}()
 	h.next.ServeHTTP(bw, r)
 	finished = true
 	status := bw.statusCode()
 	if !cfg.final(status) {
-		mw.rollback(ctx, key, tx)
+		mw.rollback(txCtx, key, tx)
 		bw.sendTo(w)
 		return
 	}
@@ -416,15 +430,13 @@ func (h *handler) runTx(w http.ResponseWriter, r *http.Request, key string, tx C
 	if key != "" {
 		stored = appendResponse(nil, status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
 	}
-	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
-	defer cancel()
 	// A refusal (400 and above) leaves no half-done writes: they are
 	// rolled back to the savepoint taken after the claim.
 	discard := status >= 400
-	err := tx.Commit(sctx, stored, cfg.retention, discard)
+	err := tx.Commit(txCtx, stored, cfg.retention, discard)
 	if errors.Is(err, ErrTooLarge) {
 		// Refused before anything else: the transaction is as it was.
-		err = tx.Commit(sctx, tooLargeMarker(status), cfg.retention, discard)
+		err = tx.Commit(txCtx, tooLargeMarker(status), cfg.retention, discard)
 	}
 	if err != nil {
 		// Everything the handler wrote in tx is gone: its response would
@@ -447,11 +459,9 @@ func (mw *middleware) release(ctx context.Context, key string, token int64) {
 }
 
 // rollback rolls tx back, the claim of key with it, after a response that
-// is not final, or a panic.
-func (mw *middleware) rollback(ctx context.Context, key string, tx ClaimTx) {
-	sctx, cancel := afterWork(ctx, mw.store, mw.cfg.storeTimeout)
-	defer cancel()
-	mw.undone(ctx, key, tx.Rollback(sctx))
+// is not final, or a panic; txCtx is the transaction's own context.
+func (mw *middleware) rollback(txCtx context.Context, key string, tx ClaimTx) {
+	mw.undone(txCtx, key, tx.Rollback(txCtx))
 }
 
 // undone reports a failure to give a claim up.
