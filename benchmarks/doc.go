@@ -14,14 +14,18 @@
 //     insert to published, with a no-op publisher): outbox.Relay on
 //     outbox/sqloutbox against Watermill's SQL forwarder and River;
 //   - the idempotency middleware against the bare handler (no net/http
-//     idempotency middleware from the ecosystem fits: see BENCHMARKS.md).
+//     idempotency middleware from the ecosystem fits: see BENCHMARKS.md);
+//   - one shared rate-limit decision on Redis: ratelimit/redislimit's Store
+//     and a ratelimit.Limiter over it against go-redis/redis_rate.
 //
 // It is a module of its own, so that none of these peers enters the
 // library's go.mod. Run it from this directory:
 //
-//	TEST_POSTGRES_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' go test -bench . ./...
+//	TEST_POSTGRES_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' \
+//	TEST_REDIS_URL=redis://127.0.0.1:6379/0 go test -bench . ./...
 //
 // The outbox benchmarks skip without TEST_POSTGRES_URL; each works in a
-// PostgreSQL schema of its own, dropped at the end. BENCHMARKS.md at the
+// PostgreSQL schema of its own, dropped at the end. The rate-limit
+// benchmark skips without TEST_REDIS_URL; its keys are removed at the end. BENCHMARKS.md at the
 // repository root holds the results.
 package benchmarks
