@@ -1,6 +1,10 @@
 package idempotency
 
-import "context"
+import (
+	"context"
+
+	"github.com/steadfast-go/steadfast/internal/httpx"
+)
 
 // Test hooks: unexported pieces the external tests reach.
 
@@ -15,7 +19,15 @@ const MaxKeyLength = maxKeyLength
 func Len(s *MemoryStore) int { return s.len() }
 
 // ProblemStatus returns the status the middleware answers p with.
-func ProblemStatus(p Problem) int { return p.status() }
+func ProblemStatus(p Problem) int {
+	switch p {
+	case httpx.ProblemBodyTooLarge:
+		return 413
+	case httpx.ProblemBodyUnreadable:
+		return 400
+	}
+	return p.status()
+}
 
 // ClaimTxFrom returns the ClaimTx that ctx carries, or nil.
 func ClaimTxFrom(ctx context.Context) ClaimTx {

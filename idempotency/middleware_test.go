@@ -693,12 +693,12 @@ func TestMiddlewareLimits(t *testing.T) {
 	t.Parallel()
 	h := &counting{}
 	srv := newMiddleware(t, newStore(t), idempotency.WithMaxBodyBytes(10), idempotency.WithMaxResponseBytes(20))(h)
-	wantProblem(t, serve(srv, request("/x", "k1", strings.Repeat("b", 11))), idempotency.ProblemBodyTooLarge)
+	wantProblem(t, serve(srv, request("/x", "k1", strings.Repeat("b", 11))), idempotency.Problem("https://steadfast-go.github.io/problems/request-body-too-large"))
 	// Without a Content-Length.
 	r := request("/x", "k2", "")
 	r.Body = io.NopCloser(strings.NewReader(strings.Repeat("b", 100)))
 	r.ContentLength = -1
-	wantProblem(t, serve(srv, r), idempotency.ProblemBodyTooLarge)
+	wantProblem(t, serve(srv, r), idempotency.Problem("https://steadfast-go.github.io/problems/request-body-too-large"))
 	if h.runs.Load() != 0 {
 		t.Fatal("the handler ran for a body over the limit")
 	}

@@ -8,7 +8,11 @@ import (
 
 // Problem is the type URI of an application/problem+json (RFC 9457) error
 // response of the middleware, whose body holds type, title, status and
-// detail. The URIs are stable: clients may branch on them.
+// detail. The URIs are stable: clients may branch on them. A request body
+// over WithMaxBodyBytes gets 413 with the type
+// https://steadfast-go.github.io/problems/request-body-too-large, and one
+// that cannot be read 400 with .../request-body-unreadable, as from every
+// steadfast middleware.
 type Problem string
 
 // The problems the middleware answers with.
@@ -29,16 +33,12 @@ const (
 	ProblemStoreUnavailable Problem = "https://steadfast-go.github.io/problems/idempotency-store-unavailable"
 	// ProblemStoreFull (503): the store holds as many keys as it may.
 	ProblemStoreFull Problem = "https://steadfast-go.github.io/problems/idempotency-store-full"
-	// ProblemBodyTooLarge (413): the request body is over the limit.
-	ProblemBodyTooLarge Problem = httpx.ProblemBodyTooLarge
-	// ProblemBodyUnreadable (400): the request body could not be read.
-	ProblemBodyUnreadable Problem = httpx.ProblemBodyUnreadable
 )
 
 // status returns the HTTP status that the middleware answers p with.
 func (p Problem) status() int {
 	switch p {
-	case ProblemKeyMissing, ProblemKeyInvalid, ProblemBodyUnreadable:
+	case ProblemKeyMissing, ProblemKeyInvalid:
 		return http.StatusBadRequest
 	case ProblemKeyMismatch, ProblemResponseNotStored:
 		return http.StatusUnprocessableEntity
@@ -46,8 +46,6 @@ func (p Problem) status() int {
 		return http.StatusConflict
 	case ProblemStoreUnavailable, ProblemStoreFull:
 		return http.StatusServiceUnavailable
-	case ProblemBodyTooLarge:
-		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusInternalServerError
 }
@@ -69,10 +67,6 @@ func (p Problem) title() string {
 		return "Idempotency store unavailable"
 	case ProblemStoreFull:
 		return "Idempotency store full"
-	case ProblemBodyTooLarge:
-		return "Request body too large"
-	case ProblemBodyUnreadable:
-		return "Request body unreadable"
 	}
 	return "Error"
 }
