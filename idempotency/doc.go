@@ -22,14 +22,24 @@
 //
 // # Stores
 //
-// MemoryStore keeps records in memory, bounded (it refuses new keys rather
-// than evict live ones); idempotency/sqlstore (PostgreSQL, SQLite,
-// MySQL/MariaDB) and idempotency/redisstore keep them durably and share them
-// between instances. idempotency/storetest checks any Store.
+// MemoryStore keeps records in memory, bounded by records and bytes, with a
+// share per tenant (it refuses new keys rather than evict live ones);
+// idempotency/sqlstore (PostgreSQL, SQLite, MySQL/MariaDB) and
+// idempotency/redisstore keep them durably and share them between
+// instances. idempotency/storetest checks any Store. Every store holds to
+// the same limits (keys of 1 to 1024 bytes, fingerprints of at most 255);
+// the middleware's scoped keys always fit them (ScopedKey), and a store that
+// refuses the client's input (ErrTooLarge, ErrInvalid) gets a 400, never a
+// 503. Time is each store's own: the shared stores keep leases and
+// retention on their server's clock, and report what is left (Record.TTL).
 //
 // With WithTransaction and a TxStore, the claim is taken inside a database
 // transaction that the work writes in (TxFrom), and the result commits with
-// the work's own writes: a crash between the two cannot happen.
+// the work's own writes: a crash between the two cannot happen. TxFrom
+// documents the rules: a savepoint after the claim, refusals that leave no
+// writes, a transaction detached from the client and bounded by
+// WithMaxTxDuration, duplicates answered at once instead of queueing on the
+// claim's row lock.
 //
 // # The HTTP rules
 //
@@ -37,7 +47,8 @@
 // and what Stripe does; where they differ, the draft wins. Where this
 // package goes beyond the draft: GET, HEAD, OPTIONS and TRACE pass through
 // untouched; 3xx responses are stored along with 2xx and 4xx; the key is
-// namespaced by scope (WithScope), method and route; a response too large to
+// namespaced by scope (WithScope), method and route; the fingerprint covers
+// the query string (WithoutQuery leaves it out); a response too large to
 // store is answered, and its retries get a 422 problem
 // (ProblemResponseNotStored) rather than a rerun.
 //

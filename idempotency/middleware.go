@@ -48,7 +48,10 @@ const ReplayedHeader = "Idempotent-Replayed"
 //     goes on), so that a retry runs the handler again.
 //
 // A store that fails gets 503, and the handler does not run, unless
-// WithFailOpen. A result that cannot be stored after the handler ran is still
+// WithFailOpen; a full store's 503 says in Retry-After when room frees up. A
+// store that refuses the request's key (ErrTooLarge, ErrInvalid) gets 400.
+// With WithTransaction the handler runs in a transaction of the store's
+// (TxFrom, which documents the rules). A result that cannot be stored after the handler ran is still
 // sent; storing it is retried a few times, then logged as an error. Every
 // error response is application/problem+json with a stable type URI (the
 // Problem constants).

@@ -76,6 +76,8 @@
 //
 // Deadlocks (MySQL/MariaDB 1213, PostgreSQL 40P01), lock wait timeouts and
 // SQLite busy errors are retried with a fresh transaction (WithRetryAttempts);
+// a failure to begin a transaction (after a database restart, every pooled
+// connection is broken) is tried again at once on another connection;
 // every other error is returned wrapped, and nothing is marked done that did
 // not commit.
 package sqlstore
