@@ -28,8 +28,9 @@ func size() int {
 	return 40
 }
 
-// playChecks plays a storm and returns its checks by name.
-func playChecks(t *testing.T, cfg config) map[string]check {
+// playChecks plays a storm and returns its checks by name; after, if given,
+// looks at the storm before it is closed.
+func playChecks(t *testing.T, cfg config, after ...func(*storm)) map[string]check {
 	t.Helper()
 	cfg.quiet = true
 	if cfg.orders == 0 {
@@ -48,6 +49,9 @@ func playChecks(t *testing.T, cfg config) map[string]check {
 	checks, err := s.play(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range after {
+		f(s)
 	}
 	byName := map[string]check{}
 	for _, c := range checks {
@@ -75,7 +79,28 @@ const (
 )
 
 func TestStormPassesOnSQLite(t *testing.T) {
-	mustPass(t, playChecks(t, config{dir: t.TempDir()}))
+	// The operator's page serves while the storm runs, and shows what the
+	// relay delivered and the breakers that opened.
+	page := func(s *storm) {
+		if s.pageURL == "" {
+			t.Fatal("no operator's page")
+		}
+		resp, err := http.Get(s.pageURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d, %v", s.pageURL, resp.StatusCode, err)
+		}
+		for _, want := range []string{"Outbox backlog", "delivered", "Circuit breakers", "partner"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("the operator's page does not say %q", want)
+			}
+		}
+	}
+	mustPass(t, playChecks(t, config{dir: t.TempDir(), ops: "127.0.0.1:0"}, page))
 }
 
 func TestStormPassesOnPostgresAndRedis(t *testing.T) {
