@@ -42,4 +42,19 @@
 // with bounded concurrency overall and per destination, each cut off by a
 // timeout, so a slow destination holds at most its own share of the slots; a
 // paused destination is not claimed at all until its pause ends.
+//
+// A pause (a publisher's ErrPaused: an endpoint that answered 410 Gone, an
+// open circuit breaker) is recorded in the store, once per destination, so
+// that every relay honours it, across restarts; the paused messages keep
+// their schedule and attempts; Store.Pauses lists the pauses and
+// Store.Resume lifts them (outboxctl pauses, resume).
+//
+// # Attempts and leases
+//
+// An attempt is a publish whose outcome was written back. A relay that dies
+// while it holds a message spends none of its attempts: the claim is
+// counted apart as abandoned, and a message abandoned WithMaxAbandoned times
+// is dead-lettered unpublished. Claims are leased (WithLease) and renewed
+// while their messages wait and are published, so a crashed relay's keys
+// move to the others within about a lease.
 package outbox

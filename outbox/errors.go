@@ -13,8 +13,13 @@ import (
 var ErrPaused = errors.New("outbox: destination paused")
 
 // Pause returns err marked so that it matches ErrPaused and asks the relay to
-// hold the message's destination for d (0 means the relay's default: see
-// WithPause). The returned error unwraps to err; a nil err stands for
+// pause the message's destination for d (0 means the relay's default: see
+// WithPause). The relay records the pause in the store, once: every relay
+// then stops claiming the destination's messages, the ones already claimed
+// are released unpublished within a poll interval, with their schedule and
+// attempts kept, and the pause survives restarts. It ends after d, or when
+// an operator lifts it (Store.Resume, outboxctl resume). d is not capped by
+// WithMaxRetryAfter. The returned error unwraps to err; a nil err stands for
 // ErrPaused itself.
 func Pause(err error, d time.Duration) error {
 	if err == nil {

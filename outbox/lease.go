@@ -29,6 +29,8 @@ var errLeaseExpired = errors.New("outbox: the message's lease ran out before it 
 
 // lease is the claim of one batch, as this relay knows it.
 type lease struct {
+	start time.Time // when the claim was sent
+
 	mu    sync.Mutex
 	end   time.Time       // when the lease runs out, never later than in the store
 	held  map[int64]*held // the batch's messages not yet done, by position
@@ -43,8 +45,8 @@ type held struct {
 	deadline time.Time               // the end of its publish timeout, while it is being published
 }
 
-func newLease(batch []claimed, end time.Time) *lease {
-	l := &lease{end: end, held: make(map[int64]*held, len(batch))}
+func newLease(batch []claimed, start, end time.Time) *lease {
+	l := &lease{start: start, end: end, held: make(map[int64]*held, len(batch))}
 	for i := range batch {
 		h := &held{token: batch[i].Token}
 		l.held[batch[i].Position] = h

@@ -253,8 +253,12 @@ func WithMaxAbandoned(n int) Option {
 	})
 }
 
-// WithMaxRetryAfter caps the delay a publisher asks for with RetryAfter. d
-// must be positive. Defaults to one hour.
+// WithMaxRetryAfter caps the delay a failed publish asks for with
+// RetryAfter (an HTTP Retry-After) before the message's next attempt. It does
+// not apply to pauses (ErrPaused): a pause lasts what the publisher asked
+// (webhookpub's WithGonePause for a 410, an open breaker's remaining open
+// time) or WithPause's default, and an operator lifts it early with
+// Store.Resume. d must be positive. Defaults to one hour.
 func WithMaxRetryAfter(d time.Duration) Option {
 	return newOption("WithMaxRetryAfter", func(c *config) error {
 		c.maxRetryAfter = d
@@ -263,8 +267,8 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithPause sets how long a destination is paused when its publisher
-// returns ErrPaused without a duration. d must be positive. Defaults to
-// 30 s.
+// returns ErrPaused without a duration (see Pause for what a pause does). d
+// must be positive. Defaults to 30 s.
 func WithPause(d time.Duration) Option {
 	return newOption("WithPause", func(c *config) error {
 		c.pause = d

@@ -79,7 +79,7 @@ type Relay struct {
 	mu        sync.Mutex
 	held      int
 	heldDest  map[string]int
-	paused    map[string]time.Time
+	paused    map[string]knownPause
 	destSem   map[string]chan struct{}
 	globalSem chan struct{}
 }
@@ -131,7 +131,7 @@ func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
 		wake:      make(chan struct{}, 1),
 		freed:     make(chan struct{}, 1),
 		heldDest:  map[string]int{},
-		paused:    map[string]time.Time{},
+		paused:    map[string]knownPause{},
 		destSem:   map[string]chan struct{}{},
 		globalSem: make(chan struct{}, cfg.concurrency),
 		leases:    map[*lease]struct{}{},
@@ -170,6 +170,7 @@ func (r *Relay) Start(ctx context.Context) error {
 	if r.cfg.notifier != nil {
 		r.goLoop(r.listenLoop)
 	}
+	r.goLoop(r.pauseLoop)
 	r.goLoop(r.statsLoop)
 	for range 2 {
 		r.settlers.Add(1)
@@ -292,19 +293,15 @@ func (r *Relay) reserve() (int, []string) {
 	r.held += n
 	var exclude []string
 	now := time.Now()
-	for d, until := range r.paused {
-		if now.Before(until) {
-			exclude = append(exclude, d)
-		} else {
-			delete(r.paused, d)
+	for d, p := range r.paused {
+		if now.Before(p.until) {
+			exclude = append(exclude, d) // the store skips it too; this spares it the work
 		}
 	}
 	limit := r.cfg.destConcurrency + r.cfg.batchSize
 	for d, h := range r.heldDest {
-		if h >= limit {
-			if _, p := r.paused[d]; !p {
-				exclude = append(exclude, d)
-			}
+		if h >= limit && !now.Before(r.paused[d].until) {
+			exclude = append(exclude, d)
 		}
 	}
 	return n, exclude
@@ -324,6 +321,12 @@ func (r *Relay) unhold(n int) {
 func (r *Relay) claimLoop(ctx context.Context) {
 	fails := 0
 	for ctx.Err() == nil {
+		// The lease is counted from before the claim was sent, so that it
+		// never ends later here than in the store; and from before the
+		// destinations to exclude were read, so that a pause this relay
+		// learns after that is applied to what the claim returns (see
+		// pausedFor).
+		start := time.Now()
 		n, exclude := r.reserve()
 		if n == 0 {
 			select {
@@ -336,10 +339,8 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		// it after the relay gave up on it, and those messages would wait
 		// for their lease. It is bounded by the lease instead (what comes
 		// back later is lost anyway); what it returns after Stop began is
-		// released at once. The lease is counted from before the claim was
-		// sent, so that it never ends later here than in the store.
-		start := time.Now()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(r.cfg.publishTimeout, r.cfg.lease))
+		// released at once.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.lease)
 		batch := make([]claimed, 0, n)
 		err := r.store.Claim(cctx, backend.ClaimRequest{Limit: n, Lease: r.cfg.lease, Exclude: exclude},
 			func(d Delivery, c backend.Claim) { batch = append(batch, claimed{Delivery: d, Claim: c}) })
@@ -362,7 +363,7 @@ func (r *Relay) claimLoop(ctx context.Context) {
 			continue
 		}
 		fails = 0
-		r.dispatch(batch, start.Add(r.cfg.lease))
+		r.dispatch(batch, start)
 		if len(batch) == n {
 			// There may be more: let another claimer overlap this one.
 			signal(r.wake)
@@ -382,11 +383,11 @@ func (r *Relay) claimLoop(ctx context.Context) {
 // none is left. Each message still waits for its destination's and the
 // overall slots, as it would with a goroutine of its own, but a batch costs a
 // few goroutines instead of one per message.
-func (r *Relay) dispatch(batch []claimed, leaseEnd time.Time) {
+func (r *Relay) dispatch(batch []claimed, start time.Time) {
 	if len(batch) == 0 {
 		return
 	}
-	r.track(newLease(batch, leaseEnd))
+	r.track(newLease(batch, start, start.Add(r.cfg.lease)))
 	r.mu.Lock()
 	for _, c := range batch {
 		r.heldDest[c.Destination]++
@@ -520,12 +521,10 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 	}
 	defer func() { <-r.globalSem }()
 	start := time.Now()
-	// The destination may have been paused while this message waited.
-	r.mu.Lock()
-	until := r.paused[c.Destination]
-	r.mu.Unlock()
-	if until.After(start) {
-		return outcome(c, backend.Pause, until.Sub(start), "")
+	// The destination may have been paused since this message was claimed:
+	// it waits, unpublished, with its schedule and attempts.
+	if r.pausedFor(c.Destination, c.lease.start) {
+		return release(c)
 	}
 
 	// Its lease may have run out while it waited (it is renewed, but the
@@ -582,19 +581,15 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, ErrPaused):
+		// The pause lasts what the publisher asked (WithPause when it asked
+		// nothing); WithMaxRetryAfter does not cut it: an operator lifts it.
 		d, _ := retry.RetryAfter(err)
 		if d <= 0 {
 			d = r.cfg.pause
 		}
-		d = min(d, r.cfg.maxRetryAfter)
-		r.mu.Lock()
-		until := time.Now().Add(d)
-		if until.After(r.paused[c.Destination]) {
-			r.paused[c.Destination] = until
-		}
-		r.mu.Unlock()
+		r.notePause(c.Destination, time.Now().Add(d))
 		r.m.attempt(ctx, c.Topic, "paused", took)
-		r.log.Debug("outbox: destination paused", "destination", c.Destination, "for", d, "err", err)
+		r.log.Warn("outbox: destination paused", "destination", c.Destination, "for", d, "err", err)
 		return outcome(c, backend.Pause, d, msg)
 	case retry.IsPermanent(err):
 		r.m.attempt(ctx, c.Topic, "permanent", took)

@@ -39,6 +39,11 @@ type Store interface {
 	// refused; the others are applied. It returns the positions of the
 	// refused outcomes.
 	Settle(ctx context.Context, outcomes []backend.Outcome) (refused []int64, err error)
+	// Pauses lists the destinations paused now (by an outcome of kind
+	// backend.Pause, from any relay), with the store's time turned into
+	// this host's: Until is the host's clock plus the time the pause has
+	// left in the store.
+	Pauses(ctx context.Context) ([]PausedDestination, error)
 	// Stats reports the backlog.
 	Stats(ctx context.Context) (Stats, error)
 
@@ -62,6 +67,21 @@ type Store interface {
 	// Discard deletes the dead letters with the given ids and returns how
 	// many it deleted. Ids that are not dead letters are left alone.
 	Discard(ctx context.Context, ids ...string) (int, error)
+	// Resume lifts the pauses of the given destinations and returns how
+	// many were paused: their messages are claimable at once, by every
+	// relay (relays that hold some learn it within their poll interval).
+	Resume(ctx context.Context, destinations ...string) (int, error)
+}
+
+// PausedDestination is a destination whose messages no relay claims until
+// Until, or until an operator resumes it (Store.Resume, outboxctl resume).
+type PausedDestination struct {
+	// Destination is the paused destination (see Message.Destination).
+	Destination string
+	// Until is when the pause ends by itself, on this host's clock.
+	Until time.Time
+	// Reason is the publisher's error that paused it, such as a 410 Gone.
+	Reason string
 }
 
 // Stats is a snapshot of a store's backlog.

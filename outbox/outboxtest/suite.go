@@ -42,6 +42,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"PoisonHeadBlocksOnlyItsKey", testPoisonHeadBlocksOnlyItsKey},
 		{"PoisonHeadDeadLetteredThenKeyContinues", testPoisonHeadDeadLettered},
 		{"PausedDestinationIsolated", testPausedDestination},
+		{"PauseRecordedOnceForEveryClaim", testPauseRecorded},
+		{"GoneDestinationPausedForEveryRelay", testGoneForEveryRelay},
 		{"PermanentDeadLetterRequeue", testPermanentDeadLetterRequeue},
 		{"RetryAfterHonoured", testRetryAfterHonoured},
 		{"MaxAttemptsDeadLetter", testMaxAttempts},
@@ -659,9 +661,16 @@ func testPausedDestination(t *testing.T, h Harness) {
 		if r.State != outbox.StatePending || r.Attempts != 0 {
 			t.Errorf("paused message: state %v attempts %d, want pending with its attempts kept (0)", r.State, r.Attempts)
 		}
-		if r.AvailableAt.Before(time.Now().Add(30 * time.Minute)) {
-			t.Errorf("paused message available at %v, want about an hour from now", r.AvailableAt)
+		// The pause is the destination's, recorded once; the message keeps
+		// its schedule (issue 13: it used to carry the pause's delay, and
+		// stayed held after the pause was lifted).
+		if r.AvailableAt.After(time.Now().Add(time.Minute)) {
+			t.Errorf("paused message available at %v, want its schedule kept (now)", r.AvailableAt)
 		}
+	}
+	ps, err := h.Store.Pauses(ctxFor(t))
+	if err != nil || len(ps) != 1 || ps[0].Destination != "down" || ps[0].Until.Before(time.Now().Add(30*time.Minute)) {
+		t.Errorf("Pauses = %+v, %v; want down, paused for about an hour", ps, err)
 	}
 }
 
@@ -1198,4 +1207,215 @@ func testAbandonedClaims(t *testing.T, h Harness) {
 	if got.Attempts != 0 || !strings.Contains(got.LastError, "abandoned 3 times") {
 		t.Errorf("dead letter: attempts %d, reason %q; want 0 attempts and the abandoned claims as the reason", got.Attempts, got.LastError)
 	}
+}
+
+// testPauseRecorded: an outcome of kind Pause records the pause of the
+// message's destination in the store: every claim skips the destination
+// (in the claim itself, so nothing is claimed and released over and over),
+// the paused messages keep their schedule and attempts, a shorter pause
+// does not cut a longer one, and Resume lifts it at once.
+func testPauseRecorded(t *testing.T, h Harness) {
+	ctx := ctxFor(t)
+	commit(t, h, msgs("t", "", 3, "a")...)
+	for i := range 3 {
+		commit(t, h, outbox.Message{Topic: "t", Destination: "b", Payload: []byte("b" + strconv.Itoa(i))})
+	}
+	c := claimAll(t, h, time.Minute)
+	if len(c) != 6 {
+		t.Fatalf("claimed %d, want 6", len(c))
+	}
+	var outs []backend.Outcome
+	for i, x := range c {
+		o := backend.Outcome{Position: x.Position, Token: x.Token, Kind: backend.Release}
+		if i == 0 {
+			o.Kind, o.Delay, o.Error = backend.Pause, time.Hour, "410 Gone"
+		}
+		outs = append(outs, o)
+	}
+	if refused, err := h.Store.Settle(ctx, outs); err != nil || len(refused) > 0 {
+		t.Fatalf("Settle: %v, refused %v", err, refused)
+	}
+	again := claimAll(t, h, time.Minute)
+	if len(again) != 3 {
+		t.Fatalf("claimed %d after the pause, want the 3 messages of the other destination", len(again))
+	}
+	for _, x := range again {
+		if x.Destination != "b" || x.Attempt != 1 || x.Abandoned != 0 {
+			t.Errorf("claimed %s at attempt %d (%d abandoned), want destination b at attempt 1", x.Destination, x.Attempt, x.Abandoned)
+		}
+	}
+	settle(t, h, backend.Delivered, again...)
+	ps, err := h.Store.Pauses(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Destination != "t" || ps[0].Reason != "410 Gone" ||
+		ps[0].Until.Before(time.Now().Add(50*time.Minute)) || ps[0].Until.After(time.Now().Add(70*time.Minute)) {
+		t.Fatalf("Pauses = %+v, %v; want t for an hour, 410 Gone", ps, err)
+	}
+	r, err := h.Store.Get(ctx, c[0].ID)
+	if err != nil || r.State != outbox.StatePending || r.Attempts != 0 || r.AvailableAt.After(time.Now().Add(time.Minute)) {
+		t.Errorf("the message that paused its destination: %+v, %v; want pending, no attempt spent, its schedule kept", r, err)
+	}
+	commit(t, h, outbox.Message{Topic: "other", Destination: "t"})
+	if n, err := h.Store.Resume(ctx, "nobody"); err != nil || n != 0 {
+		t.Errorf("Resume(a destination not paused) = %d, %v", n, err)
+	}
+	if n, err := h.Store.Resume(ctx, "t", "b"); err != nil || n != 1 {
+		t.Fatalf("Resume = %d, %v; want 1", n, err)
+	}
+	if ps, err := h.Store.Pauses(ctx); err != nil || len(ps) != 0 {
+		t.Errorf("Pauses after Resume = %+v, %v", ps, err)
+	}
+	lifted := claimAll(t, h, time.Minute)
+	if len(lifted) != 4 {
+		t.Fatalf("claimed %d after Resume, want the destination's 4 messages at once", len(lifted))
+	}
+	// A shorter pause does not shorten a longer one, nor replace its reason.
+	outs = outs[:0]
+	for i, x := range lifted {
+		o := backend.Outcome{Position: x.Position, Token: x.Token, Kind: backend.Release}
+		if i < 2 {
+			o.Kind, o.Delay, o.Error = backend.Pause, time.Hour, "first"
+			if i == 1 {
+				o.Delay, o.Error = time.Second, "second"
+			}
+		}
+		outs = append(outs, o)
+	}
+	if refused, err := h.Store.Settle(ctx, outs); err != nil || len(refused) > 0 {
+		t.Fatalf("Settle: %v, refused %v", err, refused)
+	}
+	if ps, err := h.Store.Pauses(ctx); err != nil || len(ps) != 1 || ps[0].Until.Before(time.Now().Add(50*time.Minute)) || ps[0].Reason != "first" {
+		t.Errorf("Pauses after a long and a short pause = %+v, %v; want the long one", ps, err)
+	}
+}
+
+// testGoneForEveryRelay: two relays hold claimed messages of one
+// destination when it answers 410 once: the pause is recorded where both
+// see it, so no publish to the destination starts later than one poll
+// interval after it was recorded (the relay that got the 410 stops at
+// once); another destination is not delayed; after Resume every held
+// message is delivered within a second, and none spent an attempt on the
+// pause.
+func testGoneForEveryRelay(t *testing.T, h Harness) {
+	const poll = 300 * time.Millisecond
+	const n = 40
+	var batch []outbox.Message
+	for i := range n {
+		batch = append(batch, outbox.Message{Topic: "t", Destination: "gone", Payload: []byte("g" + strconv.Itoa(i))},
+			outbox.Message{Topic: "t", Destination: "ok", Payload: []byte("o" + strconv.Itoa(i))})
+	}
+	commit(t, h, batch...)
+
+	var (
+		mu        sync.Mutex
+		relays    = map[string]bool{} // relays that published to gone
+		answered  bool                // gone answered its 410
+		recovered bool                // gone works again (after Resume)
+		starts    []time.Time         // publishes to gone started after the 410
+		fails     = map[string]int{}  // 503s answered, by message
+	)
+	publisher := func(name string) *Recorder {
+		return &Recorder{Fail: func(ctx context.Context, d outbox.Delivery) error {
+			if d.Destination != "gone" {
+				return nil
+			}
+			mu.Lock()
+			if answered && !recovered {
+				starts = append(starts, time.Now())
+			}
+			relays[name] = true
+			gone := !answered && len(relays) == 2 // both relays hold messages of it
+			answered = answered || gone
+			ok := recovered
+			mu.Unlock()
+			switch {
+			case gone:
+				return outbox.Pause(errors.New("410 Gone"), time.Hour)
+			case ok:
+				return nil
+			}
+			select { // the endpoint is slow until it answers its 410
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			mu.Lock()
+			fails[d.ID]++
+			mu.Unlock()
+			return errors.New("503 Service Unavailable")
+		}}
+	}
+	a, b := publisher("a"), publisher("b")
+	opts := []outbox.Option{outbox.WithPollInterval(poll), outbox.WithBatchSize(10), outbox.WithDestinationConcurrency(4)}
+	startRelay(t, h, a, opts...)
+	startRelay(t, h, b, opts...)
+
+	ctx := ctxFor(t)
+	var recorded time.Time
+	for deadline := time.Now().Add(waitLong); recorded.IsZero(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the 410 never paused the destination in the store")
+		}
+		ps, err := h.Store.Pauses(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.Destination == "gone" && strings.Contains(p.Reason, "410") {
+				recorded = time.Now()
+			}
+		}
+	}
+	// Every message of the other destination flows meanwhile.
+	for deadline := time.Now().Add(waitLong); ; time.Sleep(10 * time.Millisecond) {
+		if len(ofDestination(a.Delivered(), "ok"))+len(ofDestination(b.Delivered(), "ok")) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other destination's messages were not delivered while gone was paused")
+		}
+	}
+	time.Sleep(2 * poll)
+	mu.Lock()
+	for _, s := range starts {
+		if late := s.Sub(recorded); late > poll+100*time.Millisecond {
+			t.Errorf("a publish to the paused destination started %v after the pause was recorded, later than one poll interval (%v)", late, poll)
+		}
+	}
+	recovered = true
+	mu.Unlock()
+
+	resumed := time.Now()
+	if n, err := h.Store.Resume(ctx, "gone"); err != nil || n != 1 {
+		t.Fatalf("Resume = %d, %v", n, err)
+	}
+	for {
+		got := len(ofDestination(a.Delivered(), "gone")) + len(ofDestination(b.Delivered(), "gone"))
+		if got == n {
+			break
+		}
+		if time.Since(resumed) > 5*time.Second {
+			t.Fatalf("%d of %d held messages delivered 5s after Resume", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("delivered %v after Resume", time.Since(resumed))
+	if took := time.Since(resumed); took > time.Second {
+		t.Errorf("the held messages were delivered %v after Resume, want within a second", took)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range append(ofDestination(a.Delivered(), "gone"), ofDestination(b.Delivered(), "gone")...) {
+		if d.Attempt != fails[d.ID]+1 { // its 503s were attempts; the pause was none
+			t.Errorf("message %s delivered at attempt %d after %d failures: the pause spent attempts", d.Payload, d.Attempt, fails[d.ID])
+		}
+	}
+}
+
+func ofDestination(ds []outbox.Delivery, dest string) []outbox.Delivery {
+	var out []outbox.Delivery
+	for _, d := range ds {
+		if d.Destination == dest {
+			out = append(out, d)
+		}
+	}
+	return out
 }

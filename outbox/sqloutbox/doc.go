@@ -13,17 +13,20 @@
 //
 // # Schema
 //
-// Migrate creates one table (WithTable names it; steadfast_outbox
-// otherwise) and its indexes; Schema returns the same DDL for your own
-// migration tool. Every message is a row with a position (a sequence), its
-// UUIDv7 id, topic, destination, partition key, headers (JSON), payload,
-// the W3C traceparent of the
-// enqueuing span, a state (pending, delivered, dead), an attempt count, the
-// last error and the claim's token. Indexes cover only what the relay scans:
-// on PostgreSQL and SQLite partial indexes over pending rows (so millions of
-// delivered rows cost the claim nothing), on MySQL indexes that lead with the
-// state. Delivered rows are deleted after a retention by the relay's
-// cleanup, in batches that skip rows another relay is deleting.
+// Migrate creates the table (WithTable names it; steadfast_outbox
+// otherwise), its indexes and the table of paused destinations beside it
+// ({table}_pauses; on MySQL also {table}_keys); Schema returns the same DDL
+// for your own migration tool. Every message is a row with a position (a
+// sequence), its UUIDv7 id, topic, destination, partition key, headers
+// (JSON), payload, the W3C traceparent of the enqueuing span, a state
+// (pending, delivered, dead), its delivery attempts and its claims (their
+// difference is the claims abandoned by dead relays), the last error and
+// the claim's token. Indexes cover only what the relay scans: on PostgreSQL
+// and SQLite partial indexes over pending rows (so millions of delivered
+// rows cost the claim nothing), on MySQL indexes that lead with the state.
+// Cleanup and CleanupDead delete delivered messages and dead letters after
+// a retention, in batches that skip rows another caller is deleting;
+// package housekeeping schedules them.
 //
 // # Claims
 //
@@ -54,6 +57,14 @@
 // per-key backlogs do not slow claims down. MySQL does not park (the check
 // would be a locking read in the caller's transaction): there, every claim
 // skips the waiting messages of a deep per-key backlog one by one.
+//
+// # Pauses
+//
+// A destination paused by a relay (outbox.Pause) is a row of the table
+// {table}_pauses, with its end on the database's clock and the reason.
+// Claims skip the destinations paused now, in the claim statement itself;
+// Pauses lists them and Resume deletes them (and, on PostgreSQL, notifies
+// the relays).
 //
 // # Wake-up
 //

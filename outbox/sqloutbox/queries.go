@@ -44,6 +44,13 @@ CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 A
 -- Cleanup of delivered rows, listing of dead letters.
 CREATE INDEX IF NOT EXISTS {i}_done ON {t} (done_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
+-- Paused destinations: no relay claims their messages until paused_until.
+CREATE TABLE IF NOT EXISTS {p} (
+	destination  text PRIMARY KEY,
+	paused_until timestamptz NOT NULL,
+	reason       text NOT NULL,
+	paused_at    timestamptz NOT NULL
+);
 `
 
 const pgCols = `seq, id::text, topic, destination, partition_key, headers, payload, traceparent,
@@ -53,8 +60,9 @@ const pgCols = `seq, id::text, topic, destination, partition_key, headers, paylo
 	state, attempts, last_error,
 	(extract(epoch FROM done_at) * 1000000)::bigint`
 
-// pgClaim: the candidates are pending, ready, of a destination not
-// excluded, and the head of their key; SKIP LOCKED lets concurrent relays
+// pgClaim: the candidates are pending, ready, of a destination neither
+// excluded nor paused (the paused ones are read once, into an array), and
+// the head of their key; SKIP LOCKED lets concurrent relays
 // take disjoint sets. The claim pushes available_at to the end of the lease,
 // so a claimed row is out of the ready range until its lease expires. The
 // UPDATE finds the rows by primary key through "seq = ANY (ARRAY(...))" and
@@ -68,6 +76,7 @@ WITH {async}c AS (
 	SELECT seq FROM {t} o
 	WHERE state = 0 AND available_at <= now()
 	  AND NOT (destination = ANY ($3::text[]))
+	  AND destination <> ALL (ARRAY(SELECT destination FROM {p} WHERE paused_until > now()))
 	  AND (partition_key IS NULL OR o.seq = (
 		SELECT min(p.seq) FROM {t} p
 		WHERE p.partition_key = o.partition_key AND p.partition_key IS NOT NULL AND p.state = 0))
@@ -99,8 +108,8 @@ WITH {async}s AS (
 UPDATE {t} o SET
 	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 WHEN 4 THEN 2 ELSE 0 END,
 	done_at = CASE WHEN u.kind IN (1, 3, 4) THEN now() END,
-	available_at = CASE WHEN u.kind IN (1, 3, 4) THEN o.available_at
-		ELSE now() + make_interval(secs => u.delay) END,
+	available_at = CASE WHEN u.kind IN (2, 7) THEN now() + make_interval(secs => u.delay)
+		WHEN u.kind IN (5, 6) THEN now() ELSE o.available_at END,
 	attempts = o.attempts + CASE WHEN u.kind IN (1, 2, 3) THEN 1 ELSE 0 END,
 	claims = o.claims - CASE WHEN u.kind IN (4, 5, 6) THEN 1 ELSE 0 END,
 	last_error = COALESCE(NULLIF(u.err, ''), o.last_error),
@@ -108,7 +117,14 @@ UPDATE {t} o SET
 FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::float8[], $5::text[])
 	AS u(seq, tok, kind, delay, err)
 WHERE o.seq = ANY ($1::bigint[]) AND o.seq = u.seq AND o.claim_token = u.tok::uuid AND o.state = 0
-RETURNING o.seq, o.partition_key, o.state
+RETURNING o.seq, o.partition_key, o.state, o.destination, u.kind, u.delay, u.err
+), z AS (
+INSERT INTO {p} AS z (destination, paused_until, reason, paused_at)
+SELECT destination, now() + make_interval(secs => max(delay)), (array_agg(err ORDER BY delay DESC))[1], now()
+FROM s WHERE kind = 6 GROUP BY destination
+ON CONFLICT (destination) DO UPDATE SET paused_until = greatest(z.paused_until, excluded.paused_until),
+	reason = CASE WHEN excluded.paused_until > z.paused_until THEN excluded.reason ELSE z.reason END,
+	paused_at = CASE WHEN excluded.paused_until > z.paused_until THEN excluded.paused_at ELSE z.paused_at END
 ), p AS (
 UPDATE {t} n SET available_at = greatest(n.not_before, now())
 FROM s
@@ -142,6 +158,12 @@ SELECT count(*) FILTER (WHERE state = 0),
 	COALESCE((extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 0)) * 1000000)::bigint, 0),
 	count(*) FILTER (WHERE state = 2)
 FROM {t} WHERE state IN (0, 2)`
+
+const pgPauses = `
+SELECT destination, (extract(epoch FROM paused_until - now()) * 1000000)::bigint, reason
+FROM {p} WHERE paused_until > now() ORDER BY destination`
+
+const pgResume = `DELETE FROM {p} WHERE destination = ANY ($1::text[]) AND paused_until > now()`
 
 const pgListDead = `SELECT ` + pgCols + ` FROM {t}
 WHERE state = 2 AND seq > $1 AND ($2 = '' OR topic = $2) ORDER BY seq LIMIT $3`
@@ -205,6 +227,12 @@ CREATE INDEX IF NOT EXISTS {s}{i}_ready ON {n} (available_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS {s}{i}_key ON {n} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS {s}{i}_done ON {n} (done_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS {s}{i}_dead ON {n} (seq) WHERE state = 2;
+CREATE TABLE IF NOT EXISTS {p} (
+	destination  TEXT PRIMARY KEY,
+	paused_until INTEGER NOT NULL,
+	reason       TEXT NOT NULL,
+	paused_at    INTEGER NOT NULL
+);
 `
 
 const plainCols = `seq, id, topic, destination, partition_key, headers, payload, traceparent,
@@ -217,6 +245,7 @@ UPDATE {t} SET claim_token = ?, available_at = ` + sqliteNow + ` + ?, claims = c
 WHERE seq IN (
 	SELECT seq FROM {t} o
 	WHERE state = 0 AND available_at <= ` + sqliteNow + ` {x}
+	  AND destination NOT IN (SELECT destination FROM {p} WHERE paused_until > ` + sqliteNow + `)
 	  AND (partition_key IS NULL OR NOT EXISTS (
 		SELECT 1 FROM {t} p
 		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
@@ -280,6 +309,12 @@ CREATE TABLE IF NOT EXISTS {t} (
 CREATE TABLE IF NOT EXISTS {k} (
 	partition_key VARCHAR(255) NOT NULL PRIMARY KEY
 ) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS {p} (
+	destination  VARCHAR(255) NOT NULL PRIMARY KEY,
+	paused_until BIGINT NOT NULL,
+	reason       TEXT NOT NULL,
+	paused_at    BIGINT NOT NULL
+) ENGINE=InnoDB;
 `
 
 const mysqlNow = `CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)`
@@ -287,6 +322,7 @@ const mysqlNow = `CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)`
 const mysqlClaimSelect = `
 SELECT seq FROM {t} o
 WHERE state = 0 AND available_at <= ` + mysqlNow + ` {x}
+  AND destination NOT IN (SELECT destination FROM {p} WHERE paused_until > ` + mysqlNow + `)
   AND (partition_key IS NULL OR NOT EXISTS (
 	SELECT 1 FROM {t} p
 	WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
@@ -297,6 +333,13 @@ FOR UPDATE SKIP LOCKED`
 const mysqlCleanupSelect = `
 SELECT seq FROM {t} WHERE state = ? AND done_at <= ` + mysqlNow + ` - ?
 LIMIT ? FOR UPDATE SKIP LOCKED`
+
+// genericPauses and genericResume: {now} is the dialect's clock in
+// microseconds.
+const (
+	genericPauses = `SELECT destination, paused_until - {now}, reason FROM {p} WHERE paused_until > {now} ORDER BY destination`
+	genericResume = `DELETE FROM {p} WHERE paused_until > {now} AND destination IN ({dests})`
+)
 
 // genericStats: {now} is the dialect's clock in microseconds.
 const genericStats = `

@@ -20,7 +20,7 @@ var settleSets = map[backend.OutcomeKind]string{
 	backend.Dead:       "state = 2, done_at = {now}, claim_token = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
 	backend.DeadUnsent: "state = 2, done_at = {now}, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
 	backend.Release:    "available_at = {now}, claim_token = NULL, claims = claims - 1",
-	backend.Pause:      "available_at = {now} + ?, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
+	backend.Pause:      "available_at = {now}, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
 	backend.Extend:     "available_at = {now} + ?",
 }
 
@@ -108,6 +108,7 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 		if strings.Contains(set, "+ ?") {
 			args = append(args, g.o.Delay.Microseconds())
 		}
+		var groupApplied []any
 		if strings.Contains(set, "COALESCE(?") {
 			args = append(args, nullable(g.o.Error))
 		}
@@ -125,6 +126,7 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 			for _, seq := range got {
 				applied[seq.(int64)] = true
 			}
+			groupApplied = got
 		} else {
 			res, err := tx.ExecContext(ctx, q, args...)
 			if err != nil {
@@ -139,6 +141,16 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 			}
 			for _, seq := range g.seqs {
 				applied[seq.(int64)] = true
+			}
+			groupApplied = g.seqs
+		}
+		if g.o.Kind == backend.Pause && len(groupApplied) > 0 {
+			// The pause of the messages' destination, recorded once where
+			// every relay sees it; a longer pause already there stays.
+			q := s.expand("INSERT INTO {p} (destination, paused_until, reason, paused_at) SELECT DISTINCT destination, {now} + ?, ?, {now} FROM {t} WHERE seq IN (" +
+				placeholders(len(groupApplied)) + ")" + s.pauseUpsert())
+			if _, err := tx.ExecContext(ctx, q, append([]any{g.o.Delay.Microseconds(), g.o.Error}, groupApplied...)...); err != nil {
+				return nil, false, err
 			}
 		}
 		if g.o.Kind == backend.Delivered || g.o.Kind == backend.Dead || g.o.Kind == backend.DeadUnsent {
@@ -176,6 +188,19 @@ func (s *Store) unparkAll(ctx context.Context) error {
 		return fmt.Errorf("unpark: %w", err)
 	}
 	return nil
+}
+
+// pauseUpsert is the end of the INSERT of a pause that keeps the later end
+// of the two when the destination is paused already.
+func (s *Store) pauseUpsert() string {
+	if s.dialect == MySQL {
+		return " ON DUPLICATE KEY UPDATE reason = IF(VALUES(paused_until) > paused_until, VALUES(reason), reason)," +
+			" paused_at = IF(VALUES(paused_until) > paused_until, VALUES(paused_at), paused_at)," +
+			" paused_until = GREATEST(paused_until, VALUES(paused_until))"
+	}
+	return " AND true ON CONFLICT (destination) DO UPDATE SET paused_until = max(paused_until, excluded.paused_until)," +
+		" reason = CASE WHEN excluded.paused_until > paused_until THEN excluded.reason ELSE reason END," +
+		" paused_at = CASE WHEN excluded.paused_until > paused_until THEN excluded.paused_at ELSE paused_at END"
 }
 
 func (s *Store) txOptions() *sql.TxOptions {

@@ -37,7 +37,7 @@ type Store struct {
 var _ outbox.Store = (*Store)(nil)
 
 type queries struct {
-	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard string
+	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard, pauses, resume string
 }
 
 // New returns a Store on db for dialect d. It checks its arguments and
@@ -57,13 +57,14 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	switch d {
 	case Postgres:
 		q = queries{schema: pgSchema, claim: pgClaim, settle: pgSettle, unpark: pgUnpark, cleanup: pgCleanup, stats: pgStats,
-			listDead: pgListDead, get: pgGet, requeue: pgRequeue, requeueLock: pgRequeueLock, discard: pgDiscard}
+			listDead: pgListDead, get: pgGet, requeue: pgRequeue, requeueLock: pgRequeueLock, discard: pgDiscard,
+			pauses: pgPauses, resume: pgResume}
 	case SQLite:
 		q = queries{schema: sqliteSchema, claim: sqliteClaim, cleanup: sqliteCleanup, stats: genericStats,
-			listDead: genericListDead, get: genericGet}
+			listDead: genericListDead, get: genericGet, pauses: genericPauses, resume: genericResume}
 	case MySQL:
 		q = queries{schema: mysqlSchema, claim: mysqlClaimSelect, cleanup: mysqlCleanupSelect, stats: genericStats,
-			listDead: genericListDead, get: genericGet}
+			listDead: genericListDead, get: genericGet, pauses: genericPauses, resume: genericResume}
 	default:
 		return nil, fmt.Errorf("sqloutbox: New: unknown dialect %v", d)
 	}
@@ -72,7 +73,8 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	s := &Store{db: db, dialect: d, cfg: cfg, lockID: int32(h.Sum32())}
 	s.q = queries{schema: s.expand(q.schema), claim: s.expand(q.claim), settle: s.expand(q.settle), unpark: s.expand(q.unpark),
 		cleanup: s.expand(q.cleanup), stats: s.expand(q.stats), listDead: s.expand(q.listDead), get: s.expand(q.get),
-		requeue: s.expand(q.requeue), requeueLock: s.expand(q.requeueLock), discard: s.expand(q.discard)}
+		requeue: s.expand(q.requeue), requeueLock: s.expand(q.requeueLock), discard: s.expand(q.discard),
+		pauses: s.expand(q.pauses), resume: s.expand(q.resume)}
 	return s, nil
 }
 
@@ -93,7 +95,7 @@ func (s *Store) expand(tmpl string) string {
 	}
 	t := s.cfg.table
 	return strings.NewReplacer(
-		"{t}", t.String(), "{k}", t.Qualified("_keys"), "{i}", t.Name, "{n}", t.Name, "{s}", t.SchemaPrefix(),
+		"{t}", t.String(), "{k}", t.Qualified("_keys"), "{p}", t.Qualified("_pauses"), "{i}", t.Name, "{n}", t.Name, "{s}", t.SchemaPrefix(),
 		"{now}", now, "{async}", async, "{asyncFrom}", asyncFrom, "{claimFrom}", claimFrom,
 	).Replace(tmpl)
 }
@@ -661,6 +663,73 @@ func (s *Store) txRequeue(ctx context.Context, tx *sql.Tx, ids []string) (int64,
 		}
 	}
 	return int64(len(ds)), nil
+}
+
+// Pauses implements outbox.Store.
+func (s *Store) Pauses(ctx context.Context) ([]outbox.PausedDestination, error) {
+	rows, err := s.db.QueryContext(ctx, s.q.pauses)
+	if err != nil {
+		return nil, fmt.Errorf("sqloutbox: pauses: %w", err)
+	}
+	defer rows.Close()
+	now := time.Now()
+	var out []outbox.PausedDestination
+	for rows.Next() {
+		var p outbox.PausedDestination
+		var left int64
+		if err := rows.Scan(&p.Destination, &left, &p.Reason); err != nil {
+			return nil, fmt.Errorf("sqloutbox: pauses: %w", err)
+		}
+		p.Until = now.Add(time.Duration(left) * time.Microsecond)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqloutbox: pauses: %w", err)
+	}
+	return out, nil
+}
+
+// Resume implements outbox.Store. On PostgreSQL it also notifies the
+// table's channel, so that listening relays claim the destinations'
+// messages at once.
+func (s *Store) Resume(ctx context.Context, destinations ...string) (int, error) {
+	if len(destinations) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.retry(ctx, func(ctx context.Context) error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		var res sql.Result
+		if s.dialect == Postgres {
+			res, err = tx.ExecContext(ctx, s.q.resume, destinations)
+		} else {
+			args := make([]any, len(destinations))
+			for i, d := range destinations {
+				args[i] = d
+			}
+			res, err = tx.ExecContext(ctx, strings.ReplaceAll(s.q.resume, "{dests}", placeholders(len(args))), args...)
+		}
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if n > 0 && s.cfg.notify {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", s.Table()); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqloutbox: resume: %w", err)
+	}
+	return int(n), nil
 }
 
 // Discard implements outbox.Store.

@@ -1,5 +1,6 @@
-// Command outboxctl lets an operator look at an outbox table and handle its
-// dead letters: stats, list, inspect, requeue, discard (and migrate).
+// Command outboxctl lets an operator look at an outbox table, handle its
+// dead letters and lift the pauses of its destinations: stats, list,
+// inspect, requeue, discard, pauses, resume (and migrate).
 //
 // Usage:
 //
@@ -13,6 +14,8 @@
 //	inspect ID                    one message, in any state, with its payload
 //	requeue ID...                 make dead letters pending again, atomically
 //	discard ID...                 delete dead letters
+//	pauses                        paused destinations, until when, and why
+//	resume DESTINATION...         lift pauses: the messages are deliverable at once
 //	migrate                       create the table and its indexes
 //
 // -db is postgres (pgx), sqlite (modernc.org/sqlite; -dsn is a file path) or
@@ -57,6 +60,8 @@ commands:
   inspect ID                             one message, in any state
   requeue ID...                          make dead letters pending again (atomic)
   discard ID...                          delete dead letters
+  pauses                                 paused destinations, until when, and why
+  resume DESTINATION...                  lift pauses (the messages are deliverable at once)
   migrate                                create the table and its indexes
 `
 
@@ -141,6 +146,21 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return c.change(ctx, "requeued", rest, store.Requeue)
 	case "discard":
 		return c.change(ctx, "discarded", rest, store.Discard)
+	case "pauses":
+		return c.pauses(ctx, rest)
+	case "resume":
+		if len(rest) == 0 {
+			return fmt.Errorf("%w: name at least one destination", errUsage)
+		}
+		n, err := store.Resume(ctx, rest...)
+		if err != nil {
+			return err
+		}
+		text := fmt.Sprintf("resumed %d of %d\n", n, len(rest))
+		if n < len(rest) {
+			text = fmt.Sprintf("resumed %d of %d (the others were not paused)\n", n, len(rest))
+		}
+		return c.print(map[string]int{"resumed": n, "named": len(rest)}, text)
 	case "migrate":
 		if len(rest) > 0 {
 			return fmt.Errorf("%w: migrate takes no arguments", errUsage)
@@ -236,6 +256,36 @@ func (c *cli) list(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, r := range recs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Position, r.ID, r.Topic, r.Key, r.Attempts,
 			r.DoneAt.UTC().Format(time.RFC3339), oneLine(r.LastError, 80))
+	}
+	return tw.Flush()
+}
+
+// pause is the JSON form of a paused destination.
+type pause struct {
+	Destination string    `json:"destination"`
+	Until       time.Time `json:"until"`
+	Reason      string    `json:"reason"`
+}
+
+func (c *cli) pauses(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("%w: pauses takes no arguments", errUsage)
+	}
+	ps, err := c.store.Pauses(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		out := make([]pause, len(ps))
+		for i, p := range ps {
+			out[i] = pause{Destination: p.Destination, Until: p.Until.UTC().Round(time.Second), Reason: p.Reason}
+		}
+		return c.print(out, "")
+	}
+	tw := tabwriter.NewWriter(c.out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "DESTINATION\tUNTIL\tLEFT\tREASON")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Destination, p.Until.UTC().Format(time.RFC3339), time.Until(p.Until).Round(time.Second), oneLine(p.Reason, 80))
 	}
 	return tw.Flush()
 }

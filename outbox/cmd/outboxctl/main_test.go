@@ -53,6 +53,22 @@ func setup(t *testing.T) (path string, dead []string, pending string) {
 	if refused, err := s.Settle(ctx, outs); err != nil || len(refused) > 0 {
 		t.Fatal(err, refused)
 	}
+	// A destination paused by a 410, with a message held behind the pause.
+	tx, _ = db.Begin()
+	if err := s.Enqueue(ctx, tx, outbox.Message{Topic: "invoices", Destination: "partner-a"}); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit()
+	outs = outs[:0]
+	err = s.Claim(ctx, backend.ClaimRequest{Limit: 10, Lease: time.Minute}, func(d outbox.Delivery, c backend.Claim) {
+		outs = append(outs, backend.Outcome{Position: d.Position, Token: c.Token, Kind: backend.Pause, Delay: time.Hour, Error: "410 Gone"})
+	})
+	if err != nil || len(outs) != 1 {
+		t.Fatalf("claim %d, %v", len(outs), err)
+	}
+	if refused, err := s.Settle(ctx, outs); err != nil || len(refused) > 0 {
+		t.Fatal(err, refused)
+	}
 	tx, _ = db.Begin()
 	pending = "0190d8a2-0000-7000-8000-00000000cafe"
 	if err := s.Enqueue(ctx, tx, outbox.Message{ID: pending, Topic: "invoices"}); err != nil {
@@ -79,7 +95,11 @@ func TestCommands(t *testing.T) {
 		code     int
 		contains []string
 	}{
-		{"stats", []string{"stats"}, 0, []string{"pending\t1", "dead letters\t2"}},
+		{"stats", []string{"stats"}, 0, []string{"pending\t2", "dead letters\t2"}},
+		{"pauses", []string{"pauses"}, 0, []string{"DESTINATION", "partner-a", "410 Gone"}},
+		{"resume nothing", []string{"resume"}, 2, nil},
+		{"resume", []string{"resume", "partner-a", "partner-b"}, 0, []string{"resumed 1 of 2 (the others were not paused)"}},
+		{"pauses after", []string{"pauses"}, 0, []string{"DESTINATION"}},
 		{"list", []string{"list"}, 0, []string{"POSITION", dead[0], dead[1], "410 Gone from invoices"}},
 		{"list topic", []string{"list", "-topic", "emails"}, 0, []string{dead[1]}},
 		{"inspect", []string{"inspect", dead[0]}, 0, []string{"state\tdead", `payload	{"n":1}`, "header\th: v", "key\tc-1"}},
@@ -87,7 +107,7 @@ func TestCommands(t *testing.T) {
 		{"inspect unknown", []string{"inspect", "0190d8a2-0000-7000-8000-000000000000"}, 1, nil},
 		{"requeue one dead, one pending", []string{"requeue", dead[0], pending}, 0, []string{"requeued 1 of 2 (the others are not dead letters)"}},
 		{"discard", []string{"discard", dead[1]}, 0, []string{"discarded 1 of 1"}},
-		{"stats after", []string{"stats"}, 0, []string{"pending\t2", "dead letters\t0"}},
+		{"stats after", []string{"stats"}, 0, []string{"pending\t3", "dead letters\t0"}},
 		{"no command", nil, 2, nil},
 		{"unknown command", []string{"frobnicate"}, 2, nil},
 		{"requeue nothing", []string{"requeue"}, 2, nil},
@@ -145,7 +165,13 @@ func TestJSON(t *testing.T) {
 	}
 	code, out, _ = ctl(t, "-db", "sqlite", "-dsn", path, "-json", "stats")
 	var st map[string]float64
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st["dead"] != 2 || st["pending"] != 1 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st["dead"] != 2 || st["pending"] != 2 {
 		t.Errorf("stats -json = %d %s", code, out)
+	}
+	code, out, _ = ctl(t, "-db", "sqlite", "-dsn", path, "-json", "pauses")
+	var ps []pause
+	if code != 0 || json.Unmarshal([]byte(out), &ps) != nil || len(ps) != 1 || ps[0].Destination != "partner-a" ||
+		ps[0].Reason != "410 Gone" || time.Until(ps[0].Until) < 50*time.Minute {
+		t.Errorf("pauses -json = %d %s", code, out)
 	}
 }

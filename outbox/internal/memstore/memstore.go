@@ -30,10 +30,11 @@ const maxPayload = 1 << 20
 type Store struct {
 	writer chan struct{} // held by the open transaction
 
-	mu   sync.Mutex
-	seq  int64
-	rows map[int64]*row
-	ids  map[string]int64
+	mu     sync.Mutex
+	seq    int64
+	rows   map[int64]*row
+	ids    map[string]int64
+	pauses map[string]outbox.PausedDestination
 }
 
 type row struct {
@@ -55,7 +56,7 @@ var _ outbox.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{writer: make(chan struct{}, 1), rows: map[int64]*row{}, ids: map[string]int64{}}
+	return &Store{writer: make(chan struct{}, 1), rows: map[int64]*row{}, ids: map[string]int64{}, pauses: map[string]outbox.PausedDestination{}}
 }
 
 // Tx is a write transaction: its messages are stored when it commits.
@@ -158,7 +159,8 @@ func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed fun
 	var ready []*row
 	for _, r := range s.rows {
 		if r.state != outbox.StatePending || r.availableAt.IsZero() || r.availableAt.After(now) ||
-			slices.Contains(req.Exclude, r.msg.Destination) || (r.msg.Key != "" && s.pendingBefore(r.msg.Key, r.pos)) {
+			slices.Contains(req.Exclude, r.msg.Destination) || s.pauses[r.msg.Destination].Until.After(now) ||
+			(r.msg.Key != "" && s.pendingBefore(r.msg.Key, r.pos)) {
 			continue
 		}
 		ready = append(ready, r)
@@ -236,7 +238,10 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 		case backend.Release:
 			r.availableAt, r.token = now, ""
 		case backend.Pause:
-			r.availableAt, r.token = now.Add(o.Delay), ""
+			r.availableAt, r.token = now, ""
+			if until := now.Add(o.Delay); until.After(s.pauses[r.msg.Destination].Until) {
+				s.pauses[r.msg.Destination] = outbox.PausedDestination{Destination: r.msg.Destination, Until: until, Reason: o.Error}
+			}
 		case backend.Extend:
 			r.availableAt = now.Add(o.Delay)
 		}
@@ -382,6 +387,38 @@ func (s *Store) Requeue(ctx context.Context, ids ...string) (int, error) {
 		s.rows[r.pos] = r
 		s.ids[r.msg.ID] = r.pos
 		n++
+	}
+	return n, nil
+}
+
+// Pauses implements outbox.Store.
+func (s *Store) Pauses(ctx context.Context) ([]outbox.PausedDestination, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	var out []outbox.PausedDestination
+	for _, p := range s.pauses {
+		if p.Until.After(now) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b outbox.PausedDestination) int { return strings.Compare(a.Destination, b.Destination) })
+	return out, nil
+}
+
+// Resume implements outbox.Store.
+func (s *Store) Resume(ctx context.Context, destinations ...string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	n := 0
+	for _, d := range destinations {
+		if p, ok := s.pauses[d]; ok {
+			if p.Until.After(now) {
+				n++
+			}
+			delete(s.pauses, d)
+		}
 	}
 	return n, nil
 }
