@@ -24,8 +24,9 @@
 //   - 408, 425, 429, 5xx, transport errors and timeouts: retry after the
 //     relay's backoff;
 //   - 410 Gone: the destination is paused (outbox.Pause) for WithGonePause:
-//     its messages wait without spending attempts, and the pause is logged at
-//     warn level;
+//     the pause is recorded in the store for every relay, its messages wait
+//     without spending attempts, the pause is logged at warn level, and an
+//     operator lifts it early with the store's Resume (outboxctl resume);
 //   - any other 4xx (409 without Retry-After included): permanent
 //     (retry.Permanent), the message is dead-lettered;
 //   - 3xx: redirects are never followed (a signed delivery must not be sent
