@@ -158,6 +158,20 @@ func (b *bucket) idle(now time.Time) bool {
 	return true
 }
 
+// owes reports whether requests wait on the bucket: a reservation or a hold
+// beyond now.
+func (b *bucket) owes(now time.Time) bool {
+	if b.learned != nil && b.learned.TokensAt(now) < 0 {
+		return true
+	}
+	for _, l := range b.wins {
+		if l.TokensAt(now) < 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // perSecond returns the sustained rate of the bucket's shortest window or of the
 // announced limit, whichever is lower, in requests per second.
 func (b *bucket) perSecond(now time.Time) float64 {

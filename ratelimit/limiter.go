@@ -336,7 +336,7 @@ func (l *Limiter) decideShared(ctx context.Context, e *entry, now time.Time, wai
 	if at := now.Add(ds); at.After(e.sharedUntil) {
 		e.sharedUntil = at
 	}
-	if !settling {
+	if !settling && e.b != nil && !e.b.owes(now) {
 		e.b = nil // the next outage makes a new local share
 	}
 	e.mu.Unlock()
