@@ -2,16 +2,24 @@
 // redis.UniversalClient, so standalone Redis, Sentinel and Redis Cluster all
 // work.
 //
-// Each record is a hash under one key (WithPrefix + the idempotency key).
-// Every operation is one Lua script or one command touching that single key,
-// which keeps it atomic and cluster-safe: Claim takes a free or abandoned key
-// and sets its lease and a fresh fencing token (a random 63-bit number,
-// compared for equality); Renew, Complete and Release succeed only with the
-// current token.
+// Each record is one string under one key (WithPrefix + the idempotency
+// key), and every operation is one round trip on that single key, which
+// keeps it atomic and cluster-safe. Claim sends SET NX GET with the new
+// claim and reads the key's PTTL beside it: a free key is taken and a
+// completed record returned by the same command, so a new key and a replay
+// cost one plain command each (Redis 7.0 or later; older servers get the
+// same from a Lua script). Taking over a claim whose holder died is a Lua
+// script that checks the lease again on the server. Renew, Complete and
+// Release are Lua scripts that succeed only with the current fencing token
+// (a random 63-bit number, compared for equality). Get is a GET and a
+// PTTL.
 //
-// Time is the Redis server's (TIME, in milliseconds), and records are kept
-// by key expiry: a claim lives for its lease plus WithAbandonedRetention, a
-// completed record for its retention. There is nothing to purge.
+// Time is the Redis server's and lives in key expiry: a claim's key expires
+// at the end of its lease plus WithAbandonedRetention, a completed record's
+// at the end of its retention; Record.TTL is derived from the key's PTTL.
+// There is nothing to purge. Records written by the store's earlier
+// versions (hashes) are still read, completed, released and taken over
+// until they expire.
 //
 // # What Redis must provide
 //

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,9 +28,12 @@ const maxKeyLen = 1024
 const maxFingerprintLen = 255
 
 // Store is an idempotency.Store on Redis (standalone, Sentinel or Cluster,
-// through go-redis v9's UniversalClient). Every operation is one Lua script
-// on one key; time is the Redis server's, and records expire by Redis key
-// expiry. It is safe for concurrent use by any number of processes.
+// through go-redis v9's UniversalClient). Every operation is one round trip
+// on one key: a claim is one SET NX GET (Redis 7.0 or later; a Lua script
+// on older servers), a read is one GET, and the writes guarded by a token
+// are one Lua script each. Time is the Redis server's, and records expire
+// by Redis key expiry. It is safe for concurrent use by any number of
+// processes.
 //
 // Limits: keys of 1 to 1024 bytes, fingerprints of at most 255 bytes,
 // responses of at most WithMaxResponseSize (4 MiB by default); more is
@@ -39,7 +44,13 @@ type Store struct {
 	maxResp   int
 	abandoned time.Duration
 
-	claim, get, renew, complete, release, force *redis.Script
+	// noSetGet is set once the server refused SET NX GET (Redis before
+	// 7.0): claims then run claimLua.
+	noSetGet atomic.Bool
+
+	claim, renew, complete, release, force *redis.Script
+
+	legacyClaim, legacyGet, legacyRenew, legacyComplete, legacyRelease, legacyForce *redis.Script
 }
 
 var _ idempotency.Store = (*Store)(nil)
@@ -106,11 +117,17 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 		maxResp:   4 << 20,
 		abandoned: 24 * time.Hour,
 		claim:     redis.NewScript(claimLua),
-		get:       redis.NewScript(getLua),
 		renew:     redis.NewScript(renewLua),
 		complete:  redis.NewScript(completeLua),
 		release:   redis.NewScript(releaseLua),
 		force:     redis.NewScript(forceReleaseLua),
+
+		legacyClaim:    redis.NewScript(legacyClaimLua),
+		legacyGet:      redis.NewScript(legacyGetLua),
+		legacyRenew:    redis.NewScript(legacyRenewLua),
+		legacyComplete: redis.NewScript(legacyCompleteLua),
+		legacyRelease:  redis.NewScript(legacyReleaseLua),
+		legacyForce:    redis.NewScript(legacyForceReleaseLua),
 	}
 	err := option.Apply("redisstore", "New", s, len(opts), func(i int) *option.Setting[Store] {
 		if opts[i] == nil {
@@ -142,11 +159,11 @@ func millis(d time.Duration) int64 {
 		ms++
 	}
 	// Lua numbers are doubles: keep sums of times exact.
-	if ms > 1<<50 {
-		ms = 1 << 50
-	}
-	return ms
+	return min(ms, maxMillis)
 }
+
+// maxMillis bounds every duration the store sends, in milliseconds.
+const maxMillis = 1 << 50
 
 func newToken() int64 {
 	for {
@@ -156,7 +173,13 @@ func newToken() int64 {
 	}
 }
 
-// Claim implements idempotency.Store.
+// Claim implements idempotency.Store: one round trip, whether it takes a
+// new key or returns the record already there. It sends SET NX GET with
+// the new claim and the key's PTTL; only to take over a claim whose lease
+// ran out does it run a script, which decides again on the server. The two
+// commands are not a transaction: a key that changes between them (another
+// client's write, its expiry) gets a Record.TTL that is off, never a wrong
+// decision, which SET NX GET and the script make alone.
 func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
 	if err := s.checkKey(key); err != nil {
 		return idempotency.Claim{}, err
@@ -167,27 +190,148 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	if lease <= 0 {
 		return idempotency.Claim{}, fmt.Errorf("redisstore: %w: lease %v is not positive", idempotency.ErrInvalid, lease)
 	}
-	token := newToken()
-	res, err := s.claim.Run(ctx, s.rdb, []string{s.prefix + key},
-		fingerprint, strconv.FormatInt(token, 10), millis(lease), millis(s.abandoned)).Slice()
+	c := s.newClaimCall(key, fingerprint, lease, newToken())
+	return s.claimWith(ctx, &c)
+}
+
+func (s *Store) newClaimCall(key, fingerprint string, lease time.Duration, token int64) claimCall {
+	ab := millis(s.abandoned)
+	return claimCall{
+		key:         key,
+		rkey:        s.prefix + key,
+		fingerprint: fingerprint,
+		token:       token,
+		value:       heldRecord(token, ab, fingerprint),
+		px:          millis(lease) + ab,
+	}
+}
+
+func (s *Store) claimWith(ctx context.Context, c *claimCall) (idempotency.Claim, error) {
+	if !s.noSetGet.Load() {
+		if cl, err, done := s.claimSetGet(ctx, c); done {
+			return cl, err
+		}
+	}
+	return s.claimScript(ctx, c, true)
+}
+
+// claimCall is one Claim's arguments, as sent.
+type claimCall struct {
+	key, rkey, fingerprint string
+	token                  int64
+	value                  []byte
+	px                     int64
+}
+
+// outcome returns the claim's result for the record rec it found.
+func (c *claimCall) outcome(rec idempotency.Record) idempotency.Claim {
+	if rec.Status == idempotency.StatusInProgress && rec.Token == c.token {
+		// The record is this claim's own: the client sent the command
+		// again after a network error, and the first one had run.
+		return idempotency.Claim{Acquired: true, Token: c.token}
+	}
+	return idempotency.Claim{Record: rec}
+}
+
+// claimSetGet claims with SET NX GET and reads the key's PTTL in the same
+// round trip. done is false when the server refused the command (Redis
+// before 7.0); the claim is then the script's to make.
+func (s *Store) claimSetGet(ctx context.Context, c *claimCall) (_ idempotency.Claim, _ error, done bool) {
+	p := s.rdb.Pipeline()
+	// PTTL first: go-redis inspects the first reply of a pipeline as an
+	// error, and SET's nil (the key was free) would cost it a dozen
+	// allocations.
+	ttl := p.Do(ctx, "pttl", c.rkey)
+	set := p.Do(ctx, "set", c.rkey, c.value, "px", c.px, "nx", "get")
+	_, _ = p.Exec(ctx)
+	v, err := set.Text()
+	switch {
+	case err == redis.Nil:
+		return idempotency.Claim{Acquired: true, Token: c.token}, nil, true
+	case isWrongType(err):
+		cl, err := s.claimLegacy(ctx, c)
+		return cl, err, true
+	case err != nil && strings.HasPrefix(err.Error(), "ERR syntax error"):
+		s.noSetGet.Store(true)
+		return idempotency.Claim{}, nil, false
+	case err != nil:
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
+	}
+	pttl, err := ttl.Int64()
+	if err != nil {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
+	}
+	rec, err := parseValue(c.key, v, pttl)
+	if err != nil {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
+	}
+	if rec.Status == idempotency.StatusInProgress && rec.TTL <= 0 && rec.Fingerprint == c.fingerprint && rec.Token != c.token {
+		// Its holder died: the script takes it over if that still holds.
+		cl, err := s.claimScript(ctx, c, true)
+		return cl, err, true
+	}
+	return c.outcome(rec), nil, true
+}
+
+// claimScript claims with claimLua (legacy: whether a legacy record may be
+// under the key).
+func (s *Store) claimScript(ctx context.Context, c *claimCall, legacy bool) (idempotency.Claim, error) {
+	res, err := s.claim.Run(ctx, s.rdb, []string{c.rkey}, c.value, c.px, c.fingerprint).Result()
+	if legacy && isWrongType(err) {
+		return s.claimLegacy(ctx, c)
+	}
 	if err != nil {
 		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err)
 	}
-	if len(res) == 1 && res[0] == int64(1) {
-		return idempotency.Claim{Acquired: true, Token: token}, nil
+	if n, ok := res.(int64); ok && n == 1 {
+		return idempotency.Claim{Acquired: true, Token: c.token}, nil
 	}
-	if len(res) != 6 {
+	f, _ := res.([]any)
+	if len(f) != 2 {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w: unexpected reply", ErrCorrupt)
+	}
+	v, ok1 := f[0].(string)
+	pttl, ok2 := f[1].(int64)
+	if !ok1 || !ok2 {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w: unexpected reply", ErrCorrupt)
+	}
+	rec, err := parseValue(c.key, v, pttl)
+	if err != nil {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	return c.outcome(rec), nil
+}
+
+// claimLegacy claims a key that may hold a record of the earlier format.
+func (s *Store) claimLegacy(ctx context.Context, c *claimCall) (idempotency.Claim, error) {
+	res, err := s.legacyClaim.Run(ctx, s.rdb, []string{c.rkey}, c.value, c.px, c.fingerprint).Slice()
+	if err != nil {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	switch {
+	case len(res) == 1 && res[0] == int64(1):
+		return idempotency.Claim{Acquired: true, Token: c.token}, nil
+	case len(res) == 1 && res[0] == int64(2):
+		return s.claimScript(ctx, c, false)
+	case len(res) != 6:
 		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w: reply of %d elements", ErrCorrupt, len(res))
 	}
-	rec, err := parseRecord(key, res[1:])
+	rec, err := parseLegacy(c.key, res[1:])
 	if err != nil {
 		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err)
 	}
 	return idempotency.Claim{Record: rec}, nil
 }
 
-// parseRecord reads the reply f, s, t, ttl, r of a script.
-func parseRecord(key string, f []any) (idempotency.Record, error) {
+// isWrongType reports whether err is Redis's answer to an operation on a
+// key of another type: a record of the earlier format (a hash).
+func isWrongType(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.Contains(re.Error(), "WRONGTYPE")
+}
+
+// parseLegacy reads the reply f, s, t, ttl, r of a legacy script.
+func parseLegacy(key string, f []any) (idempotency.Record, error) {
 	str := func(i int) (string, bool) {
 		v, ok := f[i].(string)
 		return v, ok
@@ -221,14 +365,40 @@ func parseRecord(key string, f []any) (idempotency.Record, error) {
 	return rec, nil
 }
 
-// Get implements idempotency.Store: one script that reads the record and
-// what is left of its lease or retention on the server's clock. Records
-// expire by Redis key expiry, so an expired record is not found.
+// Get implements idempotency.Store: one GET and the key's PTTL, in one
+// round trip. Records expire by Redis key expiry, so an expired record is
+// not found.
 func (s *Store) Get(ctx context.Context, key string) (idempotency.Record, error) {
 	if err := s.checkKey(key); err != nil {
 		return idempotency.Record{}, err
 	}
-	f, err := s.get.Run(ctx, s.rdb, []string{s.prefix + key}).Slice()
+	rkey := s.prefix + key
+	p := s.rdb.Pipeline()
+	ttl := p.Do(ctx, "pttl", rkey)
+	get := p.Do(ctx, "get", rkey)
+	_, _ = p.Exec(ctx)
+	v, err := get.Text()
+	switch {
+	case err == redis.Nil:
+		return idempotency.Record{}, idempotency.ErrNotFound
+	case isWrongType(err):
+		return s.getLegacy(ctx, key, rkey)
+	case err != nil:
+		return idempotency.Record{}, fmt.Errorf("redisstore: get: %w", err)
+	}
+	pttl, err := ttl.Int64()
+	if err != nil {
+		return idempotency.Record{}, fmt.Errorf("redisstore: get: %w", err)
+	}
+	rec, err := parseValue(key, v, pttl)
+	if err != nil {
+		return idempotency.Record{}, fmt.Errorf("redisstore: get: %w", err)
+	}
+	return rec, nil
+}
+
+func (s *Store) getLegacy(ctx context.Context, key, rkey string) (idempotency.Record, error) {
+	f, err := s.legacyGet.Run(ctx, s.rdb, []string{rkey}).Slice()
 	if err != nil {
 		return idempotency.Record{}, fmt.Errorf("redisstore: get: %w", err)
 	}
@@ -238,15 +408,22 @@ func (s *Store) Get(ctx context.Context, key string) (idempotency.Record, error)
 	if len(f) != 5 {
 		return idempotency.Record{}, fmt.Errorf("redisstore: get: %w: reply of %d elements", ErrCorrupt, len(f))
 	}
-	rec, err := parseRecord(key, f)
+	rec, err := parseLegacy(key, f)
 	if err != nil {
 		return idempotency.Record{}, fmt.Errorf("redisstore: get: %w", err)
 	}
 	return rec, nil
 }
 
-func (s *Store) runHeld(ctx context.Context, op string, script *redis.Script, key string, args ...any) error {
-	n, err := script.Run(ctx, s.rdb, []string{s.prefix + key}, args...).Int64()
+// runHeld runs script on rkey with args, or legacy with legacyArgs when the
+// key holds a record of the earlier format; both return 1 when the key was
+// held as they require, else 0 (ErrLeaseLost).
+func (s *Store) runHeld(ctx context.Context, op string, script, legacy *redis.Script, rkey string, args []any, legacyArgs func() []any) error {
+	keys := []string{rkey}
+	n, err := script.Run(ctx, s.rdb, keys, args...).Int64()
+	if isWrongType(err) {
+		n, err = legacy.Run(ctx, s.rdb, keys, legacyArgs()...).Int64()
+	}
 	if err != nil {
 		return fmt.Errorf("redisstore: %s: %w", op, err)
 	}
@@ -265,7 +442,9 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 	if lease <= 0 {
 		return fmt.Errorf("redisstore: %w: lease %v is not positive", idempotency.ErrInvalid, lease)
 	}
-	return s.runHeld(ctx, "renew", s.renew, key, strconv.FormatInt(token, 10), millis(lease), millis(s.abandoned))
+	return s.runHeld(ctx, "renew", s.renew, s.legacyRenew, s.prefix+key,
+		[]any{heldPrefix(token), millis(lease)},
+		func() []any { return []any{strconv.FormatInt(token, 10), millis(lease), millis(s.abandoned)} })
 }
 
 // Complete implements idempotency.Store. It returns idempotency.ErrLeaseLost
@@ -282,7 +461,9 @@ func (s *Store) Complete(ctx context.Context, key string, token int64, response 
 	if retention <= 0 {
 		return fmt.Errorf("redisstore: %w: retention %v is not positive", idempotency.ErrInvalid, retention)
 	}
-	return s.runHeld(ctx, "complete", s.complete, key, strconv.FormatInt(token, 10), response, millis(retention))
+	return s.runHeld(ctx, "complete", s.complete, s.legacyComplete, s.prefix+key,
+		[]any{heldPrefix(token), response, millis(retention)},
+		func() []any { return []any{strconv.FormatInt(token, 10), response, millis(retention)} })
 }
 
 // Release implements idempotency.Store. It returns idempotency.ErrLeaseLost
@@ -291,7 +472,9 @@ func (s *Store) Release(ctx context.Context, key string, token int64) error {
 	if err := s.checkKey(key); err != nil {
 		return err
 	}
-	return s.runHeld(ctx, "release", s.release, key, strconv.FormatInt(token, 10))
+	return s.runHeld(ctx, "release", s.release, s.legacyRelease, s.prefix+key,
+		[]any{heldPrefix(token)},
+		func() []any { return []any{strconv.FormatInt(token, 10)} })
 }
 
 // ForceRelease deletes the in-progress claim of key whatever its token, for
@@ -302,7 +485,7 @@ func (s *Store) ForceRelease(ctx context.Context, key string) error {
 	if err := s.checkKey(key); err != nil {
 		return err
 	}
-	err := s.runHeld(ctx, "force release", s.force, key)
+	err := s.runHeld(ctx, "force release", s.force, s.legacyForce, s.prefix+key, nil, func() []any { return nil })
 	if errors.Is(err, idempotency.ErrLeaseLost) {
 		return idempotency.ErrNotFound
 	}
