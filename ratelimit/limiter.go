@@ -142,10 +142,12 @@ func New(opts ...Option) (*Limiter, error) {
 // at once, without waiting and without taking anything, a *LimitedError
 // (matching ErrLimited, whose RetryAfter says how long the wait would have
 // been) when the wait would end at or after ctx's deadline, and ctx's error
-// when ctx ends first. Wait never waits on a key whose wait fits the deadline
-// only to fail it: what it takes, it takes in time. It may also return an
-// error matching ErrTooManyKeys (see WithMaxKeys), or one for a key longer
-// than 512 bytes.
+// when ctx ends first. Waiters are served in turn, one interval apart; when
+// a provider's announcement changes the key's quota (a pause, a new rate)
+// while they wait, they decide again, and a new wait that no longer fits the
+// deadline then ends with a *LimitedError too. It may also return an error
+// matching ErrTooManyKeys (see WithMaxKeys), or one for a key longer than
+// 512 bytes. Wait is safe for concurrent use, as are all the methods.
 func (l *Limiter) Wait(ctx context.Context, key string) error { return l.decide(ctx, key, true) }
 
 // Allow takes budget for one request of key when there is some now, and
