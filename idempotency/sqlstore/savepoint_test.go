@@ -154,6 +154,20 @@ func TestSavepointRule(t *testing.T) {
 		})
 
 		if d == sqlstore.Postgres {
+			t.Run("the handler's statements wait for locks as usual", func(t *testing.T) {
+				// The claim's bounded lock wait ends with the claim.
+				var got string
+				h := txServer(t, s, func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {
+					if err := tx.QueryRowContext(r.Context(), "SHOW lock_timeout").Scan(&got); err != nil {
+						t.Error(err)
+					}
+					w.WriteHeader(http.StatusNoContent)
+				})
+				post(h, "lock-timeout", "x")
+				if got != "0" {
+					t.Fatalf("lock_timeout in the handler's transaction = %q; want the session's (0)", got)
+				}
+			})
 			t.Run("a success over an aborted transaction", func(t *testing.T) {
 				runs := 0
 				h := txServer(t, s, func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {

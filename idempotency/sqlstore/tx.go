@@ -127,12 +127,13 @@ func (s *Store) claimNoWait(ctx context.Context, tx *sql.Tx, key, fingerprint st
 // afterClaim ends the bounded lock wait of claimNoWait and takes the
 // savepoint.
 func (s *Store) afterClaim(ctx context.Context, tx *sql.Tx) error {
+	stmt := "SAVEPOINT " + savepoint
 	if s.dialect == Postgres {
-		if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout TO DEFAULT"); err != nil {
-			return fmt.Errorf("sqlstore: lock_timeout: %w", err)
-		}
+		// One round trip: pgx sends a statement without arguments by the
+		// simple protocol, which takes several.
+		stmt = "SET LOCAL lock_timeout TO DEFAULT; " + stmt
 	}
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepoint); err != nil {
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("sqlstore: savepoint: %w", err)
 	}
 	return nil
