@@ -36,8 +36,6 @@ const (
 	refreshSeconds = 15
 )
 
-var errUnsupported = errors.New("ops: the store does not support this")
-
 // Page is the operator's page: an http.Handler to mount behind the
 // application's own authentication, under a prefix of its choosing:
 //
@@ -197,6 +195,9 @@ func flash(q url.Values) string {
 	case "discarded":
 		return fmt.Sprintf("Discarded %d dead %s.", n, plural(n, "letter", "letters"))
 	case "resumed":
+		if n == 0 {
+			return "The destination was not paused any more."
+		}
 		return "Resumed the destination: its messages are deliverable now."
 	case "released":
 		return "Released the claim: the next request with this key runs the handler again."
@@ -598,14 +599,15 @@ func (p *Page) resume(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := storeCtx(r)
 	defer cancel()
-	if err := p.cfg.outbox.resume(ctx, dest); err != nil {
+	n, err := p.cfg.outbox.resume(ctx, dest)
+	if err != nil {
 		p.log.Warn("ops: resume failed", "who", p.cfg.who(r), "destination", dest, "error", err)
 		p.problem(w, r, http.StatusBadGateway, "Resume failed: "+errText(err))
 		return
 	}
-	p.log.Info("ops: resumed a destination", "who", p.cfg.who(r), "destination", dest)
+	p.log.Info("ops: resumed a destination", "who", p.cfg.who(r), "destination", dest, "was_paused", n > 0)
 	r.PostForm.Set("back", "overview")
-	seeOther(w, back(r, "resumed", 1))
+	seeOther(w, back(r, "resumed", n))
 }
 
 func (p *Page) release(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,31 @@ type fakeOutbox struct {
 	recs     []outbox.Record
 	requeued []string
 	dropped  []string
+	paused   []outbox.PausedDestination
+	resumed  []string
+}
+
+func (f *fakeOutbox) Pauses(context.Context) ([]outbox.PausedDestination, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]outbox.PausedDestination(nil), f.paused...), nil
+}
+
+func (f *fakeOutbox) Resume(_ context.Context, dests ...string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, d := range dests {
+		f.resumed = append(f.resumed, d)
+		for i, p := range f.paused {
+			if p.Destination == d {
+				f.paused = append(f.paused[:i], f.paused[i+1:]...)
+				n++
+				break
+			}
+		}
+	}
+	return n, nil
 }
 
 func (f *fakeOutbox) Stats(context.Context) (outbox.Stats, error) {
@@ -633,5 +658,40 @@ func TestRateLimitsOfThisReplica(t *testing.T) {
 	}
 	if _, err := ops.New(ops.WithRateLimiter("x", nil)); err == nil {
 		t.Fatal("a nil limiter is accepted")
+	}
+}
+
+// TestPausedDestinations: the pauses every relay honours are listed with
+// their reason and time left; resuming one is a POST, logged, and the
+// overview then says so.
+func TestPausedDestinations(t *testing.T) {
+	t.Parallel()
+	ob := newFakeOutbox()
+	ob.paused = []outbox.PausedDestination{{Destination: "tenant-9", Reason: "410 Gone from https://bob:HUNTER2@hooks.example.com", Until: time.Now().Add(time.Hour)}}
+	var lg logs
+	page, err := ops.New(ops.WithOutbox(ob), ops.WithLogger(slog.New(slog.NewTextHandler(&lg, nil))),
+		ops.WithActions(func(*http.Request) string { return "carol" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, page)
+	_, html := get(t, srv.URL+"/ops/")
+	i := strings.Index(html, `id="pauses"`)
+	if i < 0 || !strings.Contains(html[i:], "tenant-9") || !strings.Contains(html[i:], "410 Gone") || !strings.Contains(html[i:], "59 min") || strings.Contains(html, "HUNTER2") {
+		t.Fatalf("pauses:\n%s", html)
+	}
+	resp := post(t, srv.URL+"/ops/resume", url.Values{"destination": {"tenant-9"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "./?done=resumed&n=1" {
+		t.Fatalf("resume: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	_, html = get(t, srv.URL+"/ops/?done=resumed&n=1")
+	if !strings.Contains(html, "Resumed the destination") || !strings.Contains(html, "No destination is paused") {
+		t.Fatalf("after resume:\n%s", html)
+	}
+	if !strings.Contains(lg.String(), "ops: resumed a destination") || !strings.Contains(lg.String(), "who=carol") {
+		t.Fatalf("the resume was not logged with who did it:\n%s", lg.String())
+	}
+	if resp := post(t, srv.URL+"/ops/resume", url.Values{"destination": {"tenant-9"}}); resp.Header.Get("Location") != "./?done=resumed&n=0" {
+		t.Fatalf("resume of a destination not paused: %q", resp.Header.Get("Location"))
 	}
 }

@@ -26,6 +26,10 @@ type OutboxStore interface {
 	Requeue(ctx context.Context, ids ...string) (int, error)
 	// Discard deletes the named dead letters.
 	Discard(ctx context.Context, ids ...string) (int, error)
+	// Pauses lists the destinations paused now.
+	Pauses(ctx context.Context) ([]outbox.PausedDestination, error)
+	// Resume lifts the pauses of the named destinations.
+	Resume(ctx context.Context, destinations ...string) (int, error)
 }
 
 // IdempotencyStore is what the page reads and does in an idempotency
@@ -62,7 +66,7 @@ type outboxView interface {
 	backlog(ctx context.Context) ([]destRow, error)
 	// pauses returns ok false when the store keeps no pauses.
 	pauses(ctx context.Context) (rows []pauseRow, ok bool, err error)
-	resume(ctx context.Context, destination string) error
+	resume(ctx context.Context, destination string) (int, error)
 	dead(ctx context.Context, topic, destination string, after int64, limit int) ([]outbox.Record, error)
 	get(ctx context.Context, id string) (outbox.Record, error)
 	requeue(ctx context.Context, ids []string) (int, error)
@@ -80,9 +84,22 @@ func (v storeView) backlog(ctx context.Context) ([]destRow, error) {
 	return []destRow{{Topic: "all topics", Pending: st.Pending, Dead: st.Dead, OldestPending: st.OldestPendingAge}}, nil
 }
 
-func (v storeView) pauses(context.Context) ([]pauseRow, bool, error) { return nil, false, nil }
+func (v storeView) pauses(ctx context.Context) ([]pauseRow, bool, error) {
+	ps, err := v.s.Pauses(ctx)
+	if err != nil {
+		return nil, true, err
+	}
+	rows := make([]pauseRow, len(ps))
+	now := time.Now()
+	for i, p := range ps {
+		rows[i] = pauseRow{Destination: p.Destination, Reason: p.Reason, Until: p.Until, Remaining: max(p.Until.Sub(now), 0)}
+	}
+	return rows, true, nil
+}
 
-func (v storeView) resume(context.Context, string) error { return errUnsupported }
+func (v storeView) resume(ctx context.Context, destination string) (int, error) {
+	return v.s.Resume(ctx, destination)
+}
 
 func (v storeView) dead(ctx context.Context, topic, destination string, after int64, limit int) ([]outbox.Record, error) {
 	recs, err := v.s.ListDead(ctx, topic, after, limit)

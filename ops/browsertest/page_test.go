@@ -46,9 +46,12 @@ func chromium(t *testing.T) string {
 }
 
 // publisher delivers every topic but "invoices", which it refuses for good
-// until fixed is set: the operator's fix, after which a requeue delivers.
+// until fixed is set (the operator's fix, after which a requeue delivers),
+// and every destination but "tenant-gone", which answers 410 Gone until
+// back is set: the relay pauses it for an hour, for every relay.
 type publisher struct {
 	fixed     atomic.Bool
+	back      atomic.Bool
 	mu        sync.Mutex
 	delivered map[string]bool
 }
@@ -57,10 +60,19 @@ func (p *publisher) Publish(_ context.Context, d outbox.Delivery) error {
 	if d.Topic == "invoices" && !p.fixed.Load() {
 		return retry.Permanent(errors.New("POST https://hooks.example.com/invoices: 422 Unprocessable Entity: unknown field \"tax_rate\""))
 	}
+	if d.Destination == "tenant-gone" && !p.back.Load() {
+		return outbox.Pause(errors.New("POST https://hooks.example.com/tenant-gone: 410 Gone"), time.Hour)
+	}
 	p.mu.Lock()
 	p.delivered[d.ID] = true
 	p.mu.Unlock()
 	return nil
+}
+
+func (p *publisher) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.delivered)
 }
 
 func (p *publisher) wasDelivered(id string) bool {
@@ -165,6 +177,9 @@ func newWorld(t *testing.T) *world {
 			Headers: map[string]string{"Content-Type": "application/json", "Authorization": "Bearer sk_live_do_not_show"},
 			Payload: []byte(fmt.Sprintf(`{"invoice":"inv_%d","amount":{"value":4200,"currency":"EUR"},"tax_rate":0.2}`, i))})
 	}
+	for i := range 2 {
+		msgs = append(msgs, outbox.Message{Topic: "orders", Destination: "tenant-gone", Key: fmt.Sprintf("gone-%d", i), Payload: []byte(fmt.Sprintf(`{"order":%d}`, 100+i))})
+	}
 	for i := range 3 {
 		msgs = append(msgs, outbox.Message{Topic: "reminders", Payload: []byte(fmt.Sprintf(`{"reminder":%d}`, i)), NotBefore: time.Now().Add(time.Hour)})
 	}
@@ -185,7 +200,11 @@ func newWorld(t *testing.T) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Dead == 4 && st.Pending == 3 {
+		ps, err := w.out.Pauses(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Dead == 4 && st.Pending == 5 && len(ps) == 1 && w.pub.count() == 24 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -300,19 +319,23 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 
 // TestOperatorPage opens the page in Chromium against a real PostgreSQL
 // with messages in every state, checks what it shows, requeues a dead
-// letter by clicking and sees it delivered, and releases a stuck
-// idempotency claim through its confirmation page.
+// letter by clicking and sees it delivered, resumes a paused destination
+// and sees its messages delivered, and releases a stuck idempotency claim
+// through its confirmation page.
 func TestOperatorPage(t *testing.T) {
 	w := newWorld(t)
 	ctx := browser(t)
 
 	step(t, ctx, "open the overview", chromedp.Navigate(w.url), chromedp.WaitVisible(chromedp.CSS("#backlog")))
 	backlog := text(t, ctx, "#backlog .summary")
-	if !strings.Contains(backlog, "3 pending") || !strings.Contains(backlog, "4 dead") {
+	if !strings.Contains(backlog, "5 pending") || !strings.Contains(backlog, "4 dead") {
 		t.Fatalf("backlog summary: %q", backlog)
 	}
-	if got := text(t, ctx, "#deliveries .summary"); !strings.Contains(got, "24 delivered") || !strings.Contains(got, "4 failed") {
+	if got := text(t, ctx, "#deliveries .summary"); !strings.Contains(got, "24 delivered") || !strings.Contains(got, "5 failed") {
 		t.Fatalf("this replica's deliveries: %q", got)
+	}
+	if got := text(t, ctx, "#pauses"); !strings.Contains(got, "tenant-gone") || !strings.Contains(got, "410 Gone") || !strings.Contains(got, "59 min") {
+		t.Fatalf("paused destinations: %q", got)
 	}
 	screenshot(t, ctx, "ops-desktop")
 
@@ -359,6 +382,27 @@ func TestOperatorPage(t *testing.T) {
 		t.Fatal("the page says delivered but the publisher never saw it")
 	}
 
+	// The endpoint is back: resume its destination by clicking; its two
+	// held messages are delivered.
+	w.pub.back.Store(true)
+	step(t, ctx, "resume by clicking",
+		chromedp.Navigate(w.url), chromedp.WaitVisible(chromedp.CSS("#pauses")),
+		chromedp.Click(chromedp.CSS(`#pauses form[action="resume"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if msg := text(t, ctx, ".flash"); !strings.Contains(msg, "Resumed the destination") {
+		t.Fatalf("after resume: %q", msg)
+	}
+	if got := text(t, ctx, "#pauses"); !strings.Contains(got, "No destination is paused") {
+		t.Fatalf("paused destinations after resume: %q", got)
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for w.pub.count() < 24+1+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed destination's messages were not delivered: %d delivered", w.pub.count())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	// Release the stuck claim: look it up, ask, confirm.
 	step(t, ctx, "look the claim up",
 		chromedp.Navigate(w.url+"idempotency"), chromedp.WaitVisible(chromedp.CSS(`#lookup input[name=key]`)),
@@ -381,7 +425,7 @@ func TestOperatorPage(t *testing.T) {
 	if _, err := w.idem.Get(t.Context(), w.stuck); !errors.Is(err, idempotency.ErrNotFound) {
 		t.Fatalf("the claim is still there: %v", err)
 	}
-	for _, want := range []string{"ops: requeued dead letters", "ops: released an idempotency claim", "who=browser-test"} {
+	for _, want := range []string{"ops: requeued dead letters", "ops: resumed a destination", "ops: released an idempotency claim", "who=browser-test"} {
 		if !strings.Contains(w.log.String(), want) {
 			t.Errorf("the log lacks %q:\n%s", want, w.log.String())
 		}
