@@ -695,3 +695,42 @@ func TestPausedDestinations(t *testing.T) {
 		t.Fatalf("resume of a destination not paused: %q", resp.Header.Get("Location"))
 	}
 }
+
+// brokenOutbox fails every read, the way a database that went away does.
+type brokenOutbox struct{ fakeOutbox }
+
+var errDown = errors.New("dial tcp 10.0.0.5:5432: connect: connection refused (postgres://app:S3CRET@db/app)")
+
+func (*brokenOutbox) Stats(context.Context) (outbox.Stats, error) { return outbox.Stats{}, errDown }
+func (*brokenOutbox) Pauses(context.Context) ([]outbox.PausedDestination, error) {
+	return nil, errDown
+}
+func (*brokenOutbox) ListDead(context.Context, string, int64, int) ([]outbox.Record, error) {
+	return nil, errDown
+}
+func (*brokenOutbox) Get(context.Context, string) (outbox.Record, error) {
+	return outbox.Record{}, errDown
+}
+
+// TestStoreDown: a store that fails leaves the page up, each section
+// saying what failed (without the credentials of a DSN), and the figures of
+// this replica still shown.
+func TestStoreDown(t *testing.T) {
+	t.Parallel()
+	page, err := ops.New(ops.WithOutbox(&brokenOutbox{}), ops.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, page)
+	code, html := get(t, srv.URL+"/ops/")
+	if code != http.StatusOK || !strings.Contains(html, "Could not read the backlog: dial tcp") ||
+		!strings.Contains(html, "Could not read the pauses") || !strings.Contains(html, `id="deliveries"`) || strings.Contains(html, "S3CRET") {
+		t.Fatalf("overview with the store down: %d\n%s", code, html)
+	}
+	if code, html := get(t, srv.URL+"/ops/dead"); code != http.StatusOK || !strings.Contains(html, "Could not list the dead letters") {
+		t.Fatalf("dead letters with the store down: %d", code)
+	}
+	if code, _ := get(t, srv.URL+"/ops/message?id=x"); code != http.StatusBadGateway {
+		t.Fatalf("a message with the store down: %d, want 502", code)
+	}
+}
