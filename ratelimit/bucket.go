@@ -10,7 +10,7 @@ import (
 // bucket is a key's quota in this process, on golang.org/x/time/rate: one
 // rate.Limiter per window, and one for the limit a provider announced while
 // it holds. Its entry's mutex guards it, except that the fast path of a
-// simple entry calls wins[0].AllowN without it.
+// simple entry calls AllowN on wins[0] (its entry's fast) without it.
 type bucket struct {
 	wins    []*rate.Limiter
 	learned *rate.Limiter // nil: none in force
@@ -75,13 +75,23 @@ func (b *bucket) setLearned(now time.Time, r float64, burst int, until time.Time
 }
 
 // hold makes the whole bucket give nothing before now+d: the shortest window
-// and the announced limit start again afterwards with no budget saved up.
-// Longer windows keep their budget: an hourly quota is not lost to a pause.
+// and the announced limit start again then, with no budget saved up, in new
+// limiters, since the requests that had a turn in the old ones (woken by the
+// pause) decide again and their turns are forgotten. Longer windows keep
+// their budget: an hourly quota is not lost to a pause.
 func (b *bucket) hold(now time.Time, d time.Duration) {
-	hold(b.wins[0], now, d)
+	b.wins[0] = held(b.wins[0], now, d)
 	if b.learned != nil && now.Before(b.until) {
-		hold(b.learned, now, d)
+		b.learned = held(b.learned, now, d)
 	}
+}
+
+// held returns a limiter like lim that gives its next token d after now.
+func held(lim *rate.Limiter, now time.Time, d time.Duration) *rate.Limiter {
+	n := rate.NewLimiter(lim.Limit(), lim.Burst())
+	empty(n, now)
+	hold(n, now, d)
+	return n
 }
 
 // limiters appends to dst the limiters in force at now.

@@ -75,7 +75,7 @@ type entry struct {
 	// simple: the quota is local, it has one window and no announced
 	// limit in force, so Wait may take a token from fast without mu.
 	simple atomic.Bool
-	fast   *rate.Limiter
+	fast   atomic.Pointer[rate.Limiter] // b.wins[0], replaced by a pause
 	// dead: the entry was forgotten; whoever sees it looks the key up
 	// again (the token it may have taken here is lost, never granted).
 	dead atomic.Bool
@@ -176,7 +176,7 @@ func (l *Limiter) decide(ctx context.Context, key string, wait bool) error {
 		if err != nil {
 			return err
 		}
-		if e.simple.Load() && e.fast.AllowN(now, 1) {
+		if e.simple.Load() && e.fast.Load().AllowN(now, 1) {
 			if !e.dead.Load() {
 				return nil
 			}
@@ -390,7 +390,7 @@ func (l *Limiter) add(s *shard, key string, now time.Time) (*entry, error) {
 	e.attrs, e.named = l.m.attrs(key)
 	if l.sh == nil {
 		e.b = newBucket(l.limits, 1, true, now)
-		e.fast = e.b.wins[0]
+		e.fast.Store(e.b.wins[0])
 		e.simple.Store(l.single)
 	}
 	s.mu.Lock()
@@ -516,6 +516,9 @@ func (l *Limiter) pause(ctx context.Context, key string, now time.Time, d time.D
 		e.changed()
 		if e.b != nil {
 			e.b.hold(now, d)
+			if l.sh == nil {
+				e.fast.Store(e.b.wins[0])
+			}
 		}
 	}
 	info := fresh && now.Sub(e.logged) >= time.Minute

@@ -76,6 +76,19 @@ func TestWaiterAsleepWhenThePauseArrivesWaitsForIt(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		l.Observe(ctx, "k", response(429, "Retry-After", "3"), start)
 		assert.GreaterOrEqual(t, <-done, 3500*time.Millisecond)
+
+		// With a deadline the new wait no longer fits: the error, at once.
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		errc := make(chan error)
+		go func() { errc <- l.Wait(short, "k") }() // reserves a turn 1s away
+		time.Sleep(100 * time.Millisecond)
+		woke := time.Now()
+		l.Observe(ctx, "k", response(429, "Retry-After", "5"), woke)
+		var le *ratelimit.LimitedError
+		require.ErrorAs(t, <-errc, &le)
+		assert.Zero(t, time.Since(woke), "at once")
+		assert.Equal(t, 5*time.Second, le.Delay)
 	})
 }
 
