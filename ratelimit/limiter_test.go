@@ -68,6 +68,12 @@ func TestWithStoreRefusesReplicasOutOfRange(t *testing.T) {
 	}
 }
 
+func TestTypedNilStoreIsRefused(t *testing.T) {
+	t.Parallel()
+	_, err := ratelimit.New(ratelimit.WithLimit(1, time.Second, 1), ratelimit.WithStore((*switchStore)(nil), 2))
+	assert.EqualError(t, err, "ratelimit: New: WithStore: store is a nil *ratelimit_test.switchStore")
+}
+
 func TestNilLimiterReturnsErrors(t *testing.T) {
 	t.Parallel()
 	var l *ratelimit.Limiter

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"time"
 
@@ -152,6 +153,9 @@ func WithStore(s Store, replicas int) Option {
 	return newOption("WithStore", func(c *config) error {
 		if s == nil {
 			return errors.New("store is nil")
+		}
+		if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
+			return fmt.Errorf("store is a nil %T", s)
 		}
 		if replicas < 1 || replicas > maxReplicas {
 			return fmt.Errorf("replicas %d must be in [1, %d]", replicas, maxReplicas)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -97,6 +98,9 @@ var _ ratelimit.Store = (*Store)(nil)
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redislimit: New: client is nil")
+	}
+	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("redislimit: New: client is a nil %T", client)
 	}
 	cfg := config{prefix: defaultPrefix, timeout: defaultTimeout}
 	err := option.Apply("redislimit", "New", &cfg, len(opts), func(i int) *option.Setting[config] {

@@ -24,6 +24,8 @@ func TestNewRefusesWhatMakesNoSense(t *testing.T) {
 	assert.EqualError(t, err, "redislimit: New: WithPrefix: prefix is empty")
 	_, err = redislimit.New(ok, redislimit.WithTimeout(0))
 	assert.EqualError(t, err, "redislimit: New: WithTimeout: timeout 0s must be positive")
+	_, err = redislimit.New((*redis.Client)(nil))
+	assert.EqualError(t, err, "redislimit: New: client is a nil *redis.Client")
 	_, err = redislimit.New(ok, nil)
 	assert.EqualError(t, err, "redislimit: New: option 0 is nil")
 
