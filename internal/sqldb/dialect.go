@@ -1,35 +1,13 @@
 package sqldb
 
-import "fmt"
+import "github.com/steadfast-go/steadfast"
 
-// Dialect names the SQL database behind a store. The SQL backends re-export
-// it (sqlstore.Dialect, sqloutbox.Dialect are this type), so one value names
-// the database to both.
-type Dialect uint8
+// Dialect is steadfast.Dialect, named here for the SQL packages' internals.
+type Dialect = steadfast.Dialect
 
-// The databases the SQL backends support.
+// The databases the SQL packages support (steadfast.Postgres, ...).
 const (
-	// Postgres is PostgreSQL through pgx's database/sql driver
-	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx").
-	Postgres Dialect = iota + 1
-	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database
-	// in WAL mode.
-	SQLite
-	// MySQL is MySQL or MariaDB through github.com/go-sql-driver/mysql
-	// (driver name "mysql").
-	MySQL
+	Postgres = steadfast.Postgres
+	SQLite   = steadfast.SQLite
+	MySQL    = steadfast.MySQL
 )
-
-// String returns "postgres", "sqlite" or "mysql".
-func (d Dialect) String() string {
-	switch d {
-	case Postgres:
-		return "postgres"
-	case SQLite:
-		return "sqlite"
-	case MySQL:
-		return "mysql"
-	default:
-		return fmt.Sprintf("Dialect(%d)", uint8(d))
-	}
-}

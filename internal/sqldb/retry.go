@@ -1,10 +1,12 @@
 package sqldb
 
 import (
+	"strings"
+
 	"context"
 	"errors"
+	"github.com/steadfast-go/steadfast"
 	"math/rand/v2"
-	"net/url"
 	"strconv"
 	"time"
 )
@@ -133,28 +135,13 @@ func Retry(ctx context.Context, p RetryPolicy, fn func(ctx context.Context) erro
 	return &RetryExhaustedError{Attempts: attempts, Err: err}
 }
 
-// SQLiteDSN returns a modernc.org/sqlite data source name for the database
-// file at path, set up the way the steadfast SQL backends need it:
-//
-//   - journal_mode=WAL, so that readers do not block the writer;
-//   - busy_timeout=busyTimeout (5 s when busyTimeout <= 0), so that a writer
-//     waits for the lock instead of failing at once;
-//   - _txlock=immediate, so that every transaction takes the write lock when
-//     it begins: a transaction that reads and then writes can otherwise fail
-//     to upgrade its lock with SQLITE_BUSY, which no busy timeout absorbs;
-//   - foreign_keys=on and synchronous=FULL (the durable default).
-//
-// Open it with sql.Open("sqlite", SQLiteDSN(path, 0)) after importing
-// modernc.org/sqlite.
+// SQLiteDSN is steadfast.SQLiteDSN with the busy timeout set to
+// busyTimeout (5 s when busyTimeout <= 0), for tests whose processes share a
+// file under heavy load.
 func SQLiteDSN(path string, busyTimeout time.Duration) string {
+	dsn := steadfast.SQLiteDSN(path)
 	if busyTimeout <= 0 {
-		busyTimeout = 5 * time.Second
+		return dsn
 	}
-	q := url.Values{}
-	q.Set("_busy_timeout", strconv.FormatInt(busyTimeout.Milliseconds(), 10))
-	q.Set("_journal_mode", "WAL")
-	q.Set("_txlock", "immediate")
-	q.Set("_foreign_keys", "1")
-	q.Set("_synchronous", "FULL")
-	return "file:" + path + "?" + q.Encode()
+	return strings.Replace(dsn, "_busy_timeout=5000", "_busy_timeout="+strconv.FormatInt(busyTimeout.Milliseconds(), 10), 1)
 }
