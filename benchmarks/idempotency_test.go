@@ -14,7 +14,9 @@ import (
 // BenchmarkIdempotencyMiddleware serves a POST in process (no network):
 // the bare handler (the baseline), the middleware on the memory store with a
 // new key per request ("first": claim, run, store), and with one key for all
-// requests ("replay": the stored response, the handler does not run).
+// requests ("replay": the stored response, the handler does not run). The
+// store is unbounded (WithMaxRecords(0), WithMaxBytes(0)): its default
+// bounds (100 000 records, 64 MiB) would refuse a long run's new keys.
 //
 // No idempotency middleware for net/http from the Go ecosystem is compared:
 // the one in wide use is Fiber's (fasthttp, not net/http), and the net/http
@@ -43,7 +45,7 @@ func BenchmarkIdempotencyMiddleware(b *testing.B) {
 		}
 	}
 	middleware := func(b *testing.B) func(http.Handler) http.Handler {
-		store, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0))
+		store, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0), idempotency.WithMaxBytes(0))
 		if err != nil {
 			b.Fatal(err)
 		}
