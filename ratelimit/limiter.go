@@ -95,6 +95,7 @@ type entry struct {
 	ann        announced
 	written    announced // what was last written to the Store
 	logged     time.Time // when the last info line about this key was written
+	shown      float64   // the rate last recorded in the ratelimit.rate gauge
 }
 
 // announced is a limit a provider announced for a key, from at until until.
@@ -106,6 +107,27 @@ type announced struct {
 }
 
 func (a *announced) inForce(now time.Time) bool { return a.perSec > 0 && now.Before(a.until) }
+
+// rateNow returns the key's rate as the ratelimit.rate gauge shows it, and
+// whether it differs from what the gauge shows (then the caller records it,
+// after e.mu is released). e.mu is held.
+func (l *Limiter) rateNow(e *entry, now time.Time) (float64, bool) {
+	if !e.named {
+		return 0, false
+	}
+	r := l.limits[0].perSecond()
+	switch {
+	case e.pauseUntil.After(now):
+		r = 0
+	case e.ann.inForce(now):
+		r = e.ann.perSec
+	}
+	if r == e.shown {
+		return r, false
+	}
+	e.shown = r
+	return r, true
+}
 
 // New returns a Limiter configured by opts: at least one WithLimit, and
 // optionally WithStore, WithMaxKeys, WithMaxPause, WithLogger and
@@ -217,16 +239,16 @@ func (l *Limiter) decideLocal(ctx context.Context, e *entry, now time.Time, wait
 	if l.sh != nil {
 		l.ensureShare(e, now)
 	}
-	had := e.b.learned != nil
 	d, res := e.b.take(now, mw, arr[:0])
-	ended := had && e.b.learned == nil
-	if ended && l.sh == nil {
-		e.simple.Store(l.single)
+	if l.sh == nil {
+		// The fast path again, once no announcement or pause holds.
+		e.simple.Store(l.single && e.b.learned == nil && !e.pauseUntil.After(now))
 	}
 	w := e.waitChan(d)
+	r, show := l.rateNow(e, now)
 	e.mu.Unlock()
-	if ended && e.named {
-		l.m.setRate(e, l.limits[0].perSecond())
+	if show {
+		l.m.setRate(e, r)
 	}
 	return l.finish(ctx, e, d, mw, w, res)
 }
@@ -341,7 +363,11 @@ func (l *Limiter) decideShared(ctx context.Context, e *entry, now time.Time, wai
 	if !settling && e.b != nil && !e.b.owes(now) {
 		e.b = nil // the next outage makes a new local share
 	}
+	r, show := l.rateNow(e, now)
 	e.mu.Unlock()
+	if show {
+		l.m.setRate(e, r)
+	}
 	return l.finish(ctx, e, ds, mw, w, res)
 }
 
@@ -379,11 +405,12 @@ func (l *Limiter) add(s *shard, key string, now time.Time) (*entry, error) {
 	max := int64(l.cfg.maxKeys)
 	if l.n.Add(1) > max {
 		l.n.Add(-1)
-		if !l.sweep(now) || l.n.Add(1) > max {
-			if l.n.Load() > max {
-				l.n.Add(-1)
-			}
-			return nil, fmt.Errorf("%w: %d keys are held (WithMaxKeys) and none is idle", ErrTooManyKeys, l.cfg.maxKeys)
+		if !l.sweep(now) {
+			return nil, l.full()
+		}
+		if l.n.Add(1) > max {
+			l.n.Add(-1)
+			return nil, l.full()
 		}
 	}
 	e := &entry{key: key}
@@ -402,9 +429,18 @@ func (l *Limiter) add(s *shard, key string, now time.Time) (*entry, error) {
 	s.m[key] = e
 	s.mu.Unlock()
 	if e.named {
-		l.m.setRate(e, l.limits[0].perSecond())
+		e.mu.Lock()
+		r, show := l.rateNow(e, now)
+		e.mu.Unlock()
+		if show {
+			l.m.setRate(e, r)
+		}
 	}
 	return e, nil
+}
+
+func (l *Limiter) full() error {
+	return fmt.Errorf("%w: %d keys are held (WithMaxKeys) and none is idle", ErrTooManyKeys, l.cfg.maxKeys)
 }
 
 // sweep forgets the idle keys; it reports whether it forgot any.
@@ -518,6 +554,7 @@ func (l *Limiter) pause(ctx context.Context, key string, now time.Time, d time.D
 			e.b.hold(now, d)
 			if l.sh == nil {
 				e.fast.Store(e.b.wins[0])
+				e.simple.Store(false) // until the pause is over
 			}
 		}
 	}
@@ -525,12 +562,13 @@ func (l *Limiter) pause(ctx context.Context, key string, now time.Time, d time.D
 	if info {
 		e.logged = now
 	}
+	r, show := l.rateNow(e, now)
 	e.mu.Unlock()
+	if show {
+		l.m.setRate(e, r)
+	}
 	if !longer {
 		return
-	}
-	if e.named {
-		l.m.setRate(e, 0)
 	}
 	if fresh {
 		level := slog.LevelDebug
@@ -619,13 +657,10 @@ func (l *Limiter) learn(ctx context.Context, key string, now time.Time, lim Limi
 		e.logged = now
 	}
 	ann := e.ann
+	r, show := l.rateNow(e, now)
 	e.mu.Unlock()
-	if e.named {
-		if ann.perSec > 0 {
-			l.m.setRate(e, ann.perSec)
-		} else {
-			l.m.setRate(e, l.limits[0].perSecond())
-		}
+	if show {
+		l.m.setRate(e, r)
 	}
 	if ann.perSec > 0 {
 		level := slog.LevelDebug
