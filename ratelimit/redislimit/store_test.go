@@ -2,6 +2,7 @@ package redislimit_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -81,6 +82,23 @@ func TestReserveIsAGCRAOnTheServersClock(t *testing.T) {
 	d4, err := s.Reserve(ctx, "k", lims, 0, time.Second)
 	require.NoError(t, err)
 	near(t, start, 200*time.Millisecond, d4, "the next one after it")
+}
+
+// Several windows decide together, as the local limiter's do
+// (ratelimit's TestSeveralWindowsPerKey): 2 at once, then one every 200ms
+// until the minute's 10 are spent, then one every 6s.
+func TestSeveralWindowsDecideTogether(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, newClient(t))
+	ctx := context.Background()
+	lims := []ratelimit.Limit{{Rate: 5, Period: time.Second, Burst: 2}, {Rate: 10, Period: time.Minute, Burst: 10}}
+	want := []time.Duration{0, 0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 6000, 12000}
+	start := time.Now()
+	for i, w := range want {
+		d, err := s.Reserve(ctx, "k", lims, 0, time.Hour)
+		require.NoError(t, err)
+		near(t, start, w*time.Millisecond, d, fmt.Sprint("request ", i))
+	}
 }
 
 // A request that goes later takes its budget then.
