@@ -78,6 +78,9 @@ func TestStoreOutageFallsBackToTheShareWithoutBurst(t *testing.T) {
 		}
 		assert.InDelta(t, 50, n, 1, "25/s for 2s")
 		assert.False(t, l.Sharing())
+		st, ok := keyState(l, "k")
+		require.True(t, ok)
+		assert.Equal(t, ratelimit.KeyState{Rate: 25, Local: true}, st, "what an operator's page shows")
 
 		s.down.Store(false)
 		time.Sleep(time.Second) // the breaker lets a probe through
