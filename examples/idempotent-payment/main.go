@@ -42,6 +42,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -94,7 +95,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	defer db.Close()
 	db.SetMaxOpenConns(8)
 
-	store, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable(cfg.table))
+	store, err := sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable(cfg.table))
 	if err != nil {
 		return summary{}, err
 	}

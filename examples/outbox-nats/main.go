@@ -45,6 +45,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/natspub"
@@ -114,11 +115,11 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	}
 
 	// The outbox table, the consumer's inbox, and the application's tables.
-	ob, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(cfg.prefix+"_outbox"))
+	ob, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(cfg.prefix+"_outbox"))
 	if err != nil {
 		return summary{}, err
 	}
-	inbox, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable(cfg.prefix+"_shipping"))
+	inbox, err := sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable(cfg.prefix+"_shipping"))
 	if err != nil {
 		return summary{}, err
 	}

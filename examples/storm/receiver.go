@@ -119,7 +119,7 @@ func (r *receiver) instance(gen int) (http.Handler, *catchup.Poller, error) {
 		r.mu.Lock()
 		r.dbs = append(r.dbs, db)
 		r.mu.Unlock()
-		if idem, err = sqlstore.New(db, sqlstore.Postgres); err != nil {
+		if idem, err = sqlstore.New(db, steadfast.Postgres); err != nil {
 			return nil, nil, err
 		}
 		if s.cfg.redis == "" {

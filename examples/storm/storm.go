@@ -45,7 +45,7 @@ type storm struct {
 	plan *plan
 
 	db       *sql.DB
-	dialect  sqlstore.Dialect // the same Dialect type as sqloutbox's and sqlcatchup's
+	dialect  steadfast.Dialect // one value for sqlstore, sqloutbox and sqlcatchup
 	postgres bool
 	pgURL    string // with the run's schema on the search path
 	closers  []func()
@@ -79,9 +79,9 @@ func newStorm(ctx context.Context, cfg config, w io.Writer) (_ *storm, err error
 	if err := s.openDB(ctx); err != nil {
 		return nil, err
 	}
-	s.dialect = sqlstore.SQLite
+	s.dialect = steadfast.SQLite
 	if s.postgres {
-		s.dialect = sqlstore.Postgres
+		s.dialect = steadfast.Postgres
 	}
 	dialect := s.dialect
 	s.metrics = sdkmetric.NewManualReader()
@@ -166,7 +166,7 @@ func (s *storm) openDB(ctx context.Context) error {
 			s.closers = append(s.closers, func() { os.RemoveAll(tmp) })
 			dir = tmp
 		}
-		db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(dir, "storm.db")))
+		db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "storm.db")))
 		if err != nil {
 			return err
 		}

@@ -47,6 +47,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/webhook"
@@ -112,7 +113,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	defer db.Close()
 	db.SetMaxOpenConns(10)
 
-	store, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable(cfg.prefix+"_webhooks"))
+	store, err := sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable(cfg.prefix+"_webhooks"))
 	if err != nil {
 		return summary{}, err
 	}
