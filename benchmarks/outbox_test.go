@@ -24,6 +24,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
@@ -158,7 +159,7 @@ func benchSteadfast(b *testing.B, base string, keys int) {
 	ctx := context.Background()
 	name, dsn := schema(b, base)
 	db := openDB(b, dsn)
-	store, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(name+".outbox"))
+	store, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(name+".outbox"))
 	if err != nil {
 		b.Fatal(err)
 	}
