@@ -118,3 +118,44 @@ func BenchmarkTransport(b *testing.B) {
 		}
 	})
 }
+
+// nopStore lets everything through at once, without I/O.
+type nopStore struct{}
+
+func (nopStore) Reserve(context.Context, string, []ratelimit.Limit, time.Duration, time.Duration) (time.Duration, error) {
+	return 0, nil
+}
+func (nopStore) Pause(context.Context, string, time.Duration) error { return nil }
+func (nopStore) Learn(context.Context, string, ratelimit.Limit, time.Duration, time.Duration) error {
+	return nil
+}
+
+// BenchmarkSharedOverhead measures what a Limiter adds around a Store's
+// decision (the key's entry, the breaker, the bookkeeping of the local
+// share), with a Store that does no I/O: the part of a shared decision that
+// is not the Redis round trip (compare with redislimit's BenchmarkDecision).
+func BenchmarkSharedOverhead(b *testing.B) {
+	ctx := context.Background()
+	limits := []ratelimit.Limit{{Rate: benchRate, Period: time.Second, Burst: benchBurst}}
+	b.Run("store", func(b *testing.B) {
+		var s ratelimit.Store = nopStore{}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Reserve(ctx, "api.example.com", limits, 0, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("limiter", func(b *testing.B) {
+		lim, err := ratelimit.New(ratelimit.WithLimit(benchRate, time.Second, benchBurst), ratelimit.WithStore(nopStore{}, 4), ratelimit.WithLogger(quiet))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := lim.Allow(ctx, "api.example.com"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
