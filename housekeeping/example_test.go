@@ -6,6 +6,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/housekeeping"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
@@ -19,15 +20,15 @@ func Example() {
 	if db == nil {
 		return // (the example needs a database)
 	}
-	idem, err := sqlstore.New(db, sqlstore.Postgres)
+	idem, err := sqlstore.New(db, steadfast.Postgres)
 	if err != nil {
 		log.Fatal(err)
 	}
-	out, err := sqloutbox.New(db, sqlstore.Postgres)
+	out, err := sqloutbox.New(db, steadfast.Postgres)
 	if err != nil {
 		log.Fatal(err)
 	}
-	sweeper, err := housekeeping.New(db, sqlstore.Postgres,
+	sweeper, err := housekeeping.New(db, steadfast.Postgres,
 		housekeeping.WithIdempotency(idem),           // expired records
 		housekeeping.WithInbox(idem, 7*24*time.Hour), // past every redelivery
 		housekeeping.WithOutbox(out, 24*time.Hour),   // delivered messages

@@ -12,15 +12,13 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite"
 
-	"github.com/steadfast-go/steadfast/housekeeping"
-	"github.com/steadfast-go/steadfast/internal/sqldb"
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 )
 
@@ -32,27 +30,27 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var dialects = []housekeeping.Dialect{sqldb.SQLite, sqldb.Postgres, sqldb.MySQL}
+var dialects = []steadfast.Dialect{steadfast.SQLite, steadfast.Postgres, steadfast.MySQL}
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // database is one test's database: its address and a fresh name prefix.
 type database struct {
-	d      housekeeping.Dialect
+	d      steadfast.Dialect
 	dsn    string
 	prefix string
 }
 
-func newDatabase(t testing.TB, d housekeeping.Dialect) database {
+func newDatabase(t testing.TB, d steadfast.Dialect) database {
 	t.Helper()
 	var dsn string
 	switch d {
-	case sqldb.Postgres:
+	case steadfast.Postgres:
 		dsn = testenv.PostgresURL(t)
-	case sqldb.MySQL:
+	case steadfast.MySQL:
 		dsn = testenv.MySQLURL(t)
 	default:
-		dsn = sqldb.SQLiteDSN(filepath.Join(t.TempDir(), "hk.db"), 10*time.Second)
+		dsn = steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "hk.db"))
 	}
 	var b [5]byte
 	_, _ = rand.Read(b[:])
@@ -62,7 +60,7 @@ func newDatabase(t testing.TB, d housekeeping.Dialect) database {
 // open opens a pool of its own, as another process would.
 func (db database) open(t testing.TB) *sql.DB {
 	t.Helper()
-	driver := map[housekeeping.Dialect]string{sqldb.Postgres: "pgx", sqldb.MySQL: "mysql", sqldb.SQLite: "sqlite"}[db.d]
+	driver := map[steadfast.Dialect]string{steadfast.Postgres: "pgx", steadfast.MySQL: "mysql", steadfast.SQLite: "sqlite"}[db.d]
 	h, err := sql.Open(driver, db.dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +74,7 @@ func (db database) open(t testing.TB) *sql.DB {
 // dropLater drops the tables at the end of the test (SQLite's file goes
 // with its directory).
 func (db database) dropLater(t testing.TB, h *sql.DB, tables ...string) {
-	if db.d == sqldb.SQLite {
+	if db.d == steadfast.SQLite {
 		return
 	}
 	t.Cleanup(func() {

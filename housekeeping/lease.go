@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
@@ -84,21 +85,21 @@ type queries struct {
 	schema, ensure, take, renew, done string
 }
 
-func newQueries(d sqldb.Dialect, t sqldb.Table) (queries, error) {
+func newQueries(d steadfast.Dialect, t sqldb.Table) (queries, error) {
 	var now, schema, ensure string
 	switch d {
-	case sqldb.Postgres:
+	case steadfast.Postgres:
 		now, schema, ensure = postgresNow, schemaPostgres, qEnsure
-	case sqldb.SQLite:
+	case steadfast.SQLite:
 		now, schema, ensure = sqliteNow, schemaSQLite, qEnsure
-	case sqldb.MySQL:
+	case steadfast.MySQL:
 		now, schema, ensure = mysqlNow, schemaMySQL, qEnsureMySQL
 	default:
-		return queries{}, fmt.Errorf("unknown dialect %v (want sqlstore.Postgres, SQLite or MySQL)", d)
+		return queries{}, fmt.Errorf("unknown dialect %v (want steadfast.Postgres, SQLite or MySQL)", d)
 	}
 	fill := func(s string) string {
 		s = strings.NewReplacer("{t}", t.String(), "{now}", now).Replace(s)
-		if d == sqldb.Postgres {
+		if d == steadfast.Postgres {
 			s = numbered(s)
 		}
 		return s
@@ -171,7 +172,7 @@ func (s *Sweeper) Schema() string { return s.q.schema }
 // transaction-scoped advisory lock makes them take turns, as concurrent
 // CREATE TABLE IF NOT EXISTS can collide in its catalog).
 func (s *Sweeper) Migrate(ctx context.Context) error {
-	if s.dialect != sqldb.Postgres {
+	if s.dialect != steadfast.Postgres {
 		if _, err := s.exec(ctx, s.q.schema); err != nil {
 			return fmt.Errorf("housekeeping: migrate: %w", err)
 		}

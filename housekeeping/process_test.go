@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/housekeeping"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
-	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
 // childVar, when set, makes the test binary a sweeping process: it sweeps
@@ -24,18 +24,18 @@ const childVar = "HOUSEKEEPING_CHILD_DB"
 
 func child() int {
 	path, prefix := os.Getenv(childVar), os.Getenv("HOUSEKEEPING_CHILD_PREFIX")
-	db, err := sql.Open("sqlite", sqldb.SQLiteDSN(path, 30*time.Second))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(path))
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
 	defer db.Close()
-	idem, err := sqlstore.New(db, sqlstore.SQLite, sqlstore.WithTable(prefix+"_idem"))
+	idem, err := sqlstore.New(db, steadfast.SQLite, sqlstore.WithTable(prefix+"_idem"))
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
-	s, err := housekeeping.New(db, sqlstore.SQLite, housekeeping.WithTable(prefix+"_lease"),
+	s, err := housekeeping.New(db, steadfast.SQLite, housekeeping.WithTable(prefix+"_lease"),
 		housekeeping.WithIdempotency(idem), housekeeping.WithBatchSize(5), housekeeping.WithInterval(time.Hour), housekeeping.WithLogger(quiet()))
 	if err != nil {
 		fmt.Println("error:", err)
@@ -64,13 +64,13 @@ func TestProcessesShareOneSQLiteFile(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	path := filepath.Join(t.TempDir(), "shared.db")
-	db, err := sql.Open("sqlite", sqldb.SQLiteDSN(path, 10*time.Second))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	prefix := "shared"
-	idem, err := sqlstore.New(db, sqlstore.SQLite, sqlstore.WithTable(prefix+"_idem"))
+	idem, err := sqlstore.New(db, steadfast.SQLite, sqlstore.WithTable(prefix+"_idem"))
 	if err != nil {
 		t.Fatal(err)
 	}

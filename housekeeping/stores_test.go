@@ -11,6 +11,7 @@ import (
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/housekeeping"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
@@ -56,7 +57,7 @@ type fixture struct {
 	n    int
 }
 
-func newFixture(t *testing.T, d housekeeping.Dialect) *fixture {
+func newFixture(t *testing.T, d steadfast.Dialect) *fixture {
 	db := newDatabase(t, d)
 	h := db.open(t)
 	f := &fixture{t: t, db: db}
@@ -295,14 +296,14 @@ func TestTwoReplicasRemoveExactlyTheExpiredRows(t *testing.T) {
 // gone) is reported, and the others are still swept.
 func TestStoreFailureDoesNotStopTheOthers(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, sqlstoreSQLite)
+	f := newFixture(t, steadfast.SQLite)
 	f.write(rows{completed: 3}, time.Millisecond)
 	time.Sleep(10 * time.Millisecond)
 	h := f.db.open(t)
 	if _, err := h.Exec("DROP TABLE " + f.db.prefix + "_ob"); err != nil {
 		t.Fatal(err)
 	}
-	s, err := housekeeping.New(h, sqlstoreSQLite, housekeeping.WithTable(f.db.prefix+"_lease"), housekeeping.WithLogger(quiet()),
+	s, err := housekeeping.New(h, steadfast.SQLite, housekeeping.WithTable(f.db.prefix+"_lease"), housekeeping.WithLogger(quiet()),
 		housekeeping.WithOutbox(f.out, time.Hour), housekeeping.WithIdempotency(f.idem))
 	if err != nil {
 		t.Fatal(err)
@@ -315,5 +316,3 @@ func TestStoreFailureDoesNotStopTheOthers(t *testing.T) {
 		t.Fatalf("Sweep: %d, %v; want 3 removed and the outbox's failure", n, err)
 	}
 }
-
-const sqlstoreSQLite = sqlstore.SQLite

@@ -13,13 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/steadfast-go/steadfast/internal/sqldb"
+	"github.com/steadfast-go/steadfast"
 )
-
-// Dialect names the SQL database that holds the lease table: pass
-// sqlstore.Postgres, sqlstore.SQLite or sqlstore.MySQL (the same type as
-// sqlstore.Dialect and sqloutbox.Dialect).
-type Dialect = sqldb.Dialect
 
 // Sweeper removes rows past their time from the stores its options name,
 // one pass per interval across all replicas. Make one per process with New,
@@ -27,7 +22,7 @@ type Dialect = sqldb.Dialect
 // for concurrent use.
 type Sweeper struct {
 	db      *sql.DB
-	dialect Dialect
+	dialect steadfast.Dialect
 	cfg     config
 	q       queries
 	owner   string
@@ -47,10 +42,11 @@ var errLeaseLost = errors.New("housekeeping: the lease was taken over by another
 
 // New returns a Sweeper that keeps its lease in db (a table of its own, see
 // Migrate), for the stores named by its options. It starts nothing. db is
-// the database of dialect d; the stores may live in other databases. It
+// the database of dialect d (steadfast.Postgres, steadfast.SQLite or
+// steadfast.MySQL); the stores may live in other databases. It
 // returns an error for a nil db, an unknown dialect, no store to sweep, and
 // one naming the option at fault for an invalid option.
-func New(db *sql.DB, d Dialect, opts ...Option) (*Sweeper, error) {
+func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Sweeper, error) {
 	if db == nil {
 		return nil, errors.New("housekeeping: New: db is nil")
 	}

@@ -10,32 +10,32 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/housekeeping"
-	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
 func TestNewRefuses(t *testing.T) {
 	t.Parallel()
-	db := newDatabase(t, sqldb.SQLite).open(t)
+	db := newDatabase(t, steadfast.SQLite).open(t)
 	store := &fakeRows{}
 	var nilStore *fakeRows
 	cases := []struct {
 		name string
-		d    housekeeping.Dialect
+		d    steadfast.Dialect
 		opts []housekeeping.Option
 		want string
 	}{
-		{"nothing to sweep", sqldb.SQLite, nil, "housekeeping: New: nothing to sweep"},
-		{"nil option", sqldb.SQLite, []housekeeping.Option{nil}, "housekeeping: New: option 0 is nil"},
-		{"nil store", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(nilStore)}, "housekeeping: New: WithIdempotency: store is nil"},
-		{"nil inbox", sqldb.SQLite, []housekeeping.Option{housekeeping.WithInbox(nil, time.Hour)}, "housekeeping: New: WithInbox: store is nil"},
-		{"no retention", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithOutbox(nil, 0)}, "housekeeping: New: WithOutbox: store is nil"},
-		{"bad interval", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithInterval(time.Millisecond)}, "housekeeping: New: WithInterval: interval 1ms must be at least 1s"},
-		{"bad lease", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithLease(0)}, "housekeeping: New: WithLease: lease 0s must be at least 1s"},
-		{"bad batch", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithBatchSize(0)}, "housekeeping: New: WithBatchSize: batch size 0 must be between 1 and 100000"},
-		{"bad table", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithTable("a b")}, `housekeeping: New: WithTable: table name "a b"`},
-		{"nil logger", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithLogger(nil)}, "housekeeping: New: WithLogger: logger is nil"},
-		{"nil meter", sqldb.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithMeterProvider(nil)}, "housekeeping: New: WithMeterProvider: meter provider is nil"},
+		{"nothing to sweep", steadfast.SQLite, nil, "housekeeping: New: nothing to sweep"},
+		{"nil option", steadfast.SQLite, []housekeeping.Option{nil}, "housekeeping: New: option 0 is nil"},
+		{"nil store", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(nilStore)}, "housekeeping: New: WithIdempotency: store is nil"},
+		{"nil inbox", steadfast.SQLite, []housekeeping.Option{housekeeping.WithInbox(nil, time.Hour)}, "housekeeping: New: WithInbox: store is nil"},
+		{"no retention", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithOutbox(nil, 0)}, "housekeeping: New: WithOutbox: store is nil"},
+		{"bad interval", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithInterval(time.Millisecond)}, "housekeeping: New: WithInterval: interval 1ms must be at least 1s"},
+		{"bad lease", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithLease(0)}, "housekeeping: New: WithLease: lease 0s must be at least 1s"},
+		{"bad batch", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithBatchSize(0)}, "housekeeping: New: WithBatchSize: batch size 0 must be between 1 and 100000"},
+		{"bad table", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithTable("a b")}, `housekeeping: New: WithTable: table name "a b"`},
+		{"nil logger", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithLogger(nil)}, "housekeeping: New: WithLogger: logger is nil"},
+		{"nil meter", steadfast.SQLite, []housekeeping.Option{housekeeping.WithIdempotency(store), housekeeping.WithMeterProvider(nil)}, "housekeeping: New: WithMeterProvider: meter provider is nil"},
 		{"bad dialect", 0, []housekeeping.Option{housekeeping.WithIdempotency(store)}, "housekeeping: New: unknown dialect"},
 	}
 	for _, c := range cases {
@@ -46,7 +46,7 @@ func TestNewRefuses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := housekeeping.New(nil, sqldb.SQLite, housekeeping.WithIdempotency(store)); err == nil || err.Error() != "housekeeping: New: db is nil" {
+	if _, err := housekeeping.New(nil, steadfast.SQLite, housekeeping.WithIdempotency(store)); err == nil || err.Error() != "housekeeping: New: db is nil" {
 		t.Fatalf("New(nil db): %v", err)
 	}
 	bad := []housekeeping.Option{
@@ -56,7 +56,7 @@ func TestNewRefuses(t *testing.T) {
 		housekeeping.WithOrderingGuard(nilInbox{}, 0),
 	}
 	for _, o := range bad {
-		if _, err := housekeeping.New(db, sqldb.SQLite, o); err == nil || !strings.Contains(err.Error(), "must be positive") {
+		if _, err := housekeeping.New(db, steadfast.SQLite, o); err == nil || !strings.Contains(err.Error(), "must be positive") {
 			t.Fatalf("non-positive retention: %v", err)
 		}
 	}
@@ -224,7 +224,7 @@ func TestStartStop(t *testing.T) {
 	rows := &fakeRows{left: 1234}
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	s := sweepers(t, newDatabase(t, sqldb.SQLite), 1, housekeeping.WithIdempotency(rows), housekeeping.WithMeterProvider(mp))[0]
+	s := sweepers(t, newDatabase(t, steadfast.SQLite), 1, housekeeping.WithIdempotency(rows), housekeeping.WithMeterProvider(mp))[0]
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
