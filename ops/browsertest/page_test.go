@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
@@ -124,10 +125,10 @@ func newWorld(t *testing.T) *world {
 	_, _ = rand.Read(b[:])
 	prefix := "ops_" + hex.EncodeToString(b[:])
 	w := &world{pub: &publisher{delivered: map[string]bool{}}, log: &syncBuffer{}}
-	if w.out, err = sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(prefix+"_ob"), sqloutbox.WithoutNotify()); err != nil {
+	if w.out, err = sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(prefix+"_ob"), sqloutbox.WithoutNotify()); err != nil {
 		t.Fatal(err)
 	}
-	if w.idem, err = sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable(prefix+"_idem")); err != nil {
+	if w.idem, err = sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable(prefix+"_idem")); err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
