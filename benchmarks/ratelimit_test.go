@@ -60,7 +60,7 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 		}
 	})
 	b.Run("redislimit", func(b *testing.B) {
-		s, err := redislimit.New(c, redislimit.WithPrefix(prefix))
+		s, err := redislimit.New(c, redislimit.WithPrefix(prefix), redislimit.WithTimeout(time.Second))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 		}
 	})
 	b.Run("ratelimit", func(b *testing.B) {
-		s, err := redislimit.New(c, redislimit.WithPrefix(prefix))
+		s, err := redislimit.New(c, redislimit.WithPrefix(prefix), redislimit.WithTimeout(time.Second))
 		if err != nil {
 			b.Fatal(err)
 		}
