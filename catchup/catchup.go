@@ -68,37 +68,59 @@ type Inbox interface {
 // (the database's), so that replicas whose clocks disagree still agree on
 // who holds a lease. Every method is safe for concurrent use by any number
 // of processes.
+//
+// The poller hands a Store only what it can keep: ids of at most 1,024
+// bytes and types of at most 255, printable UTF-8; payloads of at most
+// 1 MiB; cursors of at most 8 KiB of UTF-8 without NUL; reasons of at most
+// 4 KiB of UTF-8 without NUL.
 type Store interface {
 	// Lease takes or renews the lease of source for owner, for d from now,
 	// and returns source's cursor ("" before its first page). held is false
-	// while another owner's lease is live.
+	// while another owner's lease is live. A cursor of the form Now, or Now
+	// followed by ":" and a cursor, asks the poller to skip to the end of
+	// the list (reading from that cursor).
 	Lease(ctx context.Context, source, owner string, d time.Duration) (cursor string, held bool, err error)
 	// Release ends owner's lease of source, if owner holds it.
 	Release(ctx context.Context, source, owner string) error
 	// Begin begins a transaction in the store's database.
 	Begin(ctx context.Context) (steadfast.Tx, error)
-	// Advance, in tx, stores cursor as source's cursor and renews owner's
-	// lease for d. It returns an error matching ErrLeaseLost, and changes
-	// nothing, when owner's lease has expired or another owner holds it.
-	Advance(ctx context.Context, tx steadfast.Tx, source, owner, cursor string, d time.Duration) error
+	// Advance, in tx, stores cursor as source's cursor, newest (when later
+	// than the one stored; zero for none) as the creation time of the
+	// newest event read, and renews owner's lease for d. It returns an
+	// error matching ErrLeaseLost, and changes nothing, when owner's lease
+	// has expired or another owner holds it.
+	Advance(ctx context.Context, tx steadfast.Tx, source, owner, cursor string, newest time.Time, d time.Duration) error
 	// Fail records, in a transaction of its own, a failed attempt at ev
 	// with its reason, and returns the number of failed attempts recorded.
 	Fail(ctx context.Context, source string, ev Event, reason string) (attempts int, err error)
-	// Bury, in tx, makes ev a dead letter of source with its reason.
-	Bury(ctx context.Context, tx steadfast.Tx, source string, ev Event, reason string) error
+	// Failing returns the ids of up to limit events of source with failed
+	// attempts recorded (not dead letters).
+	Failing(ctx context.Context, source string, limit int) ([]string, error)
+	// Bury, in tx, makes ev a dead letter of source with its reason and
+	// reports whether it was not one already. With refused, the event was
+	// refused for good (see DeadLetter.Refused): such a dead letter is never
+	// requeued, and burying it again changes nothing.
+	Bury(ctx context.Context, tx steadfast.Tx, source string, ev Event, reason string, refused bool) (bool, error)
 	// Requeued returns up to limit dead letters of source that an operator
 	// requeued, oldest first.
 	Requeued(ctx context.Context, source string, limit int) ([]Event, error)
-	// Resolve, in tx, deletes the requeued dead letter eventID of source and
-	// reports whether it was there (false: another poller resolved it, or
-	// an operator discarded it).
+	// Resolve, in tx, deletes the record of the failed attempts of the
+	// event eventID of source, or its requeued dead letter, and reports
+	// whether it was there (false: another poller resolved it, or an
+	// operator discarded it).
 	Resolve(ctx context.Context, tx steadfast.Tx, source, eventID string) (bool, error)
 }
 
-// DeadLetter is an event whose handler kept failing: the poller gave up on
-// it after the maximum of attempts (WithMaxAttempts) and moved its cursor
-// past it. Its id is marked in the inbox, so a webhook delivery of it is
-// skipped as well; an operator requeues (the poller applies it again) or
+// Now is the cursor that an operator stores (sqlcatchup's Store.SetCursor)
+// to make the poller skip to the end of the list: at its next pass it reads
+// the list from its cursor to the end without applying anything, and stores
+// the cursor of the last event it read. The events the provider lists later
+// are applied as usual; webhooks are not affected.
+const Now = "catchup:now"
+
+// DeadLetter is an event the poller gave up on and moved its cursor past:
+// its handler kept failing (WithMaxAttempts), or the event was refused for
+// good (Refused). An operator requeues (the poller applies it again) or
 // discards it.
 type DeadLetter struct {
 	Event
@@ -106,15 +128,57 @@ type DeadLetter struct {
 	Source string
 	// Position orders dead letters; list after it.
 	Position int64
-	// Attempts is the number of failed attempts.
+	// Attempts is the number of failed attempts (0 for a refused event).
 	Attempts int
-	// LastError is the handler's last error.
+	// LastError is the handler's last error, or why the event was refused.
 	LastError string
 	// Requeued reports whether an operator requeued it (the poller applies
 	// it at its next pass).
 	Requeued bool
+	// Refused reports an event refused for good, before its handler ran:
+	// an id that the inbox refuses (an error matching idempotency.ErrInvalid
+	// or idempotency.ErrTooLarge) or that is empty, over 1,024 bytes or not
+	// printable UTF-8; a type over 255 bytes or not printable; a payload
+	// over 1 MiB (LastError says which). Its id was not marked in the inbox.
+	// The dead letter keeps what can be kept: an id that cannot be is
+	// replaced by "sha256:" and the hex SHA-256 of the id (of the payload
+	// when there is no id), a type that cannot be by its printable prefix,
+	// and the payload's first MiB. It cannot be requeued (it would be
+	// refused again): fix the cause (WithEventID, for instance), then set
+	// the cursor before it to read it again.
+	Refused bool
 	// UpdatedAt is when it was last buried or requeued.
 	UpdatedAt time.Time
+}
+
+// Cursor is where a poller stands on its source, as its store reports it
+// (sqlcatchup's Store.Cursors). Durations are computed on the database's
+// clock, so every replica reports the same figures.
+type Cursor struct {
+	// Source is the source name.
+	Source string
+	// Cursor is the stored cursor: the poller's next pass reads the list
+	// after it ("" from the oldest event the provider keeps; Now, or Now
+	// followed by ":" and a cursor, while a skip to the end is pending).
+	Cursor string
+	// Owner is the replica holding the lease (an opaque id), or "" when no
+	// lease is live.
+	Owner string
+	// LeaseLeft is how long the live lease has to run (0 when none).
+	LeaseLeft time.Duration
+	// SinceAdvance is how long ago the cursor was last stored: at the end of
+	// each page applied (each pass applies at least the overlap window
+	// again), or by an operator.
+	SinceAdvance time.Duration
+	// Lag is the age of the newest event the poller has read and applied,
+	// found applied or dead-lettered (on the database's clock, from the
+	// event's creation time); 0 when no such event had a creation time.
+	Lag time.Duration
+	// Failing is the number of events with failed attempts that are not dead
+	// letters yet: the cursor waits before the oldest.
+	Failing int
+	// DeadLetters is the number of dead letters (requeued ones included).
+	DeadLetters int
 }
 
 // ErrLeaseLost is matched by the error of Store.Advance when the poller's

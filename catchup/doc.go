@@ -29,6 +29,18 @@
 //     forever: after WithMaxAttempts attempts it becomes a dead letter
 //     (listed, requeued and discarded with catchup/sqlcatchup's Store) and
 //     the cursor moves on.
+//   - What a provider sends is bounded: an event without an id, with an id
+//     the inbox refuses or one over 1,024 bytes, a type over 255 bytes, an
+//     id or type that is not printable UTF-8, or an event over 1 MiB is
+//     refused for good: the poller makes it a dead letter at once
+//     (DeadLetter.Refused) and moves on; the webhook route answers it 400
+//     (413 for the size).
+//
+// # Operators
+//
+// catchup/sqlcatchup's Store reports each source's cursor, lease holder and
+// lag (Cursors), sets a cursor or skips to the end of the list (SetCursor,
+// Now) while a poller runs, and lists, requeues and discards dead letters.
 //
 // # Refetch on doubt
 //
@@ -51,7 +63,8 @@
 // # Telemetry
 //
 // Metrics go through the OpenTelemetry API (WithMeterProvider): the lag
-// (age of the newest event read), pages, events applied and skipped as
-// duplicates, and dead letters. Logs go through log/slog (WithLogger):
-// nothing per event.
+// (age of the newest event read, on this process's clock; Cursors reports
+// it on the database's), pages, events applied and skipped as duplicates,
+// and dead letters. Logs go through log/slog (WithLogger): nothing per
+// event.
 package catchup

@@ -93,15 +93,15 @@ func (s *HTTPSource) List(ctx context.Context, cursor string) (Page, error) {
 	}
 	page := Page{Events: p.events, More: p.more}
 	if s.cfg.paging == pagingCursor {
+		// An event without an id (the poller refuses it) has no cursor:
+		// the next page starts after the last event with one.
 		for i := range page.Events {
-			if page.Events[i].ID == "" {
-				return Page{}, retry.Permanent(fmt.Errorf("catchup: %s: event %d has no \"id\", which the starting_after cursor needs", u.Redacted(), i))
-			}
 			page.Events[i].Cursor = page.Events[i].ID
+			if page.Events[i].ID != "" {
+				page.Next = page.Events[i].ID
+			}
 		}
-		if n := len(page.Events); n > 0 {
-			page.Next = page.Events[n-1].ID
-		} else {
+		if page.Next == "" {
 			page.More = false
 		}
 		return page, nil
@@ -136,25 +136,27 @@ walk:
 		if err != nil {
 			return Page{}, err
 		}
-		met := false
+		met, last := false, ""
 		for _, ev := range p.events {
-			if ev.ID == "" {
-				return Page{}, retry.Permanent(fmt.Errorf("catchup: %s: an event has no \"id\", which a newest-first list needs", u.Redacted()))
-			}
 			if cursor != "" && ev.ID == cursor {
 				met = true
 				break
 			}
-			ev.Cursor = ev.ID
+			ev.Cursor = ev.ID // none for an event without an id: the poller refuses it
+			if ev.ID != "" {
+				last = ev.ID
+			}
 			evs = append(evs, ev)
 		}
 		switch {
 		case met || !p.more || len(p.events) == 0:
 			break walk
-		case s.cfg.paging == pagingCursor:
-			next = p.events[len(p.events)-1].ID
-		default:
+		case s.cfg.paging != pagingCursor:
 			next = p.next
+		case last == "":
+			break walk // a page of events without ids: nothing to page after
+		default:
+			next = last
 		}
 	}
 	slices.Reverse(evs)
@@ -309,22 +311,22 @@ func (s *HTTPSource) decode(body []byte) (fetched, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return fetched{}, errors.New("data after the JSON value")
 	}
+	// An item that is not an event object (or too large, or without an
+	// id) is passed on as it is: the poller refuses it, as a dead letter,
+	// instead of stopping at its page for good.
 	f.events = make([]Event, 0, len(items))
-	for i, it := range items {
-		if len(it) > maxEventSize {
-			return fetched{}, fmt.Errorf("event %d is larger than %d bytes", i, maxEventSize)
-		}
+	for _, it := range items {
 		var v struct {
 			ID      json.RawMessage `json:"id"`
 			Type    json.RawMessage `json:"type"`
 			Created json.RawMessage `json:"created"`
 		}
-		if err := json.Unmarshal(it, &v); err != nil {
-			return fetched{}, fmt.Errorf("event %d is not a JSON object: %w", i, err)
+		ev := Event{Payload: it}
+		if json.Unmarshal(it, &v) == nil {
+			ev.Created = parseTime(v.Created)
+			ev.ID, _ = idString(v.ID)
+			ev.Type, _ = jsonString(v.Type)
 		}
-		ev := Event{Payload: it, Created: parseTime(v.Created)}
-		ev.ID, _ = idString(v.ID)
-		ev.Type, _ = jsonString(v.Type)
 		f.events = append(f.events, ev)
 	}
 	return f, nil

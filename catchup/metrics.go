@@ -36,7 +36,7 @@ func newMetrics(mp metric.MeterProvider, source string) (*metrics, error) {
 		metric.WithDescription("Events read, by outcome: applied, or duplicate (already applied, by a webhook or an earlier pass).")); err != nil {
 		return nil, err
 	}
-	if ms.dead, err = m.Int64Counter("catchup.dead_letters", metric.WithDescription("Events made dead letters after the maximum of attempts.")); err != nil {
+	if ms.dead, err = m.Int64Counter("catchup.dead_letters", metric.WithDescription("Events made dead letters: after the maximum of attempts, or refused for good.")); err != nil {
 		return nil, err
 	}
 	return ms, nil

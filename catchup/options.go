@@ -20,9 +20,6 @@ const (
 	defaultMaxAttempts  = 5
 	defaultPageSize     = 100
 	defaultRefetchTopic = "catchup.refetch"
-	// maxEventSize bounds a webhook body (larger ones get 413) and an event
-	// of a listed page.
-	maxEventSize = 1 << 20
 )
 
 // Option configures a Poller (NewPoller), an HTTPSource (NewHTTPSource) or

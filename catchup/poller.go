@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 	"github.com/steadfast-go/steadfast/retry"
 )
@@ -51,7 +53,7 @@ type Poller struct {
 	owner string
 
 	held    atomic.Bool
-	failing sync.Map // event ids whose failures this process recorded
+	failing map[string]bool // ids with failed attempts recorded; the run goroutine's
 
 	life    sync.Mutex
 	state   int // 0 new, 1 started, 2 stopped
@@ -119,6 +121,7 @@ func NewPoller(source string, src Source, store Store, inbox Inbox, fn HandlerFu
 		name: source, src: src, store: store, inbox: inbox, fn: fn, cfg: cfg, m: m,
 		log:     cfg.logger.With("source", source),
 		owner:   hex.EncodeToString(b[:]),
+		failing: map[string]bool{},
 		stopped: make(chan struct{}),
 	}, nil
 }
@@ -218,6 +221,20 @@ type handlerError struct{ err error }
 func (e *handlerError) Error() string { return e.err.Error() }
 func (e *handlerError) Unwrap() error { return e.err }
 
+// refusal is why an event is refused for good (DeadLetter.Refused).
+type refusal struct{ err error }
+
+func (e *refusal) Error() string { return e.err.Error() }
+func (e *refusal) Unwrap() error { return e.err }
+
+// refusedByInbox reports an inbox's error that refuses the id for good.
+func refusedByInbox(err error) bool {
+	return errors.Is(err, idempotency.ErrInvalid) || errors.Is(err, idempotency.ErrTooLarge)
+}
+
+// maxFailing bounds the ids of failing events a pass reads.
+const maxFailing = 1000
+
 // pass runs one pass and returns how long to wait before the next.
 func (p *Poller) pass(soft, hard context.Context) time.Duration {
 	cursor, held, err := p.store.Lease(hard, p.name, p.owner, p.cfg.lease)
@@ -234,27 +251,24 @@ func (p *Poller) pass(soft, hard context.Context) time.Duration {
 	if !p.held.Swap(true) {
 		p.log.Info("catchup: lease taken; polling", "cursor", cursor)
 	}
+	if from, ok := skipping(cursor); ok {
+		return p.skip(soft, hard, cursor, from)
+	}
+	if err := p.loadFailing(hard); err != nil {
+		return p.failed(err)
+	}
 	if err := p.requeued(hard); err != nil {
 		return p.failed(err)
 	}
 	tr := newTrail(cursor, p.cfg.overlapCount, p.cfg.overlap)
 	next := cursor
 	for soft.Err() == nil {
-		var page Page
-		// Stop cuts a fetch short (nothing is lost), not a page's
-		// transaction.
-		err := retry.Do(soft, p.cfg.retry, func(ctx context.Context) error {
-			var err error
-			page, err = p.src.List(ctx, next)
-			return err
-		})
+		page, err := p.list(soft, next)
 		if err != nil {
-			return p.failed(fmt.Errorf("catchup: listing events after %q: %w", next, err))
-		}
-		p.m.pages.Add(hard, 1, p.m.source)
-		if err := p.ids(page.Events); err != nil {
 			return p.failed(err)
 		}
+		p.m.pages.Add(hard, 1, p.m.source)
+		p.identify(page.Events)
 		if err := p.apply(hard, &tr, page.Events); err != nil {
 			return p.failed(err)
 		}
@@ -266,6 +280,83 @@ func (p *Poller) pass(soft, hard context.Context) time.Duration {
 		}
 		next = page.Next
 	}
+	return p.cfg.interval
+}
+
+// list fetches the page after cursor through the retry policy. Stop cuts a
+// fetch short (nothing is lost), not a page's transaction: ctx is the soft
+// context.
+func (p *Poller) list(ctx context.Context, cursor string) (Page, error) {
+	var page Page
+	err := retry.Do(ctx, p.cfg.retry, func(ctx context.Context) error {
+		var err error
+		page, err = p.src.List(ctx, cursor)
+		return err
+	})
+	if err != nil {
+		return Page{}, fmt.Errorf("catchup: listing events after %.80q: %w", cursor, err)
+	}
+	return page, nil
+}
+
+// skipping reports whether cursor asks for a skip to the end of the list
+// (Now), and the cursor to read from.
+func skipping(cursor string) (from string, ok bool) {
+	rest, ok := strings.CutPrefix(cursor, Now)
+	switch {
+	case !ok:
+		return "", false
+	case rest == "":
+		return "", true
+	}
+	return strings.CutPrefix(rest, ":")
+}
+
+// skip reads the list from the cursor from to its end without applying
+// anything, and stores the cursor of the last event read (an operator
+// stored Now). The lease is renewed with each page; when an operator stored
+// another cursor meanwhile, the skip is given up.
+func (p *Poller) skip(soft, hard context.Context, stored, from string) time.Duration {
+	end, next := from, from
+	var newest time.Time
+	for {
+		page, err := p.list(soft, next)
+		if err != nil {
+			return p.failed(err)
+		}
+		p.m.pages.Add(hard, 1, p.m.source)
+		for _, ev := range page.Events {
+			if ev.Cursor != "" && storableCursor(ev.Cursor) {
+				end = ev.Cursor
+			}
+			if c := created(ev); c.After(newest) {
+				newest = c
+			}
+		}
+		if !page.More || page.Next == "" || page.Next == next {
+			break
+		}
+		next = page.Next
+		cursor, held, err := p.store.Lease(hard, p.name, p.owner, p.cfg.lease)
+		switch {
+		case err != nil:
+			return p.failed(err)
+		case !held:
+			return p.failed(fmt.Errorf("catchup: skipping to the end of the list: %w", ErrLeaseLost))
+		case cursor != stored:
+			p.log.Info("catchup: skip to the end given up: another cursor was stored", "cursor", cursor)
+			return p.cfg.interval
+		case soft.Err() != nil:
+			return p.cfg.interval
+		}
+	}
+	err := p.retryTx(hard, func(ctx context.Context, tx steadfast.Tx) error {
+		return p.store.Advance(ctx, tx, p.name, p.owner, end, newest, p.cfg.lease)
+	})
+	if err != nil {
+		return p.failed(err)
+	}
+	p.log.Info("catchup: skipped to the end of the list", "cursor", end)
 	return p.cfg.interval
 }
 
@@ -287,23 +378,55 @@ func (p *Poller) failed(err error) time.Duration {
 	return p.cfg.interval
 }
 
-// ids sets each event's id from its payload, with the WithEventID function;
-// by default it keeps the id the source gave, else reads the payload's "id".
-func (p *Poller) ids(evs []Event) error {
+// identify sets each event's id from its payload with the WithEventID
+// function; by default it keeps the id the source gave, else reads the
+// payload's "id". An event whose id cannot be read is left without one:
+// check refuses it.
+func (p *Poller) identify(evs []Event) {
 	for i := range evs {
 		if p.cfg.eventID == nil && evs[i].ID != "" {
 			continue
 		}
 		id, err := p.eventID(evs[i].Payload)
-		if err != nil || id == "" {
-			if err == nil {
-				err = errors.New("empty id")
-			}
-			return fmt.Errorf("catchup: event %d of the page (listed id %q): reading its id: %w", i, evs[i].ID, err)
+		if err != nil {
+			id = ""
 		}
 		evs[i].ID = id
 	}
-	return nil
+}
+
+// check refuses an event for good (DeadLetter.Refused): no id, or one, a
+// type or a size out of bounds. The error matches idempotency.ErrInvalid or
+// idempotency.ErrTooLarge.
+func (p *Poller) check(ev *Event) error {
+	if ev.ID == "" {
+		_, err := p.eventID(ev.Payload)
+		if err == nil {
+			err = errors.New("empty id")
+		}
+		return fmt.Errorf("%w: reading the event's id: %v", idempotency.ErrInvalid, err)
+	}
+	return checkEvent(ev)
+}
+
+// created returns ev's creation time, or zero when unknown or more than
+// maxAhead ahead of this process's clock (a provider's error, which would
+// otherwise shut the overlap window by time).
+func created(ev Event) time.Time {
+	if ev.Created.After(time.Now().Add(maxAhead)) {
+		return time.Time{}
+	}
+	return ev.Created
+}
+
+// record records in tr that ev was read; a cursor the store cannot keep is
+// left out (the stored cursor stays at the one before).
+func record(tr *trail, ev Event) {
+	if !storableCursor(ev.Cursor) {
+		ev.Cursor = ""
+	}
+	ev.Created = created(ev)
+	tr.add(ev)
 }
 
 func (p *Poller) retryTx(ctx context.Context, fn func(ctx context.Context, tx steadfast.Tx) error) error {
@@ -323,43 +446,74 @@ func (p *Poller) retryTx(ctx context.Context, fn func(ctx context.Context, tx st
 	})
 }
 
-// apply applies a page in one transaction. When a handler fails, nothing of
-// the page is committed: the events before the failing one are applied
-// again (the same way), the failure counts an attempt, and the pass stops
-// there, unless the event reached the maximum of attempts: it then becomes a
-// dead letter and the events after it are applied.
+// loadFailing reads which events of the source have failed attempts
+// recorded (by this process or another), so that a pass that applies one
+// (or finds it applied by its webhook) deletes the record.
+func (p *Poller) loadFailing(ctx context.Context) error {
+	ids, err := p.store.Failing(ctx, p.name, maxFailing)
+	if err != nil {
+		return fmt.Errorf("catchup: reading the events failing: %w", err)
+	}
+	clear(p.failing)
+	for _, id := range ids {
+		p.failing[id] = true
+	}
+	return nil
+}
+
+// apply applies a page in one transaction. When an event stops it (its
+// handler fails, or it is refused for good), nothing of the page is
+// committed: the events before it are applied again (the same way), then
+// the event is settled: a refused event becomes a dead letter at once; a
+// failure counts an attempt, and the pass stops there, unless the event
+// reached the maximum of attempts: it then becomes a dead letter. The
+// events after a dead letter are applied.
 func (p *Poller) apply(ctx context.Context, tr *trail, evs []Event) error {
-	if len(evs) == 0 {
-		return nil
+	for len(evs) > 0 {
+		k, stop, err := p.applyAll(ctx, tr, evs)
+		if err != nil || k < 0 {
+			return err
+		}
+		if err := p.apply(ctx, tr, evs[:k]); err != nil {
+			return err
+		}
+		if rf, ok := stop.(*refusal); ok {
+			err = p.refuse(ctx, tr, evs[k], rf.err)
+		} else {
+			err = p.attemptFailed(ctx, tr, evs[k], stop.(*handlerError).err)
+		}
+		if err != nil {
+			return err
+		}
+		evs = evs[k+1:]
 	}
-	k, cause, err := p.applyAll(ctx, tr, evs)
-	if err != nil || k < 0 {
-		return err
-	}
-	if err := p.apply(ctx, tr, evs[:k]); err != nil {
-		return err
-	}
-	dead, err := p.attemptFailed(ctx, tr, evs[k], cause)
-	if err != nil || !dead {
-		return err
-	}
-	return p.apply(ctx, tr, evs[k+1:])
+	return nil
 }
 
 // applyAll applies evs in one transaction that also advances the cursor. It
-// returns k = -1 once committed, or the index of the event whose handler
-// failed, with its error, having committed nothing.
-func (p *Poller) applyAll(ctx context.Context, tr *trail, evs []Event) (k int, cause error, err error) {
+// returns k = -1 once committed, or the index of the event that stopped it,
+// with a *handlerError or a *refusal, having committed nothing.
+func (p *Poller) applyAll(ctx context.Context, tr *trail, evs []Event) (k int, stop error, err error) {
 	var (
 		next                trail
 		applied, duplicates int
+		resolved            []string
 	)
 	err = p.retryTx(ctx, func(ctx context.Context, tx steadfast.Tx) error {
 		next = tr.clone()
-		applied, duplicates = 0, 0
-		for i, ev := range evs {
+		applied, duplicates, resolved = 0, 0, resolved[:0]
+		for i := range evs {
+			ev := evs[i]
+			if err := p.check(&ev); err != nil {
+				k = i
+				return &refusal{err}
+			}
 			first, err := p.inbox.MarkProcessed(ctx, tx, p.cfg.consumer, ev.ID)
 			if err != nil {
+				if refusedByInbox(err) {
+					k = i
+					return &refusal{err}
+				}
 				return fmt.Errorf("catchup: marking event %s processed: %w", ev.ID, err)
 			}
 			if first {
@@ -367,71 +521,114 @@ func (p *Poller) applyAll(ctx context.Context, tr *trail, evs []Event) (k int, c
 					k = i
 					return &handlerError{err}
 				}
-				if _, ok := p.failing.Load(ev.ID); ok {
-					if _, err := p.store.Resolve(ctx, tx, p.name, ev.ID); err != nil {
-						return err
-					}
-				}
 				applied++
 			} else {
 				duplicates++
 			}
-			next.add(ev)
+			if p.failing[ev.ID] {
+				if _, err := p.store.Resolve(ctx, tx, p.name, ev.ID); err != nil {
+					return err
+				}
+				resolved = append(resolved, ev.ID)
+			}
+			record(&next, ev)
 		}
-		return p.store.Advance(ctx, tx, p.name, p.owner, next.cursor(), p.cfg.lease)
+		return p.store.Advance(ctx, tx, p.name, p.owner, next.cursor(), next.newest, p.cfg.lease)
 	})
-	var he *handlerError
-	if errors.As(err, &he) {
-		return k, he.err, nil
-	}
-	if err != nil {
+	var (
+		he *handlerError
+		rf *refusal
+	)
+	switch {
+	case errors.As(err, &he):
+		return k, he, nil
+	case errors.As(err, &rf):
+		return k, rf, nil
+	case err != nil:
 		return 0, nil, err
 	}
 	*tr = next
 	p.m.counted(ctx, applied, duplicates)
-	for _, ev := range evs {
-		p.failing.Delete(ev.ID)
+	for _, id := range resolved {
+		delete(p.failing, id)
 	}
 	return -1, nil, nil
 }
 
-// attemptFailed records a failed attempt at ev; at the maximum it makes ev a
-// dead letter and advances the cursor past it (dead true). Otherwise it
-// returns an error that ends the pass.
-func (p *Poller) attemptFailed(ctx context.Context, tr *trail, ev Event, cause error) (dead bool, err error) {
-	reason := truncate(cause.Error(), 4096)
-	attempts, err := p.store.Fail(ctx, p.name, ev, reason)
+// refuse makes ev, refused for good, a dead letter at once (what of it the
+// store can keep) and advances the cursor past it. A pass that reads it
+// again (in the overlap window) changes nothing.
+func (p *Poller) refuse(ctx context.Context, tr *trail, ev Event, cause error) error {
+	why, kept := reason(cause), storable(ev)
+	var (
+		next   trail
+		buried bool
+	)
+	err := p.retryTx(ctx, func(ctx context.Context, tx steadfast.Tx) error {
+		next = tr.clone()
+		var err error
+		if buried, err = p.store.Bury(ctx, tx, p.name, kept, why, true); err != nil {
+			return err
+		}
+		record(&next, ev)
+		return p.store.Advance(ctx, tx, p.name, p.owner, next.cursor(), next.newest, p.cfg.lease)
+	})
 	if err != nil {
-		return false, fmt.Errorf("catchup: recording the failure of event %s: %w (the handler failed: %v)", ev.ID, err, cause)
+		return err
 	}
-	p.failing.Store(ev.ID, true)
+	*tr = next
+	if buried {
+		p.m.dead.Add(ctx, 1, p.m.source)
+		p.log.Error("catchup: event refused for good, made a dead letter", "event", kept.ID, "type", kept.Type, "err", why)
+	}
+	return nil
+}
+
+// attemptFailed records a failed attempt at ev; at the maximum it makes ev a
+// dead letter and advances the cursor past it. Otherwise it returns an
+// error that ends the pass.
+func (p *Poller) attemptFailed(ctx context.Context, tr *trail, ev Event, cause error) error {
+	why, kept := reason(cause), storable(ev)
+	attempts, err := p.store.Fail(ctx, p.name, kept, why)
+	if err != nil {
+		return fmt.Errorf("catchup: recording the failure of event %s: %w (the handler failed: %v)", ev.ID, err, cause)
+	}
+	p.failing[ev.ID] = true
 	if attempts < p.cfg.maxAttempts {
-		return false, fmt.Errorf("catchup: event %s: attempt %d of %d failed: %w", ev.ID, attempts, p.cfg.maxAttempts, cause)
+		return fmt.Errorf("catchup: event %s: attempt %d of %d failed: %w", ev.ID, attempts, p.cfg.maxAttempts, cause)
 	}
-	var next trail
+	var (
+		next  trail
+		first bool
+	)
 	err = p.retryTx(ctx, func(ctx context.Context, tx steadfast.Tx) error {
 		next = tr.clone()
-		first, err := p.inbox.MarkProcessed(ctx, tx, p.cfg.consumer, ev.ID)
-		if err != nil {
+		var err error
+		if first, err = p.inbox.MarkProcessed(ctx, tx, p.cfg.consumer, ev.ID); err != nil {
 			return fmt.Errorf("catchup: marking event %s processed: %w", ev.ID, err)
 		}
 		if first {
-			if err := p.store.Bury(ctx, tx, p.name, ev, reason); err != nil {
-				return err
-			}
+			_, err = p.store.Bury(ctx, tx, p.name, kept, why, false)
+		} else { // its webhook applied it meanwhile
+			_, err = p.store.Resolve(ctx, tx, p.name, ev.ID)
 		}
-		next.add(ev)
-		return p.store.Advance(ctx, tx, p.name, p.owner, next.cursor(), p.cfg.lease)
+		if err != nil {
+			return err
+		}
+		record(&next, ev)
+		return p.store.Advance(ctx, tx, p.name, p.owner, next.cursor(), next.newest, p.cfg.lease)
 	})
 	if err != nil {
-		return false, err
+		return err
 	}
 	*tr = next
-	p.failing.Delete(ev.ID)
-	p.m.dead.Add(ctx, 1, p.m.source)
-	p.log.Error("catchup: event made a dead letter after the maximum of attempts",
-		"event", ev.ID, "type", ev.Type, "attempts", attempts, "err", cause)
-	return true, nil
+	delete(p.failing, ev.ID)
+	if first {
+		p.m.dead.Add(ctx, 1, p.m.source)
+		p.log.Error("catchup: event made a dead letter after the maximum of attempts",
+			"event", ev.ID, "type", ev.Type, "attempts", attempts, "err", cause)
+	}
+	return nil
 }
 
 // requeued applies the dead letters an operator requeued.
@@ -456,14 +653,15 @@ func (p *Poller) requeued(ctx context.Context) error {
 			})
 			var he *handlerError
 			if errors.As(err, &he) {
-				reason := truncate(he.err.Error(), 4096)
-				attempts, err := p.store.Fail(ctx, p.name, ev, reason)
+				why := reason(he.err)
+				attempts, err := p.store.Fail(ctx, p.name, ev, why)
 				if err != nil {
 					return fmt.Errorf("catchup: recording the failure of event %s: %w", ev.ID, err)
 				}
 				if attempts >= p.cfg.maxAttempts {
 					if err := p.retryTx(ctx, func(ctx context.Context, tx steadfast.Tx) error {
-						return p.store.Bury(ctx, tx, p.name, ev, reason)
+						_, err := p.store.Bury(ctx, tx, p.name, ev, why, false)
+						return err
 					}); err != nil {
 						return err
 					}
@@ -498,11 +696,4 @@ func isNil(v any) bool {
 		return rv.IsNil()
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

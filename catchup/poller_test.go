@@ -237,6 +237,13 @@ func TestWebhookHandler(t *testing.T) {
 		{"no id", `{"id":"top-level, not where the extractor looks"}`, 400, ""},
 		{"not JSON", `<xml/>`, 400, ""},
 		{"too large", `{"event":{"id":"e4"},"pad":"` + strings.Repeat("x", 1<<20) + `"}`, 413, ""},
+		// Refused for good, as the poller refuses them (the provider should
+		// stop redelivering): an id the inbox cannot hold, a type too long
+		// or not printable.
+		{"id too long", `{"event":{"id":"` + strings.Repeat("x", 1025) + `"}}`, 400, ""},
+		{"id not printable", `{"event":{"id":"e\u0000"}}`, 400, ""},
+		{"type too long", `{"event":{"id":"e6"},"type":"` + strings.Repeat("t", 256) + `"}`, 400, ""},
+		{"type not printable", `{"event":{"id":"e7"},"type":"a\nb"}`, 400, ""},
 	}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()

@@ -229,7 +229,6 @@ func TestHTTPSourceErrors(t *testing.T) {
 		{"401", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }, nil, 401, 0, true},
 		{"not JSON", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>") }, nil, 0, 0, true},
 		{"no data member", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"items":[]}`) }, nil, 0, 0, true},
-		{"event without id", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"data":[{"type":"x"}]}`) }, nil, 0, 0, true},
 		{"next on another host", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, `{"data":[{"id":"a"}],"next":"http://169.254.169.254/latest"}`)
 		}, []catchup.Option{catchup.WithNextField("next")}, 0, 0, true},
@@ -261,6 +260,45 @@ func TestHTTPSourceErrors(t *testing.T) {
 				t.Errorf("error %q does not name the package", err)
 			}
 		})
+	}
+}
+
+// TestHTTPSourcePassesBadItemsOn: an item that is not an event (no id,
+// not an object, over 1 MiB) does not fail its page, which would stop the
+// poller there for good: it is passed on, without a cursor when it has no
+// id, for the poller to refuse; the next page starts after the last event
+// with an id. (It used to fail the page as a permanent error.)
+func TestHTTPSourcePassesBadItemsOn(t *testing.T) {
+	t.Parallel()
+	huge := `{"id":"h","pad":"` + strings.Repeat("x", 1<<20) + `"}`
+	bodies := map[string]string{
+		"":  `{"data":[{"id":"a"},{"type":"x"},42,` + huge + `,{"id":"b"},{"type":"y"}],"has_more":true}`,
+		"b": `{"data":[{"type":"z"}],"has_more":true}`,
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, bodies[r.URL.Query().Get("starting_after")])
+	}))
+	defer srv.Close()
+	src, err := catchup.NewHTTPSource(srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := src.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range page.Events {
+		got = append(got, fmt.Sprintf("%s/%s/%d", ev.ID, ev.Cursor, len(ev.Payload)))
+	}
+	want := []string{"a/a/10", "//12", "//2", fmt.Sprintf("h/h/%d", len(huge)), "b/b/10", "//12"}
+	if !slices.Equal(got, want) || page.Next != "b" || !page.More {
+		t.Errorf("page %v next %q more %v, want %v next b more true", got, page.Next, page.More, want)
+	}
+	// A page without any id gives nothing to page after: the list ends
+	// there for this pass.
+	if page, err = src.List(context.Background(), "b"); err != nil || len(page.Events) != 1 || page.More || page.Next != "" {
+		t.Errorf("a page of events without ids: %+v, %v", page, err)
 	}
 }
 

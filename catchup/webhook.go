@@ -18,24 +18,27 @@ import (
 )
 
 // WebhookHandler returns the handler of the webhook route of the poller's
-// source: it reads the body as one event (at most maxEventSize bytes, its id
-// by WithEventID, its type and creation time from the top-level "type" and
-// "created" members when present), marks the id in the poller's inbox under
-// the poller's consumer name and, the first time, applies the event with the
-// poller's HandlerFunc, all in one transaction. An event already applied, by
-// a webhook or by the poller, is answered 200 with no effect, so the
-// provider stops redelivering it.
+// source: it reads the body as one event (its id by WithEventID, its type
+// and creation time from the top-level "type" and "created" members when
+// present), marks the id in the poller's inbox under the poller's consumer
+// name and, the first time, applies the event with the poller's
+// HandlerFunc, all in one transaction. An event already applied, by a
+// webhook or by the poller, is answered 200 with no effect, so the provider
+// stops redelivering it.
 //
 // Behind idempotency.Middleware in transactional mode, it works in the
 // request's transaction (the middleware commits); otherwise it begins and
 // commits one of its own in the poller's store. Put signature verification
 // (package webhook) in front of it.
 //
-// It answers 200 once the event is applied or found applied, 400 for a body
-// that is not an event, 413 for one too large, 500 when the handler fails
-// (the provider will redeliver) and 503 when the database fails. It works
-// whether or not the poller is started: replicas that do not hold the lease
-// serve webhooks too.
+// It answers 200 once the event is applied or found applied; 400 for a body
+// that is not an event and for an event refused for good, as the poller
+// refuses it (see DeadLetter.Refused: no id, an id or type out of bounds,
+// an id the inbox refuses); 413 for a body over 1 MiB; 500 when the handler
+// fails (the provider will redeliver) and 503 when the database fails.
+// Error answers are problem details (RFC 9457). It works whether or not the
+// poller is started: replicas that do not hold the lease serve webhooks
+// too.
 func (p *Poller) WebhookHandler() http.Handler {
 	if p == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -56,15 +59,24 @@ func (p *Poller) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev, err := decodeEvent(body, p.eventID)
+	if err == nil {
+		err = checkEvent(&ev)
+	}
 	if err != nil {
-		problem(w, http.StatusBadRequest, err.Error())
+		problem(w, http.StatusBadRequest, reason(err))
 		return
 	}
 	var first bool
 	apply := func(ctx context.Context, tx steadfast.Tx) error {
 		var err error
-		if first, err = p.inbox.MarkProcessed(ctx, tx, p.cfg.consumer, ev.ID); err != nil || !first {
+		if first, err = p.inbox.MarkProcessed(ctx, tx, p.cfg.consumer, ev.ID); err != nil {
+			if refusedByInbox(err) {
+				return &refusal{err}
+			}
 			return err
+		}
+		if !first {
+			return nil
 		}
 		if err := p.fn(ctx, tx, ev); err != nil {
 			return &handlerError{err}
@@ -77,8 +89,14 @@ func (p *Poller) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = p.retryTx(ctx, apply)
 	}
-	var he *handlerError
+	var (
+		he *handlerError
+		rf *refusal
+	)
 	switch {
+	case errors.As(err, &rf):
+		problem(w, http.StatusBadRequest, reason(rf.err))
+		return
 	case errors.As(err, &he):
 		p.log.Warn("catchup: webhook event not applied", "event", ev.ID, "type", ev.Type, "err", he.err)
 		problem(w, http.StatusInternalServerError, "the event could not be applied")

@@ -11,4 +11,13 @@
 //
 // Every lease time is computed and compared in SQL on the database's clock
 // (stored as Unix microseconds), never on a replica's.
+//
+// # Operators
+//
+// Cursors reports where each source's poller stands (cursor, lease holder,
+// lag, failing events, dead letters); SetCursor moves a source's cursor,
+// or skips to the end of its list (catchup.Now), safely while a poller
+// runs. ListDead, Requeue and Discard handle dead letters, as the outbox's
+// store does. PurgeFailing deletes records of failed attempts that no
+// poller will resolve: schedule it with housekeeping.
 package sqlcatchup

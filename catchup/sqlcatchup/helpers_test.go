@@ -311,6 +311,17 @@ func (p *provider) add(n int) []string {
 	return ids
 }
 
+// addRaw appends one visible event with the body given (any JSON value),
+// listed after the event key (its id, or any unique key for an event
+// without one).
+func (p *provider) addRaw(key string, body []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at := epoch.Add(time.Duration(len(p.events)) * time.Second)
+	p.index[key] = len(p.events)
+	p.events = append(p.events, pevent{id: key, created: at, visible: true, body: body})
+}
+
 // hide and reveal change whether events are listed.
 func (p *provider) setVisible(visible bool, ids ...string) {
 	p.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
@@ -103,10 +104,10 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}); err != nil {
 		return nil, err
 	}
-	var schema, now string
+	var schema, now, lock string
 	switch d {
 	case Postgres:
-		schema, now = pgSchema, pgNow
+		schema, now, lock = pgSchema, pgNow, " FOR UPDATE SKIP LOCKED"
 	case SQLite:
 		schema, now = sqliteSchema, sqliteNow
 	case MySQL:
@@ -114,22 +115,20 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("sqlcatchup: New: unknown dialect %v", d)
 	}
-	r := strings.NewReplacer("{t}", cfg.table.String(), "{i}", cfg.table.Name, "{now}", now)
+	r := strings.NewReplacer("{t}", cfg.table.String(), "{i}", cfg.table.Name, "{now}", now, "{lock}", lock, "{skip}", catchup.Now)
 	s := &Store{db: db, dialect: d, table: cfg.table.String(), schema: r.Replace(schema), q: map[string]string{}}
+	mysql := map[string]string{
+		"create": qCreateMySQL, "fail": qFailMySQL, "bury": qBuryMySQL, "refuse": qRefuseMySQL,
+		"setCursor": qSetCursorMySQL, "skipToEnd": qSkipToEndMySQL, "purgeFailing": qPurgeFailingMySQL,
+	}
 	for name, text := range map[string]string{
 		"take": qTake, "create": qCreate, "cursor": qCursor, "release": qRelease, "advance": qAdvance,
-		"fail": qFail, "attempts": qAttempts, "bury": qBury, "requeued": qRequeued, "resolve": qResolve,
-		"listDead": qListDead, "requeue": qRequeue, "discard": qDiscard,
+		"fail": qFail, "attempts": qAttempts, "bury": qBury, "refuse": qRefuse, "failing": qFailing,
+		"requeued": qRequeued, "resolve": qResolve, "listDead": qListDead, "requeue": qRequeue, "discard": qDiscard,
+		"cursors": qCursors, "setCursor": qSetCursor, "skipToEnd": qSkipToEnd, "purgeFailing": qPurgeFailing,
 	} {
-		if d == MySQL {
-			switch name {
-			case "create":
-				text = qCreateMySQL
-			case "fail":
-				text = qFailMySQL
-			case "bury":
-				text = qBuryMySQL
-			}
+		if m, ok := mysql[name]; ok && d == MySQL {
+			text = m
 		}
 		s.q[name] = r.Replace(text)
 		if d == Postgres && !strings.Contains(text, "{ids}") {
@@ -267,11 +266,15 @@ func (s *Store) Begin(ctx context.Context) (steadfast.Tx, error) {
 }
 
 // Advance implements catchup.Store.
-func (s *Store) Advance(ctx context.Context, tx steadfast.Tx, source, owner, cursor string, d time.Duration) error {
+func (s *Store) Advance(ctx context.Context, tx steadfast.Tx, source, owner, cursor string, newest time.Time, d time.Duration) error {
 	if s == nil || tx == nil {
 		return errors.New("sqlcatchup: Advance: nil *Store or transaction")
 	}
-	res, err := tx.ExecContext(ctx, s.q["advance"], cursor, micros(d), source, owner)
+	var at int64
+	if !newest.IsZero() {
+		at = newest.UnixMicro()
+	}
+	res, err := tx.ExecContext(ctx, s.q["advance"], cursor, at, at, micros(d), source, owner)
 	if err != nil {
 		return fmt.Errorf("sqlcatchup: advancing the cursor of %q: %w", source, err)
 	}
@@ -330,14 +333,46 @@ func (s *Store) Fail(ctx context.Context, source string, ev catchup.Event, reaso
 }
 
 // Bury implements catchup.Store.
-func (s *Store) Bury(ctx context.Context, tx steadfast.Tx, source string, ev catchup.Event, reason string) error {
+func (s *Store) Bury(ctx context.Context, tx steadfast.Tx, source string, ev catchup.Event, reason string, refused bool) (bool, error) {
 	if s == nil || tx == nil {
-		return errors.New("sqlcatchup: Bury: nil *Store or transaction")
+		return false, errors.New("sqlcatchup: Bury: nil *Store or transaction")
 	}
-	if _, err := tx.ExecContext(ctx, s.q["bury"], source, ev.ID, reason, ev.Type, created(ev), payload(ev), ev.Cursor); err != nil {
-		return fmt.Errorf("sqlcatchup: making event %q of %q a dead letter: %w", ev.ID, source, err)
+	q := s.q["bury"]
+	if refused {
+		q = s.q["refuse"]
 	}
-	return nil
+	res, err := tx.ExecContext(ctx, q, source, ev.ID, reason, ev.Type, created(ev), payload(ev), ev.Cursor)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil {
+			return n > 0, nil
+		}
+	}
+	return false, fmt.Errorf("sqlcatchup: making event %q of %q a dead letter: %w", ev.ID, source, err)
+}
+
+// Failing implements catchup.Store.
+func (s *Store) Failing(ctx context.Context, source string, limit int) ([]string, error) {
+	if s == nil {
+		return nil, errors.New("sqlcatchup: Failing: nil *Store")
+	}
+	rows, err := s.db.QueryContext(ctx, s.q["failing"], source, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlcatchup: failing events of %q: %w", source, err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlcatchup: failing events of %q: %w", source, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlcatchup: failing events of %q: %w", source, err)
+	}
+	return ids, nil
 }
 
 // Requeued implements catchup.Store.
@@ -389,7 +424,8 @@ func (s *Store) Resolve(ctx context.Context, tx steadfast.Tx, source, eventID st
 // ListDead returns up to limit dead letters (requeued ones included, until
 // the poller applied them) of source, or of every source when source is
 // empty, with a position above after, in position order. Pass the last
-// Position read as after to read on.
+// Position read as after to read on. It returns an error for a limit that
+// is not positive.
 func (s *Store) ListDead(ctx context.Context, source string, after int64, limit int) ([]catchup.DeadLetter, error) {
 	if s == nil {
 		return nil, errors.New("sqlcatchup: ListDead: nil *Store")
@@ -417,7 +453,7 @@ func (s *Store) ListDead(ctx context.Context, source string, after int64, limit 
 			dl.Created = time.UnixMicro(at)
 		}
 		dl.UpdatedAt = time.UnixMicro(updated)
-		dl.Requeued = state == 2
+		dl.Requeued, dl.Refused = state == 2, state == 3
 		out = append(out, dl)
 	}
 	if err := rows.Err(); err != nil {
@@ -429,15 +465,16 @@ func (s *Store) ListDead(ctx context.Context, source string, after int64, limit 
 // Requeue makes the dead letters eventIDs of source pending again, with
 // their attempts reset: the poller of source applies them at its next pass
 // (without the inbox check: their ids were marked when they died). It
-// returns how many it requeued; ids that are not dead letters are left
-// alone. It is atomic.
+// returns how many it requeued; ids that are not dead letters, and refused
+// ones (DeadLetter.Refused: they would be refused again), are left alone.
+// It is one statement, at most 1,000 ids.
 func (s *Store) Requeue(ctx context.Context, source string, eventIDs ...string) (int, error) {
 	return s.deadOp(ctx, "Requeue", "requeue", source, eventIDs)
 }
 
 // Discard deletes the dead letters eventIDs of source (requeued or not) and
 // returns how many it deleted. Their ids stay marked in the inbox: the events
-// are never applied.
+// are never applied. It is one statement, at most 1,000 ids.
 func (s *Store) Discard(ctx context.Context, source string, eventIDs ...string) (int, error) {
 	return s.deadOp(ctx, "Discard", "discard", source, eventIDs)
 }
@@ -474,4 +511,124 @@ func (s *Store) deadOp(ctx context.Context, what, query, source string, ids []st
 		return 0, fmt.Errorf("sqlcatchup: %s: %w", what, err)
 	}
 	return int(n), nil
+}
+
+// Cursors reports where the poller of each source stands (one
+// catchup.Cursor per source the store knows, by source name): its cursor,
+// the lease holder and what the lease has left, how long ago the cursor was
+// stored, the lag (the age of the newest event read, whose creation time
+// Advance stores), and its failing events and dead letters. Every figure is
+// computed in one statement on the database's clock, so all replicas report
+// the same.
+func (s *Store) Cursors(ctx context.Context) ([]catchup.Cursor, error) {
+	if s == nil {
+		return nil, errors.New("sqlcatchup: Cursors: nil *Store")
+	}
+	rows, err := s.db.QueryContext(ctx, s.q["cursors"])
+	if err != nil {
+		return nil, fmt.Errorf("sqlcatchup: listing cursors: %w", err)
+	}
+	defer rows.Close()
+	var out []catchup.Cursor
+	for rows.Next() {
+		var (
+			c                catchup.Cursor
+			left, since, lag int64
+		)
+		if err := rows.Scan(&c.Source, &c.Cursor, &c.Owner, &left, &since, &lag, &c.Failing, &c.DeadLetters); err != nil {
+			return nil, fmt.Errorf("sqlcatchup: listing cursors: %w", err)
+		}
+		c.LeaseLeft = time.Duration(left) * time.Microsecond
+		c.SinceAdvance = time.Duration(since) * time.Microsecond
+		c.Lag = time.Duration(lag) * time.Microsecond
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlcatchup: listing cursors: %w", err)
+	}
+	return out, nil
+}
+
+// SetCursor stores cursor as the cursor of source, for an operator: the
+// poller's next pass reads the list after it. A cursor is what the source
+// resumes from: for HTTPSource, an event id in the "starting_after" shape
+// and for a newest-first list (the events after that event are read), a
+// page URL for next-URL and Link-header lists; "" reads from the oldest
+// event the provider keeps (the inbox skips what was applied, as long as
+// its rows outlive the provider's retention); catchup.Now skips to the end
+// of the list: the poller reads from the current cursor to the end without
+// applying anything and stores the cursor of the last event (for lists
+// whose cursors are pages, the last page is read again, so its events are
+// applied). Events skipped this way are never applied by the poller; their
+// webhooks still apply them.
+//
+// It is one statement that also ends the source's lease, so it is safe
+// while a poller runs: a page the poller was applying either committed
+// before it (PostgreSQL and MySQL make the statement wait for the page's
+// lock on the cursor row; SQLite, with one writer at a time, for the write
+// lock between two pages) or fails to advance the cursor and is rolled
+// back, its effects with it; the poller then takes the lease again at the
+// new cursor, a third of its lease later (at its next pass if it was
+// between passes). It works before the source's first poller ever ran. It returns an error for a source name
+// that is empty, over 255 bytes or not UTF-8 without NUL, and for a cursor
+// over 8 KiB or not UTF-8 without NUL.
+func (s *Store) SetCursor(ctx context.Context, source, cursor string) error {
+	if s == nil {
+		return errors.New("sqlcatchup: SetCursor: nil *Store")
+	}
+	switch {
+	case source == "" || len(source) > 255 || !text(source):
+		return fmt.Errorf("sqlcatchup: SetCursor: source name %.40q must be 1 to 255 bytes of UTF-8 without NUL", source)
+	case len(cursor) > 8<<10 || !text(cursor):
+		return fmt.Errorf("sqlcatchup: SetCursor: cursor %.40q must be at most 8 KiB of UTF-8 without NUL", cursor)
+	}
+	q, args := s.q["setCursor"], []any{source, cursor}
+	if cursor == catchup.Now {
+		q, args = s.q["skipToEnd"], []any{source}
+	}
+	err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
+		_, err := s.db.ExecContext(ctx, q, args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlcatchup: setting the cursor of %q: %w", source, err)
+	}
+	return nil
+}
+
+// text reports whether s is UTF-8 without NUL (what every database's text
+// holds).
+func text(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// PurgeFailing deletes up to batch records of failed attempts (events whose
+// handler failed, not yet dead letters) not updated for retention, on the
+// database's clock, in one statement, and returns how many it deleted;
+// call it again while it deletes a full batch (housekeeping does). The
+// poller deletes such a record when it applies the event or finds it
+// applied by its webhook; what is left is an event that left the list, a
+// source no longer polled, or a cursor an operator moved past it. An event
+// still failing is tried at every pass and so updated, unless its poller is
+// stopped for longer than retention: its count of attempts then starts
+// again. Dead letters are never deleted. It returns an error for a
+// retention or a batch that is not positive.
+func (s *Store) PurgeFailing(ctx context.Context, retention time.Duration, batch int) (int64, error) {
+	if s == nil {
+		return 0, errors.New("sqlcatchup: PurgeFailing: nil *Store")
+	}
+	if retention <= 0 || batch <= 0 {
+		return 0, fmt.Errorf("sqlcatchup: PurgeFailing: retention %v and batch %d must be positive", retention, batch)
+	}
+	var n int64
+	err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
+		res, err := s.db.ExecContext(ctx, s.q["purgeFailing"], micros(retention), batch)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlcatchup: purging records of failed attempts: %w", err)
+	}
+	return n, nil
 }

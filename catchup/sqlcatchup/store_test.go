@@ -37,7 +37,7 @@ func TestLease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Advance(ctx, tx, "src", "a", "evt_10", lease); err != nil {
+		if err := s.Advance(ctx, tx, "src", "a", "evt_10", time.Time{}, lease); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -54,7 +54,7 @@ func TestLease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Advance(ctx, tx, "src", "a", "evt_99", lease); !errors.Is(err, catchup.ErrLeaseLost) {
+		if err := s.Advance(ctx, tx, "src", "a", "evt_99", time.Time{}, lease); !errors.Is(err, catchup.ErrLeaseLost) {
 			t.Errorf("Advance by the owner whose lease was taken: %v", err)
 		}
 		_ = tx.Rollback()
@@ -103,8 +103,8 @@ func TestFailures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Bury(ctx, tx, source, ev(id), "gave up on "+id); err != nil {
-				t.Fatal(err)
+			if buried, err := s.Bury(ctx, tx, source, ev(id), "gave up on "+id, false); err != nil || !buried {
+				t.Fatalf("Bury = %v, %v", buried, err)
 			}
 			if err := tx.Commit(); err != nil {
 				t.Fatal(err)
