@@ -58,6 +58,21 @@ func (s *Store) PurgeInbox(ctx context.Context, olderThan time.Duration, batch i
 	return s.purge(ctx, s.q.inboxGC, batch, micros(olderThan))
 }
 
+// PurgeGuard deletes ordering-guard rows (ApplyVersion, ApplyTimestamp) of
+// entities that no event has advanced for longer than olderThan (by the
+// database's clock), in batches as Purge does, and returns how many it
+// deleted. Beware: a purged entity's next event is applied as new, so a late
+// stale event for it would overwrite newer state; keep the rows for longer
+// than any event of an entity can arrive late. housekeeping runs it only when
+// asked (WithOrderingGuard). It returns an error wrapping idempotency.ErrInvalid
+// for an olderThan that is not positive.
+func (s *Store) PurgeGuard(ctx context.Context, olderThan time.Duration, batch int) (int64, error) {
+	if olderThan <= 0 {
+		return 0, fmt.Errorf("sqlstore: PurgeGuard: %w: olderThan %v is not positive", idempotency.ErrInvalid, olderThan)
+	}
+	return s.purge(ctx, s.q.guardGC, batch, micros(olderThan))
+}
+
 func (s *Store) purge(ctx context.Context, query string, batch int, args ...any) (int64, error) {
 	if batch <= 0 {
 		batch = 1000

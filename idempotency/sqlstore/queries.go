@@ -41,6 +41,7 @@ type queries struct {
 	purge     string
 	inbox     string
 	inboxGC   string
+	guardGC   string
 	order     string
 	orderUpd  string // MySQL only: advance the position
 	orderLock string // MySQL only: read the locked position
@@ -96,7 +97,7 @@ func (q queries) render(n names) (queries, error) {
 		claim: fill(q.claim), get: fill(q.get), lookup: fill(q.lookup),
 		renew: fill(q.renew), complete: fill(q.complete), release: fill(q.release),
 		check: fill(q.check), force: fill(q.force), purge: fill(q.purge),
-		inbox: fill(q.inbox), inboxGC: fill(q.inboxGC), order: fill(q.order),
+		inbox: fill(q.inbox), inboxGC: fill(q.inboxGC), guardGC: fill(q.guardGC), order: fill(q.order),
 		orderUpd: fill(q.orderUpd), orderLock: fill(q.orderLock), insert: fill(q.insert),
 		takeover: fill(q.takeover), lookupLocked: fill(q.lookupLocked),
 	}
@@ -170,6 +171,11 @@ SELECT false, r.fingerprint, r.status, r.token,
     SELECT consumer, message_id FROM {{.Inbox}}
     WHERE processed_at < {{.Now}} - $1 ORDER BY processed_at LIMIT $2
     FOR UPDATE SKIP LOCKED)`,
+	// Parameters: age, batch.
+	guardGC: `DELETE FROM {{.Order}} WHERE entity IN (
+    SELECT entity FROM {{.Order}}
+    WHERE updated_at < {{.Now}} - $1 ORDER BY updated_at LIMIT $2
+    FOR UPDATE SKIP LOCKED)`,
 	order: `INSERT INTO {{.Order}} AS o (entity, position, tie_break, updated_at)
     VALUES ($1, $2, $3, {{.Now}})
     ON CONFLICT (entity) DO UPDATE
@@ -216,6 +222,9 @@ RETURNING token`,
 	inboxGC: `DELETE FROM {{.Inbox}} WHERE rowid IN (
     SELECT rowid FROM {{.Inbox}}
     WHERE processed_at < {{.Now}} - ?1 ORDER BY processed_at LIMIT ?2)`,
+	guardGC: `DELETE FROM {{.Order}} WHERE rowid IN (
+    SELECT rowid FROM {{.Order}}
+    WHERE updated_at < {{.Now}} - ?1 ORDER BY updated_at LIMIT ?2)`,
 	order: `INSERT INTO {{.Order}} (entity, position, tie_break, updated_at)
 VALUES (?1, ?2, ?3, {{.Now}})
 ON CONFLICT (entity) DO UPDATE
@@ -277,6 +286,8 @@ ON DUPLICATE KEY UPDATE
     VALUES (?, ?, {{.Now}})`,
 	inboxGC: `DELETE FROM {{.Inbox}}
     WHERE processed_at < {{.Now}} - ? ORDER BY processed_at LIMIT ?`,
+	guardGC: `DELETE FROM {{.Order}}
+    WHERE updated_at < {{.Now}} - ? ORDER BY updated_at LIMIT ?`,
 	// MySQL's ordering guard locks the entity's row before it reads it, so
 	// that concurrent events for one entity queue on an exclusive lock
 	// instead of deadlocking on a shared one: order makes sure the row

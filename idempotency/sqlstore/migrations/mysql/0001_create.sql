@@ -35,5 +35,6 @@ CREATE TABLE IF NOT EXISTS {{.Order}} (
     entity     VARBINARY(1024) NOT NULL PRIMARY KEY,
     position   BIGINT          NOT NULL,
     tie_break  VARBINARY(255)  NOT NULL,
-    updated_at BIGINT          NOT NULL
+    updated_at BIGINT          NOT NULL,
+    INDEX {{.Name}}_order_updated_idx (updated_at)
 ) ENGINE = InnoDB;

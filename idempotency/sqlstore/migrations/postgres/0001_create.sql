@@ -39,3 +39,6 @@ CREATE TABLE IF NOT EXISTS {{.Order}} (
     tie_break  TEXT COLLATE "C" NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+CREATE INDEX IF NOT EXISTS {{.Name}}_order_updated_idx
+    ON {{.Order}} (updated_at);

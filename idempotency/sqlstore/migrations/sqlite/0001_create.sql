@@ -39,3 +39,6 @@ CREATE TABLE IF NOT EXISTS {{.Order}} (
     tie_break  TEXT    NOT NULL,
     updated_at INTEGER NOT NULL
 );
+
+CREATE INDEX IF NOT EXISTS {{.Name}}_order_updated_idx
+    ON {{.Order}} (updated_at);
