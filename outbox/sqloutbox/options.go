@@ -40,7 +40,7 @@ const (
 
 // tableSuffixes are what the store appends to the table's name for its
 // other tables and its indexes.
-var tableSuffixes = []string{"_keys", "_pauses", "_ready", "_key", "_done", "_dead", "_id"}
+var tableSuffixes = []string{"_keys", "_pauses", "_ready", "_key", "_head", "_parked", "_done", "_dead", "_id"}
 
 // SQLiteDSN returns a data source name for modernc.org/sqlite (driver name
 // "sqlite") for the database file at path: WAL mode, a 5 s busy timeout,

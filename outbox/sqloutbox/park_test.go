@@ -79,3 +79,81 @@ func claim(ctx context.Context, s *sqloutbox.Store, limit int) ([]claimed, error
 	})
 	return out, err
 }
+
+// TestPostgresOrphanBehindClaimedHead: a message enqueued behind its key's
+// head while the head is claimed is parked; when the head is settled before
+// the message's transaction commits (so the settle cannot unpark it), the
+// unpark sweep makes it ready.
+func TestPostgresOrphanBehindClaimedHead(t *testing.T) {
+	db, s, _ := newPostgres(t)
+	ctx := context.Background()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, tx, outbox.Message{Topic: "t", Key: "k", Payload: []byte("head")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	head, err := claim(ctx, s, 10)
+	if err != nil || len(head) != 1 {
+		t.Fatalf("claimed %d, %v", len(head), err)
+	}
+	late, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback()
+	if err := s.Enqueue(ctx, late, outbox.Message{Topic: "t", Key: "k", Payload: []byte("late")}); err != nil {
+		t.Fatal(err)
+	}
+	if refused, err := s.Settle(ctx, []backend.Outcome{{Position: head[0].Position, Token: head[0].Token, Kind: backend.Delivered}}); err != nil || len(refused) > 0 {
+		t.Fatal(err, refused)
+	}
+	if err := late.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := claim(ctx, s, 10); err != nil || len(c) != 0 {
+		t.Fatalf("claimed %d, %v before the sweep: the late message was not parked", len(c), err)
+	}
+	if err := s.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := claim(ctx, s, 10)
+	if err != nil || len(c) != 1 || string(c[0].Payload) != "late" {
+		t.Fatalf("after the sweep: claimed %d, %v; want the late message", len(c), err)
+	}
+}
+
+// TestPostgresUnparkSweepBounded: one sweep looks at a bounded number of
+// keys with parked messages (1,000), the next goes on from there, and they
+// go round: the sweep's cost does not grow with the backlog, and every
+// orphan is found.
+func TestPostgresUnparkSweepBounded(t *testing.T) {
+	db, s, _ := newPostgres(t)
+	ctx := context.Background()
+	// 2,500 orphans (parked, nothing before them), each behind... nothing;
+	// and 2,500 keys whose parked message waits, rightly, behind a head.
+	if _, err := db.ExecContext(ctx, `INSERT INTO `+s.Table()+` (id, topic, destination, partition_key, payload, available_at)
+		SELECT gen_random_uuid(), 't', 't', 'k' || lpad(i::text, 5, '0'), '\x00', CASE WHEN i > 2500 AND j = 1 THEN now() ELSE 'infinity' END
+		FROM generate_series(1, 5000) AS i, generate_series(1, CASE WHEN i > 2500 THEN 2 ELSE 1 END) AS j ORDER BY i, j`); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() int {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM ` + s.Table() + ` WHERE available_at <> 'infinity'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i, want := range []int{2500 + 1000, 2500 + 2000, 2500 + 2500, 2500 + 2500} {
+		if err := s.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := ready(); got != want {
+			t.Fatalf("after sweep %d: %d messages ready, want %d", i+1, got, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package sqloutbox
 
 import (
 	"context"
+	"database/sql"
 	"strconv"
 	"strings"
 
@@ -18,15 +19,14 @@ const smallBatch = 8
 // joined, so it runs first); rows get positions in the order of ms; the
 // NOTIFY is sent at commit.
 //
-// A keyed message is parked (not ready until the settle of its predecessor
-// unparks it) when an earlier message of its key waits unclaimed, in the
-// table or earlier in the batch. Behind a message that is only claimed it is
-// not parked: that claim may be settled before this transaction commits, and
-// the settle, which cannot see this row yet, would not unpark it. (It is
-// still not claimed before its predecessor is done: the claim checks heads.)
-// What remains of that race (the waiting predecessor is claimed, published
-// and settled within this transaction's lifetime) is repaired by the unpark
-// sweep, at most unparkEvery later.
+// A keyed message is parked (out of the ready range, until the settle of
+// its predecessor unparks it) when an earlier message of its key is
+// pending, in the table (waiting or claimed) or earlier in the batch, so
+// that claims never examine a message that cannot go yet: their cost does
+// not grow with the backlog behind the keys' heads. The predecessor may be
+// settled while this transaction is still open; its settle, which cannot
+// see this row yet, does not unpark it, and the unpark sweep (pgUnpark) makes
+// it ready at most unparkEvery after it commits.
 func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
 	if len(ms) > smallBatch {
 		return s.pgEnqueueArrays(ctx, exec, ms, hs, tp)
@@ -58,7 +58,7 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 	b.WriteString("SELECT v.id, v.topic, v.d, v.k, v.h, v.p, " + tpArg + "::text, v.nb, ")
 	if len(keys) > 0 {
 		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND EXISTS (SELECT 1 FROM " + s.Table() +
-			" e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
+			" e WHERE e.partition_key = v.k AND e.state = 0)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
 	} else {
 		b.WriteString("COALESCE(v.nb, now())")
 	}
@@ -138,7 +138,7 @@ func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.
 	q := with + `INSERT INTO ` + s.Table() + ` (id, topic, destination, partition_key, headers, payload, traceparent, not_before, available_at)
 SELECT v.id::uuid, v.topic, v.d, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $8::text, v.nbt,
 	CASE WHEN v.k <> '' AND (v.rn > 1 OR EXISTS (
-		SELECT 1 FROM ` + s.Table() + ` e WHERE e.partition_key = v.k AND e.state = 0 AND e.claim_token IS NULL))
+		SELECT 1 FROM ` + s.Table() + ` e WHERE e.partition_key = v.k AND e.state = 0))
 	THEN 'infinity' ELSE COALESCE(v.nbt, now()) END
 FROM (SELECT u.*, row_number() OVER (PARTITION BY u.k ORDER BY u.ord) AS rn,
 		CASE WHEN u.nb = 0 THEN NULL ELSE to_timestamp(u.nb / 1000000.0) END AS nbt
@@ -154,7 +154,7 @@ func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token str
 		exclude = []string{}
 	}
 	if s.unparkDue() {
-		if _, err := s.db.ExecContext(ctx, s.q.unpark); err != nil {
+		if err := s.pgUnpark(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -185,4 +185,25 @@ func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome) ([]int
 		refused = append(refused, seq)
 	}
 	return refused, rows.Err()
+}
+
+// unparkKeys is the most keys with parked messages one unpark sweep looks
+// at; the next sweep goes on from the last of them.
+const unparkKeys = 1000
+
+// pgUnpark runs one unpark sweep from the store's cursor and moves the
+// cursor on (back to the start once it has gone round).
+func (s *Store) pgUnpark(ctx context.Context) error {
+	s.sweep.Lock()
+	defer s.sweep.Unlock()
+	var last sql.NullString
+	var keys, unparked int
+	if err := s.db.QueryRowContext(ctx, s.q.unpark, s.sweep.cursor, unparkKeys).Scan(&last, &keys, &unparked); err != nil {
+		return err
+	}
+	s.sweep.cursor = last.String
+	if keys < unparkKeys {
+		s.sweep.cursor = ""
+	}
+	return nil
 }

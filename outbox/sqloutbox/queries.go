@@ -39,8 +39,13 @@ CREATE TABLE IF NOT EXISTS {t} (
 -- its key is parked at 'infinity' until that one is done). Only pending
 -- rows: delivered rows cost nothing.
 CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
--- The head of each key: the lowest pending position.
-CREATE INDEX IF NOT EXISTS {i}_key ON {t} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
+-- The head of each key: its pending messages that are not parked (only the
+-- head is, unless a sweep has yet to unpark it), so that the index stays as
+-- small as the number of keys, whatever the backlog behind them.
+CREATE INDEX IF NOT EXISTS {i}_head ON {t} (partition_key, seq)
+	WHERE state = 0 AND partition_key IS NOT NULL AND available_at <> 'infinity';
+-- The parked messages of each key, next in line.
+CREATE INDEX IF NOT EXISTS {i}_parked ON {t} (partition_key, seq) WHERE state = 0 AND available_at = 'infinity';
 -- Cleanup of delivered rows, listing of dead letters.
 CREATE INDEX IF NOT EXISTS {i}_done ON {t} (done_at) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS {i}_dead ON {t} (seq) WHERE state = 2;
@@ -62,7 +67,8 @@ const pgCols = `seq, id::text, topic, destination, partition_key, headers, paylo
 
 // pgClaim: the candidates are pending, ready, of a destination neither
 // excluded nor paused (the paused ones are read once, into an array), and
-// the head of their key; SKIP LOCKED lets concurrent relays
+// the head of their key (the lowest of its messages that are not parked:
+// the messages behind a head are parked until it is done); SKIP LOCKED lets concurrent relays
 // take disjoint sets. The claim pushes available_at to the end of the lease,
 // so a claimed row is out of the ready range until its lease expires. The
 // UPDATE finds the rows by primary key through "seq = ANY (ARRAY(...))" and
@@ -79,7 +85,8 @@ WITH {async}c AS (
 	  AND destination <> ALL (ARRAY(SELECT destination FROM {p} WHERE paused_until > now()))
 	  AND (partition_key IS NULL OR o.seq = (
 		SELECT min(p.seq) FROM {t} p
-		WHERE p.partition_key = o.partition_key AND p.partition_key IS NOT NULL AND p.state = 0))
+		WHERE p.partition_key = o.partition_key AND p.partition_key IS NOT NULL AND p.state = 0
+		  AND p.available_at <> 'infinity'))
 	ORDER BY available_at
 	LIMIT $1
 	FOR UPDATE SKIP LOCKED
@@ -130,18 +137,39 @@ UPDATE {t} n SET available_at = greatest(n.not_before, now())
 FROM s
 WHERE s.state <> 0 AND s.partition_key IS NOT NULL AND n.available_at = 'infinity'
   AND n.seq = (SELECT min(q.seq) FROM {t} q
-	WHERE q.partition_key = s.partition_key AND q.state = 0 AND q.seq > s.seq)
+	WHERE q.partition_key = s.partition_key AND q.state = 0 AND q.available_at = 'infinity' AND q.seq > s.seq)
 )
 SELECT r.seq FROM unnest($1::bigint[]) AS r(seq){asyncFrom}
 WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.seq = r.seq)`
 
-// pgUnpark makes ready the parked heads whose predecessor was settled
-// while they were being enqueued (the settle could not see them yet).
+// pgUnpark makes ready the parked messages that are the head of their key
+// (their predecessor was settled while they were being enqueued, so its
+// settle could not see them), looking at up to $2 keys with parked messages
+// after the key $1, through the index of parked messages (a skip scan, one
+// probe per key): its cost is bounded whatever the backlog. It returns the
+// last key it looked at, how many keys it looked at, and how many messages
+// it made ready.
 const pgUnpark = `
-UPDATE {t} o SET available_at = greatest(o.not_before, now())
-FROM (SELECT min(seq) AS seq FROM {t}
-	WHERE state = 0 AND partition_key IS NOT NULL GROUP BY partition_key) h
-WHERE o.seq = h.seq AND o.available_at = 'infinity'`
+WITH RECURSIVE k(key) AS (
+	(SELECT partition_key FROM {t} WHERE state = 0 AND available_at = 'infinity' AND partition_key > $1
+	 ORDER BY partition_key LIMIT 1)
+	UNION ALL
+	SELECT (SELECT partition_key FROM {t} WHERE state = 0 AND available_at = 'infinity' AND partition_key > k.key
+		ORDER BY partition_key LIMIT 1)
+	FROM k WHERE k.key IS NOT NULL
+), ks AS (
+	SELECT key FROM k WHERE key IS NOT NULL LIMIT $2
+), next AS (
+	SELECT ks.key, (SELECT min(p.seq) FROM {t} p WHERE p.partition_key = ks.key AND p.state = 0 AND p.available_at = 'infinity') AS seq
+	FROM ks
+), u AS (
+	UPDATE {t} o SET available_at = greatest(o.not_before, now())
+	WHERE o.seq = ANY (ARRAY(SELECT n.seq FROM next n WHERE NOT EXISTS (
+		SELECT 1 FROM {t} e WHERE e.partition_key = n.key AND e.state = 0 AND e.available_at <> 'infinity' AND e.seq < n.seq)))
+	  AND o.available_at = 'infinity' AND o.state = 0
+	RETURNING o.seq
+)
+SELECT (SELECT max(key) FROM ks), (SELECT count(*) FROM ks), (SELECT count(*) FROM u)`
 
 // pgCleanup deletes delivered ($3 = 1) or dead ($3 = 2) messages done
 // more than $1 seconds ago, at most $2, skipping rows another cleanup is
@@ -270,14 +298,6 @@ WHERE available_at = ` + parked + ` AND seq IN (SELECT seq FROM (
 	WHERE q.state = 0 AND q.partition_key IN (
 		SELECT p.partition_key FROM {t} p WHERE p.seq IN ({seqs}) AND p.partition_key IS NOT NULL)
 	GROUP BY q.partition_key) AS x)`
-
-// genericUnparkAll makes ready every parked message that has become the
-// head of its key (a predecessor settled while it was being enqueued).
-const genericUnparkAll = `
-UPDATE {t} SET available_at = CASE WHEN not_before IS NOT NULL AND not_before > {now} THEN not_before ELSE {now} END
-WHERE available_at = ` + parked + ` AND seq IN (SELECT seq FROM (
-	SELECT min(seq) AS seq FROM {t} WHERE state = 0 AND partition_key IS NOT NULL
-	GROUP BY partition_key) AS x)`
 
 // MySQL/MariaDB: no UPDATE ... RETURNING, so a claim is a READ COMMITTED
 // transaction: select with SKIP LOCKED, update, read back. Per-key commit

@@ -3,7 +3,6 @@ package sqloutbox
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -179,15 +178,6 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 	}
 	slices.Sort(refused)
 	return refused, true, nil
-}
-
-// unparkAll runs genericUnparkAll.
-func (s *Store) unparkAll(ctx context.Context) error {
-	_, err := s.db.ExecContext(ctx, s.expand(genericUnparkAll))
-	if err != nil {
-		return fmt.Errorf("unpark: %w", err)
-	}
-	return nil
 }
 
 // pauseUpsert is the end of the INSERT of a pause that keeps the later end

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,10 @@ type Store struct {
 	lockID  int32 // PostgreSQL advisory lock class of the table's keys
 
 	unparked atomic.Int64 // when the last unpark sweep ran (UnixNano)
+	sweep    struct {
+		sync.Mutex
+		cursor string // the key the next sweep starts after
+	}
 }
 
 var _ outbox.Store = (*Store)(nil)
@@ -132,7 +137,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // unparkDue reports whether it is this caller's turn to run the unpark
-// sweep (at most every unparkEvery per Store).
+// sweep (at most every unparkEvery per Store). Only PostgreSQL needs one:
+// SQLite's single writer orders every enqueue before or after a settle, and
+// MySQL does not park.
 func (s *Store) unparkDue() bool {
 	last := s.unparked.Load()
 	return time.Since(time.Unix(0, last)) > unparkEvery && s.unparked.CompareAndSwap(last, time.Now().UnixNano())
@@ -327,11 +334,6 @@ func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed fun
 	token := uuid.NewString()
 	var out []claimedRow
 	var err error
-	if s.dialect == SQLite && s.unparkDue() {
-		if err := s.retry(ctx, s.unparkAll); err != nil {
-			return fmt.Errorf("sqloutbox: claim: %w", err)
-		}
-	}
 	switch s.dialect {
 	case Postgres:
 		out, err = s.pgClaim(ctx, req, token)
