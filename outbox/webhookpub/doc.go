@@ -61,4 +61,16 @@
 // destination is paused for the remaining open time, so a dead partner
 // neither spends its messages' attempts nor slows the others. A refused
 // address, a malformed message and an unknown destination never count.
+//
+// # Quotas
+//
+// WithRateLimit gives destinations a quota (a ratelimit.Limiter keyed by the
+// destination, shared by every replica when it has a Store). The relay takes
+// the budget of each delivery before it sends it, with Throttle, when it is
+// given outbox.WithThrottle(p.Throttle): a destination without budget is held
+// back in the relay's memory, without spending attempts and without holding
+// up the others. Publish observes every response of a limited destination
+// (ratelimit's Observe), so what the endpoint announces (a 429's
+// Retry-After, RateLimit and X-RateLimit-* headers) narrows its quota before
+// it has to refuse a request.
 package webhookpub

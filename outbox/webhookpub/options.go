@@ -13,6 +13,7 @@ import (
 
 	"github.com/steadfast-go/steadfast/breaker"
 	"github.com/steadfast-go/steadfast/internal/option"
+	"github.com/steadfast-go/steadfast/ratelimit"
 )
 
 // Option configures a Publisher. Options are made by the With functions of
@@ -65,6 +66,16 @@ type config struct {
 	cacheSize   int
 	cacheTTL    time.Duration
 	cacheSet    bool
+	rateAll     *ratelimit.Limiter            // WithRateLimit without destinations
+	rateBy      map[string]*ratelimit.Limiter // WithRateLimit with destinations
+}
+
+// limiter returns the limiter of destination, or nil.
+func (c *config) limiter(destination string) *ratelimit.Limiter {
+	if l, ok := c.rateBy[destination]; ok {
+		return l
+	}
+	return c.rateAll
 }
 
 // WithAllowedNetworks lets the publisher connect to addresses in the given
@@ -221,6 +232,55 @@ func WithResolverCache(size int, ttl time.Duration) Option {
 			return fmt.Errorf("ttl %v must be positive", ttl)
 		}
 		c.cacheSize, c.cacheTTL, c.cacheSet = size, ttl, true
+		return nil
+	})
+}
+
+// WithRateLimit keeps the deliveries to a destination within its quota:
+// lim, keyed by the destination's name, so each destination has a quota of
+// its own with lim's windows (ratelimit.WithLimit), shared by every replica
+// when lim has a Store (ratelimit.WithStore). Given destinations, lim limits
+// those only (give the option again, with another limiter, for destinations
+// with another quota); given none, it limits every destination without a
+// limiter of its own, those WithResolver finds included (lim's WithMaxKeys
+// bounds how many it holds).
+//
+// The budget is taken by Throttle, which the relay calls before each
+// delivery when it is given outbox.WithThrottle(p.Throttle): a destination
+// without budget is held back in the relay's memory until it has some,
+// without spending an attempt and without holding up other destinations.
+// Publish takes no budget (the relay took it), and it gives every response of
+// a limited destination to lim.Observe, so that what the endpoint announces
+// (a 429's Retry-After, RateLimit and X-RateLimit-* headers) narrows the
+// destination's quota before it has to refuse a request. Do not also wrap the
+// client of WithUnguardedClient in a ratelimit.Transport: each delivery would
+// take its budget twice. A nil lim, a destination named twice and the option
+// without destinations given twice are errors. By default no destination is
+// limited.
+func WithRateLimit(lim *ratelimit.Limiter, destinations ...string) Option {
+	return newOption("WithRateLimit", func(c *config) error {
+		if lim == nil {
+			return errors.New("a limiter is required")
+		}
+		if len(destinations) == 0 {
+			if c.rateAll != nil {
+				return errors.New("given twice without destinations: name the destinations of each limiter")
+			}
+			c.rateAll = lim
+			return nil
+		}
+		if c.rateBy == nil {
+			c.rateBy = make(map[string]*ratelimit.Limiter, len(destinations))
+		}
+		for _, d := range destinations {
+			if d == "" {
+				return errors.New("an empty destination")
+			}
+			if _, ok := c.rateBy[d]; ok {
+				return fmt.Errorf("destination %q has a limiter already", d)
+			}
+			c.rateBy[d] = lim
+		}
 		return nil
 	})
 }

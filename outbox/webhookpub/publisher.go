@@ -246,6 +246,23 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 	return p.outcome(ctx, ep, err, wait, asked)
 }
 
+// Throttle takes, from the limiter of destination (WithRateLimit), the
+// budget of one delivery to it, and returns nil; or, when the destination has
+// no budget now, takes nothing and returns an error matching
+// ratelimit.ErrLimited whose RetryAfter says when it will have some. For a
+// destination without a limiter it returns nil. The relay calls it before each
+// delivery when it is given outbox.WithThrottle(p.Throttle), and keeps a
+// message it refuses in memory until then, without spending an attempt.
+// Errors other than ErrLimited are the limiter's (ctx ended,
+// ratelimit.ErrTooManyKeys).
+func (p *Publisher) Throttle(ctx context.Context, destination string) error {
+	lim := p.cfg.limiter(destination)
+	if lim == nil {
+		return nil
+	}
+	return lim.Allow(ctx, destination)
+}
+
 // header builds and signs the request's header, or says why it cannot be.
 func (p *Publisher) header(ep *endpoint, d outbox.Delivery) (http.Header, error) {
 	h := make(http.Header, len(d.Headers)+len(ep.headers)+5)
@@ -335,6 +352,8 @@ func (p *Publisher) attempt(ctx context.Context, ep *endpoint, h http.Header, pa
 		return 0, false, permanent(fmt.Errorf("webhookpub: destination %q: %w", ep.destination, err))
 	}
 	req.Header = h
+	lim := p.cfg.limiter(ep.destination)
+	sent := time.Now()
 	resp, err := p.client.Do(req)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
@@ -348,6 +367,10 @@ func (p *Publisher) attempt(ctx context.Context, ep *endpoint, h http.Header, pa
 		return 0, false, fmt.Errorf("webhookpub: destination %q: POST: %w", ep.destination, err)
 	}
 	defer resp.Body.Close()
+	if lim != nil {
+		// Every answer may announce the quota, a 2xx as much as a 429.
+		lim.Observe(ctx, ep.destination, resp, sent)
+	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// Drain a little so the connection can be reused; never much.
 		_, _ = io.CopyN(io.Discard, resp.Body, maxResponseBytes)
