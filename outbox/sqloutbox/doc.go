@@ -52,11 +52,22 @@
 // key's row in the table {table}_keys; SQLite has a single writer. A
 // transaction that enqueues for a key therefore waits for any other open
 // transaction that enqueued for the same key. On PostgreSQL and SQLite a
-// message queued behind an earlier one of its key is parked out of the ready
-// range and unparked when that one is delivered or dead-lettered, so deep
-// per-key backlogs do not slow claims down. MySQL does not park (the check
-// would be a locking read in the caller's transaction): there, every claim
-// skips the waiting messages of a deep per-key backlog one by one.
+// message queued behind an earlier one of its key (waiting or in flight) is
+// parked out of the ready range and unparked when that one is delivered or
+// dead-lettered, so deep per-key backlogs do not slow claims down: with
+// 100,000 pending keyed messages over 1,000 keys a claim costs what it costs
+// with 1,000. On PostgreSQL the predecessor may be settled while the
+// enqueuing transaction is still open (its settle cannot see the new row);
+// a sweep that every store runs at most every 5 s from its claims, looking
+// at 1,000 keys with parked messages at a time, unparks such a message.
+// SQLite's single writer orders every enqueue before or after a settle and
+// needs no sweep. MySQL does not park (the check would be a locking read in
+// the caller's transaction): there, every claim skips the waiting messages
+// of a deep per-key backlog one by one.
+//
+// A requeued dead letter keeps its id and takes a new position at the tail
+// of its key (under the same lock), so it never goes while a later message
+// of its key is in flight.
 //
 // # Pauses
 //
