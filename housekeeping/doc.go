@@ -22,6 +22,9 @@
 //   - WithDeadLetters: dead letters older than a retention of their own.
 //     Without this option dead letters stay until an operator requeues or
 //     discards them.
+//   - WithCatchup: records of catch-up events whose handler failed and
+//     that were neither applied since nor buried (the event left the
+//     provider's list), after a retention. Dead letters stay.
 //   - WithOrderingGuard: ordering-guard rows (the last version applied per
 //     entity) not updated for a retention. Off unless asked for, and read
 //     its warning: a purged guard row makes a late, stale event look new.

@@ -55,6 +55,7 @@ const (
 	kindGuard       = "ordering_guard"
 	kindDelivered   = "outbox_delivered"
 	kindDead        = "outbox_dead_letters"
+	kindCatchup     = "catchup_failing"
 )
 
 // task is one kind of rows to remove: purge removes at most batch rows that
@@ -208,6 +209,27 @@ func WithOrderingGuard(store GuardStore, retention time.Duration) Option {
 		c.tasks = append(c.tasks, task{kind: kindGuard, retention: retention,
 			purge: func(ctx context.Context, batch int) (int64, error) {
 				return store.PurgeGuard(ctx, retention, batch)
+			}})
+		return nil
+	})
+}
+
+// WithCatchup removes store's records of catch-up events whose handler
+// failed and that were neither applied since nor made dead letters (the
+// event left the provider's list), not updated for retention. Dead letters
+// are never removed by it. retention must be positive (a week is a sane
+// start) and store not nil. Off by default.
+func WithCatchup(store CatchupStore, retention time.Duration) Option {
+	return newOption("WithCatchup", func(c *config) error {
+		if isNil(store) {
+			return errors.New("store is nil")
+		}
+		if err := positive("retention", retention); err != nil {
+			return err
+		}
+		c.tasks = append(c.tasks, task{kind: kindCatchup, retention: retention,
+			purge: func(ctx context.Context, batch int) (int64, error) {
+				return store.PurgeFailing(ctx, retention, batch)
 			}})
 		return nil
 	})

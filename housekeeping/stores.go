@@ -43,3 +43,10 @@ type OutboxStore interface {
 type DeadLetterStore interface {
 	CleanupDead(ctx context.Context, retention time.Duration, limit int) (int, error)
 }
+
+// CatchupStore removes the records of catch-up events whose handler failed
+// and that were neither applied since nor made dead letters, not updated
+// for retention. *sqlcatchup.Store implements it.
+type CatchupStore interface {
+	PurgeFailing(ctx context.Context, retention time.Duration, batch int) (int64, error)
+}

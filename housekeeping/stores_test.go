@@ -12,6 +12,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/catchup"
+	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 	"github.com/steadfast-go/steadfast/housekeeping"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
@@ -31,6 +33,8 @@ var (
 	_ housekeeping.InboxStore       = (*sqlstore.Store)(nil)
 	_ housekeeping.OutboxStore      = (*sqloutbox.Store)(nil)
 	_ housekeeping.DeadLetterStore  = (*sqloutbox.Store)(nil)
+	_ housekeeping.GuardStore       = (*sqlstore.Store)(nil)
+	_ housekeeping.CatchupStore     = (*sqlcatchup.Store)(nil)
 )
 
 // published succeeds for topic "ok" and fails for good otherwise.
@@ -46,6 +50,7 @@ func (published) Publish(_ context.Context, d outbox.Delivery) error {
 // rows is what a test wrote of one generation (expired or fresh).
 type rows struct {
 	completed, abandoned, live, inbox, delivered, dead, pending int
+	guard, failing                                              int
 }
 
 // fixture writes rows of every kind through the real stores.
@@ -54,6 +59,7 @@ type fixture struct {
 	db   database
 	idem *sqlstore.Store
 	out  *sqloutbox.Store
+	cu   *sqlcatchup.Store
 	n    int
 }
 
@@ -69,13 +75,19 @@ func newFixture(t *testing.T, d steadfast.Dialect) *fixture {
 	if f.out, err = sqloutbox.New(h, d, sqloutbox.WithTable(db.prefix+"_ob"), sqloutbox.WithoutNotify()); err != nil {
 		t.Fatal(err)
 	}
+	if f.cu, err = sqlcatchup.New(h, d, sqlcatchup.WithTable(db.prefix+"_cu")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cu.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.idem.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.out.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	db.dropLater(t, h, db.prefix+"_idem", db.prefix+"_idem_inbox", db.prefix+"_idem_order", db.prefix+"_ob", db.prefix+"_ob_pause", db.prefix+"_lease")
+	db.dropLater(t, h, db.prefix+"_idem", db.prefix+"_idem_inbox", db.prefix+"_idem_order", db.prefix+"_ob", db.prefix+"_ob_pause", db.prefix+"_ob_pauses", db.prefix+"_lease", db.prefix+"_cu", db.prefix+"_cu_failed")
 	return f
 }
 
@@ -118,6 +130,23 @@ func (f *fixture) write(r rows, keep time.Duration) {
 			t.Fatalf("inbox: %v %v", first, err)
 		}
 		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range r.guard {
+		tx, err := h.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if applied, err := f.idem.ApplyVersion(ctx, tx, f.key(), 3); err != nil || !applied {
+			t.Fatalf("guard: %v %v", applied, err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range r.failing {
+		if _, err := f.cu.Fail(ctx, "provider", catchup.Event{ID: f.key(), Type: "t", Payload: []byte("{}")}, "handler failed"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,8 +216,8 @@ func TestTwoReplicasRemoveExactlyTheExpiredRows(t *testing.T) {
 		t.Run(d.String(), func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, d)
-			expired := rows{completed: 30, abandoned: 5, inbox: 40, delivered: 25, dead: 12}
-			fresh := rows{completed: 20, live: 10, inbox: 15, delivered: 10, dead: 6, pending: 7}
+			expired := rows{completed: 30, abandoned: 5, inbox: 40, delivered: 25, dead: 12, guard: 9, failing: 8}
+			fresh := rows{completed: 20, live: 10, inbox: 15, delivered: 10, dead: 6, pending: 7, guard: 4, failing: 3}
 			f.write(expired, time.Millisecond)
 			time.Sleep(retention + 500*time.Millisecond)
 			start := time.Now()
@@ -205,6 +234,8 @@ func TestTwoReplicasRemoveExactlyTheExpiredRows(t *testing.T) {
 					housekeeping.WithInbox(f.idem, retention),
 					housekeeping.WithOutbox(f.out, retention),
 					housekeeping.WithDeadLetters(f.out, retention),
+					housekeeping.WithOrderingGuard(f.idem, retention),
+					housekeeping.WithCatchup(f.cu, retention),
 					housekeeping.WithBatchSize(7), // several batches of every kind
 					housekeeping.WithInterval(time.Hour),
 					housekeeping.WithLogger(quiet()),
@@ -231,6 +262,8 @@ func TestTwoReplicasRemoveExactlyTheExpiredRows(t *testing.T) {
 				"inbox":               int64(expired.inbox),
 				"outbox_delivered":    int64(expired.delivered),
 				"outbox_dead_letters": int64(expired.dead),
+				"ordering_guard":      int64(expired.guard),
+				"catchup_failing":     int64(expired.failing),
 			}
 			var got map[string]int64
 			var passes []map[string]int64
@@ -270,6 +303,12 @@ func TestTwoReplicasRemoveExactlyTheExpiredRows(t *testing.T) {
 			if n := f.count(f.db.prefix + "_idem_inbox"); n != fresh.inbox {
 				t.Errorf("inbox rows left: %d, want %d", n, fresh.inbox)
 			}
+			if n := f.count(f.db.prefix + "_idem_order"); n != fresh.guard {
+				t.Errorf("ordering-guard rows left: %d, want %d", n, fresh.guard)
+			}
+			if n := f.count(f.db.prefix + "_cu_failed"); n != fresh.failing {
+				t.Errorf("catch-up failing records left: %d, want %d", n, fresh.failing)
+			}
 			if n := f.count(f.db.prefix + "_ob"); n != fresh.delivered+fresh.dead+fresh.pending {
 				t.Errorf("outbox messages left: %d, want %d", n, fresh.delivered+fresh.dead+fresh.pending)
 			}
@@ -281,7 +320,8 @@ func TestTwoReplicasRemoveExactlyTheExpiredRows(t *testing.T) {
 				t.Errorf("outbox after the sweep: %+v, want %d pending and %d dead", st, fresh.pending, fresh.dead)
 			}
 			// The live claims are still held: a duplicate is told to wait.
-			for i := expired.completed + expired.abandoned + expired.inbox + fresh.completed + 1; i <= expired.completed+expired.abandoned+expired.inbox+fresh.completed+fresh.live; i++ {
+			before := expired.completed + expired.abandoned + expired.live + expired.inbox + expired.guard + expired.failing + fresh.completed + fresh.abandoned
+			for i := before + 1; i <= before+fresh.live; i++ {
 				k := fmt.Sprintf("k%05d", i)
 				rec, err := f.idem.Get(t.Context(), k)
 				if err != nil || rec.Status != idempotency.StatusInProgress {

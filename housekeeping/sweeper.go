@@ -55,7 +55,7 @@ func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Sweeper, error) {
 		return nil, err
 	}
 	if len(cfg.tasks) == 0 {
-		return nil, errors.New("housekeeping: New: nothing to sweep: give at least one of WithIdempotency, WithInbox, WithOutbox, WithDeadLetters, WithOrderingGuard")
+		return nil, errors.New("housekeeping: New: nothing to sweep: give at least one of WithIdempotency, WithInbox, WithOutbox, WithDeadLetters, WithOrderingGuard, WithCatchup")
 	}
 	q, err := newQueries(d, cfg.table)
 	if err != nil {
