@@ -8,6 +8,8 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
@@ -99,4 +101,63 @@ func ExampleStore_EnqueueWithoutTx() {
 	fmt.Println(st.Pending)
 	// Output:
 	// 1
+}
+
+// flaky answers 410 Gone until the endpoint is fixed.
+type flaky struct {
+	fixed     atomic.Bool
+	delivered chan string
+}
+
+func (f *flaky) Publish(ctx context.Context, d outbox.Delivery) error {
+	if !f.fixed.Load() {
+		return outbox.Pause(errors.New("410 Gone"), time.Hour)
+	}
+	f.delivered <- string(d.Payload)
+	return nil
+}
+
+// A destination that answers 410 Gone is paused for every relay; once the
+// customer fixed the endpoint, an operator lists the pauses and lifts this
+// one (outboxctl pauses, outboxctl resume), and the held messages go at
+// once, their attempts unspent.
+func ExampleStore_Resume() {
+	dir, _ := os.MkdirTemp("", "sqloutbox-example")
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	store, err := sqloutbox.New(db, sqloutbox.SQLite)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	_ = store.EnqueueWithoutTx(ctx, outbox.Message{Topic: "invoices", Destination: "customer-7", Payload: []byte("invoice 1")})
+
+	pub := &flaky{delivered: make(chan string, 1)}
+	relay, err := outbox.NewRelay(store, pub, outbox.WithPollInterval(100*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = relay.Start(ctx)
+	defer relay.Stop(ctx)
+
+	var paused []outbox.PausedDestination
+	for len(paused) == 0 {
+		time.Sleep(10 * time.Millisecond)
+		paused, _ = store.Pauses(ctx)
+	}
+	fmt.Println(paused[0].Destination, paused[0].Reason, time.Until(paused[0].Until).Round(time.Hour))
+
+	pub.fixed.Store(true)
+	n, _ := store.Resume(ctx, "customer-7")
+	fmt.Println(n, <-pub.delivered)
+	// Output:
+	// customer-7 outbox: destination paused: 410 Gone 1h0m0s
+	// 1 invoice 1
 }
