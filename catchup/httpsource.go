@@ -28,7 +28,8 @@ var ErrWalkTooLong = errors.New("catchup: the cursor's event was not met within 
 
 // HTTPSource is a Source that reads a provider's events list over HTTP, as
 // JSON, with the caller's *http.Client (so retry, breaker and ratelimit
-// transports wrap it, and its transport adds the provider's credentials). It reads three common shapes of cursor-paged lists:
+// transports wrap it, and its transport adds the provider's credentials).
+// It reads three common shapes of cursor-paged lists:
 //
 //   - "starting_after" (the default, Stripe's): GET url?limit=100 then
 //     url?limit=100&starting_after=<id of the last event read>; the body is
@@ -38,13 +39,18 @@ var ErrWalkTooLong = errors.New("catchup: the cursor's event was not met within 
 //
 // Each event is a JSON object whose top-level "id" (a string or a number),
 // "type" and "created" (Unix seconds, or an RFC 3339 string) fill Event; the
-// object itself is the Event's Payload. A list that is newest first
-// (WithNewestFirst) is walked back to the cursor and returned oldest first.
+// object itself is the Event's Payload. An item that is not such an object
+// (no id, not an object, over 1 MiB) is passed on as it is, for the poller
+// to refuse (DeadLetter.Refused), instead of failing its page. A list that
+// is newest first (WithNewestFirst) is walked back to the cursor and
+// returned oldest first.
 //
 // A 408, 429, 500, 502, 503 or 504 answer is returned as an error wrapping a
 // *retry.StatusError that asks, through the retry protocol, for the delay of
 // its Retry-After header; any other non-2xx answer, a body that is not such
-// a list and a next page on another host, as a permanent error.
+// a list, a page over 32 MiB or 10,000 items and a next page on another
+// host, as a permanent error (the cursor stays; set it past such a page
+// with sqlcatchup's Store.SetCursor if the provider keeps serving it).
 //
 // An HTTPSource is safe for concurrent use.
 type HTTPSource struct {

@@ -74,6 +74,12 @@ func printableSlow(s string) bool {
 	return true
 }
 
+// validName reports whether name can name a source or a consumer: what the
+// stores' columns hold.
+func validName(name string) bool {
+	return name != "" && len(name) <= 255 && utf8.ValidString(name) && !strings.ContainsRune(name, 0)
+}
+
 // storableCursor reports whether the store can keep cursor.
 func storableCursor(cursor string) bool {
 	return len(cursor) <= maxCursorLen && utf8.ValidString(cursor) && !strings.ContainsRune(cursor, 0)

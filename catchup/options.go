@@ -109,12 +109,12 @@ func defaults() config {
 
 // WithConsumer sets the consumer name under which the poller and its
 // webhook handler mark event ids in the inbox. Both paths of one source must
-// use the same name; it is at most 255 bytes. Defaults to the source name
-// given to NewPoller.
+// use the same name: 1 to 255 bytes of UTF-8 without NUL. Defaults to the
+// source name given to NewPoller.
 func WithConsumer(name string) Option {
 	return newOption("WithConsumer", func(c *config) error {
-		if name == "" || len(name) > 255 {
-			return fmt.Errorf("consumer name must be 1 to 255 bytes, got %d", len(name))
+		if !validName(name) {
+			return fmt.Errorf("consumer name %.40q must be 1 to 255 bytes of UTF-8 without NUL", name)
 		}
 		c.consumer = name
 		return nil
@@ -176,8 +176,7 @@ func WithOverlapEvents(n int) Option {
 
 // WithPollInterval sets the time between two passes over the list (a pass
 // reads pages until the list has no more). It must be shorter than the
-// lease, which the poller renews at each pass. Defaults to
-// 10s.
+// lease, which the poller renews at each pass. Defaults to 10s.
 func WithPollInterval(d time.Duration) Option {
 	return newOption("WithPollInterval", func(c *config) error {
 		if d <= 0 {
@@ -330,9 +329,11 @@ func WithPageSize(param string, n int) Option {
 // walks from the newest page back until it meets the cursor's event, reading
 // at most maxPages pages, and returns what it read oldest first. When the
 // cursor's event is not met within maxPages pages, List returns an error
-// matching ErrWalkTooLong and the cursor does not move: raise maxPages, or
-// poll more often. The cursor of such a list is an event id. Defaults to a
-// list that is oldest first.
+// matching ErrWalkTooLong and the cursor does not move: raise maxPages, poll
+// more often, or set the cursor (sqlcatchup's Store.SetCursor: an event id,
+// or catchup.Now). The first pass, from the empty cursor, walks back to the
+// oldest event the provider keeps. The cursor of such a list is an event
+// id. Defaults to a list that is oldest first.
 func WithNewestFirst(maxPages int) Option {
 	return newOption("WithNewestFirst", func(c *config) error {
 		if maxPages < 1 {

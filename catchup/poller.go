@@ -34,7 +34,8 @@ import (
 // not skipped. When a handler fails, the events before the failing one are
 // applied without it; the failing event is retried at the next passes (the
 // cursor stays before it) and, after the maximum of attempts, becomes a dead
-// letter and the cursor moves past it.
+// letter and the cursor moves past it. An event refused for good (see
+// DeadLetter.Refused) becomes a dead letter at once.
 //
 // Among all replicas that run a poller for one source, one polls: the one
 // holding the source's lease, kept in the store on the database's clock. The
@@ -64,14 +65,14 @@ type Poller struct {
 }
 
 // NewPoller returns a poller for the source named source (the key of its
-// cursor and lease in store, at most 255 bytes), reading src, marking event
-// ids in inbox and applying new events with fn. It starts nothing and
-// touches no database. It returns an error for a nil or empty argument and
-// one naming the option at fault.
+// cursor and lease in store: 1 to 255 bytes of UTF-8 without NUL), reading
+// src, marking event ids in inbox and applying new events with fn. It
+// starts nothing and touches no database. It returns an error for a nil or
+// invalid argument and one naming the option at fault.
 func NewPoller(source string, src Source, store Store, inbox Inbox, fn HandlerFunc, opts ...Option) (*Poller, error) {
 	switch {
-	case source == "" || len(source) > 255:
-		return nil, fmt.Errorf("catchup: NewPoller: source name must be 1 to 255 bytes, got %d", len(source))
+	case !validName(source):
+		return nil, fmt.Errorf("catchup: NewPoller: source name %.40q must be 1 to 255 bytes of UTF-8 without NUL", source)
 	case isNil(src):
 		return nil, errors.New("catchup: NewPoller: nil Source")
 	case isNil(store):

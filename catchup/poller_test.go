@@ -81,7 +81,9 @@ func TestConstructorErrors(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"empty source", func() error { _, err := catchup.NewPoller("", nopSource{}, store, idem, fn); return err }(), "catchup: NewPoller: source name must be 1 to 255 bytes, got 0"},
+		{"empty source", func() error { _, err := catchup.NewPoller("", nopSource{}, store, idem, fn); return err }(), `catchup: NewPoller: source name "" must be 1 to 255 bytes of UTF-8 without NUL`},
+		{"source with NUL", func() error { _, err := catchup.NewPoller("a\x00", nopSource{}, store, idem, fn); return err }(), `catchup: NewPoller: source name "a\x00" must be 1 to 255 bytes of UTF-8 without NUL`},
+		{"consumer too long", poller(catchup.WithConsumer(strings.Repeat("c", 256))), `catchup: NewPoller: WithConsumer: consumer name "cccccccccccccccccccccccccccccccccccccccc" must be 1 to 255 bytes of UTF-8 without NUL`},
 		{"nil source", func() error { _, err := catchup.NewPoller("s", nil, store, idem, fn); return err }(), "catchup: NewPoller: nil Source"},
 		{"nil store", func() error { _, err := catchup.NewPoller("s", nopSource{}, nil, idem, fn); return err }(), "catchup: NewPoller: nil Store"},
 		{"nil inbox", func() error { _, err := catchup.NewPoller("s", nopSource{}, store, nil, fn); return err }(), "catchup: NewPoller: nil Inbox"},
@@ -115,6 +117,7 @@ func TestConstructorErrors(t *testing.T) {
 		}(), "catchup: NewHTTPSource: WithRetry applies to NewPoller, not NewHTTPSource"},
 		{"refetcher nil guard", func() error { _, err := catchup.NewRefetcher(db, nil, nil, nil, nil); return err }(), "catchup: NewRefetcher: nil Guard"},
 		{"store nil db", func() error { _, err := sqlcatchup.New(nil, sqlcatchup.SQLite); return err }(), "sqlcatchup: New: nil *sql.DB"},
+		{"store unknown dialect", func() error { _, err := sqlcatchup.New(db, sqlcatchup.Dialect(99)); return err }(), "sqlcatchup: New: unknown dialect " + sqlcatchup.Dialect(99).String()},
 		{"store bad table", func() error { _, err := sqlcatchup.New(db, sqlcatchup.SQLite, sqlcatchup.WithTable("a-b")); return err }(), `sqlcatchup: New: WithTable: table name "a-b": want name or schema.name, each part an identifier [A-Za-z_][A-Za-z0-9_]{0,62}`},
 	}
 	for _, tt := range tests {
@@ -160,6 +163,18 @@ func TestNilNeverPanics(t *testing.T) {
 	}
 	if _, err := st.ListDead(ctx, "", 0, 1); err == nil {
 		t.Error("nil *sqlcatchup.Store: ListDead returned no error")
+	}
+	if _, err := st.Cursors(ctx); err == nil {
+		t.Error("nil *sqlcatchup.Store: Cursors returned no error")
+	}
+	if err := st.SetCursor(ctx, "s", catchup.Now); err == nil {
+		t.Error("nil *sqlcatchup.Store: SetCursor returned no error")
+	}
+	if _, err := st.PurgeFailing(ctx, time.Hour, 10); err == nil {
+		t.Error("nil *sqlcatchup.Store: PurgeFailing returned no error")
+	}
+	if st.Table() != "" || st.Schema() != "" {
+		t.Error("nil *sqlcatchup.Store: Table or Schema not empty")
 	}
 }
 
@@ -362,5 +377,53 @@ func TestStopDuringRetryAfter(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Stop took %v while the source asked to wait 20s", d)
+	}
+}
+
+// TestStopWithEndedContext: when Stop's context ends while a page is being
+// applied, the handler's context is cancelled, the page's transaction is
+// rolled back and Stop returns the context's error once the poller has
+// stopped: nothing was applied, the cursor has not moved, no attempt was
+// counted, and the lease was released.
+func TestStopWithEndedContext(t *testing.T) {
+	t.Parallel()
+	db, store, idem := sqlite(t)
+	srv := httptest.NewServer(&list{n: 5, shape: "cursor"})
+	defer srv.Close()
+	src, err := catchup.NewHTTPSource(srv.Client(), srv.URL+"/v1/events", catchup.WithPageSize("limit", 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{})
+	p, err := catchup.NewPoller("src", src, store, idem, func(ctx context.Context, tx steadfast.Tx, ev catchup.Event) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, type) VALUES (?, ?)`, ev.ID, ev.Type); err != nil {
+			return err
+		}
+		if ev.ID == "evt_0002" {
+			close(entered)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}, catchup.WithLogger(discard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := p.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop = %v, want the context's error", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM effects`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d effects committed (%v)", n, err)
+	}
+	cs, err := store.Cursors(context.Background())
+	if err != nil || len(cs) != 1 || cs[0].Cursor != "" || cs[0].Failing != 0 || cs[0].Owner != "" {
+		t.Errorf("after Stop: %+v, %v", cs, err)
 	}
 }

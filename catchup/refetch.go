@@ -72,8 +72,10 @@ var _ outbox.Publisher = (*Refetcher)(nil)
 // NewRefetcher returns a Refetcher that enqueues refetches in ob, fetches
 // objects with fetch (its error may speak the retry protocol: a Permanent
 // error dead-letters the refetch at once) and applies them with apply in a
-// transaction of db, through guard. It returns an error for a nil argument
-// and one naming the option at fault.
+// transaction of db, through guard. apply runs again when the database
+// aborts the transaction (a deadlock, SQLite busy): keep its effects in tx.
+// It returns an error for a nil argument and one naming the option at
+// fault.
 func NewRefetcher(db *sql.DB, guard Guard, ob Outbox,
 	fetch func(ctx context.Context, entity string) (Object, error),
 	apply func(ctx context.Context, tx steadfast.Tx, entity string, obj Object) error,

@@ -229,6 +229,12 @@ func TestHTTPSourceErrors(t *testing.T) {
 		{"401", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }, nil, 401, 0, true},
 		{"not JSON", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>") }, nil, 0, 0, true},
 		{"no data member", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"items":[]}`) }, nil, 0, 0, true},
+		{"over 10,000 items", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, `{"data":[`+strings.Repeat(`{"id":1},`, 10000)+`{"id":2}]}`)
+		}, nil, 0, 0, true},
+		{"over 32 MiB", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, `{"data":[{"id":"a","pad":"`+strings.Repeat("x", 32<<20)+`"}]}`)
+		}, nil, 0, 0, true},
 		{"next on another host", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, `{"data":[{"id":"a"}],"next":"http://169.254.169.254/latest"}`)
 		}, []catchup.Option{catchup.WithNextField("next")}, 0, 0, true},

@@ -152,12 +152,23 @@ func numbered(q string, n int) string {
 	return b.String()
 }
 
-// Table returns the name of the store's table.
-func (s *Store) Table() string { return s.table }
+// Table returns the name of the store's table ("" for a nil *Store).
+func (s *Store) Table() string {
+	if s == nil {
+		return ""
+	}
+	return s.table
+}
 
 // Schema returns the statements Migrate runs, for reading or for running
-// with your own migration tool. Every statement is idempotent.
-func (s *Store) Schema() string { return s.schema }
+// with your own migration tool ("" for a nil *Store). Every statement is
+// idempotent.
+func (s *Store) Schema() string {
+	if s == nil {
+		return ""
+	}
+	return s.schema
+}
 
 // Migrate creates the store's tables and index if they do not exist. It is
 // safe to run on every start, from several processes.
@@ -356,6 +367,9 @@ func (s *Store) Failing(ctx context.Context, source string, limit int) ([]string
 	if s == nil {
 		return nil, errors.New("sqlcatchup: Failing: nil *Store")
 	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlcatchup: Failing: limit %d must be positive", limit)
+	}
 	rows, err := s.db.QueryContext(ctx, s.q["failing"], source, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlcatchup: failing events of %q: %w", source, err)
@@ -379,6 +393,9 @@ func (s *Store) Failing(ctx context.Context, source string, limit int) ([]string
 func (s *Store) Requeued(ctx context.Context, source string, limit int) ([]catchup.Event, error) {
 	if s == nil {
 		return nil, errors.New("sqlcatchup: Requeued: nil *Store")
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlcatchup: Requeued: limit %d must be positive", limit)
 	}
 	rows, err := s.db.QueryContext(ctx, s.q["requeued"], source, limit)
 	if err != nil {
@@ -424,14 +441,15 @@ func (s *Store) Resolve(ctx context.Context, tx steadfast.Tx, source, eventID st
 // ListDead returns up to limit dead letters (requeued ones included, until
 // the poller applied them) of source, or of every source when source is
 // empty, with a position above after, in position order. Pass the last
-// Position read as after to read on. It returns an error for a limit that
-// is not positive.
+// Position read as after to read on. Each carries its payload (at most
+// 1 MiB), so limit is at most 1,000; it returns an error for a limit out of
+// 1 to 1,000.
 func (s *Store) ListDead(ctx context.Context, source string, after int64, limit int) ([]catchup.DeadLetter, error) {
 	if s == nil {
 		return nil, errors.New("sqlcatchup: ListDead: nil *Store")
 	}
-	if limit <= 0 {
-		return nil, fmt.Errorf("sqlcatchup: ListDead: limit %d must be positive", limit)
+	if limit <= 0 || limit > 1000 {
+		return nil, fmt.Errorf("sqlcatchup: ListDead: limit %d must be 1 to 1000", limit)
 	}
 	rows, err := s.db.QueryContext(ctx, s.q["listDead"], after, source, source, limit)
 	if err != nil {

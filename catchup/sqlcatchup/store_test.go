@@ -171,6 +171,9 @@ func TestFailures(t *testing.T) {
 		if _, err := s.ListDead(ctx, "", 0, 0); err == nil {
 			t.Error("ListDead with limit 0 accepted")
 		}
+		if _, err := s.ListDead(ctx, "", 0, 1001); err == nil {
+			t.Error("ListDead with limit 1001 accepted")
+		}
 	})
 }
 
