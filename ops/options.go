@@ -36,6 +36,7 @@ type config struct {
 	outbox      outboxView
 	idempotency IdempotencyStore
 	limiters    []limiterSource
+	catchup     CatchupStore
 	who         func(*http.Request) string
 	logger      *slog.Logger
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steadfast-go/steadfast/catchup"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/outbox"
 )
@@ -236,6 +237,9 @@ type overviewData struct {
 	PausesErr   string
 	Chart       chart
 	Breakers    []breakerRow
+	Catchup     bool
+	Cursors     []catchup.Cursor
+	CursorsErr  string
 	Limiters    bool
 	Limits      []limitRow
 	LimitsMore  int
@@ -244,6 +248,20 @@ type overviewData struct {
 func (p *Page) overview(w http.ResponseWriter, r *http.Request) {
 	d := overviewData{Chart: newChart(p.ring.snapshot(time.Now())), Breakers: p.breakers.snapshot(), Limiters: len(p.cfg.limiters) > 0}
 	d.Limits, d.LimitsMore = limits(r.Context(), p.cfg.limiters)
+	if cs := p.cfg.catchup; cs != nil {
+		d.Catchup = true
+		ctx, cancel := storeCtx(r)
+		cursors, err := cs.Cursors(ctx)
+		cancel()
+		if err != nil {
+			d.CursorsErr = errText(err)
+			p.log.Warn("ops: read the catch-up cursors", "error", err)
+		}
+		if len(cursors) > maxBacklogRows {
+			cursors = cursors[:maxBacklogRows]
+		}
+		d.Cursors = cursors
+	}
 	if ob := p.cfg.outbox; ob != nil {
 		ctx, cancel := storeCtx(r)
 		rows, err := ob.backlog(ctx)

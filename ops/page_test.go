@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/catchup"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/ops"
 	"github.com/steadfast-go/steadfast/outbox"
@@ -732,5 +733,37 @@ func TestStoreDown(t *testing.T) {
 	}
 	if code, _ := get(t, srv.URL+"/ops/message?id=x"); code != http.StatusBadGateway {
 		t.Fatalf("a message with the store down: %d, want 502", code)
+	}
+}
+
+type cursors []catchup.Cursor
+
+func (c cursors) Cursors(context.Context) ([]catchup.Cursor, error) { return c, nil }
+
+// TestCatchupCursors: the catch-up sources show with their lag, lease
+// holder and failing events, from the database.
+func TestCatchupCursors(t *testing.T) {
+	t.Parallel()
+	page, err := ops.New(ops.WithCatchup(cursors{
+		{Source: "stripe", Cursor: "evt_123", Owner: "web-2/41/ab", LeaseLeft: 9 * time.Second, SinceAdvance: 3 * time.Second, Lag: 95 * time.Second, Failing: 1, DeadLetters: 2},
+		{Source: "github", SinceAdvance: time.Hour},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, page)
+	_, html := get(t, srv.URL+"/ops/")
+	i := strings.Index(html, `id="catchup"`)
+	if i < 0 {
+		t.Fatal("no catch-up section")
+	}
+	html = html[i:]
+	for _, want := range []string{"stripe", "1 min 35 s", "web-2/41/ab", "evt_123", "github", "no replica", `class="src db"`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("the catch-up section lacks %q", want)
+		}
+	}
+	if _, err := ops.New(ops.WithCatchup(nil)); err == nil {
+		t.Fatal("a nil catch-up store is accepted")
 	}
 }
