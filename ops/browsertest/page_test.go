@@ -24,12 +24,15 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/ops"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/ratelimit"
 	"github.com/steadfast-go/steadfast/retry"
 )
 
@@ -155,11 +158,50 @@ func newWorld(t *testing.T) *world {
 		}
 	})
 
-	page, err := ops.New(ops.WithOutbox(w.out), ops.WithIdempotency(w.idem),
+	// A catch-up source (its cursor row, as an operator sets it), a rate
+	// limiter with a key a provider paused, for the page to show.
+	cu, err := sqlcatchup.New(db, steadfast.Postgres, sqlcatchup.WithTable(prefix+"_cu"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cu.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cu.SetCursor(ctx, "stripe-events", "evt_1NqA8x2eZvKYlo2C"); err != nil {
+		t.Fatal(err)
+	}
+	lim, err := ratelimit.New(ratelimit.WithLimit(100, time.Second, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = lim.Allow(ctx, "api.stripe.com")
+	_ = lim.Allow(ctx, "api.github.com")
+	lim.Observe(ctx, "api.github.com", &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"120"}}}, time.Now())
+
+	page, err := ops.New(ops.WithOutbox(w.out), ops.WithIdempotency(w.idem), ops.WithCatchup(cu), ops.WithRateLimiter("providers", lim),
 		ops.WithActions(func(r *http.Request) string { return r.Header.Get("X-Test-Operator") + "browser-test" }),
 		ops.WithLogger(slog.New(slog.NewTextHandler(w.log, nil))))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A breaker per endpoint host, reporting to the page; one trips.
+	brk, err := breaker.NewGroup(breaker.WithConsecutiveFailures(3), breaker.WithStateHook(page.ObserveBreaker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"hooks.example.com", "partner.example.net"} {
+		b, err := brk.Get(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			_, _ = breaker.Execute(ctx, b, func(context.Context) (int, error) {
+				if host == "partner.example.net" {
+					return 0, errors.New("503")
+				}
+				return 0, nil
+			})
+		}
 	}
 	relay, err := outbox.NewRelay(w.out, page.Observe(w.pub), outbox.WithPollInterval(50*time.Millisecond), outbox.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -337,6 +379,15 @@ func TestOperatorPage(t *testing.T) {
 	}
 	if got := text(t, ctx, "#pauses"); !strings.Contains(got, "tenant-gone") || !strings.Contains(got, "410 Gone") || !strings.Contains(got, "59 min") {
 		t.Fatalf("paused destinations: %q", got)
+	}
+	if got := text(t, ctx, "#catchup"); !strings.Contains(got, "stripe-events") || !strings.Contains(got, "no replica") {
+		t.Fatalf("catch-up: %q", got)
+	}
+	if got := text(t, ctx, "#breakers"); !strings.Contains(got, "partner.example.net") || !strings.Contains(got, "open") {
+		t.Fatalf("breakers: %q", got)
+	}
+	if got := text(t, ctx, "#ratelimits"); !strings.Contains(got, "api.github.com") || !strings.Contains(got, "paused") {
+		t.Fatalf("rate limits: %q", got)
 	}
 	screenshot(t, ctx, "ops-desktop")
 
