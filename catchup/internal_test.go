@@ -1,9 +1,12 @@
 package catchup
 
 import (
+	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestTrail(t *testing.T) {
@@ -147,6 +150,33 @@ func FuzzDecodeEvent(f *testing.F) {
 		ev, err := decodeEvent(b, jsonID)
 		if err == nil && ev.ID == "" {
 			t.Fatal("an event without an id was accepted")
+		}
+	})
+}
+
+// FuzzStorable: whatever a provider sends, what the poller hands a store
+// fits its columns (an id of at most 1,024 printable bytes, a type of at
+// most 255, a payload of at most 1 MiB, a cursor of UTF-8 without NUL of
+// at most 8 KiB), an event checkEvent accepts is kept as it is, and a
+// reason is UTF-8 without NUL of at most 4 KiB.
+func FuzzStorable(f *testing.F) {
+	f.Add("evt_1", "charge.succeeded", "evt_1", []byte(`{}`), "boom")
+	f.Add("", "", "", []byte(nil), "")
+	f.Add("e\x00", "a\nb", "c\xff", []byte("x"), "bad \x00 \xff")
+	f.Add(strings.Repeat("é", 600), strings.Repeat("t", 300), strings.Repeat("c", 9000), []byte("{}"), strings.Repeat("é", 3000))
+	f.Fuzz(func(t *testing.T, id, typ, cursor string, payload []byte, why string) {
+		ev := Event{ID: id, Type: typ, Cursor: cursor, Payload: payload}
+		kept := storable(ev)
+		if len(kept.ID) == 0 || len(kept.ID) > maxIDLen || !printable(kept.ID) || len(kept.Type) > maxTypeLen || !printable(kept.Type) ||
+			len(kept.Payload) > maxEventSize || !storableCursor(kept.Cursor) {
+			t.Fatalf("storable(%+v) = %+v", ev, kept)
+		}
+		if checkEvent(&ev) == nil && id != "" && (kept.ID != id || kept.Type != typ || string(kept.Payload) != string(payload)) {
+			t.Fatalf("an accepted event was changed: %+v -> %+v", ev, kept)
+		}
+		r := reason(errors.New(why))
+		if len(r) > maxReasonLen || !utf8.ValidString(r) || strings.ContainsRune(r, 0) || (len(why) <= maxReasonLen && utf8.ValidString(why) && !strings.ContainsRune(why, 0) && r != why) {
+			t.Fatalf("reason(%q) = %q", why, r)
 		}
 	})
 }
