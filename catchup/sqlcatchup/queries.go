@@ -131,8 +131,9 @@ ON CONFLICT (source, event_id) DO UPDATE SET state = 1, last_error = excluded.la
 	qBuryMySQL = `INSERT INTO {t}_failed (source, event_id, state, attempts, last_error, event_type, created, payload, list_cursor, updated_at)
 VALUES (?, ?, 1, 0, ?, ?, ?, ?, ?, {now})
 ON DUPLICATE KEY UPDATE state = 1, last_error = VALUES(last_error), updated_at = VALUES(updated_at)`
-	// refuse buries an event refused for good; again, it changes nothing
-	// (a dead letter stays as it is), so that it reports a new one.
+	// refuse buries an event refused for good (a record of failed attempts
+	// of the same id becomes it); burying it again changes nothing, so a
+	// row is affected only for a new dead letter.
 	qRefuse = `INSERT INTO {t}_failed (source, event_id, state, attempts, last_error, event_type, created, payload, list_cursor, updated_at)
 VALUES (?, ?, 3, 0, ?, ?, ?, ?, ?, {now})
 ON CONFLICT (source, event_id) DO UPDATE SET state = 3, last_error = excluded.last_error, updated_at = excluded.updated_at
