@@ -25,7 +25,7 @@ import (
 // retention is what the test's expired rows outlived and its fresh rows
 // have not: long enough that a loaded machine sweeps the fresh rows before
 // they turn, short enough for a test.
-const retention = 3 * time.Second
+const retention = 10 * time.Second
 
 // Every real store implements the interface its option takes.
 var (
