@@ -767,3 +767,36 @@ func TestCatchupCursors(t *testing.T) {
 		t.Fatal("a nil catch-up store is accepted")
 	}
 }
+
+// TestDeadLettersByDestination: the destination filter pages through the
+// store's dead letters, so the second page of a destination is reachable.
+func TestDeadLettersByDestination(t *testing.T) {
+	t.Parallel()
+	ob := &fakeOutbox{}
+	for i := range 300 {
+		dest := "other"
+		if i%5 == 0 {
+			dest = "tenant-3"
+		}
+		ob.recs = append(ob.recs, outbox.Record{Message: outbox.Message{ID: fmt.Sprintf("m%03d", i), Topic: "orders", Destination: dest},
+			Position: int64(i + 1), State: outbox.StateDead})
+	}
+	page, err := ops.New(ops.WithOutbox(ob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, page)
+	_, html := get(t, srv.URL+"/ops/dead?destination=tenant-3")
+	if n := strings.Count(html, `href="message?id=`); n != 50 || strings.Contains(html, "m001") {
+		t.Fatalf("first page: %d dead letters, or one of another destination", n)
+	}
+	i := strings.Index(html, "after=")
+	if i < 0 {
+		t.Fatal("no next page")
+	}
+	after := html[i+len("after=") : i+len("after=")+strings.IndexByte(html[i+len("after="):], '"')]
+	_, html = get(t, srv.URL+"/ops/dead?destination=tenant-3&after="+after)
+	if n := strings.Count(html, `href="message?id=`); n != 10 || !strings.Contains(html, "m295") {
+		t.Fatalf("second page: %d dead letters", n)
+	}
+}

@@ -102,18 +102,36 @@ func (v storeView) resume(ctx context.Context, destination string) (int, error) 
 }
 
 func (v storeView) dead(ctx context.Context, topic, destination string, after int64, limit int) ([]outbox.Record, error) {
-	recs, err := v.s.ListDead(ctx, topic, after, limit)
-	if err != nil || destination == "" {
-		return recs, err
+	if destination == "" {
+		return v.s.ListDead(ctx, topic, after, limit)
 	}
-	kept := recs[:0]
-	for _, r := range recs {
-		if destinationOf(r.Message) == destination {
-			kept = append(kept, r)
+	// The store filters by topic only: read on, a bounded number of its
+	// pages, until limit dead letters of the destination are found.
+	var kept []outbox.Record
+	for range maxFilterPages {
+		recs, err := v.s.ListDead(ctx, topic, after, limit)
+		if err != nil {
+			return kept, err
 		}
+		for _, r := range recs {
+			if destinationOf(r.Message) == destination {
+				kept = append(kept, r)
+				if len(kept) == limit {
+					return kept, nil
+				}
+			}
+		}
+		if len(recs) < limit {
+			break
+		}
+		after = recs[len(recs)-1].Position
 	}
 	return kept, nil
 }
+
+// maxFilterPages bounds the store pages read to filter dead letters by
+// destination.
+const maxFilterPages = 50
 
 func (v storeView) get(ctx context.Context, id string) (outbox.Record, error) {
 	return v.s.Get(ctx, id)
