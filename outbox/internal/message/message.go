@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/steadfast-go/steadfast/internal/httpx"
 	"github.com/steadfast-go/steadfast/outbox"
 )
 
@@ -81,11 +82,11 @@ const (
 	maxHeaderBytes = 64 << 10 // names and values together
 )
 
-// checkHeaders returns why h are not HTTP fields as RFC 9110 defines them,
-// or "": every name a token, every value a field value (no control
-// character but HTAB, no DEL, no leading or trailing space or tab), and
-// UTF-8, which the stores keep (obs-text bytes that are not UTF-8 would not
-// survive). Headers are also bounded in number and bytes.
+// checkHeaders returns why h are not HTTP fields as RFC 9110 defines them
+// (the library's one rule, internal/httpx.CheckField), or "": every name a
+// token, every value a field value; and UTF-8, which the stores keep
+// (obs-text bytes that are not UTF-8 would not survive). Headers are also
+// bounded in number and bytes.
 func checkHeaders(h map[string]string) string {
 	if len(h) > maxHeaders {
 		return fmt.Sprintf("%d headers, more than %d", len(h), maxHeaders)
@@ -93,56 +94,17 @@ func checkHeaders(h map[string]string) string {
 	size := 0
 	for k, v := range h {
 		size += len(k) + len(v)
-		switch {
-		case k == "":
-			return "empty header name"
-		case !isToken(k):
-			return fmt.Sprintf("header name %q is not an HTTP token (RFC 9110)", k)
-		case !isFieldValue(v):
-			return fmt.Sprintf("header %s: value %q is not an HTTP field value (RFC 9110: no control characters, no leading or trailing space)", k, v)
-		case !utf8.ValidString(v):
-			return fmt.Sprintf("header %s: value is not UTF-8", k)
+		if err := httpx.CheckField(k, v); err != nil {
+			return err.Error()
+		}
+		if !utf8.ValidString(v) {
+			return fmt.Sprintf("header %.40s: value is not UTF-8", k)
 		}
 	}
 	if size > maxHeaderBytes {
 		return fmt.Sprintf("headers of %d bytes, more than %d", size, maxHeaderBytes)
 	}
 	return ""
-}
-
-// isToken reports whether s is 1*tchar (RFC 9110, section 5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// isFieldValue reports whether s is a field-value (RFC 9110, section 5.5):
-// field-vchars (VCHAR or obs-text) separated by SP or HTAB, none at either
-// end.
-func isFieldValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t':
-			if i == 0 || i == len(s)-1 {
-				return false
-			}
-		case c < 0x21 || c == 0x7f:
-			return false
-		}
-	}
-	return true
 }
 
 // TraceParent returns the W3C traceparent of the span in ctx, or "" when
