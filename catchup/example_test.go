@@ -56,14 +56,14 @@ func Example() {
 
 	dir, _ := os.MkdirTemp("", "catchup-example")
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	store, _ := sqlcatchup.New(db, sqlcatchup.SQLite) // the cursor, the lease, dead letters
-	inbox, _ := sqlstore.New(db, sqlstore.SQLite)     // the inbox of both paths
+	store, _ := sqlcatchup.New(db, steadfast.SQLite) // the cursor, the lease, dead letters
+	inbox, _ := sqlstore.New(db, steadfast.SQLite)   // the inbox of both paths
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -175,8 +175,8 @@ func ExampleRefetcher() {
 	}
 	defer db.Close()
 	ctx := context.Background()
-	guard, _ := sqlstore.New(db, sqlstore.SQLite) // the ordering guard
-	out, _ := sqloutbox.New(db, sqloutbox.SQLite) // the outbox the refetches go through
+	guard, _ := sqlstore.New(db, steadfast.SQLite) // the ordering guard
+	out, _ := sqloutbox.New(db, sqloutbox.SQLite)  // the outbox the refetches go through
 	if err := guard.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}

@@ -38,16 +38,16 @@ func (nopSource) List(context.Context, string) (catchup.Page, error) { return ca
 // sqlite opens the stores of a test on a SQLite file.
 func sqlite(t *testing.T) (*sql.DB, *sqlcatchup.Store, *sqlstore.Store) {
 	t.Helper()
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "c.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "c.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	store, err := sqlcatchup.New(db, sqlcatchup.SQLite)
+	store, err := sqlcatchup.New(db, steadfast.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
-	idem, err := sqlstore.New(db, sqlstore.SQLite)
+	idem, err := sqlstore.New(db, steadfast.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +116,9 @@ func TestConstructorErrors(t *testing.T) {
 			return err
 		}(), "catchup: NewHTTPSource: WithRetry applies to NewPoller, not NewHTTPSource"},
 		{"refetcher nil guard", func() error { _, err := catchup.NewRefetcher(db, nil, nil, nil, nil); return err }(), "catchup: NewRefetcher: nil Guard"},
-		{"store nil db", func() error { _, err := sqlcatchup.New(nil, sqlcatchup.SQLite); return err }(), "sqlcatchup: New: nil *sql.DB"},
-		{"store unknown dialect", func() error { _, err := sqlcatchup.New(db, sqlcatchup.Dialect(99)); return err }(), "sqlcatchup: New: unknown dialect " + sqlcatchup.Dialect(99).String()},
-		{"store bad table", func() error { _, err := sqlcatchup.New(db, sqlcatchup.SQLite, sqlcatchup.WithTable("a-b")); return err }(), `sqlcatchup: New: WithTable: table name "a-b": want name or schema.name, each part an identifier [A-Za-z_][A-Za-z0-9_]{0,62}`},
+		{"store nil db", func() error { _, err := sqlcatchup.New(nil, steadfast.SQLite); return err }(), "sqlcatchup: New: nil *sql.DB"},
+		{"store unknown dialect", func() error { _, err := sqlcatchup.New(db, steadfast.Dialect(99)); return err }(), "sqlcatchup: New: unknown dialect " + steadfast.Dialect(99).String()},
+		{"store bad table", func() error { _, err := sqlcatchup.New(db, steadfast.SQLite, sqlcatchup.WithTable("a-b")); return err }(), `sqlcatchup: New: WithTable: table name "a-b": want name or schema.name, each part an identifier [A-Za-z_][A-Za-z0-9_]{0,62}`},
 	}
 	for _, tt := range tests {
 		if tt.err == nil || tt.err.Error() != tt.want {

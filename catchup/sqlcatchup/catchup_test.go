@@ -11,7 +11,6 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 	"github.com/steadfast-go/steadfast/retry"
 )
 
@@ -49,7 +48,7 @@ func stopPoller(t testing.TB, p *catchup.Poller) {
 	}
 }
 
-func forDialects(t *testing.T, fn func(t *testing.T, d sqlcatchup.Dialect)) {
+func forDialects(t *testing.T, fn func(t *testing.T, d steadfast.Dialect)) {
 	for _, d := range dialects {
 		t.Run(d.String(), func(t *testing.T) { fn(t, d) })
 	}
@@ -60,7 +59,7 @@ func forDialects(t *testing.T, fn func(t *testing.T, d sqlcatchup.Dialect)) {
 // order, while the poller polls: once it caught up, every event was applied
 // exactly once, by one path or the other.
 func TestEveryEventAppliedOnce(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		n := 10000
 		if testing.Short() {
@@ -133,7 +132,7 @@ func TestLateEventsWithinOverlap(t *testing.T) {
 		{"by time", catchup.WithOverlap(40 * time.Second), false}, // events are a second apart
 		{"none (control)", catchup.WithOverlapEvents(0), true},
 	}
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				e := newEnv(t, d)
@@ -181,7 +180,7 @@ func TestLateEventsWithinOverlap(t *testing.T) {
 // applied, the poller waits the delay asked for, then resumes and applies
 // everything once.
 func TestProviderErrorsKeepTheCursor(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		ids := p.add(300)
@@ -251,7 +250,7 @@ func TestProviderErrorsKeepTheCursor(t *testing.T) {
 // webhook of it is then skipped; requeued, it is applied once; a discarded
 // one never is.
 func TestDeadLetters(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		ids := p.add(200)

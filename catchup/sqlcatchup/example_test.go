@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
 	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
-	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
 
 // An operator sets where pollers start: a new source skips the provider's
@@ -23,13 +23,13 @@ func ExampleStore_SetCursor() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	store, err := sqlcatchup.New(db, sqlcatchup.SQLite)
+	store, err := sqlcatchup.New(db, steadfast.SQLite)
 	if err != nil {
 		log.Fatal(err)
 	}

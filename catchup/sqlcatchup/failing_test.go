@@ -9,7 +9,6 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 )
 
 // failingRows counts the records of failed attempts (not dead letters) of
@@ -29,7 +28,7 @@ func (e *env) failingRows(source string) int {
 // (the poller then reads it again as a duplicate). Without that, the
 // records stayed forever.
 func TestFailedAttemptsForgottenWhenApplied(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		ids := p.add(40)

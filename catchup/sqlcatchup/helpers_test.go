@@ -32,7 +32,7 @@ import (
 	"github.com/steadfast-go/steadfast/internal/testenv"
 )
 
-var dialects = []sqlcatchup.Dialect{sqlcatchup.SQLite, sqlcatchup.Postgres, sqlcatchup.MySQL}
+var dialects = []steadfast.Dialect{steadfast.SQLite, steadfast.Postgres, steadfast.MySQL}
 
 func uniq() string {
 	var b [5]byte
@@ -44,7 +44,7 @@ func uniq() string {
 // table, all under one fresh prefix.
 type env struct {
 	t       testing.TB
-	d       sqlcatchup.Dialect
+	d       steadfast.Dialect
 	dsn     string // what a child process opens
 	prefix  string
 	db      *sql.DB
@@ -53,27 +53,27 @@ type env struct {
 	effects string
 }
 
-func dsnFor(t testing.TB, d sqlcatchup.Dialect) string {
+func dsnFor(t testing.TB, d steadfast.Dialect) string {
 	switch d {
-	case sqlcatchup.Postgres:
+	case steadfast.Postgres:
 		return testenv.PostgresURL(t)
-	case sqlcatchup.MySQL:
+	case steadfast.MySQL:
 		return testenv.MySQLURL(t)
 	}
 	return sqldb.SQLiteDSN(filepath.Join(t.TempDir(), "catchup.db"), 10*time.Second)
 }
 
-func driver(d sqlcatchup.Dialect) string {
+func driver(d steadfast.Dialect) string {
 	switch d {
-	case sqlcatchup.Postgres:
+	case steadfast.Postgres:
 		return "pgx"
-	case sqlcatchup.MySQL:
+	case steadfast.MySQL:
 		return "mysql"
 	}
 	return "sqlite"
 }
 
-func openDB(t testing.TB, d sqlcatchup.Dialect, dsn string, conns int) *sql.DB {
+func openDB(t testing.TB, d steadfast.Dialect, dsn string, conns int) *sql.DB {
 	t.Helper()
 	db, err := sql.Open(driver(d), dsn)
 	if err != nil {
@@ -86,7 +86,7 @@ func openDB(t testing.TB, d sqlcatchup.Dialect, dsn string, conns int) *sql.DB {
 }
 
 // newEnv makes the tables of a test on dialect d.
-func newEnv(t testing.TB, d sqlcatchup.Dialect) *env {
+func newEnv(t testing.TB, d steadfast.Dialect) *env {
 	t.Helper()
 	e := &env{t: t, d: d, dsn: dsnFor(t, d), prefix: uniq()}
 	e.db = openDB(t, d, e.dsn, 8)
@@ -101,7 +101,7 @@ func newEnv(t testing.TB, d sqlcatchup.Dialect) *env {
 	if _, err := e.db.Exec("CREATE TABLE " + e.effects + " (event_id VARCHAR(64) NOT NULL, via VARCHAR(16) NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	if d != sqlcatchup.SQLite {
+	if d != steadfast.SQLite {
 		t.Cleanup(func() {
 			for _, tbl := range []string{e.effects, e.prefix, e.prefix + "_failed", e.prefix + "_idem", e.prefix + "_idem_inbox", e.prefix + "_idem_order"} {
 				_, _ = e.db.Exec("DROP TABLE IF EXISTS " + tbl)
@@ -127,7 +127,7 @@ func (e *env) open(db *sql.DB) {
 func (e *env) inbox() catchup.Inbox { return e.idem }
 
 func (e *env) q(s string) string {
-	if e.d != sqlcatchup.Postgres {
+	if e.d != steadfast.Postgres {
 		return s
 	}
 	n := 0

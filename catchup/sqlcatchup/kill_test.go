@@ -17,7 +17,6 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 )
 
 // The helper process: a poller that applies events with a small delay each
@@ -41,7 +40,7 @@ func TestHelperPollerProcess(t *testing.T) {
 	}
 	d, _ := strconv.Atoi(ds)
 	lease, _ := time.ParseDuration(os.Getenv(envLease))
-	e := &env{t: t, d: sqlcatchup.Dialect(d), dsn: os.Getenv(envDSN), prefix: os.Getenv(envPrefix)}
+	e := &env{t: t, d: steadfast.Dialect(d), dsn: os.Getenv(envDSN), prefix: os.Getenv(envPrefix)}
 	e.db = openDB(t, e.d, e.dsn, 4)
 	e.open(e.db)
 	replica := os.Getenv(envReplica)
@@ -127,7 +126,7 @@ func countLines(t *testing.T, path string) int {
 // webhooks arrive in this process; restarted each time, it misses nothing
 // and applies nothing twice.
 func TestPollerKilledMidPage(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		n, kills := 3000, 8
@@ -190,7 +189,7 @@ func TestPollerKilledMidPage(t *testing.T) {
 // killed, the other takes over within the lease (plus the third of it the
 // standby waits between checks) and applies everything, once.
 func TestReplicasOnePolls(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		const lease = 1500 * time.Millisecond

@@ -10,7 +10,6 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 )
 
 func near(got, want, tolerance time.Duration) bool {
@@ -39,7 +38,7 @@ func (e *env) cursorOf(source string) (catchup.Cursor, bool) {
 // stored (never lowered), and the counts of failing events and dead
 // letters; then the same figures from a running poller.
 func TestCursors(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		s, ctx := e.store, context.Background()
 		if cs, err := s.Cursors(ctx); err != nil || len(cs) != 0 {
@@ -131,7 +130,7 @@ func TestCursors(t *testing.T) {
 // between is applied), and to Now (the backlog is skipped, later events are
 // applied); invalid names and cursors are refused.
 func TestSetCursor(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		slow := func(e *env) catchup.HandlerFunc {
 			h := e.handler()
@@ -179,7 +178,7 @@ func TestSetCursor(t *testing.T) {
 			// open (at its 21st event) until SetCursor has returned: that
 			// page must then be rolled back. On SQLite an open page holds
 			// the one write lock, so SetCursor waits for its commit instead.
-			inFlight := d != sqlcatchup.SQLite
+			inFlight := d != steadfast.SQLite
 			reached, gate := make(chan struct{}), make(chan struct{})
 			h := slow(e)
 			startPollerWith(t, e, newSource(t, p, catchup.WithPageSize("limit", 50)), "src",
@@ -287,7 +286,7 @@ func (e *env) appliedOf(ids []string) []string {
 // retention go, in batches; fresh ones and dead letters (refused or not)
 // stay, however old.
 func TestPurgeFailing(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		s, ctx := e.store, context.Background()
 		ev := func(id string) catchup.Event { return catchup.Event{ID: id, Payload: []byte(`{}`)} }

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS {t}_failed (
 CREATE INDEX IF NOT EXISTS {i}_failed_state ON {t}_failed (state, source, seq);
 `
 
-const sqliteSchema = `-- steadfast catchup: the cursor and lease of each source (SQLite).
+const sqliteSchema = `-- steadfast catchup: the cursor and lease of each source (steadfast.SQLite).
 CREATE TABLE IF NOT EXISTS {t} (
     source      TEXT    PRIMARY KEY,
     list_cursor TEXT    NOT NULL DEFAULT '',
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS {t}_failed (
 CREATE INDEX IF NOT EXISTS {i}_failed_state ON {t}_failed (state, source, seq);
 `
 
-// MySQL: ids are VARBINARY so that they compare byte for byte; text is
+// steadfast.MySQL: ids are VARBINARY so that they compare byte for byte; text is
 // utf8mb4 whatever the server's default.
 const mysqlSchema = `-- steadfast catchup: the cursor and lease of each source (MySQL/MariaDB).
 CREATE TABLE IF NOT EXISTS {t} (

@@ -10,7 +10,6 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"github.com/steadfast-go/steadfast/retry"
@@ -23,7 +22,7 @@ import (
 // its own version, once, after which late events are stale and later ones
 // apply.
 func TestRefetchOnGap(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		ctx := context.Background()
 		out, err := sqloutbox.New(e.db, d, sqloutbox.WithTable(e.prefix+"_outbox"))
@@ -33,7 +32,7 @@ func TestRefetchOnGap(t *testing.T) {
 		if err := out.Migrate(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if d != sqlcatchup.SQLite {
+		if d != steadfast.SQLite {
 			t.Cleanup(func() {
 				for _, s := range []string{"", "_keys", "_pauses"} {
 					_, _ = e.db.Exec("DROP TABLE IF EXISTS " + e.prefix + "_outbox" + s)

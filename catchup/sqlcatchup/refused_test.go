@@ -13,7 +13,6 @@ import (
 
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 	"github.com/steadfast-go/steadfast/idempotency"
 )
 
@@ -49,7 +48,7 @@ func TestRefusedEventsDeadLetteredAtOnce(t *testing.T) {
 		{"evt_huge", `{"id":"evt_huge","pad":"` + strings.Repeat("x", 1<<20) + `"}`, "value too large"},
 		{"evt_strict1", `{"id":"evt_strict1","type":"t"}`, "invalid input"},
 	}
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		var good, order []string
@@ -145,7 +144,7 @@ func TestRefusedEventsDeadLetteredAtOnce(t *testing.T) {
 // attempt and of the dead letter whatever its bytes (a NUL, invalid UTF-8,
 // 20 KB), so that the failing event does become a dead letter.
 func TestFailureReasonsStored(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		p := newProvider(t)
 		ids := p.add(20)

@@ -16,25 +16,6 @@ import (
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
-// Dialect names the SQL database behind a Store. It is the same type as
-// sqlstore.Dialect and sqloutbox.Dialect, so one value names the database to
-// all of them.
-type Dialect = sqldb.Dialect
-
-// The databases a Store runs on.
-const (
-	// Postgres is PostgreSQL through pgx's database/sql driver
-	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx").
-	Postgres = sqldb.Postgres
-	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database
-	// in WAL mode, opened as sqlstore.SQLiteDSN or sqloutbox.SQLiteDSN
-	// opens it.
-	SQLite = sqldb.SQLite
-	// MySQL is MySQL 8 or MariaDB 10.6 or later through
-	// github.com/go-sql-driver/mysql (driver name "mysql").
-	MySQL = sqldb.MySQL
-)
-
 const defaultTable = "steadfast_catchup"
 
 // Option configures a Store. Options are made by the With functions of this
@@ -53,7 +34,7 @@ type config struct{ table sqldb.Table }
 var suffixes = []string{"_failed", "_failed_state", "_failed_event"}
 
 // WithTable sets the name of the store's table, "name" or "schema.name"
-// (a PostgreSQL schema, a MySQL database, an attached SQLite database),
+// (a PostgreSQL schema, a steadfast.MySQL database, an attached steadfast.SQLite database),
 // each part an unquoted identifier [A-Za-z_][A-Za-z0-9_]*; the table of
 // failed events and the indexes are named after it (name_failed, ...), so
 // the name is at most 50 bytes. Defaults to "steadfast_catchup".
@@ -79,7 +60,7 @@ func WithTable(name string) Option {
 // statements with your own tool).
 type Store struct {
 	db      *sql.DB
-	dialect Dialect
+	dialect steadfast.Dialect
 	table   string
 	schema  string
 	q       map[string]string
@@ -91,7 +72,7 @@ var _ catchup.Store = (*Store)(nil)
 // dialect's driver (the store imports none). It does not touch the
 // database; call Migrate before use. It returns an error for a nil db, an
 // unknown dialect and an option at fault.
-func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
+func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlcatchup: New: nil *sql.DB")
 	}
@@ -106,11 +87,11 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}
 	var schema, now, lock string
 	switch d {
-	case Postgres:
+	case steadfast.Postgres:
 		schema, now, lock = pgSchema, pgNow, " FOR UPDATE SKIP LOCKED"
-	case SQLite:
+	case steadfast.SQLite:
 		schema, now = sqliteSchema, sqliteNow
-	case MySQL:
+	case steadfast.MySQL:
 		schema, now = mysqlSchema, mysqlNow
 	default:
 		return nil, fmt.Errorf("sqlcatchup: New: unknown dialect %v", d)
@@ -127,11 +108,11 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		"requeued": qRequeued, "resolve": qResolve, "listDead": qListDead, "requeue": qRequeue, "discard": qDiscard,
 		"cursors": qCursors, "setCursor": qSetCursor, "skipToEnd": qSkipToEnd, "purgeFailing": qPurgeFailing,
 	} {
-		if m, ok := mysql[name]; ok && d == MySQL {
+		if m, ok := mysql[name]; ok && d == steadfast.MySQL {
 			text = m
 		}
 		s.q[name] = r.Replace(text)
-		if d == Postgres && !strings.Contains(text, "{ids}") {
+		if d == steadfast.Postgres && !strings.Contains(text, "{ids}") {
 			s.q[name] = numbered(s.q[name], 1)
 		}
 	}
@@ -200,7 +181,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 // CREATE ... IF NOT EXISTS (the other one created the object).
 func (s *Store) concurrentCreate(err error) bool {
 	var pg interface{ SQLState() string }
-	return s.dialect == Postgres && errors.As(err, &pg) && (pg.SQLState() == "23505" || pg.SQLState() == "42P07")
+	return s.dialect == steadfast.Postgres && errors.As(err, &pg) && (pg.SQLState() == "23505" || pg.SQLState() == "42P07")
 }
 
 func micros(d time.Duration) int64 { return d.Microseconds() }
@@ -259,14 +240,14 @@ func (s *Store) Release(ctx context.Context, source, owner string) error {
 }
 
 // Begin implements catchup.Store: it begins a transaction on the store's
-// database (READ COMMITTED on MySQL, so that a page's inbox inserts do not
+// database (READ COMMITTED on steadfast.MySQL, so that a page's inbox inserts do not
 // take gap locks that deadlock the webhooks' own).
 func (s *Store) Begin(ctx context.Context) (steadfast.Tx, error) {
 	if s == nil {
 		return nil, errors.New("sqlcatchup: Begin: nil *Store")
 	}
 	var opts *sql.TxOptions
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
 	tx, err := s.db.BeginTx(ctx, opts)
@@ -321,7 +302,7 @@ func (s *Store) Fail(ctx context.Context, source string, ev catchup.Event, reaso
 	args := []any{source, ev.ID, reason, ev.Type, created(ev), payload(ev), ev.Cursor}
 	var attempts int
 	err := sqldb.Retry(ctx, sqldb.RetryPolicy{}, func(ctx context.Context) error {
-		if s.dialect != MySQL {
+		if s.dialect != steadfast.MySQL {
 			return s.db.QueryRowContext(ctx, s.q["fail"], args...).Scan(&attempts)
 		}
 		tx, err := s.db.BeginTx(ctx, nil)
@@ -508,7 +489,7 @@ func (s *Store) deadOp(ctx context.Context, what, query, source string, ids []st
 		return 0, fmt.Errorf("sqlcatchup: %s: %d ids, at most 1000 at once", what, len(ids))
 	}
 	q := strings.Replace(s.q[query], "{ids}", strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", "), 1)
-	if s.dialect == Postgres {
+	if s.dialect == steadfast.Postgres {
 		q = numbered(q, 1)
 	}
 	args := make([]any, 0, len(ids)+1)
@@ -582,8 +563,8 @@ func (s *Store) Cursors(ctx context.Context) ([]catchup.Cursor, error) {
 //
 // It is one statement that also ends the source's lease, so it is safe
 // while a poller runs: a page the poller was applying either committed
-// before it (PostgreSQL and MySQL make the statement wait for the page's
-// lock on the cursor row; SQLite, with one writer at a time, for the write
+// before it (PostgreSQL and steadfast.MySQL make the statement wait for the page's
+// lock on the cursor row; steadfast.SQLite, with one writer at a time, for the write
 // lock between two pages) or fails to advance the cursor and is rolled
 // back, its effects with it; the poller then takes the lease again at the
 // new cursor, a third of its lease later (at its next pass if it was

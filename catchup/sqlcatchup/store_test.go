@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/catchup"
-	"github.com/steadfast-go/steadfast/catchup/sqlcatchup"
 )
 
 // TestLease: one owner at a time holds a source's lease; it runs out on the
 // database's clock; a lost lease makes Advance fail with ErrLeaseLost and
 // change nothing; Release hands it over at once.
 func TestLease(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		s, ctx := e.store, context.Background()
 		const lease = 400 * time.Millisecond
@@ -83,7 +83,7 @@ func TestLease(t *testing.T) {
 // TestFailures: attempts counted per event, dead letters listed in order,
 // requeued, resolved and discarded.
 func TestFailures(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		s, ctx := e.store, context.Background()
 		ev := func(id string) catchup.Event {
@@ -178,7 +178,7 @@ func TestFailures(t *testing.T) {
 }
 
 func TestSchema(t *testing.T) {
-	forDialects(t, func(t *testing.T, d sqlcatchup.Dialect) {
+	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
 		e := newEnv(t, d)
 		// Migrate again: idempotent.
 		if err := e.store.Migrate(context.Background()); err != nil {

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"testing"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/idempotency/storetest"
 )
@@ -10,7 +11,7 @@ import (
 // TestConformance runs idempotency/storetest on every dialect, in real
 // time: the database's clock keeps the leases.
 func TestConformance(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		db := openDB(t, d, 16)
 		shared := newStoreOn(t, db, d) // creates the tables the cases share
 		storetest.Run(t, func(t *testing.T) storetest.Harness {

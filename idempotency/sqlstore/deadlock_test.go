@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
@@ -19,7 +20,7 @@ import (
 // retried whole with sqldb.Retry and then replays. Each pair of keys is
 // worked exactly once, and the deadlocks are really there (counted).
 func TestDeadlocksNeverDoubleRun(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 		pairs := 30
@@ -106,7 +107,7 @@ func TestSQLiteBusyIsRetried(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(4)
-	s := newStoreOn(t, db, sqlstore.SQLite, sqlstore.WithRetryAttempts(50))
+	s := newStoreOn(t, db, steadfast.SQLite, sqlstore.WithRetryAttempts(50))
 	biz := businessTable(t, s)
 	ctx := context.Background()
 	const messages, deliveries = 10, 4
@@ -130,7 +131,7 @@ func TestSQLiteBusyIsRetried(t *testing.T) {
 				if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+biz).Scan(&n); err != nil {
 					return err
 				}
-				_, err := tx.ExecContext(ctx, insertSQL(sqlstore.SQLite, biz), id, n)
+				_, err := tx.ExecContext(ctx, insertSQL(steadfast.SQLite, biz), id, n)
 				return err
 			})
 			if err == nil && !dup {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -20,7 +21,7 @@ import (
 // client went away, and the handler's work was lost (503 to nobody, a rerun
 // on the retry).
 func TestCommitSurvivesClientGone(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
 		db := sqlstore.DBOf(s)
@@ -61,7 +62,7 @@ func TestCommitSurvivesClientGone(t *testing.T) {
 // that outlasts it has its writes rolled back, the client gets 503 and the
 // retry runs again.
 func TestMaxTxDuration(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
 		ins := insertSQL(d, biz)

@@ -1,4 +1,4 @@
-// Package sqlstore is a durable idempotency.Store on PostgreSQL, SQLite or
+// Package sqlstore is a durable idempotency.Store on PostgreSQL, steadfast.SQLite or
 // MySQL/MariaDB through database/sql, with the transactional path
 // (idempotency.TxStore) and the consumer side: an inbox and an ordering guard.
 //
@@ -7,10 +7,10 @@
 // Open the database with its driver (this package imports none), create the
 // store with New and its tables with Migrate:
 //
-//	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN("app.db"))   // modernc.org/sqlite
+//	db, err := sql.Open("sqlite", steadfast.SQLiteDSN("app.db"))   // modernc.org/sqlite
 //	db, err := sql.Open("pgx", "postgres://...")                   // github.com/jackc/pgx/v5/stdlib
 //	db, err := sql.Open("mysql", "user@tcp(host:3306)/db")        // github.com/go-sql-driver/mysql
-//	store, err := sqlstore.New(db, sqlstore.SQLite)
+//	store, err := sqlstore.New(db, steadfast.SQLite)
 //	err = store.Migrate(ctx)
 //
 // Store.Schema returns the same SQL for users who run their own migration
@@ -20,7 +20,7 @@
 // An application that uses pgxpool can hand the store a *sql.DB over the
 // same pool with stdlib.OpenDBFromPool. (A native pgxpool path was measured
 // against pgx's database/sql driver on the store's statements and was not
-// faster: the round trips and commits dominate.) On SQLite keep the pool
+// faster: the round trips and commits dominate.) On steadfast.SQLite keep the pool
 // small (db.SetMaxOpenConns(4)): the database has one writer, and more
 // connections only queue for it.
 //
@@ -30,12 +30,12 @@
 // random 63-bit number, compared for equality), the lease and expiry times
 // and the stored response. Claims are single atomic statements
 // (INSERT ... ON CONFLICT DO UPDATE ... WHERE, or ON DUPLICATE KEY UPDATE on
-// MySQL); a claim never deletes or overwrites a live record.
+// steadfast.MySQL); a claim never deletes or overwrites a live record.
 //
 // Every time is the database server's, taken by the statement that writes
 // or compares it (clock_timestamp() on PostgreSQL, whose now() would be the
 // transaction's start; UTC_TIMESTAMP(6) on MySQL/MariaDB; julianday('now')
-// on SQLite), stored as Unix microseconds. The store passes only durations
+// on steadfast.SQLite), stored as Unix microseconds. The store passes only durations
 // (lease, retention) and never reads the application's clock, so replicas
 // whose clocks disagree never take over each other's live claims. A record
 // reports what is left of its lease or retention (idempotency.Record.TTL).
@@ -75,7 +75,7 @@
 // # Faults
 //
 // Deadlocks (MySQL/MariaDB 1213, PostgreSQL 40P01), lock wait timeouts and
-// SQLite busy errors are retried with a fresh transaction (WithRetryAttempts);
+// steadfast.SQLite busy errors are retried with a fresh transaction (WithRetryAttempts);
 // a failure to begin a transaction (after a database restart, every pooled
 // connection is broken) is tried again at once on another connection;
 // every other error is returned wrapped, and nothing is marked done that did

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -20,7 +21,7 @@ func exampleDB() (*sql.DB, func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func Example() {
 	db, done := exampleDB()
 	defer done()
 	ctx := context.Background()
-	store, err := sqlstore.New(db, sqlstore.SQLite)
+	store, err := sqlstore.New(db, steadfast.SQLite)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func Example_transactional() {
 	db, done := exampleDB()
 	defer done()
 	ctx := context.Background()
-	store, _ := sqlstore.New(db, sqlstore.SQLite)
+	store, _ := sqlstore.New(db, steadfast.SQLite)
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func ExampleStore_Process() {
 	db, done := exampleDB()
 	defer done()
 	ctx := context.Background()
-	store, _ := sqlstore.New(db, sqlstore.SQLite)
+	store, _ := sqlstore.New(db, steadfast.SQLite)
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func Example_do() {
 	db, done := exampleDB()
 	defer done()
 	ctx := context.Background()
-	store, _ := sqlstore.New(db, sqlstore.SQLite)
+	store, _ := sqlstore.New(db, steadfast.SQLite)
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}

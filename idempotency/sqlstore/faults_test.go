@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
@@ -21,14 +22,14 @@ import (
 
 // openViaProxy opens a pool on the test server of d through a TCP proxy the
 // test controls.
-func openViaProxy(t *testing.T, d sqlstore.Dialect) (*sql.DB, *testserver.Proxy) {
+func openViaProxy(t *testing.T, d steadfast.Dialect) (*sql.DB, *testserver.Proxy) {
 	t.Helper()
 	var (
 		driver, dsn string
 		p           *testserver.Proxy
 	)
 	switch d {
-	case sqlstore.Postgres:
+	case steadfast.Postgres:
 		u, err := url.Parse(testenv.PostgresURL(t))
 		if err != nil {
 			t.Fatal(err)
@@ -36,7 +37,7 @@ func openViaProxy(t *testing.T, d sqlstore.Dialect) (*sql.DB, *testserver.Proxy)
 		p = testserver.NewProxy(t, u.Host)
 		u.Host = p.Addr()
 		driver, dsn = "pgx", u.String()
-	case sqlstore.MySQL:
+	case steadfast.MySQL:
 		cfg, err := mysql.ParseDSN(testenv.MySQLURL(t))
 		if err != nil {
 			t.Fatal(err)
@@ -59,7 +60,7 @@ func openViaProxy(t *testing.T, d sqlstore.Dialect) (*sql.DB, *testserver.Proxy)
 // nothing done; when the network comes back, the store works again by
 // itself.
 func TestServerFaults(t *testing.T) {
-	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.MySQL} {
+	for _, d := range []steadfast.Dialect{steadfast.Postgres, steadfast.MySQL} {
 		t.Run(d.String(), func(t *testing.T) {
 			t.Parallel()
 			db, proxy := openViaProxy(t, d)
@@ -124,7 +125,7 @@ func TestServerFaults(t *testing.T) {
 // TestGarbageRecord: a row the store did not write (an unknown status) gets
 // a clear error from Get and Claim, and is never taken over.
 func TestGarbageRecord(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2)
 		ins := rebind(d, "INSERT INTO "+s.Table()+" (idem_key, fingerprint, status, token, lease_until, expires_at) VALUES ($1, 'fp', 9, 1, 0, $2)")
@@ -145,7 +146,7 @@ func TestGarbageRecord(t *testing.T) {
 // begin that fails on a broken connection (nothing ran yet) is tried again
 // on a fresh one. They used to get 503 "begin: conn closed".
 func TestBeginRetriedAfterRestart(t *testing.T) {
-	for _, d := range []sqlstore.Dialect{sqlstore.Postgres, sqlstore.MySQL} {
+	for _, d := range []steadfast.Dialect{steadfast.Postgres, steadfast.MySQL} {
 		t.Run(d.String(), func(t *testing.T) {
 			t.Parallel()
 			db, proxy := openViaProxy(t, d)

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
-	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
 
 // FuzzRoundTrip: on SQLite, any key up to MaxKeyLen bytes and any response
 // are stored byte for byte under exactly that key (no folding, trimming or
 // truncation); longer keys are refused with ErrTooLarge.
 func FuzzRoundTrip(f *testing.F) {
-	s := newStore(f, sqlstore.SQLite, 2)
+	s := newStore(f, steadfast.SQLite, 2)
 	f.Add("k", []byte("r"))
 	f.Add("Ключ \x00 nul", []byte{0, 0xff})
 	f.Add(" padded ", []byte{})

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
@@ -28,22 +29,22 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var dialects = []sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL}
+var dialects = []steadfast.Dialect{steadfast.SQLite, steadfast.Postgres, steadfast.MySQL}
 
 // openDB opens a small pool on the test server of dialect d (a file database
 // in t.TempDir for SQLite), or skips when the server's variable is unset.
-func openDB(t testing.TB, d sqlstore.Dialect, conns int) *sql.DB {
+func openDB(t testing.TB, d steadfast.Dialect, conns int) *sql.DB {
 	t.Helper()
 	var (
 		db  *sql.DB
 		err error
 	)
 	switch d {
-	case sqlstore.SQLite:
-		db, err = sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "idem.db")))
-	case sqlstore.Postgres:
+	case steadfast.SQLite:
+		db, err = sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "idem.db")))
+	case steadfast.Postgres:
 		db, err = sql.Open("pgx", testenv.PostgresURL(t))
-	case sqlstore.MySQL:
+	case steadfast.MySQL:
 		db, err = sql.Open("mysql", testenv.MySQLURL(t))
 	}
 	if err != nil {
@@ -65,13 +66,13 @@ func uniqueTable(t testing.TB) string {
 }
 
 // newStore returns a migrated store on its own tables, dropped at the end.
-func newStore(t testing.TB, d sqlstore.Dialect, conns int, opts ...sqlstore.Option) *sqlstore.Store {
+func newStore(t testing.TB, d steadfast.Dialect, conns int, opts ...sqlstore.Option) *sqlstore.Store {
 	t.Helper()
 	db := openDB(t, d, conns)
 	return newStoreOn(t, db, d, opts...)
 }
 
-func newStoreOn(t testing.TB, db *sql.DB, d sqlstore.Dialect, opts ...sqlstore.Option) *sqlstore.Store {
+func newStoreOn(t testing.TB, db *sql.DB, d steadfast.Dialect, opts ...sqlstore.Option) *sqlstore.Store {
 	t.Helper()
 	table := uniqueTable(t)
 	s, err := sqlstore.New(db, d, append([]sqlstore.Option{sqlstore.WithTable(table)}, opts...)...)
@@ -83,10 +84,13 @@ func newStoreOn(t testing.TB, db *sql.DB, d sqlstore.Dialect, opts ...sqlstore.O
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d != sqlstore.SQLite {
+	if d != steadfast.SQLite {
 		t.Cleanup(func() {
 			for _, suffix := range []string{"", "_inbox", "_order"} {
 				_, _ = db.Exec("DROP TABLE IF EXISTS " + table + suffix)
+			}
+			if d == steadfast.Postgres {
+				_, _ = db.Exec("DROP FUNCTION IF EXISTS " + table + "_claim")
 			}
 		})
 	}
@@ -94,7 +98,7 @@ func newStoreOn(t testing.TB, db *sql.DB, d sqlstore.Dialect, opts ...sqlstore.O
 }
 
 // forEachDialect runs f as a parallel subtest per dialect.
-func forEachDialect(t *testing.T, f func(t *testing.T, d sqlstore.Dialect)) {
+func forEachDialect(t *testing.T, f func(t *testing.T, d steadfast.Dialect)) {
 	t.Helper()
 	for _, d := range dialects {
 		t.Run(d.String(), func(t *testing.T) {

@@ -128,7 +128,7 @@ func (s *Store) applyPosition(ctx context.Context, tx steadfast.Tx, entity strin
 	if len(entity) > maxKeyLen {
 		return false, fmt.Errorf("sqlstore: %w: entity is %d bytes, at most %d are stored", idempotency.ErrTooLarge, len(entity), maxKeyLen)
 	}
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		return s.applyMySQL(ctx, tx, entity, pos, tie)
 	}
 	res, err := tx.ExecContext(ctx, s.q.order, entity, pos, tie)

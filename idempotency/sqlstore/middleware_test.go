@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -53,7 +54,7 @@ func post(h http.Handler, key, body string) *httptest.ResponseRecorder {
 
 // insertRow inserts (id, n) in tx and answers status, or 500 if the insert
 // failed.
-func insertRow(d sqlstore.Dialect, table string, status int) txHandler {
+func insertRow(d steadfast.Dialect, table string, status int) txHandler {
 	return func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {
 		body, _ := io.ReadAll(r.Body)
 		if _, err := tx.ExecContext(r.Context(), insertSQL(d, table), string(body), 1); err != nil {
@@ -69,7 +70,7 @@ func insertRow(d sqlstore.Dialect, table string, status int) txHandler {
 // in a transaction (none is claimed), committed with a final answer and
 // rolled back otherwise; it never finds TxFrom empty.
 func TestKeylessRequestGetsTransaction(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
 		db := sqlstore.DBOf(s)
@@ -98,7 +99,7 @@ func TestKeylessRequestGetsTransaction(t *testing.T) {
 // none gets an error that names WithTransaction, not a nil *sql.Tx.
 func TestTxFromWithoutTransactionMode(t *testing.T) {
 	t.Parallel()
-	s := newStore(t, sqlstore.SQLite, 2)
+	s := newStore(t, steadfast.SQLite, 2)
 	mw, err := idempotency.Middleware(s)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +127,7 @@ func TestTxFromWithoutTransactionMode(t *testing.T) {
 // raw path; a long but valid URL is the client's right, and its scoped key
 // fits the SQL store (it used to exceed 1,024 bytes: 503).
 func TestLongURLFitsSQLStore(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		s := newStore(t, d, 4)
 		runs := 0
 		mw, err := idempotency.Middleware(s)
@@ -159,7 +160,7 @@ func TestLongURLFitsSQLStore(t *testing.T) {
 // (it used to stay claimed, then run again); in transactional mode the
 // handler's writes still commit, once.
 func TestResponseTooLargeForStore(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		for _, txMode := range []bool{false, true} {
 			s := newStore(t, d, 4, sqlstore.WithMaxResponseSize(1024))
 			biz := businessTable(t, s)
@@ -213,7 +214,7 @@ func TestResponseTooLargeForStore(t *testing.T) {
 // not retried and not run again; later calls get ErrNotStored, in both
 // modes.
 func TestDoResultTooLargeForStore(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		for _, txMode := range []bool{false, true} {
 			s := newStore(t, d, 4, sqlstore.WithMaxResponseSize(1024))
 			var opts []idempotency.Option
@@ -261,11 +262,11 @@ func postCtx(h http.Handler, key string, within time.Duration) *httptest.Respons
 // test releases it; 8 duplicates arrive, half on each replica. They used to
 // queue, exhaust the pool and starve the other key.
 func TestDuplicatesNeverQueueOnRowLock(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		dbA := openDB(t, d, 4)
 		a := newStoreOn(t, dbA, d)
 		replicas := []*sqlstore.Store{a}
-		if d != sqlstore.SQLite {
+		if d != steadfast.SQLite {
 			// SQLite is one file: its transactions hold the one write lock,
 			// so a second replica would queue for it (documented); the
 			// duplicates there are this replica's.
@@ -307,7 +308,7 @@ func TestDuplicatesNeverQueueOnRowLock(t *testing.T) {
 					}
 				}
 			}
-			if d != sqlstore.SQLite {
+			if d != steadfast.SQLite {
 				if w := postCtx(servers[0], fmt.Sprintf("other-%v", wait), 5*time.Second); w.Code != http.StatusCreated {
 					t.Fatalf("wait %v: another key while the first handler is blocked: %d %s; want 201", wait, w.Code, w.Body)
 				}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+
+	"github.com/steadfast-go/steadfast"
 )
 
 //go:embed migrations
@@ -16,7 +18,9 @@ var migrations embed.FS
 
 // Schema returns the SQL that Migrate runs, with the store's table names,
 // for users who apply migrations with their own tool. Every statement is
-// idempotent (CREATE ... IF NOT EXISTS) and ends with a semicolon. The
+// idempotent (CREATE ... IF NOT EXISTS, CREATE OR REPLACE FUNCTION) and
+// ends with a semicolon. On PostgreSQL it creates a function beside the
+// tables, {table}_claim, which the claim calls. The
 // templates it is made from are in the module source under
 // idempotency/sqlstore/migrations/<dialect>/.
 func (s *Store) Schema() string {
@@ -24,7 +28,7 @@ func (s *Store) Schema() string {
 }
 
 // schemaStatements renders the migrations of dialect d with the names n.
-func schemaStatements(d Dialect, n names) ([]string, error) {
+func schemaStatements(d steadfast.Dialect, n names) ([]string, error) {
 	dir := path.Join("migrations", d.String())
 	entries, err := fs.ReadDir(migrations, dir)
 	if err != nil {
@@ -53,15 +57,20 @@ func schemaStatements(d Dialect, n names) ([]string, error) {
 }
 
 // splitStatements splits a migration file at lines that end with a
-// semicolon. The files contain no semicolon elsewhere.
+// semicolon, outside dollar-quoted bodies ($$ ... $$, PostgreSQL's
+// functions). The files contain no semicolon elsewhere.
 func splitStatements(text string) []string {
 	var (
-		out []string
-		cur strings.Builder
+		out    []string
+		cur    strings.Builder
+		quoted bool
 	)
 	for _, line := range strings.SplitAfter(text, "\n") {
 		cur.WriteString(line)
-		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+		if strings.Count(line, "$$")%2 == 1 {
+			quoted = !quoted
+		}
+		if !quoted && strings.HasSuffix(strings.TrimSpace(line), ";") {
 			if st := strings.TrimSpace(cur.String()); st != "" {
 				out = append(out, st)
 			}
@@ -71,13 +80,14 @@ func splitStatements(text string) []string {
 	return out
 }
 
-// Migrate creates the store's tables and indexes if they do not exist. It is
+// Migrate creates the store's tables and indexes if they do not exist, and
+// on PostgreSQL (re)creates its claim function ({table}_claim). It is
 // safe to call on every start and from several processes at once (on
 // PostgreSQL it serialises them with an advisory lock). It returns the first
 // statement's error, wrapped.
 func (s *Store) Migrate(ctx context.Context) error {
 	stmts := s.schema
-	if s.dialect != Postgres {
+	if s.dialect != steadfast.Postgres {
 		for _, st := range stmts {
 			if _, err := s.db.ExecContext(ctx, st); err != nil {
 				return fmt.Errorf("sqlstore: migrate: %w", err)

@@ -8,23 +8,6 @@ import (
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
 
-// Dialect names the SQL database behind a Store. It is the same type as
-// sqloutbox.Dialect, so one value names the database to both.
-type Dialect = sqldb.Dialect
-
-// The databases a Store runs on.
-const (
-	// Postgres is PostgreSQL 14 or later through pgx's database/sql driver
-	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx").
-	Postgres = sqldb.Postgres
-	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database in
-	// WAL mode; open it with SQLiteDSN.
-	SQLite = sqldb.SQLite
-	// MySQL is MySQL 8 or MariaDB 10.5 or later through
-	// github.com/go-sql-driver/mysql (driver name "mysql").
-	MySQL = sqldb.MySQL
-)
-
 // Limits of what a store holds (the idempotency.Store limits, and those of
 // the inbox and ordering guard). Longer input is refused with an error
 // wrapping idempotency.ErrTooLarge, never truncated.
@@ -68,7 +51,7 @@ type config struct {
 
 // tableSuffixes are what the store appends to the table's name: its other
 // tables and its indexes.
-var tableSuffixes = []string{"_inbox", "_order", "_expires_idx", "_inbox_processed_idx"}
+var tableSuffixes = []string{"_inbox", "_order", "_claim", "_expires_idx", "_inbox_processed_idx"}
 
 // WithTable sets the name of the record table, "name" or "schema.name"
 // (each part an unquoted SQL identifier, [A-Za-z_][A-Za-z0-9_]{0,62}; the
@@ -89,7 +72,7 @@ func WithTable(name string) Option {
 // WithMaxResponseSize sets the largest response Complete stores; a larger
 // one is refused with an error wrapping idempotency.ErrTooLarge (the
 // middleware then stores a marker, so that retries get a clear answer
-// rather than a rerun). Defaults to 4 MiB. On MySQL it must also fit the
+// rather than a rerun). Defaults to 4 MiB. On steadfast.MySQL it must also fit the
 // server's max_allowed_packet.
 func WithMaxResponseSize(n int) Option {
 	return newOption("WithMaxResponseSize", func(c *config) error {
@@ -117,7 +100,7 @@ func WithAbandonedRetention(d time.Duration) Option {
 
 // WithRetryAttempts sets how many times an operation is tried when the
 // database aborts it with a deadlock (MySQL/MariaDB 1213, PostgreSQL 40P01),
-// a lock wait timeout or SQLite busy. Every such retry re-runs a whole
+// a lock wait timeout or steadfast.SQLite busy. Every such retry re-runs a whole
 // transaction that the database rolled back, so it never doubles an effect.
 // Defaults to 8; 1 disables retries.
 func WithRetryAttempts(n int) Option {

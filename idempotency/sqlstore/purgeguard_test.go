@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
+	"github.com/steadfast-go/steadfast"
 )
 
 // TestPurgeGuard: ordering-guard rows not advanced for longer than the
@@ -14,7 +14,7 @@ import (
 // kept, and a purged entity's next event is applied as if new (which is why
 // housekeeping runs it only on opt-in).
 func TestPurgeGuard(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		db := openDB(t, d, 4)
 		s := newStoreOn(t, db, d)

@@ -11,6 +11,7 @@ import (
 //	{{.Table}}  the record table (schema.name or name)
 //	{{.Inbox}}  the inbox table ({{.Table}}_inbox)
 //	{{.Order}}  the ordering table ({{.Table}}_order)
+//	{{.Claim}}  PostgreSQL's claim function ({{.Table}}_claim)
 //	{{.Now}}    the statement's time, in Unix microseconds, on the
 //	            database server's clock
 //
@@ -26,9 +27,9 @@ import (
 // negative; flag is whether the record is claimable (claim, lookup), or
 // expired (MySQL's locked read-back), or false (get).
 type queries struct {
-	// claim takes or reports a key. Postgres: an insert returning
-	// (acquired, record...), followed by takeover when the existing row is
-	// claimable. SQLite: an upsert returning token when taken. MySQL: an
+	// claim takes or reports a key. steadfast.Postgres: a read that inserts through
+	// the claim function when there is no row, followed by takeover when
+	// the existing row is claimable. steadfast.SQLite: an upsert returning token when taken. steadfast.MySQL: an
 	// upsert, followed by lookupLocked.
 	claim     string
 	get       string
@@ -36,16 +37,16 @@ type queries struct {
 	renew     string
 	complete  string
 	release   string
-	check     string // MySQL only: is key held by token (one row if so)
+	check     string // steadfast.MySQL only: is key held by token (one row if so)
 	force     string
 	purge     string
 	inbox     string
 	inboxGC   string
 	guardGC   string
 	order     string
-	orderUpd  string // MySQL only: advance the position
-	orderLock string // MySQL only: read the locked position
-	insert    string // MySQL only: the claim of a key that has no record
+	orderUpd  string // steadfast.MySQL only: advance the position
+	orderLock string // steadfast.MySQL only: read the locked position
+	insert    string // steadfast.MySQL only: the claim of a key that has no record
 	// takeover is PostgreSQL's compare-and-swap of a claimable record.
 	takeover string
 	// lookupLocked is MySQL's read-back of the row its claim upsert
@@ -56,6 +57,8 @@ type queries struct {
 // names are what the templates fill in.
 type names struct {
 	Table, Inbox, Order string
+	// Claim is PostgreSQL's claim function ({{.Table}}_claim).
+	Claim string
 	// Name is the record table's name without its schema, the stem of the
 	// index names; Schema is "schema." or "".
 	Name, Schema string
@@ -66,8 +69,11 @@ type names struct {
 const (
 	// clock_timestamp() is the time of the statement (now() would be the
 	// transaction's start); the scalar subquery is evaluated once per
-	// statement, and lets an index serve a comparison with it.
-	postgresNow = `(SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT)`
+	// statement, and lets an index serve a comparison with it. date_part
+	// computes in float8, exact to the microsecond until the year 2255
+	// (EXTRACT's numeric arithmetic costs the claim several microseconds
+	// of the server's CPU).
+	postgresNow = `(SELECT (date_part('epoch', clock_timestamp()) * 1000000)::BIGINT)`
 	// 'now' is the same for every use within one statement. julianday has
 	// millisecond precision.
 	sqliteNow = `(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000)`
@@ -108,25 +114,22 @@ func (q queries) render(n names) (queries, error) {
 }
 
 var postgresQueries = queries{
-	// An existing key costs no write and no row lock: ON CONFLICT DO
-	// NOTHING only waits for a transaction that is inserting the same key.
+	// One round trip either way, and a replay costs about a SELECT of the
+	// row: the key's row is read, and only when there is none does the
+	// claim function (migration 0002) insert one. Its ON CONFLICT DO
+	// NOTHING covers a key inserted after the read's snapshot: it waits
+	// for its transaction if that is still open, then returns NULL, and
+	// the caller claims again. Returns (inserted token, fingerprint,
+	// status, token, ttl, flag, response): the first column alone when
+	// inserted, the others alone when the key has a row, all NULL when it
+	// must claim again.
 	// Parameters: key, fingerprint, token, lease, abandoned retention.
-	claim: `WITH t AS (SELECT {{.Now}} AS now),
-claimed AS (
-    INSERT INTO {{.Table}}
-        (idem_key, fingerprint, status, token, lease_until, expires_at, response)
-    SELECT $1, $2, 1, $3, t.now + $4, t.now + $4 + $5, NULL FROM t
-    ON CONFLICT (idem_key) DO NOTHING
-    RETURNING token
-)
-SELECT true, $2, 1, $3, $4, false, NULL::BYTEA FROM claimed
-UNION ALL
-SELECT false, r.fingerprint, r.status, r.token,
+	claim: `SELECT CASE WHEN r.idem_key IS NULL THEN {{.Claim}}($1, $2, $3, $4, $5) END,
+       r.fingerprint, r.status, r.token,
        CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
        r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $2),
        r.response
-    FROM {{.Table}} r, t
-    WHERE r.idem_key = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+    FROM (SELECT {{.Now}} AS now) t LEFT JOIN {{.Table}} r ON r.idem_key = $1`,
 	// Parameters: fingerprint, token, lease, abandoned retention, key, the
 	// token read.
 	takeover: `UPDATE {{.Table}} AS r
@@ -234,11 +237,11 @@ ON CONFLICT (entity) DO UPDATE
        OR (position = excluded.position AND tie_break < excluded.tie_break)`,
 }
 
-// MySQL has no RETURNING with ON DUPLICATE KEY UPDATE. The claim upsert sets
+// steadfast.MySQL has no RETURNING with ON DUPLICATE KEY UPDATE. The claim upsert sets
 // token first, under the claimable condition; every later assignment then
 // tests token = VALUES(token), which holds only if this statement took the
 // row (tokens are random 63-bit values). The caller reads the row back and
-// compares tokens. MySQL evaluates the assignments left to right, which is
+// compares tokens. steadfast.MySQL evaluates the assignments left to right, which is
 // what makes this work.
 var mysqlQueries = queries{
 	// Parameters: key, fingerprint, token, lease, lease, abandoned

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/internal/durabletest"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
@@ -22,13 +23,13 @@ func TestReplicasExactlyOnce(t *testing.T) {
 	for _, tx := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tx=%v", tx), func(t *testing.T) {
 			t.Parallel()
-			forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+			forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 				shared := newStore(t, d, 2)
 				biz := businessTable(t, shared)
 				c := durabletest.ExactlyOnce{
 					Store: func(t *testing.T, r int) idempotency.Store {
 						db := sqlstore.DBOf(shared)
-						if d != sqlstore.SQLite || r > 0 {
+						if d != steadfast.SQLite || r > 0 {
 							db = openDBLike(t, d, shared, 4)
 						}
 						s, err := sqlstore.New(db, d, sqlstore.WithTable(shared.Table()))
@@ -68,9 +69,9 @@ func TestReplicasExactlyOnce(t *testing.T) {
 
 // openDBLike opens another pool on the database of s (for SQLite, the same
 // file).
-func openDBLike(t *testing.T, d sqlstore.Dialect, s *sqlstore.Store, conns int) *sql.DB {
+func openDBLike(t *testing.T, d steadfast.Dialect, s *sqlstore.Store, conns int) *sql.DB {
 	t.Helper()
-	if d != sqlstore.SQLite {
+	if d != steadfast.SQLite {
 		return openDB(t, d, conns)
 	}
 	var file string
@@ -89,7 +90,7 @@ func openDBLike(t *testing.T, d sqlstore.Dialect, s *sqlstore.Store, conns int) 
 		}
 	}
 	rows.Close()
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(file))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(file))
 	if err != nil {
 		t.Fatal(err)
 	}

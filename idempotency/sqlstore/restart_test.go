@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/internal/durabletest"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
@@ -36,7 +37,7 @@ func restartRun(t *testing.T, pg *testserver.Postgres, tx bool) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	shared := newStoreOn(t, admin, sqlstore.Postgres)
+	shared := newStoreOn(t, admin, steadfast.Postgres)
 	biz := businessTable(t, shared)
 
 	o := durabletest.Outage{
@@ -47,7 +48,7 @@ func restartRun(t *testing.T, pg *testserver.Postgres, tx bool) {
 			}
 			db.SetMaxOpenConns(4)
 			t.Cleanup(func() { db.Close() })
-			s, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable(shared.Table()))
+			s, err := sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable(shared.Table()))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -31,7 +32,7 @@ func keyedTable(t *testing.T, s *sqlstore.Store) string {
 // Issue 12 item 1: the savepoint rule of transactional mode, on every
 // database alike (see idempotency.TxFrom).
 func TestSavepointRule(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		s := newStore(t, d, 4)
 		biz := keyedTable(t, s)
 		db := sqlstore.DBOf(s)
@@ -153,7 +154,7 @@ func TestSavepointRule(t *testing.T) {
 			}
 		})
 
-		if d == sqlstore.Postgres {
+		if d == steadfast.Postgres {
 			t.Run("the handler's statements wait for locks as usual", func(t *testing.T) {
 				// The claim's bounded lock wait ends with the claim.
 				var got string

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -25,7 +26,7 @@ import (
 // the same tables, driven by a Runner whose wait would run the work again
 // if B thought the lease had run out.
 func TestSkewedClocksNeverTakeOverLiveClaim(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		db := openDB(t, d, 4)
 		a := newStoreOn(t, db, d)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
 )
@@ -21,7 +22,7 @@ import (
 // Schema returns with your own migration tool).
 type Store struct {
 	db      *sql.DB
-	dialect Dialect
+	dialect steadfast.Dialect
 	q       queries
 	cfg     config
 	schema  []string
@@ -43,18 +44,18 @@ var (
 // github.com/go-sql-driver/mysql yourself). New does not touch the database;
 // call Migrate before first use. It returns an error naming the option at
 // fault, for a nil db or an unknown dialect.
-func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
+func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlstore: New: nil *sql.DB")
 	}
 	var q queries
 	var now string
 	switch d {
-	case Postgres:
+	case steadfast.Postgres:
 		q, now = postgresQueries, postgresNow
-	case SQLite:
+	case steadfast.SQLite:
 		q, now = sqliteQueries, sqliteNow
-	case MySQL:
+	case steadfast.MySQL:
 		q, now = mysqlQueries, mysqlNow
 	default:
 		return nil, fmt.Errorf("sqlstore: New: unknown dialect %v", d)
@@ -71,6 +72,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		Table:  cfg.table.String(),
 		Inbox:  cfg.table.Qualified("_inbox"),
 		Order:  cfg.table.Qualified("_order"),
+		Claim:  cfg.table.Qualified("_claim"),
 		Name:   cfg.table.Name,
 		Schema: cfg.table.SchemaPrefix(),
 		Now:    now,
@@ -149,13 +151,13 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return idempotency.Claim{}, err
 	}
-	// SQLite and MySQL take a fast path, one read and no write: a live
+	// steadfast.SQLite and steadfast.MySQL take a fast path, one read and no write: a live
 	// record that this claim could not take anyway (completed, held, or
 	// another fingerprint) is returned as is, so a replay costs one SELECT.
 	// (PostgreSQL's claim statement is already one round trip that writes
 	// nothing for an existing key.)
 	var err error
-	if s.dialect != Postgres {
+	if s.dialect != steadfast.Postgres {
 		rec, err := s.lookup(ctx, s.db, key, fingerprint)
 		switch {
 		case err == nil:
@@ -163,7 +165,7 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 				return idempotency.Claim{Record: rec.Record}, nil
 			}
 		case errors.Is(err, idempotency.ErrNotFound):
-			if s.dialect == MySQL {
+			if s.dialect == steadfast.MySQL {
 				// A plain INSERT IGNORE reports unambiguously whether it
 				// inserted, whatever the DSN's clientFoundRows.
 				if c, ok, err := s.insertMySQL(ctx, key, fingerprint, lease); err != nil || ok {
@@ -224,9 +226,9 @@ func (s *Store) claimOn(ctx context.Context, q querier, stmt, key, fingerprint s
 			err   error
 		)
 		switch s.dialect {
-		case Postgres:
+		case steadfast.Postgres:
 			c, found, err = s.claimPostgres(ctx, q, key, fingerprint, token, l, a)
-		case SQLite:
+		case steadfast.SQLite:
 			c, found, err = s.claimSQLite(ctx, q, key, fingerprint, token, l, a)
 		default:
 			c, found, err = s.claimMySQL(ctx, q, stmt, key, fingerprint, token, l, a)
@@ -250,20 +252,35 @@ func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, to
 	}
 	defer rows.Close()
 	if !rows.Next() {
-		// The conflicting row is newer than this statement's snapshot:
-		// the next round sees it.
 		return idempotency.Claim{}, false, rows.Err()
 	}
-	var acquired bool
-	rec, err := scanRecord(rows, key, &acquired)
-	if err != nil {
+	var (
+		inserted, tok, ttl sql.NullInt64
+		rfp                sql.NullString
+		status             sql.NullInt16
+		flag               sql.NullBool
+		resp               []byte
+	)
+	if err := rows.Scan(&inserted, &rfp, &status, &tok, &ttl, &flag, &resp); err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	if err := rows.Close(); err != nil {
 		return idempotency.Claim{}, false, err
 	}
-	if acquired {
+	switch {
+	case inserted.Valid:
+		if inserted.Int64 != token {
+			return idempotency.Claim{}, false, fmt.Errorf("the claim of %q inserted token %d, not %d", key, inserted.Int64, token)
+		}
 		return idempotency.Claim{Acquired: true, Token: token}, true, nil
+	case !rfp.Valid:
+		// The key was inserted after this statement's snapshot: the next
+		// round sees it.
+		return idempotency.Claim{}, false, nil
+	}
+	rec, err := newStoredRecord(key, rfp.String, status.Int16, tok.Int64, ttl.Int64, flag.Bool, resp)
+	if err != nil {
+		return idempotency.Claim{}, false, err
 	}
 	if !rec.flag {
 		return idempotency.Claim{Record: rec.Record}, true, nil
@@ -349,25 +366,25 @@ type storedRecord struct {
 	flag bool
 }
 
-// scanRecord scans (fingerprint, status, token, ttl, flag, response),
-// preceded by acquired when it is not nil.
-func scanRecord(rows *sql.Rows, key string, acquired *bool) (storedRecord, error) {
+// scanRecord scans (fingerprint, status, token, ttl, flag, response).
+func scanRecord(rows *sql.Rows, key string) (storedRecord, error) {
 	var (
-		rec    storedRecord
-		status int16
-		ttl    int64
-		resp   []byte
-		err    error
+		fp         string
+		status     int16
+		token, ttl int64
+		flag       bool
+		resp       []byte
 	)
-	rec.Key = key
-	if acquired != nil {
-		err = rows.Scan(acquired, &rec.Fingerprint, &status, &rec.Token, &ttl, &rec.flag, &resp)
-	} else {
-		err = rows.Scan(&rec.Fingerprint, &status, &rec.Token, &ttl, &rec.flag, &resp)
-	}
-	if err != nil {
+	if err := rows.Scan(&fp, &status, &token, &ttl, &flag, &resp); err != nil {
 		return storedRecord{}, err
 	}
+	return newStoredRecord(key, fp, status, token, ttl, flag, resp)
+}
+
+// newStoredRecord returns the record of key read as (fingerprint, status,
+// token, ttl, flag, response).
+func newStoredRecord(key, fp string, status int16, token, ttl int64, flag bool, resp []byte) (storedRecord, error) {
+	rec := storedRecord{Record: idempotency.Record{Key: key, Fingerprint: fp, Token: token}, flag: flag}
 	rec.TTL = time.Duration(max(ttl, 0)) * time.Microsecond
 	switch idempotency.Status(status) {
 	case idempotency.StatusInProgress:
@@ -398,7 +415,7 @@ func (s *Store) getOn(ctx context.Context, q querier, query, key string, args ..
 		}
 		return storedRecord{}, idempotency.ErrNotFound
 	}
-	rec, err := scanRecord(rows, key, nil)
+	rec, err := scanRecord(rows, key)
 	if err != nil {
 		return storedRecord{}, err
 	}
@@ -408,7 +425,7 @@ func (s *Store) getOn(ctx context.Context, q querier, query, key string, args ..
 // lookup reads the record of key as stored, expired or not, with whether a
 // claim with fingerprint fp could take it.
 func (s *Store) lookup(ctx context.Context, q querier, key, fp string) (storedRecord, error) {
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		return s.getOn(ctx, q, s.q.lookup, key, fp, key)
 	}
 	return s.getOn(ctx, q, s.q.lookup, key, key, fp)
@@ -435,7 +452,7 @@ func (s *Store) Get(ctx context.Context, key string) (idempotency.Record, error)
 //
 // A claim taken with ClaimTx is held by the row lock of its open
 // transaction, not by its lease: do not renew it (on PostgreSQL the renewal
-// does not see the uncommitted row and reports ErrLeaseLost; on MySQL it
+// does not see the uncommitted row and reports ErrLeaseLost; on steadfast.MySQL it
 // waits for the transaction to end).
 func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.Duration) error {
 	if err := checkKey(key); err != nil {
@@ -450,7 +467,7 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 			res sql.Result
 			err error
 		)
-		if s.dialect == MySQL {
+		if s.dialect == steadfast.MySQL {
 			res, err = s.db.ExecContext(ctx, s.q.renew, l, l, a, key, token)
 		} else {
 			res, err = s.db.ExecContext(ctx, s.q.renew, l, a, key, token)
@@ -462,7 +479,7 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 	})
 }
 
-// affectedOrHeld turns an UPDATE's result into nil or ErrLeaseLost. MySQL
+// affectedOrHeld turns an UPDATE's result into nil or ErrLeaseLost. steadfast.MySQL
 // counts changed rows, not matched ones, unless the DSN sets
 // clientFoundRows, so a renewal to the same instant reports 0: then the row is
 // checked directly.
@@ -474,7 +491,7 @@ func (s *Store) affectedOrHeld(ctx context.Context, q querier, res sql.Result, k
 	if n > 0 {
 		return nil
 	}
-	if s.dialect != MySQL {
+	if s.dialect != steadfast.MySQL {
 		return idempotency.ErrLeaseLost
 	}
 	rows, err := q.QueryContext(ctx, s.q.check, key, token)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -24,7 +25,7 @@ const (
 const short = 300 * time.Millisecond
 
 func TestLifecycle(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 
@@ -91,7 +92,7 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestTakeover(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 
@@ -131,7 +132,7 @@ func TestTakeover(t *testing.T) {
 }
 
 func TestAbandonedClaimExpires(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2, sqlstore.WithAbandonedRetention(short))
 		if c, err := s.Claim(ctx, "k", "fp", short); err != nil || !c.Acquired {
@@ -151,7 +152,7 @@ func TestAbandonedClaimExpires(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2, sqlstore.WithMaxResponseSize(16))
 		long := strings.Repeat("k", 1024+1)
@@ -202,7 +203,7 @@ func claimErr(_ idempotency.Claim, err error) error { return err }
 func getErr(_ idempotency.Record, err error) error  { return err }
 
 func TestConcurrentClaimsOneWinner(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 8)
 		keys, callers := 50, 8
@@ -241,7 +242,7 @@ func TestConcurrentClaimsOneWinner(t *testing.T) {
 }
 
 func TestForceRelease(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2)
 		c, _ := s.Claim(ctx, "stuck", "fp", time.Hour)
@@ -271,7 +272,7 @@ func TestForceRelease(t *testing.T) {
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 		var wg sync.WaitGroup
@@ -291,21 +292,21 @@ func TestMigrateIsIdempotent(t *testing.T) {
 
 func TestNewValidatesOptions(t *testing.T) {
 	t.Parallel()
-	db := openDB(t, sqlstore.SQLite, 1)
+	db := openDB(t, steadfast.SQLite, 1)
 	tests := []struct {
 		name string
-		d    sqlstore.Dialect
+		d    steadfast.Dialect
 		opt  sqlstore.Option
 		want string
 	}{
-		{"bad table", sqlstore.SQLite, sqlstore.WithTable("drop table; --"), "sqlstore: New: WithTable: table name"},
-		{"three parts", sqlstore.SQLite, sqlstore.WithTable("a.b.c"), "WithTable"},
-		{"long table", sqlstore.SQLite, sqlstore.WithTable(strings.Repeat("a", 44)), "WithTable"},
-		{"nil option", sqlstore.SQLite, nil, "sqlstore: New: option 0 is nil"},
-		{"zero response size", sqlstore.SQLite, sqlstore.WithMaxResponseSize(0), "WithMaxResponseSize"},
-		{"zero abandoned retention", sqlstore.SQLite, sqlstore.WithAbandonedRetention(0), "WithAbandonedRetention"},
-		{"zero attempts", sqlstore.SQLite, sqlstore.WithRetryAttempts(0), "WithRetryAttempts"},
-		{"unknown dialect", sqlstore.Dialect(9), sqlstore.WithRetryAttempts(1), "unknown dialect"},
+		{"bad table", steadfast.SQLite, sqlstore.WithTable("drop table; --"), "sqlstore: New: WithTable: table name"},
+		{"three parts", steadfast.SQLite, sqlstore.WithTable("a.b.c"), "WithTable"},
+		{"long table", steadfast.SQLite, sqlstore.WithTable(strings.Repeat("a", 44)), "WithTable"},
+		{"nil option", steadfast.SQLite, nil, "sqlstore: New: option 0 is nil"},
+		{"zero response size", steadfast.SQLite, sqlstore.WithMaxResponseSize(0), "WithMaxResponseSize"},
+		{"zero abandoned retention", steadfast.SQLite, sqlstore.WithAbandonedRetention(0), "WithAbandonedRetention"},
+		{"zero attempts", steadfast.SQLite, sqlstore.WithRetryAttempts(0), "WithRetryAttempts"},
+		{"unknown dialect", steadfast.Dialect(9), sqlstore.WithRetryAttempts(1), "unknown dialect"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,7 +320,7 @@ func TestNewValidatesOptions(t *testing.T) {
 
 func TestSchema(t *testing.T) {
 	t.Parallel()
-	db := openDB(t, sqlstore.SQLite, 1)
+	db := openDB(t, steadfast.SQLite, 1)
 	for _, d := range dialects {
 		s, err := sqlstore.New(db, d, sqlstore.WithTable("my_idem"))
 		if err != nil {
@@ -342,7 +343,7 @@ func TestSchema(t *testing.T) {
 			t.Errorf("%v default schema lacks the default table", d)
 		}
 	}
-	if _, err := sqlstore.New(db, sqlstore.Postgres, sqlstore.WithTable("bad name")); err == nil {
+	if _, err := sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable("bad name")); err == nil {
 		t.Error("New accepted a bad table name")
 	}
 }

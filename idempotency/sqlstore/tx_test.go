@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 )
@@ -39,8 +40,8 @@ func countRows(t *testing.T, db *sql.DB, table, id string) int {
 	return n
 }
 
-func insertSQL(d sqlstore.Dialect, table string) string {
-	if d == sqlstore.Postgres {
+func insertSQL(d steadfast.Dialect, table string) string {
+	if d == steadfast.Postgres {
 		return "INSERT INTO " + table + " (id, n) VALUES ($1, $2)"
 	}
 	return "INSERT INTO " + table + " (id, n) VALUES (?, ?)"
@@ -49,7 +50,7 @@ func insertSQL(d sqlstore.Dialect, table string) string {
 // TestTxRollbackLeavesNothing: a handler whose transaction rolls back leaves
 // no record and no business row, and its retry runs again.
 func TestTxRollbackLeavesNothing(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
@@ -92,7 +93,7 @@ func TestTxRollbackLeavesNothing(t *testing.T) {
 // before answering leaves a completed record; the retry replays it and runs
 // nothing.
 func TestTxCrashAfterCommitReplays(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 		biz := businessTable(t, s)
@@ -129,7 +130,7 @@ func TestTxDuplicateWaitsForCommit(t *testing.T) {
 	for _, commit := range []bool{true, false} {
 		t.Run(fmt.Sprintf("commit=%v", commit), func(t *testing.T) {
 			t.Parallel()
-			forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+			forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 				ctx := context.Background()
 				s := newStore(t, d, 4)
 				tx, c, err := s.BeginTx(ctx, "k", "fp", lease)
@@ -174,7 +175,7 @@ func TestTxDuplicateWaitsForCommit(t *testing.T) {
 // TestInboxConcurrentDelivery: the same message delivered concurrently to
 // several consumer instances applies its effect once.
 func TestInboxConcurrentDelivery(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 8)
 		biz := businessTable(t, s)
@@ -232,7 +233,7 @@ func TestInboxConcurrentDelivery(t *testing.T) {
 
 // TestInboxFailedHandlerRunsAgain: fn's error rolls the mark back.
 func TestInboxFailedHandlerRunsAgain(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2)
 		boom := errors.New("boom")
@@ -251,7 +252,7 @@ func TestInboxFailedHandlerRunsAgain(t *testing.T) {
 // from concurrent workers, leave the entity at version 100, and every event
 // that arrives after a newer one is reported stale.
 func TestOrderingGuardShuffled(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 4)
 		const n = 100
@@ -342,7 +343,7 @@ func retryTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
 }
 
 func TestOrderingGuardTimestamp(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 2)
 		t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -382,7 +383,7 @@ func TestOrderingGuardTimestamp(t *testing.T) {
 // TestPurgeWhileClaiming: Purge removes only expired records, in batches,
 // while other goroutines keep claiming and completing.
 func TestPurgeWhileClaiming(t *testing.T) {
-	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+	forEachDialect(t, func(t *testing.T, d steadfast.Dialect) {
 		ctx := context.Background()
 		s := newStore(t, d, 6)
 		expired, live := 300, 100

@@ -7,6 +7,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/outbox"
@@ -18,7 +19,7 @@ func main() {
 	if err != nil {
 		panic(err)
 	}
-	store, err := sqlstore.New(db, sqlstore.Postgres)
+	store, err := sqlstore.New(db, steadfast.Postgres)
 	if err != nil {
 		panic(err)
 	}
