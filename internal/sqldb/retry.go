@@ -5,10 +5,11 @@ import (
 
 	"context"
 	"errors"
-	"github.com/steadfast-go/steadfast"
 	"math/rand/v2"
 	"strconv"
 	"time"
+
+	"github.com/steadfast-go/steadfast"
 )
 
 // IsRetryable reports whether err is a transient conflict that the database

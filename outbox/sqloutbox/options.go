@@ -9,7 +9,7 @@ import (
 )
 
 // Dialect names the SQL database behind a Store. It is the same type as
-// sqlstore.Dialect, so one value names the database to both.
+// steadfast.Dialect, so one value names the database to both.
 type Dialect = sqldb.Dialect
 
 // The databases a Store runs on.

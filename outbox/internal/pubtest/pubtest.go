@@ -17,6 +17,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the PostgreSQL outbox of the benchmarks
 	_ "modernc.org/sqlite"             // the outbox of the tests
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/idempotency/sqlstore"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
@@ -88,12 +89,12 @@ func NewMemOutbox(t testing.TB) *Outbox {
 // in t's temporary directory, for the consumers' Consume tests.
 func NewInbox(t testing.TB) *sqlstore.Store {
 	t.Helper()
-	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "inbox.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "inbox.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	s, err := sqlstore.New(db, sqlstore.SQLite)
+	s, err := sqlstore.New(db, steadfast.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
