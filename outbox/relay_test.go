@@ -356,10 +356,10 @@ func TestStopDuringClaim(t *testing.T) {
 	}
 }
 
-// TestConcurrencyLimits: a claimed batch mixing topics is published with at
-// most WithTopicConcurrency publishes in flight per topic, each topic
-// reaching its limit, and a topic whose publishes hang does not hold up
-// another topic of the same batch.
+// TestConcurrencyLimits: a claimed batch mixing destinations (here the
+// topics) is published with at most WithDestinationConcurrency publishes in
+// flight per destination, each reaching its limit, and a destination whose
+// publishes hang does not hold up another of the same batch.
 func TestConcurrencyLimits(t *testing.T) {
 	t.Parallel()
 	db, s := newStore(t)
