@@ -84,8 +84,13 @@ type PausedDestination struct {
 	Reason string
 }
 
-// Stats is a snapshot of a store's backlog.
+// Stats is a snapshot of a store's backlog: the totals of the store
+// (Store.Stats), or those of one topic and destination (a SQL store's
+// StatsByDestination).
 type Stats struct {
+	// Topic and Destination name the messages counted, when the figures
+	// are those of one topic and destination; empty in the totals.
+	Topic, Destination string
 	// Pending is the number of messages not yet delivered nor dead, claimed
 	// or not.
 	Pending int64
@@ -94,6 +99,9 @@ type Stats struct {
 	OldestPendingAge time.Duration
 	// Dead is the number of dead letters.
 	Dead int64
+	// InFlight is the number of pending messages claimed by a relay whose
+	// lease has not expired. Filled by StatsByDestination; 0 in the totals.
+	InFlight int64
 }
 
 // State is where a stored message stands.
