@@ -241,8 +241,9 @@ func (s *Store) claimSetGet(ctx context.Context, c *claimCall) (_ idempotency.Cl
 	// PTTL first: go-redis inspects the first reply of a pipeline as an
 	// error, and SET's nil (the key was free) would cost it a dozen
 	// allocations.
-	ttl := p.Do(ctx, "pttl", c.rkey)
-	set := p.Do(ctx, "set", c.rkey, c.value, "px", c.px, "nx", "get")
+	var rkey any = c.rkey // boxed once for both commands
+	ttl := p.Do(ctx, "pttl", rkey)
+	set := p.Do(ctx, "set", rkey, c.value, "px", c.px, "nx", "get")
 	_, _ = p.Exec(ctx)
 	v, err := set.Text()
 	switch {
@@ -373,9 +374,10 @@ func (s *Store) Get(ctx context.Context, key string) (idempotency.Record, error)
 		return idempotency.Record{}, err
 	}
 	rkey := s.prefix + key
+	var boxed any = rkey // boxed once for both commands
 	p := s.rdb.Pipeline()
-	ttl := p.Do(ctx, "pttl", rkey)
-	get := p.Do(ctx, "get", rkey)
+	ttl := p.Do(ctx, "pttl", boxed)
+	get := p.Do(ctx, "get", boxed)
 	_, _ = p.Exec(ctx)
 	v, err := get.Text()
 	switch {

@@ -25,7 +25,12 @@ type Side struct {
 // process's CPU time per operation (<name>-cpu-µs/op) and, when Server is
 // set, of the server's (<name>-server-cpu-µs/op); for each side after the
 // first, its throughput over the first side's in the same round, as a
-// median with its range (<name>/<first>, -min, -max).
+// median with its range (<name>/<first>, -min, -max), and, when Server is
+// set or InProcess, the same ratio read from CPU time (<name>/<first>-by-cpu: the first
+// side's CPU time per operation, client's and server's, over this
+// side's), which a machine shared with other work moves far less than the
+// wall time: where client and server share the CPUs, throughput is
+// bounded by it.
 //
 // b.N multiplies the rounds: run it with -benchtime 1x.
 type Standalone struct {
@@ -38,6 +43,9 @@ type Standalone struct {
 	// Server, if set, returns the server's cumulative CPU time; it is read
 	// before and after each side's turn.
 	Server func() (time.Duration, error)
+	// InProcess says that the database runs in this process (SQLite): the
+	// ratio is then also read from this process's CPU time alone.
+	InProcess bool
 	// Setup, if set, runs before each side's turn, untimed (e.g. to
 	// prepare the keys the turn uses).
 	Setup func(side string)
@@ -98,6 +106,18 @@ func (s Standalone) Run(b *testing.B, sides ...Side) {
 		b.ReportMetric(median(ratios), name)
 		b.ReportMetric(slices.Min(ratios), name+"-min")
 		b.ReportMetric(slices.Max(ratios), name+"-max")
+		if s.Server == nil && !s.InProcess {
+			continue
+		}
+		// The same ratio from CPU time: the first side's CPU time per
+		// operation, this process's and the server's, over this side's.
+		for k := range ratios {
+			base, this := runs[0][k], runs[i][k]
+			ratios[k] = (base.cpu + base.server) / (this.cpu + this.server)
+		}
+		b.ReportMetric(median(ratios), name+"-by-cpu")
+		b.ReportMetric(slices.Min(ratios), name+"-by-cpu-min")
+		b.ReportMetric(slices.Max(ratios), name+"-by-cpu-max")
 	}
 	b.ReportMetric(0, "ns/op")
 }
