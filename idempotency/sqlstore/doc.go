@@ -15,7 +15,10 @@
 //
 // Store.Schema returns the same SQL for users who run their own migration
 // tool; the templates are under migrations/<dialect>/ in the module source.
-// WithTable names the tables ("name" or "schema.name").
+// WithTable names the tables ("name" or "schema.name"). On PostgreSQL the
+// schema also holds a function beside the tables, {table}_claim, which the
+// claim statement calls to insert a new claim (drop it with DROP FUNCTION
+// when you drop the tables).
 //
 // An application that uses pgxpool can hand the store a *sql.DB over the
 // same pool with stdlib.OpenDBFromPool. (A native pgxpool path was measured
@@ -28,9 +31,13 @@
 //
 // One row per key holds the fingerprint, the status, the fencing token (a
 // random 63-bit number, compared for equality), the lease and expiry times
-// and the stored response. Claims are single atomic statements
-// (INSERT ... ON CONFLICT DO UPDATE ... WHERE, or ON DUPLICATE KEY UPDATE on
-// steadfast.MySQL); a claim never deletes or overwrites a live record.
+// and the stored response. Claims are single atomic statements: on
+// PostgreSQL a read of the key's row that inserts a claim (through
+// {table}_claim, INSERT ... ON CONFLICT DO NOTHING) only when there is
+// none, so that a new key and a replay are one round trip each and a
+// replay costs about a SELECT; INSERT ... ON CONFLICT DO UPDATE ... WHERE on
+// SQLite, ON DUPLICATE KEY UPDATE on MySQL. A claim never deletes or
+// overwrites a live record.
 //
 // Every time is the database server's, taken by the statement that writes
 // or compares it (clock_timestamp() on PostgreSQL, whose now() would be the
