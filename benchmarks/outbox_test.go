@@ -166,7 +166,7 @@ func benchSteadfast(b *testing.B, base string, keys int) {
 	if err := store.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	listener, err := pgxoutbox.NewListener(store, dsn)
+	listener, err := pgxoutbox.NewListener(store, db)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -151,7 +151,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (summary, error) {
 	if err != nil {
 		return summary{}, err
 	}
-	listener, err := pgxoutbox.NewListener(ob, cfg.postgres)
+	listener, err := pgxoutbox.NewListener(ob, db)
 	if err != nil {
 		return summary{}, err
 	}

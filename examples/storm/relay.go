@@ -110,7 +110,7 @@ func startRelays(ctx context.Context, s *storm) (*relays, error) {
 		outbox.WithLogger(s.log),
 	}
 	if s.postgres {
-		l, err := pgxoutbox.NewListener(s.out, s.pgURL)
+		l, err := pgxoutbox.NewListener(s.out, s.db)
 		if err != nil {
 			return nil, err
 		}

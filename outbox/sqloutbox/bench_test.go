@@ -311,7 +311,7 @@ func BenchmarkEnqueue(b *testing.B) {
 func BenchmarkCommitToPublish(b *testing.B) {
 	for _, mode := range []string{"listen-notify", "poll-100ms"} {
 		b.Run(mode, func(b *testing.B) {
-			db, s, url := newPostgres(b)
+			db, s, _ := newPostgres(b)
 			published := make(chan time.Time, 1)
 			pub := outbox.Publisher(publisherFunc(func(ctx context.Context, d outbox.Delivery) error {
 				published <- time.Now()
@@ -319,7 +319,7 @@ func BenchmarkCommitToPublish(b *testing.B) {
 			}))
 			opts := []outbox.Option{outbox.WithPollInterval(100 * time.Millisecond)}
 			if mode == "listen-notify" {
-				l, err := pgxoutbox.NewListener(s, url)
+				l, err := pgxoutbox.NewListener(s, db)
 				if err != nil {
 					b.Fatal(err)
 				}

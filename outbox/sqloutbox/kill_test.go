@@ -72,7 +72,7 @@ func TestHelperRelayProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := pgxoutbox.NewListener(s, url)
+	l, err := pgxoutbox.NewListener(s, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestPostgresRestart(t *testing.T) {
 		n = 1000
 	}
 	enqueueMany(t, db, s, n, 50)
-	l, err := pgxoutbox.NewListener(s, pg.URL())
+	l, err := pgxoutbox.NewListener(s, db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,9 +181,9 @@ func newMySQL(t testing.TB) (*sql.DB, *sqloutbox.Store) {
 func TestPostgresConformance(t *testing.T) {
 	postgresDB(t)
 	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
-		db, s, url := newPostgres(t)
+		db, s, _ := newPostgres(t)
 		h := harness(t, db, s)
-		l, err := pgxoutbox.NewListener(s, url)
+		l, err := pgxoutbox.NewListener(s, db)
 		if err != nil {
 			t.Fatal(err)
 		}

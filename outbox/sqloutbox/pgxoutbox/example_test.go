@@ -45,7 +45,7 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	listener, err := pgxoutbox.NewListener(store, url)
+	listener, err := pgxoutbox.NewListener(store, db) // one DSN: the listener connects as db does
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -2,11 +2,14 @@ package pgxoutbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
@@ -17,27 +20,53 @@ import (
 // Give it to a relay with outbox.WithNotifier. It is safe for concurrent
 // use; each Listen opens its own connection.
 type Listener struct {
-	connString string
-	channel    string
+	db      *sql.DB
+	channel string
 }
 
 var _ outbox.Notifier = (*Listener)(nil)
 
-// NewListener returns a listener for store's notifications, connecting with
-// the pgx connection string connString. It checks its arguments but does not
-// connect. It returns an error for a nil store, a store whose dialect is
-// not sqloutbox.Postgres, and a connection string pgx cannot parse.
-func NewListener(store *sqloutbox.Store, connString string) (*Listener, error) {
+// NewListener returns a listener for store's notifications. It connects as
+// db does, so the application gives its database once: db is the *sql.DB the
+// store was made with, or, where that one reaches PostgreSQL through a
+// transaction-mode pooler (which cannot LISTEN), a *sql.DB opened on a direct
+// connection string. db must be opened with pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib: sql.Open("pgx", ...), stdlib.OpenDB or
+// stdlib.OpenDBFromPool); each Listen borrows one of its connections for a
+// moment to copy its settings (host, credentials, TLS, runtime parameters such
+// as search_path) and opens a connection of its own with them. NewListener
+// checks its arguments but does not connect. It returns an error for a nil
+// store or db, and a store whose dialect is not steadfast.Postgres.
+func NewListener(store *sqloutbox.Store, db *sql.DB) (*Listener, error) {
 	if store == nil {
 		return nil, errors.New("pgxoutbox: NewListener: store is nil")
 	}
-	if d := store.Dialect(); d != sqloutbox.Postgres {
+	if db == nil {
+		return nil, errors.New("pgxoutbox: NewListener: db is nil")
+	}
+	if d := store.Dialect(); d != steadfast.Postgres {
 		return nil, fmt.Errorf("pgxoutbox: NewListener: the store's dialect is %v, not postgres", d)
 	}
-	if _, err := pgx.ParseConfig(connString); err != nil {
-		return nil, fmt.Errorf("pgxoutbox: NewListener: %w", err)
+	return &Listener{db: db, channel: store.Table()}, nil
+}
+
+// config copies the connection settings of one of l.db's connections.
+func (l *Listener) config(ctx context.Context) (*pgx.ConnConfig, error) {
+	c, err := l.db.Conn(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return &Listener{connString: connString, channel: store.Table()}, nil
+	defer c.Close()
+	var cfg *pgx.ConnConfig
+	err = c.Raw(func(driverConn any) error {
+		sc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("the database is not opened with pgx's database/sql driver (its connections are %T)", driverConn)
+		}
+		cfg = sc.Conn().Config().Copy()
+		return nil
+	})
+	return cfg, err
 }
 
 // Listen implements outbox.Notifier: it connects, listens, calls notify once
@@ -45,7 +74,11 @@ func NewListener(store *sqloutbox.Store, connString string) (*Listener, error) {
 // notification, until ctx ends or the connection fails; it returns why it
 // stopped.
 func (l *Listener) Listen(ctx context.Context, notify func()) error {
-	conn, err := pgx.Connect(ctx, l.connString)
+	cfg, err := l.config(ctx)
+	if err != nil {
+		return fmt.Errorf("pgxoutbox: listen: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("pgxoutbox: listen: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
@@ -101,9 +102,9 @@ func (t pgxTx) Rollback() error { return t.tx.Rollback(context.Background()) }
 func TestConformance(t *testing.T) {
 	servers(t)
 	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
-		db, pool, url := servers(t)
+		db, pool, _ := servers(t)
 		s := newStore(t, db)
-		l, err := pgxoutbox.NewListener(s, url)
+		l, err := pgxoutbox.NewListener(s, db)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,9 +155,9 @@ func TestRefusals(t *testing.T) {
 		{"Enqueue nil store", pgxoutbox.Enqueue(ctx, nil, nil), "pgxoutbox: Enqueue: store is nil"},
 		{"Enqueue nil tx", pgxoutbox.Enqueue(ctx, pg, nil), "pgxoutbox: Enqueue: transaction is nil"},
 		{"Enqueue on SQLite", pgxoutbox.Enqueue(ctx, lite, nil), "pgxoutbox: Enqueue: the store's dialect is sqlite, not postgres"},
-		{"NewListener nil store", second(pgxoutbox.NewListener(nil, "postgres://x")), "store is nil"},
-		{"NewListener on SQLite", second(pgxoutbox.NewListener(lite, "postgres://x")), "dialect is sqlite, not postgres"},
-		{"NewListener bad string", second(pgxoutbox.NewListener(pg, "host=x port=notaport")), "pgxoutbox: NewListener:"},
+		{"NewListener nil store", second(pgxoutbox.NewListener(nil, db)), "store is nil"},
+		{"NewListener nil db", second(pgxoutbox.NewListener(pg, nil)), "pgxoutbox: NewListener: db is nil"},
+		{"NewListener on SQLite", second(pgxoutbox.NewListener(lite, db)), "dialect is sqlite, not postgres"},
 	} {
 		if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("%s = %v, want an error with %q", c.name, c.err, c.want)
@@ -165,3 +166,27 @@ func TestRefusals(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// TestListenerNeedsPgxDatabase: a listener whose database is not opened with
+// pgx's database/sql driver says so when it listens, instead of connecting
+// somewhere else.
+func TestListenerNeedsPgxDatabase(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "o.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pg, err := sqloutbox.New(db, steadfast.Postgres) // never used against the database
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := pgxoutbox.NewListener(pg, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Listen(context.Background(), func() {})
+	if err == nil || !strings.Contains(err.Error(), "not opened with pgx's database/sql driver") {
+		t.Fatalf("Listen on a SQLite database: %v, want an error naming pgx's driver", err)
+	}
+}
