@@ -1,26 +1,37 @@
 // Command outboxctl lets an operator look at an outbox table, handle its
-// dead letters and lift the pauses of its destinations: stats, list,
-// inspect, requeue, discard, pauses, resume (and migrate).
+// dead letters, lift the pauses of its destinations and release stuck
+// idempotency claims: the actions of the operator's page (package ops).
 //
 // Usage:
 //
-//	outboxctl -db postgres -dsn "$DATABASE_URL" [-table steadfast_outbox] [-json] <command> [args]
+//	outboxctl -db postgres -dsn "$DATABASE_URL" [-table steadfast_outbox] [-json] [-who NAME] [-yes] <command> [args]
 //
 // Commands:
 //
-//	stats                         pending messages, age of the oldest, dead letters
-//	list [-topic T] [-after P] [-limit N]
+//	stats [-by destination]       pending messages, age of the oldest, dead letters
+//	                              (per topic and destination: also in flight)
+//	list [-topic T] [-destination D] [-after P] [-limit N]
 //	                              dead letters in position order (page with -after)
 //	inspect ID                    one message, in any state, with its payload
 //	requeue ID...                 make dead letters pending again, atomically
-//	discard ID...                 delete dead letters
+//	discard [-yes] ID...          delete dead letters (asks first on a terminal)
 //	pauses                        paused destinations, until when, and why
 //	resume DESTINATION...         lift pauses: the messages are deliverable at once
 //	migrate                       create the table and its indexes
+//	idempotency get [-idem-table T] [-scope S] [-method POST] [-route R] KEY
+//	idempotency get [-idem-table T] -stored STOREDKEY
+//	                              an idempotency record: state, lease or
+//	                              retention left, stored HTTP status
+//	idempotency release [-yes] ...
+//	                              release a claim in progress whatever its holder
+//	                              (same flags as get; asks first on a terminal)
 //
 // -db is postgres (pgx), sqlite (modernc.org/sqlite; -dsn is a file path) or
-// mysql (go-sql-driver/mysql). -dsn defaults to $OUTBOX_DSN. The exit status
-// is 0 on success, 1 on failure and 2 on bad usage.
+// mysql (go-sql-driver/mysql). -dsn defaults to $OUTBOX_DSN. Every action
+// that changes something (requeue, discard, resume, migrate, idempotency
+// release) prints one audit line to stderr naming who did it (-who, default
+// $USER), what and the outcome. The exit status is 0 on success, 1 on
+// failure and 2 on bad usage.
 package main
 
 import (
@@ -33,6 +44,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,6 +52,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	_ "modernc.org/sqlite"
@@ -52,24 +65,44 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: outboxctl -db postgres|sqlite|mysql -dsn DSN [-table NAME] [-json] <command> [args]
+const usage = `usage: outboxctl -db postgres|sqlite|mysql -dsn DSN [-table NAME] [-json] [-who NAME] [-yes] <command> [args]
 
 commands:
-  stats                                  backlog and dead letters
-  list [-topic T] [-after P] [-limit N]  dead letters, in position order
+  stats [-by destination]                backlog and dead letters (per topic and destination)
+  list [-topic T] [-destination D] [-after P] [-limit N]
+                                         dead letters, in position order
   inspect ID                             one message, in any state
   requeue ID...                          make dead letters pending again (atomic)
-  discard ID...                          delete dead letters
+  discard [-yes] ID...                   delete dead letters (asks on a terminal)
   pauses                                 paused destinations, until when, and why
   resume DESTINATION...                  lift pauses (the messages are deliverable at once)
   migrate                                create the table and its indexes
+  idempotency get [-idem-table T] [-scope S] [-method POST] [-route R] KEY | -stored KEY
+                                         an idempotency record and its stored status
+  idempotency release [-yes] (same flags as get)
+                                         release a claim in progress (asks on a terminal)
+
+Actions print an audit line to stderr with who did them (-who, default $USER).
 `
 
 // errUsage marks errors that are the caller's mistake (exit status 2).
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	err := runErr(ctx, args, stdout, stderr)
+	return runIO(ctx, args, os.Stdin, stdinIsTerminal(), stdout, stderr)
+}
+
+// stdinIsTerminal reports whether standard input is a terminal, where
+// destructive commands ask before acting.
+func stdinIsTerminal() bool {
+	fi, err := os.Stdin.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// runIO is run with its input: stdin answers the confirmations, asked only
+// when interactive.
+func runIO(ctx context.Context, args []string, stdin io.Reader, interactive bool, stdout, stderr io.Writer) int {
+	err := runErr(ctx, args, &prompter{in: stdin, interactive: interactive, out: stderr}, stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -85,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runErr(ctx context.Context, args []string, ask *prompter, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("outboxctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
@@ -94,6 +127,8 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	table := fs.String("table", "steadfast_outbox", "outbox table")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	who := fs.String("who", os.Getenv("USER"), "who is acting, for the audit lines (default $USER)")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -133,26 +168,34 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c := &cli{store: store, out: stdout, json: *asJSON}
+	whoName := *who
+	if whoName == "" {
+		whoName = "unknown"
+	}
+	ask.yes = *yes
+	c := &cli{store: store, db: db, dialect: dialect, out: stdout, errOut: stderr, json: *asJSON, who: whoName, table: store.Table(), ask: ask}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {
 	case "stats":
-		return c.stats(ctx, rest)
+		return c.stats(ctx, rest, stderr)
 	case "list":
 		return c.list(ctx, rest, stderr)
 	case "inspect":
 		return c.inspect(ctx, rest)
 	case "requeue":
-		return c.change(ctx, "requeued", rest, store.Requeue)
+		return c.change(ctx, "requeue", "requeued", rest, store.Requeue)
 	case "discard":
-		return c.change(ctx, "discarded", rest, store.Discard)
+		return c.discard(ctx, rest, stderr)
 	case "pauses":
 		return c.pauses(ctx, rest)
+	case "idempotency":
+		return c.idempotency(ctx, rest, stderr)
 	case "resume":
 		if len(rest) == 0 {
 			return fmt.Errorf("%w: name at least one destination", errUsage)
 		}
 		n, err := store.Resume(ctx, rest...)
+		c.audit("resume", "destinations="+strconv.Quote(strings.Join(rest, ",")), fmt.Sprintf("resumed %d of %d", n, len(rest)), err)
 		if err != nil {
 			return err
 		}
@@ -165,7 +208,9 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if len(rest) > 0 {
 			return fmt.Errorf("%w: migrate takes no arguments", errUsage)
 		}
-		if err := store.Migrate(ctx); err != nil {
+		err := store.Migrate(ctx)
+		c.audit("migrate", "", "migrated", err)
+		if err != nil {
 			return err
 		}
 		return c.print(map[string]string{"migrated": store.Table()}, "migrated "+store.Table()+"\n")
@@ -174,9 +219,82 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 type cli struct {
-	store *sqloutbox.Store
-	out   io.Writer
-	json  bool
+	store   *sqloutbox.Store
+	db      *sql.DB
+	dialect steadfast.Dialect
+	out     io.Writer
+	errOut  io.Writer // audit lines
+	json    bool
+	who     string
+	table   string
+	ask     *prompter
+}
+
+// audit prints the one audit line of an action to stderr: when, who, what,
+// on which table, and the outcome (or the error).
+func (c *cli) audit(action, detail, outcome string, err error) {
+	result := "ok " + strconv.Quote(outcome)
+	if err != nil {
+		result = "error " + strconv.Quote(err.Error())
+	}
+	if detail != "" {
+		detail = " " + detail
+	}
+	fmt.Fprintf(c.errOut, "outboxctl audit: time=%s who=%s action=%s table=%s%s result=%s\n",
+		time.Now().UTC().Format(time.RFC3339), strconv.Quote(c.who), action, c.table, detail, result)
+}
+
+// prompter asks for confirmation on a terminal unless -yes was given.
+type prompter struct {
+	in          io.Reader
+	out         io.Writer
+	interactive bool
+	yes         bool
+}
+
+// confirm asks question and reports whether the answer is yes. Without a
+// terminal (scripts) or with -yes it does not ask.
+func (p *prompter) confirm(question string) bool {
+	if p.yes || !p.interactive {
+		return true
+	}
+	fmt.Fprintf(p.out, "%s [y/N] ", question)
+	var line []byte
+	b := make([]byte, 1)
+	for {
+		n, err := p.in.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if err != nil {
+			break
+		}
+	}
+	a := strings.ToLower(strings.TrimSpace(string(line)))
+	return a == "y" || a == "yes"
+}
+
+// errNotConfirmed is returned when the operator did not confirm.
+var errNotConfirmed = errors.New("not confirmed: nothing done")
+
+func (c *cli) discard(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("discard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: discard: %v", errUsage, err)
+	}
+	ids := fs.Args()
+	if len(ids) == 0 {
+		return fmt.Errorf("%w: name at least one message id", errUsage)
+	}
+	if !*yes && !c.ask.confirm(fmt.Sprintf("discard %d dead letters for good?", len(ids))) {
+		return errNotConfirmed
+	}
+	return c.change(ctx, "discard", "discarded", ids, c.store.Discard)
 }
 
 func (c *cli) print(v any, text string) error {
@@ -189,9 +307,44 @@ func (c *cli) print(v any, text string) error {
 	return err
 }
 
-func (c *cli) stats(ctx context.Context, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("%w: stats takes no arguments", errUsage)
+// destStats is the JSON form of one topic and destination's backlog.
+type destStats struct {
+	Topic            string  `json:"topic"`
+	Destination      string  `json:"destination"`
+	Pending          int64   `json:"pending"`
+	InFlight         int64   `json:"in_flight"`
+	Dead             int64   `json:"dead"`
+	OldestPendingAge float64 `json:"oldest_pending_age_seconds"`
+}
+
+func (c *cli) stats(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	by := fs.String("by", "", `"destination": per topic and destination`)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: stats: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 || (*by != "" && *by != "destination") {
+		return fmt.Errorf("%w: stats takes only -by destination", errUsage)
+	}
+	if *by == "destination" {
+		sts, err := c.store.StatsByDestination(ctx)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			out := make([]destStats, len(sts))
+			for i, st := range sts {
+				out[i] = destStats{st.Topic, st.Destination, st.Pending, st.InFlight, st.Dead, st.OldestPendingAge.Seconds()}
+			}
+			return c.print(out, "")
+		}
+		tw := tabwriter.NewWriter(c.out, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "TOPIC\tDESTINATION\tPENDING\tIN FLIGHT\tDEAD\tOLDEST PENDING")
+		for _, st := range sts {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", st.Topic, st.Destination, st.Pending, st.InFlight, st.Dead, st.OldestPendingAge.Round(time.Millisecond))
+		}
+		return tw.Flush()
 	}
 	st, err := c.store.Stats(ctx)
 	if err != nil {
@@ -231,15 +384,16 @@ func (c *cli) list(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	topic := fs.String("topic", "", "only this topic")
+	dest := fs.String("destination", "", "only this destination")
 	after := fs.Int64("after", 0, "only positions above this one (paging)")
 	limit := fs.Int("limit", 100, "at most this many")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: list: %v", errUsage, err)
 	}
 	if fs.NArg() > 0 || *limit <= 0 {
-		return fmt.Errorf("%w: list takes -topic, -after and a positive -limit", errUsage)
+		return fmt.Errorf("%w: list takes -topic, -destination, -after and a positive -limit", errUsage)
 	}
-	recs, err := c.store.ListDead(ctx, *topic, *after, *limit)
+	recs, err := c.store.ListDeadByDestination(ctx, *dest, *topic, *after, *limit)
 	if err != nil {
 		return err
 	}
@@ -252,9 +406,9 @@ func (c *cli) list(ctx context.Context, args []string, stderr io.Writer) error {
 		return c.print(out, "")
 	}
 	tw := tabwriter.NewWriter(c.out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "POSITION\tID\tTOPIC\tKEY\tATTEMPTS\tDEAD SINCE\tLAST ERROR")
+	fmt.Fprintln(tw, "POSITION\tID\tTOPIC\tDESTINATION\tKEY\tATTEMPTS\tDEAD SINCE\tLAST ERROR")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Position, r.ID, r.Topic, r.Key, r.Attempts,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Position, r.ID, r.Topic, r.Destination, r.Key, r.Attempts,
 			r.DoneAt.UTC().Format(time.RFC3339), oneLine(r.LastError, 80))
 	}
 	return tw.Flush()
@@ -323,11 +477,12 @@ func (c *cli) inspect(ctx context.Context, args []string) error {
 	return c.print(nil, b.String())
 }
 
-func (c *cli) change(ctx context.Context, what string, ids []string, op func(context.Context, ...string) (int, error)) error {
+func (c *cli) change(ctx context.Context, action, what string, ids []string, op func(context.Context, ...string) (int, error)) error {
 	if len(ids) == 0 {
 		return fmt.Errorf("%w: name at least one message id", errUsage)
 	}
 	n, err := op(ctx, ids...)
+	c.audit(action, "ids="+strconv.Quote(strings.Join(ids, ",")), fmt.Sprintf("%s %d of %d", what, n, len(ids)), err)
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func setup(t *testing.T) (path string, dead []string, pending string) {
 func ctl(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), args, &out, &errOut)
+	code := runIO(context.Background(), args, strings.NewReader(""), false, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 
