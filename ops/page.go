@@ -297,6 +297,13 @@ func (p *Page) overview(w http.ResponseWriter, r *http.Request) {
 			d.PausesErr = errText(err)
 			p.log.Warn("ops: read the pauses", "error", err)
 		}
+		for i := range d.Backlog {
+			for _, pr := range d.Pauses {
+				if pr.Destination == d.Backlog[i].Destination {
+					d.Backlog[i].Paused = true
+				}
+			}
+		}
 		cancel()
 	}
 	p.render(w, r, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", Refresh: refreshSeconds, Data: d})

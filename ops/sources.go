@@ -13,6 +13,17 @@ import (
 
 // OutboxStore is what the page reads and does in an outbox store.
 // *sqloutbox.Store implements it.
+//
+// A store that also has the methods
+//
+//	StatsByDestination(ctx context.Context) ([]outbox.Stats, error)
+//	ListDeadByDestination(ctx context.Context, destination, topic string, after int64, limit int) ([]outbox.Record, error)
+//
+// (as *sqloutbox.Store does) gets its backlog shown per topic and
+// destination with the messages in flight, and its dead letters filtered
+// by destination in the store. Without them the page shows the store's
+// totals, and filters dead letters by destination itself, reading on
+// through at most 50 of the store's pages.
 type OutboxStore interface {
 	// Stats reports the backlog.
 	Stats(ctx context.Context) (outbox.Stats, error)
@@ -73,15 +84,40 @@ type outboxView interface {
 	discard(ctx context.Context, ids []string) (int, error)
 }
 
+// statsByDestination and deadByDestination are the optional methods of an
+// OutboxStore (see its doc).
+type statsByDestination interface {
+	StatsByDestination(ctx context.Context) ([]outbox.Stats, error)
+}
+
+type deadByDestination interface {
+	ListDeadByDestination(ctx context.Context, destination, topic string, after int64, limit int) ([]outbox.Record, error)
+}
+
 // storeView adapts an OutboxStore.
 type storeView struct{ s OutboxStore }
 
 func (v storeView) backlog(ctx context.Context) ([]destRow, error) {
+	if sb, ok := v.s.(statsByDestination); ok {
+		stats, err := sb.StatsByDestination(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rows := make([]destRow, 0, len(stats))
+		for _, st := range stats {
+			rows = append(rows, destRow{Topic: st.Topic, Destination: st.Destination, Pending: st.Pending, InFlight: st.InFlight,
+				HasInFlight: true, Dead: st.Dead, OldestPending: st.OldestPendingAge})
+		}
+		return rows, nil
+	}
 	st, err := v.s.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return []destRow{{Topic: "all topics", Pending: st.Pending, Dead: st.Dead, OldestPending: st.OldestPendingAge}}, nil
+	if st.Pending == 0 && st.Dead == 0 {
+		return nil, nil
+	}
+	return []destRow{{Pending: st.Pending, Dead: st.Dead, OldestPending: st.OldestPendingAge}}, nil
 }
 
 func (v storeView) pauses(ctx context.Context) ([]pauseRow, bool, error) {
@@ -104,6 +140,9 @@ func (v storeView) resume(ctx context.Context, destination string) (int, error) 
 func (v storeView) dead(ctx context.Context, topic, destination string, after int64, limit int) ([]outbox.Record, error) {
 	if destination == "" {
 		return v.s.ListDead(ctx, topic, after, limit)
+	}
+	if db, ok := v.s.(deadByDestination); ok {
+		return db.ListDeadByDestination(ctx, destination, topic, after, limit)
 	}
 	// The store filters by topic only: read on, a bounded number of its
 	// pages, until limit dead letters of the destination are found.
