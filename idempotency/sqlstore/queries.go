@@ -124,7 +124,7 @@ var postgresQueries = queries{
 	// inserted, the others alone when the key has a row, all NULL when it
 	// must claim again.
 	// Parameters: key, fingerprint, token, lease, abandoned retention.
-	claim: `SELECT CASE WHEN r.idem_key IS NULL THEN {{.Claim}}($1, $2, $3, $4, $5) END,
+	claim: `SELECT CASE WHEN r.idem_key IS NULL THEN {{.Claim}}($1, $2, $3, t.now + $4, t.now + $4 + $5) END,
        r.fingerprint, r.status, r.token,
        CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
        r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $2),
