@@ -101,20 +101,38 @@ func (p *Policy) logger() *slog.Logger {
 // if an attempt failed before, that attempt's error; when ctx is already done
 // fn is not called. A nil p or fn is an error, and fn is not called.
 func Do(ctx context.Context, p *Policy, fn func(ctx context.Context) error) error {
-	if err := checkDo("Do", p, fn == nil); err != nil {
+	if p == nil || fn == nil {
+		return checkDo("Do", p, fn == nil)
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return p.do(ctx, fn)
+	return p.loop(ctx, p.budget, func(ctx context.Context) (int, verdict, error) {
+		if p.cfg.attemptTimeout <= 0 {
+			err := fn(ctx)
+			if err == nil {
+				return 0, done, nil
+			}
+			return 0, p.classify(err), err
+		}
+		actx, cancel := withAttemptTimeout(ctx, p.cfg.attemptTimeout)
+		err := attemptError(ctx, actx, fn(actx))
+		cancel()
+		if err == nil {
+			return 0, done, nil
+		}
+		return 0, p.classify(err), err
+	})
 }
 
 // DoValue is Do for a function that returns a value: it returns the value of
 // the attempt that succeeded, or the zero T and the error Do would return.
 func DoValue[T any](ctx context.Context, p *Policy, fn func(ctx context.Context) (T, error)) (T, error) {
 	var v T
-	if err := checkDo("DoValue", p, fn == nil); err != nil {
-		return v, err
+	if p == nil || fn == nil {
+		return v, checkDo("DoValue", p, fn == nil)
 	}
-	err := p.do(ctx, func(ctx context.Context) error {
+	err := Do(ctx, p, func(ctx context.Context) error {
 		r, err := fn(ctx)
 		if err == nil {
 			v = r
@@ -136,28 +154,6 @@ func checkDo(name string, p *Policy, nilFn bool) error {
 		return fmt.Errorf("retry: %s: function is nil", name)
 	}
 	return nil
-}
-
-func (p *Policy) do(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return p.loop(ctx, p.budget, func(ctx context.Context) (int, verdict, error) {
-		if p.cfg.attemptTimeout <= 0 {
-			err := fn(ctx)
-			if err == nil {
-				return 0, done, nil
-			}
-			return 0, p.classify(err), err
-		}
-		actx, cancel := withAttemptTimeout(ctx, p.cfg.attemptTimeout)
-		err := attemptError(ctx, actx, fn(actx))
-		cancel()
-		if err == nil {
-			return 0, done, nil
-		}
-		return 0, p.classify(err), err
-	})
 }
 
 // classify decides whether a failed attempt of Do may be retried.
