@@ -374,6 +374,14 @@ func TestOperatorPage(t *testing.T) {
 	if !strings.Contains(backlog, "5 pending") || !strings.Contains(backlog, "4 dead") {
 		t.Fatalf("backlog summary: %q", backlog)
 	}
+	// One line per topic and destination, from sqloutbox's
+	// StatsByDestination; the paused destination's line says so.
+	if got := text(t, ctx, "#backlog tr.paused"); !strings.Contains(got, "orders") || !strings.Contains(got, "tenant-gone") || !strings.Contains(got, "paused") {
+		t.Fatalf("backlog line of the paused destination: %q", got)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll("#backlog tbody tr").length`); n != 3 {
+		t.Fatalf("backlog lines: %d, want 3 (invoices, orders/tenant-gone, reminders)", n)
+	}
 	if got := text(t, ctx, "#deliveries .summary"); !strings.Contains(got, "24 delivered") || !strings.Contains(got, "5 failed") {
 		t.Fatalf("this replica's deliveries: %q", got)
 	}
