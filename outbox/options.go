@@ -89,6 +89,7 @@ type config struct {
 	logger          *slog.Logger
 	meterProvider   metric.MeterProvider
 	tracerProvider  trace.TracerProvider
+	throttle        func(ctx context.Context, destination string) error
 }
 
 func defaults() config {
@@ -309,6 +310,33 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 			return errors.New("tracer provider is nil")
 		}
 		c.tracerProvider = tp
+		return nil
+	})
+}
+
+// WithThrottle makes the relay ask throttle, before each delivery, whether
+// the message's destination may have one more now, so that it takes from each
+// destination only what the destination's quota allows: throttle returns nil
+// (go: budget taken) or an error whose RetryAfter() time.Duration says when
+// to ask again, such as a *ratelimit.LimitedError. Both
+// (*ratelimit.Limiter).Allow and webhookpub's (*Publisher).Throttle have its
+// type.
+//
+// A throttled destination is held back in this relay's memory: its claimed
+// messages wait, leases renewed, neither in a publishing slot nor spending an
+// attempt, and it writes nothing to the store (unlike a pause, for outages,
+// which is recorded for every relay); the relay claims no more of it until
+// the delay ends, and other destinations keep flowing meanwhile. An error
+// without RetryAfter (the limiter unreachable, its context ended) holds the
+// destination back for a poll interval. throttle is called with a context
+// carrying Start's values and must not block long. It must not be nil. By
+// default no destination is throttled.
+func WithThrottle(throttle func(ctx context.Context, destination string) error) Option {
+	return newOption("WithThrottle", func(c *config) error {
+		if throttle == nil {
+			return errors.New("throttle function is nil")
+		}
+		c.throttle = throttle
 		return nil
 	})
 }

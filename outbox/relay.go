@@ -80,6 +80,7 @@ type Relay struct {
 	held      int
 	heldDest  map[string]int
 	paused    map[string]knownPause
+	throttled map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
 	destSem   map[string]chan struct{}
 	globalSem chan struct{}
 }
@@ -132,6 +133,7 @@ func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
 		freed:     make(chan struct{}, 1),
 		heldDest:  map[string]int{},
 		paused:    map[string]knownPause{},
+		throttled: map[string]time.Time{},
 		destSem:   map[string]chan struct{}{},
 		globalSem: make(chan struct{}, cfg.concurrency),
 		leases:    map[*lease]struct{}{},
@@ -296,6 +298,13 @@ func (r *Relay) reserve() (int, []string) {
 	for d, p := range r.paused {
 		if now.Before(p.until) {
 			exclude = append(exclude, d) // the store skips it too; this spares it the work
+		}
+	}
+	for d, until := range r.throttled {
+		if now.Before(until) {
+			exclude = append(exclude, d) // no more of it than its throttle lets through
+		} else {
+			delete(r.throttled, d)
 		}
 	}
 	limit := r.cfg.destConcurrency + r.cfg.batchSize
@@ -514,6 +523,11 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 		return release(c)
 	}
 	defer func() { <-sem }()
+	// A throttled destination's messages wait here, in its own slots only,
+	// so that the other destinations keep the overall ones.
+	if r.cfg.throttle != nil && !r.admit(c.Destination) {
+		return release(c)
+	}
 	select {
 	case r.globalSem <- struct{}{}:
 	case <-r.loopCtx.Done():
@@ -610,6 +624,45 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 	r.m.attempt(ctx, c.Topic, "failed", took)
 	r.log.Debug("outbox: publish failed", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "retry_in", delay, "err", err)
 	return outcome(c, backend.Retry, delay, msg)
+}
+
+// admit waits until the throttle (WithThrottle) lets one more message of
+// dest through, and reports false when the relay stops first. A refusal
+// holds dest back, in memory, until its RetryAfter (a poll interval for an
+// error without one); nothing is written to the store.
+func (r *Relay) admit(dest string) bool {
+	for {
+		r.mu.Lock()
+		until := r.throttled[dest]
+		r.mu.Unlock()
+		if wait := time.Until(until); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-r.loopCtx.Done():
+				t.Stop()
+				return false
+			}
+		}
+		err := r.cfg.throttle(r.loopCtx, dest)
+		if err == nil {
+			return true
+		}
+		if r.loopCtx.Err() != nil {
+			return false
+		}
+		d, ok := retry.RetryAfter(err)
+		if !ok {
+			d = r.cfg.pollInterval
+			r.log.Warn("outbox: throttle failed; destination held back for a poll interval", "destination", dest, "err", err)
+		}
+		d = max(d, time.Millisecond)
+		r.mu.Lock()
+		if u := time.Now().Add(d); u.After(r.throttled[dest]) {
+			r.throttled[dest] = u
+		}
+		r.mu.Unlock()
+	}
 }
 
 func (r *Relay) settleLoop() {
