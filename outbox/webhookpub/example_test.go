@@ -10,6 +10,7 @@ import (
 
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/webhookpub"
+	"github.com/steadfast-go/steadfast/ratelimit"
 	"github.com/steadfast-go/steadfast/webhook"
 )
 
@@ -86,5 +87,42 @@ func ExampleWithResolver() {
 	// Output:
 	// customer got 0190f5e2-7b4c-7000-8000-0000000000ac
 	// delivered: true
+	// true
+}
+
+// A partner allows 10 requests per second: the relay sends it no more, and
+// holds its messages back in memory meanwhile, without spending attempts or
+// holding up the other destinations. What the partner announces (a 429's
+// Retry-After, RateLimit headers) narrows the quota.
+func ExampleWithRateLimit() {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer partner.Close()
+
+	// Keyed by destination; give it ratelimit.WithStore to share the quota
+	// between the replicas.
+	lim, err := ratelimit.New(ratelimit.WithLimit(10, time.Second, 1))
+	if err != nil {
+		panic(err)
+	}
+	pub, err := webhookpub.New(map[string]webhookpub.Endpoint{
+		"partner": {URL: partner.URL, Secrets: []string{secret}},
+	},
+		webhookpub.WithRateLimit(lim, "partner"),
+		webhookpub.WithAllowedNetworks("127.0.0.1"))
+	if err != nil {
+		panic(err)
+	}
+	// The relay takes each delivery's budget with the publisher's Throttle:
+	// outbox.NewRelay(store, pub, relayOpts...).
+	relayOpts := []outbox.Option{outbox.WithThrottle(pub.Throttle)}
+	_ = relayOpts
+
+	// What the relay sees: the burst of 1, then a wait of about 100 ms.
+	fmt.Println(pub.Throttle(context.Background(), "partner"))
+	err = pub.Throttle(context.Background(), "partner")
+	fmt.Println(errors.Is(err, ratelimit.ErrLimited))
+	// Output:
+	// <nil>
 	// true
 }
