@@ -149,7 +149,7 @@ func BenchmarkClaimBacklog(b *testing.B) {
 	}
 	b.StopTimer()
 	for _, sd := range sides {
-		name := strconv.Itoa(sd.n / 1000) + "k-"
+		name := strconv.Itoa(sd.n/1000) + "k-"
 		b.ReportMetric(ms(percentile(sd.blocked, 50)), name+"blocked-p50-ms")
 		b.ReportMetric(ms(percentile(sd.ready, 50)), name+"ready-p50-ms")
 		b.ReportMetric(ms(percentile(sd.ready, 99)), name+"ready-p99-ms")

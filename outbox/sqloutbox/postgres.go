@@ -149,16 +149,18 @@ ORDER BY v.ord`
 }
 
 func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token string) ([]claimedRow, error) {
-	exclude := req.Exclude
-	if exclude == nil {
-		exclude = []string{}
-	}
 	if s.unparkDue() {
 		if err := s.pgUnpark(ctx); err != nil {
 			return nil, err
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, s.q.claim, req.Limit, token, exclude, seconds(req.Lease))
+	var rows *sql.Rows
+	var err error
+	if len(req.Exclude) == 0 {
+		rows, err = s.db.QueryContext(ctx, s.q.claim, req.Limit, token, seconds(req.Lease))
+	} else {
+		rows, err = s.db.QueryContext(ctx, s.q.claimExclude, req.Limit, token, seconds(req.Lease), req.Exclude)
+	}
 	if err != nil {
 		return nil, err
 	}

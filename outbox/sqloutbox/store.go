@@ -42,7 +42,7 @@ type Store struct {
 var _ outbox.Store = (*Store)(nil)
 
 type queries struct {
-	schema, claim, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard, pauses, resume string
+	schema, claim, claimExclude, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard, pauses, resume string
 }
 
 // New returns a Store on db for dialect d. It checks its arguments and
@@ -80,6 +80,9 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		cleanup: s.expand(q.cleanup), stats: s.expand(q.stats), listDead: s.expand(q.listDead), get: s.expand(q.get),
 		requeue: s.expand(q.requeue), requeueLock: s.expand(q.requeueLock), discard: s.expand(q.discard),
 		pauses: s.expand(q.pauses), resume: s.expand(q.resume)}
+	if d == steadfast.Postgres {
+		s.q.claim, s.q.claimExclude = strings.Replace(s.q.claim, "{exclude}", "", 1), strings.Replace(s.q.claim, "{exclude}", pgClaimExclude, 1)
+	}
 	return s, nil
 }
 
