@@ -157,9 +157,18 @@ const (
 type signatures struct {
 	n int
 	e [maxSignatures]string
-	// malformed is the position (from 1) of the first v1 or v1a entry
-	// whose signature is not base64, or 0.
-	malformed int
+}
+
+// malformed returns the position (from 1) of the first v1 or v1a entry
+// whose signature is not base64, or 0. It is asked only when no entry
+// matched, so that a valid header is scanned once.
+func (s *signatures) malformed() int {
+	for i, entry := range s.e[:s.n] {
+		if !wellFormed(entry) {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // parse splits the fields of a webhook-signature header into their
@@ -183,9 +192,6 @@ func (s *signatures) parse(fields []string) error {
 			}
 			s.e[s.n] = entry
 			s.n++
-			if s.malformed == 0 && !wellFormed(entry) {
-				s.malformed = s.n
-			}
 		}
 	}
 	return nil
@@ -217,8 +223,8 @@ func (v *Verifier) verify(id, timestamp string, fields []string, payload []byte)
 	if len(v.pubs) > 0 && v.matchEd25519(id, timestamp, &sigs, payload) {
 		return nil
 	}
-	if sigs.malformed > 0 {
-		return fmt.Errorf("%w: webhook-signature entry %d is not base64", ErrInvalidHeader, sigs.malformed)
+	if i := sigs.malformed(); i > 0 {
+		return fmt.Errorf("%w: webhook-signature entry %d is not base64", ErrInvalidHeader, i)
 	}
 	return ErrNoMatchingSignature
 }

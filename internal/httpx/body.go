@@ -12,7 +12,9 @@ import (
 // It reads into buf's storage (from buf[:0]) when buf has room, so a
 // middleware that pools its buffers reads without allocating; with a nil or
 // small buf it allocates once when the length is declared (exactly
-// ContentLength+1 bytes) and grows as needed when it is not.
+// ContentLength bytes: the end is seen by a read of nothing, from the
+// readers that report it so, as net/http's request bodies do) and grows as
+// needed when it is not.
 //
 // A declared ContentLength above limit is refused before anything is read;
 // an undeclared body is read up to limit+1 bytes, to tell "limit" from
@@ -28,12 +30,22 @@ func ReadBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
 	buf = buf[:0]
-	if r.ContentLength >= 0 && int64(cap(buf)) < r.ContentLength+1 {
-		// One byte more than declared, so that EOF is seen without growing.
-		buf = make([]byte, 0, r.ContentLength+1)
+	if r.ContentLength >= 0 && int64(cap(buf)) < r.ContentLength {
+		buf = make([]byte, 0, r.ContentLength)
 	}
 	for {
 		if len(buf) == cap(buf) {
+			// Full: a read of nothing tells the end of the body without
+			// growing buf from the readers that report it there
+			// (net/http's request bodies, bytes.Reader); others grow it.
+			if n, err := r.Body.Read(buf[len(buf):]); n == 0 && err == io.EOF {
+				if buf == nil {
+					return []byte{}, nil // read, and empty: not "no body"
+				}
+				return buf, nil
+			} else if err != nil && err != io.EOF {
+				return nil, err
+			}
 			buf = append(buf, 0)[:len(buf)]
 		}
 		// Read at most one byte past limit, to tell "limit" from "more".

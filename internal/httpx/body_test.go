@@ -116,6 +116,36 @@ func TestReadBodyReusesBuffer(t *testing.T) {
 	assert.Equal(t, 1.0, allocs)
 }
 
+// TestReadBodyExactSize checks that a declared body is read into exactly
+// its length, with a server's own request body: one byte more would put a
+// 2 KiB webhook in the allocator's next size class (2304 bytes).
+func TestReadBodyExactSize(t *testing.T) {
+	t.Parallel()
+	body := bytes.Repeat([]byte("x"), 2048)
+	got := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := httpx.ReadBody(r, 1<<20, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	b := <-got
+	assert.Equal(t, body, b)
+	assert.Equal(t, len(body), cap(b), "capacity of the body read")
+	// A declared empty body is read as empty, not as none.
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(""))
+	r.ContentLength = 0
+	b, err = httpx.ReadBody(r, 1<<20, nil)
+	require.NoError(t, err)
+	assert.NotNil(t, b)
+	assert.Empty(t, b)
+}
+
 func TestBodyReader(t *testing.T) {
 	t.Parallel()
 	var rd httpx.BodyReader
