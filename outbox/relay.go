@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,8 @@ type Relay struct {
 	paused    map[string]knownPause
 	throttled map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
 	destSem   map[string]chan struct{}
+	futile    futile        // the last futile claim
+	woken     atomic.Uint64 // calls of Wake (notifications included)
 	globalSem chan struct{}
 }
 
@@ -270,10 +273,8 @@ func (r *Relay) Run(ctx context.Context) error {
 // poll. Call it after committing a transaction that enqueued messages, when
 // the relay runs in the same process. It never blocks.
 func (r *Relay) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.woken.Add(1)
+	signal(r.wake)
 }
 
 func signal(c chan struct{}) {
@@ -284,36 +285,68 @@ func signal(c chan struct{}) {
 }
 
 // reserve takes up to one batch of holding room and says which destinations
-// not to claim.
-func (r *Relay) reserve() (int, []string) {
+// not to claim: the paused ones, and (held) those the relay holds back in
+// memory: throttled, or held to their fill already. It takes nothing when
+// the claim would repeat a futile one (see futile).
+func (r *Relay) reserve() (n int, exclude, held []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := min(r.cfg.batchSize, r.maxHeld-r.held)
+	n = min(r.cfg.batchSize, r.maxHeld-r.held)
 	if n <= 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
-	r.held += n
-	var exclude []string
 	now := time.Now()
-	for d, p := range r.paused {
-		if now.Before(p.until) {
-			exclude = append(exclude, d) // the store skips it too; this spares it the work
-		}
-	}
 	for d, until := range r.throttled {
 		if now.Before(until) {
-			exclude = append(exclude, d) // no more of it than its throttle lets through
+			held = append(held, d) // no more of it than its throttle lets through
 		} else {
 			delete(r.throttled, d)
 		}
 	}
 	limit := r.cfg.destConcurrency + r.cfg.batchSize
 	for d, h := range r.heldDest {
-		if h >= limit && !now.Before(r.paused[d].until) {
-			exclude = append(exclude, d)
+		if h >= limit && !now.Before(r.paused[d].until) && !slices.Contains(held, d) {
+			held = append(held, d)
 		}
 	}
-	return n, exclude
+	if r.futile.covers(held, now, r.cfg.pollInterval, r.woken.Load()) {
+		return 0, nil, nil
+	}
+	r.held += n
+	for d, p := range r.paused {
+		if now.Before(p.until) && !slices.Contains(held, d) {
+			exclude = append(exclude, d) // the store skips it too; this spares it the work
+		}
+	}
+	return n, append(exclude, held...), held
+}
+
+// futile is the last claim that excluded destinations the relay held back
+// and came back short: every other ready message was claimed. Such a claim
+// looks past every ready message of the destinations held back (on
+// PostgreSQL, an index scan of their whole backlog), so the relay does not
+// repeat it, holding back the same destinations or more, until a poll
+// interval has passed or Wake (a notification) says that messages were
+// committed since; it claims again at once when one of them is no longer
+// held back (it then excludes fewer).
+type futile struct {
+	at    time.Time
+	held  []string
+	woken uint64 // the count of Wake calls when it was made
+}
+
+// covers reports whether a claim holding back held at now, after woken
+// calls of Wake, would repeat the last futile one, within every of it.
+func (f *futile) covers(held []string, now time.Time, every time.Duration, woken uint64) bool {
+	if len(held) == 0 || len(f.held) == 0 || now.Sub(f.at) >= every || woken != f.woken {
+		return false
+	}
+	for _, d := range f.held {
+		if !slices.Contains(held, d) {
+			return false
+		}
+	}
+	return true
 }
 
 // unhold gives back holding room.
@@ -335,12 +368,20 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		// destinations to exclude were read, so that a pause this relay
 		// learns after that is applied to what the claim returns (see
 		// pausedFor).
-		start := time.Now()
-		n, exclude := r.reserve()
+		start, woken := time.Now(), r.woken.Load()
+		n, exclude, held := r.reserve()
 		if n == 0 {
+			var again <-chan time.Time
+			r.mu.Lock()
+			if left := r.cfg.pollInterval - start.Sub(r.futile.at); len(r.futile.held) > 0 && left > 0 {
+				again = time.After(left)
+			}
+			r.mu.Unlock()
 			select {
 			case <-ctx.Done():
 			case <-r.freed:
+			case <-r.wake:
+			case <-again:
 			}
 			continue
 		}
@@ -372,6 +413,11 @@ func (r *Relay) claimLoop(ctx context.Context) {
 			continue
 		}
 		fails = 0
+		if len(held) > 0 && len(batch) < n {
+			r.mu.Lock()
+			r.futile = futile{at: start, held: held, woken: woken}
+			r.mu.Unlock()
+		}
 		r.dispatch(batch, start)
 		if len(batch) == n {
 			// There may be more: let another claimer overlap this one.
@@ -696,7 +742,7 @@ func (r *Relay) settleLoop() {
 		r.unhold(len(batch))
 		if next {
 			// The next message of a key may be ready now.
-			r.Wake()
+			signal(r.wake)
 		}
 	}
 }
