@@ -270,7 +270,7 @@ func (r *Runner) claim(ctx, txCtx context.Context, cfg *config, key string) (boo
 		if cfg.transaction {
 			tx, c, err = r.store.(TxStore).BeginTx(txCtx, key, fp, cfg.lease)
 		} else {
-			c, err = r.store.Claim(ctx, key, fp, cfg.lease)
+			c, err = claimKey(ctx, r.store, key, fp, cfg.lease)
 		}
 		if err != nil {
 			if !isContextError(err) {
@@ -343,9 +343,7 @@ func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key stri
 		ren = startRenewal(ctx, &r.renewals, r.store, key, token, cfg.lease, cfg.logger)
 	}
 	value, stored, err, pv, panicked := callExec(runCtx, cfg, key, fn)
-	if ren != nil {
-		ren.stop()
-	}
+	ren.stop()
 	sctx, cancel := afterWork(ctx, r.store, cfg.storeTimeout)
 	defer cancel()
 	if tx != nil {
@@ -391,6 +389,7 @@ func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key stri
 		}
 	}
 	if cerr != nil {
+		unhold(r.store, key, token)
 		r.metrics.add(ctx, r.metrics.storeErrors)
 		cfg.logger.Error("idempotency: the work ran but its result was not stored; a retry may run it again",
 			"key", key, "error", cerr)

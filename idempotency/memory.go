@@ -17,9 +17,16 @@ import (
 const memoryShards = 64
 
 // sweepPerInsert is how many other records a claim that inserts a record
-// inspects, and removes if expired, in its shard: the lazy sweep that keeps
-// memory proportional to the live records without a background goroutine.
-const sweepPerInsert = 2
+// inspects, on average, and removes if expired, in its shard: the lazy
+// sweep that keeps memory proportional to the live records without a
+// background goroutine. Every sweepEvery-th insert of a shard sweeps
+// sweepEvery*sweepPerInsert records, which costs one start of a map
+// iteration (a good part of a sweep) where every insert would cost one
+// each.
+const (
+	sweepPerInsert = 2
+	sweepEvery     = 4
+)
 
 // recordOverhead is what a record costs beyond its key, fingerprint and
 // response: the record itself and its place in the map.
@@ -70,29 +77,43 @@ type MemoryStore struct {
 type memoryShard struct {
 	mu      sync.Mutex
 	records map[string]*memoryRecord
+	// inserts counts the shard's inserts, for sweep.
+	inserts uint
 }
 
 type memoryRecord struct {
 	fingerprint string
 	status      Status
-	token       int64
-	leaseEnd    time.Time
-	expiresAt   time.Time
-	response    []byte
+	// held is set on an in-progress claim taken by claimHeld: while its
+	// holder works, its lease never runs out, as if renewed without end
+	// (see claimHeld), and leaseEnd holds the lease itself
+	// (time.Time{}.Add(lease)), which keeps the record at 128 bytes.
+	held      bool
+	token     int64
+	leaseEnd  time.Time
+	expiresAt time.Time
+	response  []byte
 	// size is what the record counts against the bounds, and scope the
 	// scope it counts against ("" for none).
 	size  int64
 	scope string
 }
 
-func (r *memoryRecord) end() time.Time {
-	if r.status == StatusCompleted {
+// heldLease returns the lease of a held claim.
+func (r *memoryRecord) heldLease() time.Duration { return r.leaseEnd.Sub(time.Time{}) }
+
+// end returns when the record expires, reckoned at now.
+func (r *memoryRecord) end(now time.Time) time.Time {
+	switch {
+	case r.status == StatusCompleted:
 		return r.expiresAt
+	case r.held:
+		return now.Add(r.heldLease())
 	}
 	return r.leaseEnd
 }
 
-func (r *memoryRecord) expired(now time.Time) bool { return !now.Before(r.end()) }
+func (r *memoryRecord) expired(now time.Time) bool { return !now.Before(r.end(now)) }
 
 func (r *memoryRecord) toRecord(key string, now time.Time) Record {
 	return Record{
@@ -100,7 +121,7 @@ func (r *memoryRecord) toRecord(key string, now time.Time) Record {
 		Fingerprint: r.fingerprint,
 		Status:      r.status,
 		Token:       r.token,
-		TTL:         max(r.end().Sub(now), 0),
+		TTL:         max(r.end(now).Sub(now), 0),
 		Response:    r.response,
 	}
 }
@@ -279,14 +300,54 @@ func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease 
 	if lease <= 0 {
 		return Claim{}, fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
 	}
+	return s.claimFor(key, fingerprint, lease, false)
+}
+
+// claimHeld is Claim for the middleware and Do, which hold the claim while
+// their work runs in this process, and end it with Complete or Release (or
+// unhold): instead of renewing its lease on a timer, they take a claim
+// whose lease never runs out meanwhile. The store lives in the process,
+// so a holder that died took the store with it; a renewed lease would
+// last as long. Others see the claim with the whole lease left (TTL).
+func (s *MemoryStore) claimHeld(ctx context.Context, key, fingerprint string, lease time.Duration) (Claim, error) {
+	if err := ctx.Err(); err != nil {
+		return Claim{}, err
+	}
+	if err := checkKey(key); err != nil {
+		return Claim{}, err
+	}
+	if len(fingerprint) > maxStoreFingerprint {
+		return Claim{}, fmt.Errorf("idempotency: %w: fingerprint is %d bytes, at most %d are stored", ErrTooLarge, len(fingerprint), maxStoreFingerprint)
+	}
+	if lease <= 0 {
+		return Claim{}, fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
+	}
+	return s.claimFor(key, fingerprint, lease, true)
+}
+
+func (s *MemoryStore) claimFor(key, fingerprint string, lease time.Duration, hold bool) (Claim, error) {
 	for purged := false; ; purged = true {
-		c, full, scope := s.claim(key, fingerprint, lease)
+		c, full, scope := s.claim(key, fingerprint, lease, hold)
 		if !full {
 			return c, nil
 		}
 		if purged || !s.purgeWhenFull() {
 			return Claim{}, s.fullError(scope)
 		}
+	}
+}
+
+// unhold ends the hold of a claimHeld claim whose holder stopped working
+// without completing or releasing it (the store refused both): its lease
+// then runs from now, as a renewed lease would once renewals stop.
+func (s *MemoryStore) unhold(key string, token int64) {
+	sh := s.shard(key)
+	now := time.Now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if rec := held(sh, key, token, now); rec != nil && rec.held {
+		rec.leaseEnd = now.Add(rec.heldLease())
+		rec.held = false
 	}
 }
 
@@ -310,7 +371,7 @@ func (s *MemoryStore) fullError(scope string) error {
 
 // claim returns the claim of key, or full (with the scope that is full, or
 // "" for the store) when there is no room for a new record.
-func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Claim, full bool, fullScope string) {
+func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration, hold bool) (c Claim, full bool, fullScope string) {
 	sh := s.shard(key)
 	now := time.Now()
 	sh.mu.Lock()
@@ -340,6 +401,10 @@ func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration) (c Cla
 	rec.status = StatusInProgress
 	rec.token = s.nextToken()
 	rec.leaseEnd = now.Add(lease)
+	rec.held = hold
+	if hold {
+		rec.leaseEnd = time.Time{}.Add(lease)
+	}
 	rec.expiresAt = time.Time{}
 	rec.response = nil
 	return Claim{Acquired: true, Token: rec.token}, false, ""
@@ -434,13 +499,18 @@ func (s *MemoryStore) forget(rec *memoryRecord) {
 	}
 }
 
-// sweep removes up to sweepPerInsert expired records of sh other than keep.
+// sweep removes up to sweepPerInsert expired records of sh other than keep
+// per insert, sweepEvery inserts at a time.
 // Map iteration starts at a random place, so repeated sweeps reach every
 // record. The caller holds sh.mu.
 func (s *MemoryStore) sweep(sh *memoryShard, now time.Time, keep string) {
+	sh.inserts++
+	if sh.inserts%sweepEvery != 0 {
+		return
+	}
 	n := 0
 	for k, r := range sh.records {
-		if n == sweepPerInsert {
+		if n == sweepEvery*sweepPerInsert {
 			return
 		}
 		n++
@@ -455,7 +525,7 @@ func (s *MemoryStore) sweep(sh *memoryShard, now time.Time, keep string) {
 // live lease. The caller holds the shard's lock.
 func held(sh *memoryShard, key string, token int64, now time.Time) *memoryRecord {
 	rec, ok := sh.records[key]
-	if !ok || rec.status != StatusInProgress || rec.token != token || !now.Before(rec.leaseEnd) {
+	if !ok || rec.status != StatusInProgress || rec.token != token || rec.expired(now) {
 		return nil
 	}
 	return rec
@@ -479,6 +549,10 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 	rec := held(sh, key, token, now)
 	if rec == nil {
 		return ErrLeaseLost
+	}
+	if rec.held {
+		rec.leaseEnd = time.Time{}.Add(lease)
+		return nil
 	}
 	rec.leaseEnd = now.Add(lease)
 	return nil
@@ -534,6 +608,7 @@ func (s *MemoryStore) complete(key string, token int64, response []byte, retenti
 	copy(stored, response)
 	rec.size += n
 	rec.status = StatusCompleted
+	rec.held = false
 	rec.leaseEnd = time.Time{}
 	rec.expiresAt = now.Add(retention)
 	rec.response = stored
@@ -634,7 +709,7 @@ func (s *MemoryStore) purge() int {
 				n++
 				continue
 			}
-			end := r.end().UnixNano()
+			end := r.end(now).UnixNano()
 			next = min(next, end)
 			if scoped && r.scope != "" {
 				if scopeNext == nil {

@@ -221,7 +221,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if mw.txStore != nil {
 			tx, c, err = mw.txStore.BeginTx(txCtx, skey, fp, cfg.lease)
 		} else {
-			c, err = mw.store.Claim(ctx, skey, fp, cfg.lease)
+			c, err = claimKey(ctx, mw.store, skey, fp, cfg.lease)
 		}
 		if err != nil {
 			h.storeFailed(w, r, err)
@@ -380,6 +380,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 		err = complete(sctx, mw.store, key, token, stored, cfg.retention)
 	}
 	if err != nil {
+		unhold(mw.store, key, token)
 		mw.metrics.add(ctx, mw.metrics.storeErrors)
 		cfg.logger.Error("idempotency: the handler ran but its response was not stored; a retry may run it again",
 			"key", key, "error", err)

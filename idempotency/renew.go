@@ -36,9 +36,32 @@ type renewal struct {
 	running sync.WaitGroup
 }
 
-// startRenewal starts renewing the claim of key held with token, with a
-// renewal from pool (of *renewal).
+// claimKey claims key in store for work that runs now, in this process,
+// under a renewal from startRenewal. A MemoryStore's claim is held while
+// the work runs instead (claimHeld): no renewal is needed, and none runs.
+func claimKey(ctx context.Context, store Store, key, fp string, lease time.Duration) (Claim, error) {
+	if m, ok := store.(*MemoryStore); ok {
+		return m.claimHeld(ctx, key, fp, lease)
+	}
+	return store.Claim(ctx, key, fp, lease)
+}
+
+// unhold ends the hold of a claim taken by claimKey whose work ended
+// without the store completing or releasing it: on a MemoryStore, its lease
+// then runs out as a renewed lease would once renewals stop.
+func unhold(store Store, key string, token int64) {
+	if m, ok := store.(*MemoryStore); ok {
+		m.unhold(key, token)
+	}
+}
+
+// startRenewal starts renewing the claim of key held with token, taken by
+// claimKey, with a renewal from pool (of *renewal). It returns nil for a
+// MemoryStore, whose claim needs none; stop is a no-op on nil.
 func startRenewal(ctx context.Context, pool *sync.Pool, store Store, key string, token int64, lease time.Duration, logger *slog.Logger) *renewal {
+	if _, ok := store.(*MemoryStore); ok {
+		return nil
+	}
 	r, _ := pool.Get().(*renewal)
 	if r == nil {
 		r = &renewal{pool: pool}
@@ -90,6 +113,9 @@ func (r *renewal) renew() {
 // reports whether the lease was found lost. The renewal must not be used
 // after.
 func (r *renewal) stop() (lost bool) {
+	if r == nil {
+		return false
+	}
 	r.mu.Lock()
 	r.stopped = true
 	// A timer stopped before it fired never calls renew: nothing else

@@ -48,9 +48,9 @@ func FuzzForeignValue(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add("1000000000000002a0000000000000000" + "02fp", int64(1000))
-	f.Add("2000000000000002a0000000000000000" + "02fpresponse", int64(0))
-	f.Add("1zzzzzzzzzzzzzzzz0000000000000000" + "ffx", int64(-1))
+	f.Add("1000000000000002a0000000000000000"+"02fp", int64(1000))
+	f.Add("2000000000000002a0000000000000000"+"02fpresponse", int64(0))
+	f.Add("1zzzzzzzzzzzzzzzz0000000000000000"+"ffx", int64(-1))
 	f.Add("", int64(5))
 	f.Fuzz(func(t *testing.T, v string, ttlMs int64) {
 		ctx := context.Background()
