@@ -67,7 +67,8 @@ func NewRunner(store Store, opts ...Option) (*Runner, error) {
 // first caller the panic. A call that finds the key held elsewhere (another
 // process, another Runner) waits for the result, polling the store with
 // backoff, up to WithWait (10s by default), then returns ErrInProgress. The lease of the
-// claim is renewed while fn runs. If fn returns an error, the claim is
+// claim is renewed while fn runs (a MemoryStore's claim is held instead: its
+// lease does not run out while fn runs). If fn returns an error, the claim is
 // released and the error returned, so that the next call runs fn again;
 // unless the error is marked with Final: then it is stored and replayed as a
 // *FinalError. If fn panics, the claim is released and the panic goes on.

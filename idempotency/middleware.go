@@ -41,7 +41,9 @@ const ReplayedHeader = "Idempotent-Replayed"
 //     with Retry-After, or with WithWait, a bounded wait and the replay; a
 //     completed key is replayed: its status, body and stored headers, with
 //     Idempotent-Replayed: true, and the handler does not run;
-//   - runs the handler with the claim's lease renewed in the background, and
+//   - runs the handler with the claim's lease renewed in the background (a
+//     MemoryStore's claim is held instead: it lives in this process, and its
+//     lease does not run out while the handler runs), and
 //     its response buffered; a final response (WithFinalStatus: below 500,
 //     except 408, 409 and 429) is stored before the claim ends and then
 //     sent; any other response, or a panic, releases the claim (the panic
