@@ -33,6 +33,11 @@ type Harness struct {
 	// RelayOptions are added to the options of every relay the suite
 	// starts, such as outbox.WithNotifier.
 	RelayOptions []outbox.Option
+	// DeletesDelivered says that the store deletes a message when its
+	// delivery is written back (Get then reports ErrNotFound, and Cleanup
+	// finds no delivered message), as sqloutbox does unless told to keep
+	// them.
+	DeletesDelivered bool
 }
 
 // Tx is a transaction of the backend under test.

@@ -12,13 +12,12 @@ import (
 
 // The backlog per topic and destination, in one statement on the
 // database's clock. In flight: pending, claimed (a claim token) and its
-// lease not expired (a claim pushes available_at to the end of its lease;
-// every outcome but Extend clears the token).
+// lease (leased_until) not expired; every outcome but Extend clears both.
 
 const pgStatsByDestination = `
 SELECT topic, destination,
 	count(*) FILTER (WHERE state = 0),
-	count(*) FILTER (WHERE state = 0 AND claim_token IS NOT NULL AND available_at > now()),
+	count(*) FILTER (WHERE state = 0 AND leased_until > now()),
 	count(*) FILTER (WHERE state = 2),
 	COALESCE((extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 0)) * 1000000)::bigint, 0)
 FROM {t} WHERE state IN (0, 2)
@@ -28,7 +27,7 @@ GROUP BY topic, destination ORDER BY topic, destination`
 const genericStatsByDestination = `
 SELECT topic, destination,
 	COALESCE(SUM(CASE WHEN state = 0 THEN 1 ELSE 0 END), 0),
-	COALESCE(SUM(CASE WHEN state = 0 AND claim_token IS NOT NULL AND available_at > {now} THEN 1 ELSE 0 END), 0),
+	COALESCE(SUM(CASE WHEN state = 0 AND claim_token IS NOT NULL AND leased_until > {now} THEN 1 ELSE 0 END), 0),
 	COALESCE(SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), 0),
 	COALESCE({now} - MIN(CASE WHEN state = 0 THEN created_at END), 0)
 FROM {t} WHERE state IN (0, 2)

@@ -24,20 +24,59 @@
 // the claim's token. Indexes cover only what the relay scans: on PostgreSQL
 // and SQLite partial indexes over pending rows (so millions of delivered
 // rows cost the claim nothing), on MySQL indexes that lead with the state.
-// Cleanup and CleanupDead delete delivered messages and dead letters after
-// a retention, in batches that skip rows another caller is deleting;
-// package housekeeping schedules them.
+// A delivered message is deleted by the write-back that records its
+// delivery, unless WithKeepDelivered keeps it (then Cleanup deletes it after
+// a retention); dead letters are kept until requeued, discarded or removed
+// by CleanupDead. Cleanup and CleanupDead work in batches that skip rows
+// another caller is deleting; package housekeeping schedules them.
 //
 // # Claims
 //
 // A claim takes ready messages in the order they became ready: on
 // PostgreSQL and MySQL with FOR UPDATE SKIP LOCKED, so relays never wait for
 // each other; on SQLite with one UPDATE ... RETURNING, atomic under SQLite's
-// single writer. A claim stamps a fresh token and pushes the message out of
-// the ready range until the lease ends; write-backs name the token and are
-// refused once another relay has claimed the message since. Claims never
-// look for rows "after the last id seen": a transaction that commits late
-// with a low position is claimed when it commits.
+// single writer. Claims never look for rows "after the last id seen": a
+// transaction that commits late with a low position is claimed when it
+// commits.
+//
+// # Leases and write-backs
+//
+// A claim stamps a fresh token and the end of its lease (leased_until, on
+// the database's clock) on each message; the relay renews the lease while
+// it holds the message (outbox.WithLease), and write-backs name the token
+// and are refused once another relay has claimed the message since. Every
+// write of the relay covers a whole batch: a claim is one statement (on
+// MySQL a transaction of a locking read and one update), a write-back of a
+// batch of outcomes of every kind is one statement on PostgreSQL and one
+// transaction with a statement per kind of outcome on SQLite and MySQL, a
+// renewal of the leases one statement.
+//
+// The lease is a column that no index holds, and the PostgreSQL table
+// leaves half of each page free (fill factor 50), so that a claim, a
+// renewal and a release rewrite the row in place (a HOT update: no new
+// index entry, the old version pruned within its page); a claimed message
+// stays in the ready range, and claims pass over it until its lease ends,
+// which costs a claim a look at the messages in flight, never at the
+// backlog. The write-back of a delivery deletes the row, the cheapest write
+// there is (no new row version, no index entry). A delivery is then a HOT
+// update and a delete; a retry, a dead letter, and (on PostgreSQL and
+// SQLite) the unparking of a key's next message move an indexed column and
+// cost a new version of the row with its index entries.
+//
+// Other leases were weighed and measured. Pushing the message out of the
+// ready range (a claim that moves an indexed column, as earlier versions
+// did) costs every claim and renewal a new entry in every index. Holding
+// row locks in the claiming transaction while publishing (the "ceiling" of
+// the benchmarks) writes no lease, but keeps a transaction and a connection
+// busy for every batch being published, holds back vacuum, and cannot be
+// renewed. Session advisory locks as leases write nothing either, but a
+// lock lives on one connection: when it drops, the lock vanishes silently
+// while the relay still publishes; they do not work behind a
+// transaction-mode pooler, which the relay supports in poll-only mode; and
+// with one lock per message in flight they fill the server's shared lock
+// table (max_locks_per_transaction × max_connections entries, 6,400 by
+// default) that every session shares. The attempts, the abandoned claims
+// and the schedule need a row write at settle anyway.
 //
 // # Per-key order
 //

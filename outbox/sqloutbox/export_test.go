@@ -12,9 +12,15 @@ func (s *Store) Sweep(ctx context.Context) error { return s.pgUnpark(ctx) }
 // ClaimStatement returns the statement and arguments of a PostgreSQL claim
 // of up to limit messages, excluding the given destinations.
 func (s *Store) ClaimStatement(limit int, exclude []string) (string, []any) {
-	args := []any{limit, "7c9e6679-7425-40de-944b-e07fc1f90ae7", 10.0}
+	args := []any{limit, int64(7), 10.0}
 	if len(exclude) == 0 {
 		return s.q.claim, args
 	}
 	return s.q.claimExclude, append(args, exclude)
+}
+
+// WithFillFactor sets the fill factor of the PostgreSQL table (benchmarks
+// compare them).
+func WithFillFactor(n int) Option {
+	return newOption("WithFillFactor", func(c *config) error { c.fillFactor = n; return nil })
 }

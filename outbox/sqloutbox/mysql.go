@@ -59,25 +59,20 @@ func (s *Store) mysqlClaim(ctx context.Context, req backend.ClaimRequest, token 
 	if err != nil {
 		return nil, err
 	}
-	seqs, err := scanSeqs(rows)
+	out, err := collectClaimed(rows, token, req.Limit)
 	if err != nil {
 		return nil, err
 	}
-	if len(seqs) == 0 {
+	if len(out) == 0 {
 		return nil, tx.Commit()
 	}
-	in := placeholders(len(seqs))
-	upd := s.expand("UPDATE {t} SET claim_token = ?, available_at = {now} + ?, claims = claims + 1 WHERE seq IN (" + in + ")")
-	if _, err := tx.ExecContext(ctx, upd, append([]any{token, req.Lease.Microseconds()}, seqs...)...); err != nil {
-		return nil, err
+	args := make([]any, 0, len(out)+2)
+	args = append(args, token, req.Lease.Microseconds())
+	for _, r := range out {
+		args = append(args, r.d.Position)
 	}
-	sel := s.expand("SELECT seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - 1 - attempts FROM {t} WHERE seq IN (" + in + ")")
-	rows, err = tx.QueryContext(ctx, sel, seqs...)
-	if err != nil {
-		return nil, err
-	}
-	out, err := collectClaimed(rows, token, len(seqs))
-	if err != nil {
+	upd := s.expand("UPDATE {t} SET claim_token = ?, leased_until = {now} + ?, claims = claims + 1 WHERE seq IN (" + placeholders(len(out)) + ")")
+	if _, err := tx.ExecContext(ctx, upd, args...); err != nil {
 		return nil, err
 	}
 	return out, tx.Commit()

@@ -73,11 +73,19 @@ func applyOptions(ctor string, c *config, opts []Option) error {
 }
 
 type config struct {
-	table      sqldb.Table
-	maxPayload int
-	notify     bool
-	durable    bool
+	table         sqldb.Table
+	maxPayload    int
+	notify        bool
+	durable       bool
+	keepDelivered bool
+	fillFactor    int // PostgreSQL: the table's fill factor (tests may change it)
 }
+
+// defaultFillFactor is the fill factor of the PostgreSQL table: half of
+// each page is left free when messages are enqueued, so that the claim of
+// every message of a page, and its renewals, rewrite the rows in place
+// (HOT updates) instead of adding an entry to every index.
+const defaultFillFactor = 50
 
 // WithTable sets the table's name: "name" or "schema.name" ("app.outbox": a
 // PostgreSQL schema, a MySQL database), each part an identifier
@@ -114,6 +122,18 @@ func WithMaxPayload(n int) Option {
 // never notify.
 func WithoutNotify() Option {
 	return newOption("WithoutNotify", func(c *config) error { c.notify = false; return nil })
+}
+
+// WithKeepDelivered keeps delivered messages in the table, marked
+// delivered (Get shows them, with their delivery time), until Cleanup
+// deletes them: run housekeeping.WithOutbox with the retention you want.
+// Defaults to deleting a message in the write-back that records its
+// delivery: that write-back is then the cheapest write the database has
+// (no new row version, no index entry), there is nothing for Cleanup to do,
+// and Get answers ErrNotFound for a delivered message. Dead letters are
+// kept either way.
+func WithKeepDelivered() Option {
+	return newOption("WithKeepDelivered", func(c *config) error { c.keepDelivered = true; return nil })
 }
 
 // WithDurableWriteBacks makes the relay's claims and write-backs on

@@ -94,10 +94,10 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	const batch = 300
-	seqs, toks, kinds, delays, errs := make([]int64, batch), make([]string, batch), make([]int16, batch),
+	seqs, toks, kinds, delays, errs := make([]int64, batch), make([]int64, batch), make([]int16, batch),
 		make([]float64, batch), make([]string, batch)
 	for i := range batch {
-		seqs[i], toks[i], kinds[i] = int64(n+i+1), "6f1c2b1e-8d43-4c8e-9a51-0b9d8e0c7a11", 1
+		seqs[i], toks[i], kinds[i] = int64(n+i+1), 7, 1
 	}
 	claimSQL, claimArgs := s.ClaimStatement(batch, nil)
 	excludeSQL, excludeArgs := s.ClaimStatement(batch, []string{"elsewhere"})

@@ -3,6 +3,7 @@ package sqloutbox
 import (
 	"context"
 	"database/sql"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 
@@ -148,7 +149,27 @@ ORDER BY v.ord`
 	return exec(ctx, q, args...)
 }
 
-func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token string) ([]claimedRow, error) {
+// pgToken returns a claim's token on PostgreSQL: a random positive integer
+// (0 is no claim), which the settle compares as one.
+func pgToken() int64 {
+	for {
+		if t := rand.Int64(); t != 0 {
+			return t
+		}
+	}
+}
+
+// pgTokenOf reads a token made by pgToken; -1 (which no claim has) when it
+// is not one.
+func pgTokenOf(s string) int64 {
+	t, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || t <= 0 {
+		return -1
+	}
+	return t
+}
+
+func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token int64) ([]claimedRow, error) {
 	if s.unparkDue() {
 		if err := s.pgUnpark(ctx); err != nil {
 			return nil, err
@@ -164,14 +185,14 @@ func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token str
 	if err != nil {
 		return nil, err
 	}
-	return collectClaimed(rows, token, req.Limit)
+	return collectClaimed(rows, strconv.FormatInt(token, 10), req.Limit)
 }
 
 func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
 	n := len(outcomes)
-	seqs, toks, kinds, delays, errs := make([]int64, n), make([]string, n), make([]int16, n), make([]float64, n), make([]string, n)
+	seqs, toks, kinds, delays, errs := make([]int64, n), make([]int64, n), make([]int16, n), make([]float64, n), make([]string, n)
 	for i, o := range outcomes {
-		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, o.Token, int16(o.Kind), seconds(o.Delay), o.Error
+		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, pgTokenOf(o.Token), int16(o.Kind), seconds(o.Delay), o.Error
 	}
 	rows, err := s.db.QueryContext(ctx, s.q.settle, seqs, toks, kinds, delays, errs)
 	if err != nil {

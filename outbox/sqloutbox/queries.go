@@ -30,14 +30,19 @@ CREATE TABLE IF NOT EXISTS {t} (
 	state         smallint NOT NULL DEFAULT 0,
 	attempts      integer NOT NULL DEFAULT 0,
 	claims        integer NOT NULL DEFAULT 0,
-	claim_token   uuid,
+	claim_token   bigint NOT NULL DEFAULT 0,
 	last_error    text,
-	done_at       timestamptz
-);
--- Ready messages, in the order they become ready (a claimed message is
--- pushed to the end of its lease; a message queued behind an earlier one of
--- its key is parked at 'infinity' until that one is done). Only pending
--- rows: delivered rows cost nothing.
+	done_at       timestamptz,
+	leased_until  timestamptz NOT NULL DEFAULT '-infinity'
+) WITH (fillfactor = {fillfactor});
+-- Ready messages, in the order they become ready (a message queued behind
+-- an earlier one of its key is parked at 'infinity' until that one is
+-- done). Only pending rows: delivered rows cost nothing. A claimed message
+-- stays where it is: its lease is leased_until, which no index holds, so
+-- that a claim, a renewal or a release rewrites the row in place (a HOT
+-- update: no index entry) in the room the fill factor keeps free in every
+-- page; the token (0: none) and the lease have their size from the start,
+-- so the row does not grow when claimed.
 CREATE INDEX IF NOT EXISTS {i}_ready ON {t} (available_at) WHERE state = 0;
 -- The head of each key: its pending messages that are not parked (only the
 -- head is, unless a sweep has yet to unpark it), so that the index stays as
@@ -61,7 +66,7 @@ CREATE TABLE IF NOT EXISTS {p} (
 const pgCols = `seq, id::text, topic, destination, partition_key, headers, payload, traceparent,
 	(extract(epoch FROM created_at) * 1000000)::bigint,
 	CASE WHEN available_at = 'infinity' THEN 9223372036854775807
-		ELSE (extract(epoch FROM available_at) * 1000000)::bigint END,
+		ELSE (extract(epoch FROM greatest(available_at, leased_until)) * 1000000)::bigint END,
 	state, attempts, last_error,
 	(extract(epoch FROM done_at) * 1000000)::bigint`
 
@@ -70,8 +75,10 @@ const pgCols = `seq, id::text, topic, destination, partition_key, headers, paylo
 // present only when the relay excludes some), and the head of their key (the lowest
 // of its messages that are not parked: the messages behind a head are
 // parked until it is done); SKIP LOCKED lets concurrent relays take
-// disjoint sets. The claim pushes available_at to the end of the lease, so
-// a claimed row is out of the ready range until its lease expires. The
+// disjoint sets. The claim writes the lease's end into leased_until, a
+// column no index holds, so that the row is rewritten in place (see the
+// schema); a claimed row stays in the ready range and claims pass over it
+// until its lease expires, a cost bounded by the messages in flight. The
 // UPDATE finds the rows by primary key through "seq = ANY (ARRAY(...))" and
 // is not joined to c: joined to c alone, the planner hashes c and scans the
 // whole table, delivered rows included; joined to c as well, the generic
@@ -89,7 +96,7 @@ const pgCols = `seq, id::text, topic, destination, partition_key, headers, paylo
 const pgClaim = `
 WITH {async}c AS (
 	SELECT seq FROM {t} o
-	WHERE state = 0 AND available_at <= now(){exclude}
+	WHERE state = 0 AND available_at <= now() AND leased_until <= now(){exclude}
 	  AND COALESCE(destination <> ALL (ARRAY(SELECT destination FROM {p} WHERE paused_until > now())), true)
 	  AND (partition_key IS NULL OR o.seq = (
 		SELECT min(p.seq) FROM {t} p
@@ -99,7 +106,7 @@ WITH {async}c AS (
 	LIMIT $1
 	FOR UPDATE OF o SKIP LOCKED
 )
-UPDATE {t} o SET claim_token = $2::uuid, available_at = now() + make_interval(secs => $3), claims = o.claims + 1
+UPDATE {t} o SET claim_token = $2, leased_until = now() + make_interval(secs => $3), claims = o.claims + 1
 {claimFrom}WHERE o.seq = ANY (ARRAY(SELECT seq FROM c))
 RETURNING o.seq, o.id::text, o.topic, o.destination, o.partition_key, o.headers, o.payload, o.traceparent,
 	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts + 1, o.claims - 1 - o.attempts`
@@ -115,28 +122,39 @@ const pgClaimExclude = `
 const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS x), `
 
 // pgSettle applies a batch of outcomes in one statement and returns the
-// positions it refused. attempts counts the outcomes of publishes
-// (Delivered, Retry, Dead); claims counts the claims not given back
-// (DeadUnsent, Release and Pause give theirs back), so claims - attempts is
-// the number of claims abandoned without an outcome. "seq = ANY ($1)" finds the rows by primary key (as
-// in pgClaim, the join to unnest alone scans the whole table). Tokens come
-// as text: pgx has no binary encoding of a Go string as a uuid, and trying
-// one first costs an error per statement. A keyed message that is done
-// unparks the next one of its key.
+// positions it refused. A delivered message is deleted (d), unless the
+// store keeps delivered messages ({deleted} is then 0, which no kind is);
+// the other outcomes update their row (s). attempts counts the outcomes of
+// publishes (Delivered, Retry, Dead); claims counts the claims not given
+// back (DeadUnsent, Release and Pause give theirs back), so claims -
+// attempts is the number of claims abandoned without an outcome. Each of d
+// and s finds its rows by primary key through "seq = ANY (ARRAY(...))" of
+// its own positions (joined to unnest alone, the planner scans the whole
+// table), and checks the token in its own WHERE, so that a row taken over
+// since the statement's snapshot is refused. Release, Pause and Extend touch
+// no indexed column (available_at stays): the row is rewritten in place. A
+// keyed message that is done unparks the next one of its key (p).
 const pgSettle = `
-WITH {async}s AS (
+WITH {async}u AS (
+	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::float8[], $5::text[]) AS u(seq, tok, kind, delay, err)
+), d AS (
+DELETE FROM {t} o USING u
+WHERE o.seq = ANY (ARRAY(SELECT seq FROM u WHERE kind = {deleted}))
+  AND o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
+RETURNING o.seq, o.partition_key
+), s AS (
 UPDATE {t} o SET
 	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 WHEN 4 THEN 2 ELSE 0 END,
 	done_at = CASE WHEN u.kind IN (1, 3, 4) THEN now() END,
-	available_at = CASE WHEN u.kind IN (2, 7) THEN now() + make_interval(secs => u.delay)
-		WHEN u.kind IN (5, 6) THEN now() ELSE o.available_at END,
+	available_at = CASE WHEN u.kind = 2 THEN now() + make_interval(secs => u.delay) ELSE o.available_at END,
+	leased_until = CASE WHEN u.kind = 7 THEN now() + make_interval(secs => u.delay) ELSE '-infinity' END,
 	attempts = o.attempts + CASE WHEN u.kind IN (1, 2, 3) THEN 1 ELSE 0 END,
 	claims = o.claims - CASE WHEN u.kind IN (4, 5, 6) THEN 1 ELSE 0 END,
 	last_error = COALESCE(NULLIF(u.err, ''), o.last_error),
-	claim_token = CASE WHEN u.kind = 7 THEN o.claim_token END
-FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::float8[], $5::text[])
-	AS u(seq, tok, kind, delay, err)
-WHERE o.seq = ANY ($1::bigint[]) AND o.seq = u.seq AND o.claim_token = u.tok::uuid AND o.state = 0
+	claim_token = CASE WHEN u.kind = 7 THEN o.claim_token ELSE 0 END
+FROM u
+WHERE o.seq = ANY (ARRAY(SELECT seq FROM u WHERE kind <> {deleted}))
+  AND o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
 RETURNING o.seq, o.partition_key, o.state, o.destination, u.kind, u.delay, u.err
 ), z AS (
 INSERT INTO {p} AS z (destination, paused_until, reason, paused_at)
@@ -145,15 +163,19 @@ FROM s WHERE kind = 6 GROUP BY destination
 ON CONFLICT (destination) DO UPDATE SET paused_until = greatest(z.paused_until, excluded.paused_until),
 	reason = CASE WHEN excluded.paused_until > z.paused_until THEN excluded.reason ELSE z.reason END,
 	paused_at = CASE WHEN excluded.paused_until > z.paused_until THEN excluded.paused_at ELSE z.paused_at END
+), f AS (
+SELECT seq, partition_key FROM d WHERE partition_key IS NOT NULL
+UNION ALL
+SELECT seq, partition_key FROM s WHERE state <> 0 AND partition_key IS NOT NULL
 ), p AS (
 UPDATE {t} n SET available_at = greatest(n.not_before, now())
-FROM s
-WHERE s.state <> 0 AND s.partition_key IS NOT NULL AND n.available_at = 'infinity'
+FROM f
+WHERE n.available_at = 'infinity'
   AND n.seq = (SELECT min(q.seq) FROM {t} q
-	WHERE q.partition_key = s.partition_key AND q.state = 0 AND q.available_at = 'infinity' AND q.seq > s.seq)
+	WHERE q.partition_key = f.partition_key AND q.state = 0 AND q.available_at = 'infinity' AND q.seq > f.seq)
 )
-SELECT r.seq FROM unnest($1::bigint[]) AS r(seq){asyncFrom}
-WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.seq = r.seq)`
+SELECT r.seq FROM u r{asyncFrom}
+WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.seq = r.seq) AND NOT EXISTS (SELECT 1 FROM s WHERE s.seq = r.seq)`
 
 // pgUnpark makes ready the parked messages that are the head of their key
 // (their predecessor was settled while they were being enqueued, so its
@@ -262,7 +284,8 @@ CREATE TABLE IF NOT EXISTS {t} (
 	claims        INTEGER NOT NULL DEFAULT 0,
 	claim_token   TEXT,
 	last_error    TEXT,
-	done_at       INTEGER
+	done_at       INTEGER,
+	leased_until  INTEGER
 );
 CREATE INDEX IF NOT EXISTS {s}{i}_ready ON {n} (available_at) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS {s}{i}_key ON {n} (partition_key, seq) WHERE state = 0 AND partition_key IS NOT NULL;
@@ -277,15 +300,17 @@ CREATE TABLE IF NOT EXISTS {p} (
 `
 
 const plainCols = `seq, id, topic, destination, partition_key, headers, payload, traceparent,
-	created_at, available_at, state, attempts, last_error, done_at`
+	created_at, CASE WHEN leased_until > available_at THEN leased_until ELSE available_at END,
+	state, attempts, last_error, done_at`
 
 // sqliteClaim: ? token, ? lease (µs), ? limit; {x} is the exclusion of
-// destinations.
+// destinations. The lease is leased_until, which no index holds (see
+// pgSchema).
 const sqliteClaim = `
-UPDATE {t} SET claim_token = ?, available_at = ` + sqliteNow + ` + ?, claims = claims + 1
+UPDATE {t} SET claim_token = ?, leased_until = ` + sqliteNow + ` + ?, claims = claims + 1
 WHERE seq IN (
 	SELECT seq FROM {t} o
-	WHERE state = 0 AND available_at <= ` + sqliteNow + ` {x}
+	WHERE state = 0 AND available_at <= ` + sqliteNow + ` AND (leased_until IS NULL OR leased_until <= ` + sqliteNow + `) {x}
 	  AND destination NOT IN (SELECT destination FROM {p} WHERE paused_until > ` + sqliteNow + `)
 	  AND (partition_key IS NULL OR NOT EXISTS (
 		SELECT 1 FROM {t} p
@@ -302,19 +327,19 @@ DELETE FROM {t} WHERE seq IN (
 // its key on SQLite (PostgreSQL uses 'infinity'; MySQL does not park).
 const parked = "9223372036854775807"
 
-// genericUnpark makes ready the next message of the keys whose message at
-// the listed positions was just delivered or dead-lettered ({seqs}).
+// genericUnpark makes ready the next message of the keys ({keys}) whose
+// message was just delivered or dead-lettered.
 const genericUnpark = `
 UPDATE {t} SET available_at = CASE WHEN not_before IS NOT NULL AND not_before > {now} THEN not_before ELSE {now} END
 WHERE available_at = ` + parked + ` AND seq IN (SELECT seq FROM (
 	SELECT min(q.seq) AS seq FROM {t} q
-	WHERE q.state = 0 AND q.partition_key IN (
-		SELECT p.partition_key FROM {t} p WHERE p.seq IN ({seqs}) AND p.partition_key IS NOT NULL)
+	WHERE q.state = 0 AND q.partition_key IN ({keys})
 	GROUP BY q.partition_key) AS x)`
 
 // MySQL/MariaDB: no UPDATE ... RETURNING, so a claim is a READ COMMITTED
-// transaction: select with SKIP LOCKED, update, read back. Per-key commit
-// order is kept by a key table whose rows the enqueuing transaction locks.
+// transaction: read and lock with SKIP LOCKED, then write the lease. Per-key
+// commit order is kept by a key table whose rows the enqueuing transaction
+// locks.
 
 const mysqlSchema = `
 CREATE TABLE IF NOT EXISTS {t} (
@@ -334,6 +359,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 	claim_token   CHAR(36) NULL,
 	last_error    TEXT NULL,
 	done_at       BIGINT NULL,
+	leased_until  BIGINT NULL,
 	UNIQUE KEY {i}_id (id),
 	KEY {i}_ready (state, available_at),
 	KEY {i}_key (partition_key, state, seq),
@@ -352,9 +378,14 @@ CREATE TABLE IF NOT EXISTS {p} (
 
 const mysqlNow = `CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)`
 
+// mysqlClaimSelect reads the candidates as scanClaimed reads a claim's
+// rows (attempts and abandoned claims as they will be once claimed) and
+// locks them; the lease is then written into leased_until, which no index
+// holds, so that the claim changes no index entry.
 const mysqlClaimSelect = `
-SELECT seq FROM {t} o
-WHERE state = 0 AND available_at <= ` + mysqlNow + ` {x}
+SELECT seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - attempts
+FROM {t} o
+WHERE state = 0 AND available_at <= ` + mysqlNow + ` AND (leased_until IS NULL OR leased_until <= ` + mysqlNow + `) {x}
   AND destination NOT IN (SELECT destination FROM {p} WHERE paused_until > ` + mysqlNow + `)
   AND (partition_key IS NULL OR NOT EXISTS (
 	SELECT 1 FROM {t} p

@@ -12,22 +12,24 @@ import (
 // settleSets is what each kind of outcome writes on SQLite and MySQL
 // ({now} is the clock, the first ? the delay in µs, the second the error).
 // attempts counts the outcomes of publishes; claims the claims not given
-// back (see pgSettle).
+// back (see pgSettle). A delivered message is deleted instead, unless the
+// store keeps delivered messages. Release, Pause and Extend leave
+// available_at, which an index holds, alone.
 var settleSets = map[backend.OutcomeKind]string{
-	backend.Delivered:  "state = 1, done_at = {now}, claim_token = NULL, attempts = attempts + 1",
-	backend.Retry:      "available_at = {now} + ?, claim_token = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
-	backend.Dead:       "state = 2, done_at = {now}, claim_token = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
-	backend.DeadUnsent: "state = 2, done_at = {now}, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
-	backend.Release:    "available_at = {now}, claim_token = NULL, claims = claims - 1",
-	backend.Pause:      "available_at = {now}, claim_token = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
-	backend.Extend:     "available_at = {now} + ?",
+	backend.Delivered:  "state = 1, done_at = {now}, claim_token = NULL, leased_until = NULL, attempts = attempts + 1",
+	backend.Retry:      "available_at = {now} + ?, claim_token = NULL, leased_until = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
+	backend.Dead:       "state = 2, done_at = {now}, claim_token = NULL, leased_until = NULL, attempts = attempts + 1, last_error = COALESCE(?, last_error)",
+	backend.DeadUnsent: "state = 2, done_at = {now}, claim_token = NULL, leased_until = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
+	backend.Release:    "claim_token = NULL, leased_until = NULL, claims = claims - 1",
+	backend.Pause:      "claim_token = NULL, leased_until = NULL, claims = claims - 1, last_error = COALESCE(?, last_error)",
+	backend.Extend:     "leased_until = {now} + ?",
 }
 
-// settleGroup is the outcomes that one statement applies: same kind, token,
-// delay and error.
+// settleGroup is the outcomes that one statement applies: same kind, delay
+// and error (each row's own token is checked by the statement).
 type settleGroup struct {
-	o    backend.Outcome
-	seqs []any
+	o   backend.Outcome
+	out []backend.Outcome
 }
 
 // txSettle applies outcomes in one transaction (SQLite, MySQL), one
@@ -42,6 +44,24 @@ func (s *Store) txSettle(ctx context.Context, outcomes []backend.Outcome) ([]int
 	}
 	refused, _, err = s.txSettleOnce(ctx, outcomes, true)
 	return refused, err
+}
+
+// heldBy is the condition that each row of out is still pending and held by
+// its outcome's token, and its arguments: the positions (which the primary
+// key finds) and the pairs of position and token.
+func (s *Store) heldBy(out []backend.Outcome) (string, []any) {
+	args := make([]any, 0, 3*len(out))
+	for _, o := range out {
+		args = append(args, o.Position)
+	}
+	pairs := strings.TrimSuffix(strings.Repeat("(?,?),", len(out)), ",")
+	if s.dialect == SQLite {
+		pairs = "VALUES " + pairs // SQLite's row-value IN takes a subquery
+	}
+	for _, o := range out {
+		args = append(args, o.Position, o.Token)
+	}
+	return "state = 0 AND seq IN (" + placeholders(len(out)) + ") AND (seq, claim_token) IN (" + pairs + ")", args
 }
 
 // txSettleOnce settles outcomes. On MySQL without careful, ok is false (and
@@ -88,44 +108,60 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 			refused = append(refused, o.Position)
 			continue
 		}
-		k := o
-		k.Position = 0
+		k := backend.Outcome{Kind: o.Kind, Delay: o.Delay, Error: o.Error}
 		g := index[k]
 		if g == nil {
 			g = &settleGroup{o: k}
 			index[k] = g
 			groups = append(groups, g)
 		}
-		g.seqs = append(g.seqs, o.Position)
+		g.out = append(g.out, o)
 	}
 
 	applied := map[int64]bool{}
-	var done []any // positions delivered or dead: their key's next message may be parked
+	var doneKeys []any // keys whose message was delivered or dead: their next message may be parked
 	for _, g := range groups {
-		set := settleSets[g.o.Kind]
+		cond, condArgs := s.heldBy(g.out)
+		var q string
 		var args []any
-		if strings.Contains(set, "+ ?") {
-			args = append(args, g.o.Delay.Microseconds())
+		if g.o.Kind == backend.Delivered && !s.cfg.keepDelivered {
+			q = "DELETE FROM {t} WHERE " + cond
+		} else {
+			set := settleSets[g.o.Kind]
+			if strings.Contains(set, "+ ?") {
+				args = append(args, g.o.Delay.Microseconds())
+			}
+			if strings.Contains(set, "COALESCE(?") {
+				args = append(args, nullable(g.o.Error))
+			}
+			q = "UPDATE {t} SET " + set + " WHERE " + cond
 		}
+		args = append(args, condArgs...)
+		q = s.expand(q)
+		done := g.o.Kind == backend.Delivered || g.o.Kind == backend.Dead || g.o.Kind == backend.DeadUnsent
 		var groupApplied []any
-		if strings.Contains(set, "COALESCE(?") {
-			args = append(args, nullable(g.o.Error))
-		}
-		args = append(append(args, g.o.Token), g.seqs...)
-		q := s.expand("UPDATE {t} SET " + set + " WHERE claim_token = ? AND state = 0 AND seq IN (" + placeholders(len(g.seqs)) + ")")
 		if s.dialect == SQLite {
-			rows, err := tx.QueryContext(ctx, q+" RETURNING seq", args...)
+			rows, err := tx.QueryContext(ctx, q+" RETURNING seq, partition_key", args...)
 			if err != nil {
 				return nil, false, err
 			}
-			got, err := scanSeqs(rows)
-			if err != nil {
+			for rows.Next() {
+				var seq int64
+				var key sql.NullString
+				if err := rows.Scan(&seq, &key); err != nil {
+					rows.Close()
+					return nil, false, err
+				}
+				applied[seq] = true
+				groupApplied = append(groupApplied, seq)
+				if done && key.Valid {
+					doneKeys = append(doneKeys, key.String)
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
 				return nil, false, err
 			}
-			for _, seq := range got {
-				applied[seq.(int64)] = true
-			}
-			groupApplied = got
 		} else {
 			res, err := tx.ExecContext(ctx, q, args...)
 			if err != nil {
@@ -135,13 +171,13 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 			if err != nil {
 				return nil, false, err
 			}
-			if int(n) != len(g.seqs) && !careful {
+			if int(n) != len(g.out) && !careful {
 				return nil, false, nil
 			}
-			for _, seq := range g.seqs {
-				applied[seq.(int64)] = true
+			for _, o := range g.out {
+				applied[o.Position] = true
+				groupApplied = append(groupApplied, o.Position)
 			}
-			groupApplied = g.seqs
 		}
 		if g.o.Kind == backend.Pause && len(groupApplied) > 0 {
 			// The pause of the messages' destination, recorded once where
@@ -152,13 +188,6 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 				return nil, false, err
 			}
 		}
-		if g.o.Kind == backend.Delivered || g.o.Kind == backend.Dead || g.o.Kind == backend.DeadUnsent {
-			for _, seq := range g.seqs {
-				if applied[seq.(int64)] {
-					done = append(done, seq)
-				}
-			}
-		}
 	}
 	if !careful {
 		for _, o := range outcomes {
@@ -167,9 +196,9 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 			}
 		}
 	}
-	if len(done) > 0 && s.dialect == SQLite { // MySQL does not park (see mysqlEnqueue)
-		q := strings.ReplaceAll(s.expand(genericUnpark), "{seqs}", placeholders(len(done)))
-		if _, err := tx.ExecContext(ctx, q, done...); err != nil {
+	if len(doneKeys) > 0 { // SQLite only: MySQL does not park (see mysqlEnqueue)
+		q := strings.ReplaceAll(s.expand(genericUnpark), "{keys}", placeholders(len(doneKeys)))
+		if _, err := tx.ExecContext(ctx, q, doneKeys...); err != nil {
 			return nil, false, err
 		}
 	}

@@ -64,7 +64,8 @@ func harness(t *testing.T, db *sql.DB, s *sqloutbox.Store) outboxtest.Harness {
 		Corrupt: func(ctx context.Context, id string, headers map[string]string) error {
 			return corrupt(ctx, db, s, id, headers)
 		},
-		SingleWriter: s.Dialect() == sqloutbox.SQLite,
+		SingleWriter:     s.Dialect() == sqloutbox.SQLite,
+		DeletesDelivered: true, // the tests of WithKeepDelivered set it back
 	}
 }
 
@@ -145,13 +146,13 @@ func newPostgres(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.St
 	return db, s, url
 }
 
-func newSQLite(t testing.TB) (*sql.DB, *sqloutbox.Store) {
+func newSQLite(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Store) {
 	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := sqloutbox.New(db, sqloutbox.SQLite)
+	s, err := sqloutbox.New(db, sqloutbox.SQLite, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,10 +162,10 @@ func newSQLite(t testing.TB) (*sql.DB, *sqloutbox.Store) {
 	return db, s
 }
 
-func newMySQL(t testing.TB) (*sql.DB, *sqloutbox.Store) {
+func newMySQL(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Store) {
 	db := mysqlDB(t)
 	table := tableName()
-	s, err := sqloutbox.New(db, sqloutbox.MySQL, sqloutbox.WithTable(table))
+	s, err := sqloutbox.New(db, sqloutbox.MySQL, append([]sqloutbox.Option{sqloutbox.WithTable(table)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,12 +194,16 @@ func TestPostgresConformance(t *testing.T) {
 }
 
 // TestPostgresDurableConformance runs the suite with synchronous
-// write-backs: the claim and settle statements differ (no set_config CTE).
+// write-backs (the claim and settle statements differ: no set_config CTE)
+// and delivered messages kept (the settle updates them instead of deleting
+// them).
 func TestPostgresDurableConformance(t *testing.T) {
 	postgresDB(t)
 	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
-		db, s, _ := newPostgres(t, sqloutbox.WithDurableWriteBacks())
-		return harness(t, db, s)
+		db, s, _ := newPostgres(t, sqloutbox.WithDurableWriteBacks(), sqloutbox.WithKeepDelivered())
+		h := harness(t, db, s)
+		h.DeletesDelivered = false
+		return h
 	})
 }
 
@@ -209,10 +214,33 @@ func TestSQLiteConformance(t *testing.T) {
 	})
 }
 
+// TestSQLiteKeepDeliveredConformance runs the suite on a store that keeps
+// delivered messages.
+func TestSQLiteKeepDeliveredConformance(t *testing.T) {
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		db, s := newSQLite(t, sqloutbox.WithKeepDelivered())
+		h := harness(t, db, s)
+		h.DeletesDelivered = false
+		return h
+	})
+}
+
 func TestMySQLConformance(t *testing.T) {
 	mysqlDB(t)
 	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
 		db, s := newMySQL(t)
 		return harness(t, db, s)
+	})
+}
+
+// TestMySQLKeepDeliveredConformance runs the suite on a store that keeps
+// delivered messages.
+func TestMySQLKeepDeliveredConformance(t *testing.T) {
+	mysqlDB(t)
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Harness {
+		db, s := newMySQL(t, sqloutbox.WithKeepDelivered())
+		h := harness(t, db, s)
+		h.DeletesDelivered = false
+		return h
 	})
 }

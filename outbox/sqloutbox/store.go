@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,7 +55,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		return nil, errors.New("sqloutbox: New: db is nil")
 	}
 	table, _ := sqldb.ParseTable(defaultTable)
-	cfg := config{table: table, maxPayload: defaultMaxPayload, notify: d == Postgres}
+	cfg := config{table: table, maxPayload: defaultMaxPayload, notify: d == Postgres, fillFactor: defaultFillFactor}
 	if err := applyOptions("New", &cfg, opts); err != nil {
 		return nil, err
 	}
@@ -101,8 +102,12 @@ func (s *Store) expand(tmpl string) string {
 	if s.dialect == MySQL {
 		now = mysqlNow
 	}
+	deleted := "1" // backend.Delivered: delivered messages are deleted
+	if s.cfg.keepDelivered {
+		deleted = "0" // no kind
+	}
 	t := s.cfg.table
-	return strings.NewReplacer(
+	return strings.NewReplacer("{deleted}", deleted, "{fillfactor}", strconv.Itoa(s.cfg.fillFactor),
 		"{t}", t.String(), "{k}", t.Qualified("_keys"), "{p}", t.Qualified("_pauses"), "{i}", t.Name, "{n}", t.Name, "{s}", t.SchemaPrefix(),
 		"{now}", now, "{async}", async, "{asyncFrom}", asyncFrom, "{claimFrom}", claimFrom,
 	).Replace(tmpl)
@@ -334,18 +339,19 @@ func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed fun
 	if claimed == nil {
 		return errors.New("sqloutbox: claim: claimed is nil")
 	}
-	token := uuid.NewString()
 	var out []claimedRow
 	var err error
-	switch s.dialect {
+	switch token := ""; s.dialect {
 	case Postgres:
-		out, err = s.pgClaim(ctx, req, token)
+		out, err = s.pgClaim(ctx, req, pgToken())
 	case SQLite:
+		token = uuid.NewString()
 		err = s.retry(ctx, func(ctx context.Context) error {
 			out, err = s.sqliteClaim(ctx, req, token)
 			return err
 		})
 	case MySQL:
+		token = uuid.NewString()
 		err = s.retry(ctx, func(ctx context.Context) error {
 			out, err = s.mysqlClaim(ctx, req, token)
 			return err
@@ -406,6 +412,8 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 
 // Cleanup deletes up to limit messages that were delivered more than
 // retention ago (on the database's clock) and returns how many it deleted.
+// Only a store built WithKeepDelivered keeps delivered messages; the others
+// delete them as they are delivered, and Cleanup finds none.
 // It never deletes a pending, claimed or dead message, and concurrent callers
 // do not wait for each other (they skip the rows another is deleting, where
 // the database can). Package housekeeping calls it; call it again while it

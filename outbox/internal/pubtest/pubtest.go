@@ -44,9 +44,11 @@ func NewOutbox(t testing.TB) *Outbox {
 	return newSQLOutbox(t, db, sqloutbox.SQLite)
 }
 
+// newSQLOutbox makes a store that keeps delivered messages, so that tests
+// read a message's final state with Record.
 func newSQLOutbox(t testing.TB, db *sql.DB, d sqloutbox.Dialect, opts ...sqloutbox.Option) *Outbox {
 	t.Helper()
-	store, err := sqloutbox.New(db, d, opts...)
+	store, err := sqloutbox.New(db, d, append([]sqloutbox.Option{sqloutbox.WithKeepDelivered()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

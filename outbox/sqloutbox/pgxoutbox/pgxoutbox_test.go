@@ -126,7 +126,8 @@ func TestConformance(t *testing.T) {
 				_, err := db.ExecContext(ctx, "UPDATE "+s.Table()+" SET headers = $1 WHERE id = $2", raw, id)
 				return err
 			},
-			RelayOptions: []outbox.Option{outbox.WithNotifier(l)},
+			RelayOptions:     []outbox.Option{outbox.WithNotifier(l)},
+			DeletesDelivered: true,
 		}
 	})
 }
