@@ -2,17 +2,11 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/steadfast-go/steadfast/outbox/backend"
 )
-
-// errLeaseExpired is the cause of a publish cut off because its message's
-// lease ran out before the relay could renew it: another relay may claim
-// the message now, so this one must not go on.
-var errLeaseExpired = errors.New("outbox: the message's lease ran out before it was renewed")
 
 // The lease model. A claim leases its batch for the lease (WithLease),
 // counted from before the claim was sent, so that this relay's idea of the
@@ -32,25 +26,27 @@ type lease struct {
 	start time.Time // when the claim was sent
 
 	mu    sync.Mutex
-	end   time.Time       // when the lease runs out, never later than in the store
-	held  map[int64]*held // the batch's messages not yet done, by position
-	timer *time.Timer     // fires at end: cuts the batch's publishes
+	end   time.Time   // when the lease runs out, never later than in the store
+	held  []held      // the batch's messages, in batch order
+	left  int         // how many of them are not done
+	timer *time.Timer // fires at end: cuts the batch's publishes
 }
 
 // held is one message of a lease.
 type held struct {
+	pos      int64
 	token    string
-	lost     bool                    // its lease ran out or a renewal was refused: not ours any more
-	cancel   context.CancelCauseFunc // set while it is being published
-	deadline time.Time               // the end of its publish timeout, while it is being published
+	done     bool               // its outcome is known: the lease no longer covers it
+	lost     bool               // its lease ran out or a renewal was refused: not ours any more
+	cancel   context.CancelFunc // set while it is being published
+	deadline time.Time          // the end of its publish timeout, while it is being published
 }
 
 func newLease(batch []claimed, start, end time.Time) *lease {
-	l := &lease{start: start, end: end, held: make(map[int64]*held, len(batch))}
+	l := &lease{start: start, end: end, held: make([]held, len(batch)), left: len(batch)}
 	for i := range batch {
-		h := &held{token: batch[i].Token}
-		l.held[batch[i].Position] = h
-		batch[i].lease, batch[i].held = l, h
+		l.held[i] = held{pos: batch[i].Position, token: batch[i].Token}
+		batch[i].lease, batch[i].held = l, &l.held[i]
 	}
 	l.timer = time.AfterFunc(time.Until(end), l.expire)
 	return l
@@ -65,24 +61,26 @@ func (l *lease) expire() {
 		l.timer.Reset(d)
 		return
 	}
-	for _, h := range l.held {
-		h.lose(errLeaseExpired)
+	for i := range l.held {
+		if !l.held[i].done {
+			l.held[i].lose()
+		}
 	}
 }
 
-func (h *held) lose(cause error) {
+func (h *held) lose() {
 	if h.lost {
 		return
 	}
 	h.lost = true
 	if h.cancel != nil {
-		h.cancel(cause)
+		h.cancel()
 	}
 }
 
 // begin marks h as being published under cancel until deadline, unless its
 // lease is lost or has run out; it reports whether the publish may start.
-func (l *lease) begin(h *held, cancel context.CancelCauseFunc, deadline time.Time) bool {
+func (l *lease) begin(h *held, cancel context.CancelFunc, deadline time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if h.lost || !time.Now().Before(l.end) {
@@ -92,27 +90,31 @@ func (l *lease) begin(h *held, cancel context.CancelCauseFunc, deadline time.Tim
 	return true
 }
 
-// endPublish marks h as no longer being published.
-func (l *lease) endPublish(h *held) {
+// endPublish marks h as no longer being published and reports whether its
+// lease was lost meanwhile (the publish was then cut off).
+func (l *lease) endPublish(h *held) (lost bool) {
 	l.mu.Lock()
 	h.cancel, h.deadline = nil, time.Time{}
+	lost = h.lost
 	l.mu.Unlock()
+	return lost
 }
 
 // renewable reports whether h's lease is worth renewing at now: it is still
 // ours, and not in a publish past its timeout (a publisher that ignores its
 // context loses the message when the lease runs out). l.mu is held.
 func (h *held) renewable(now time.Time) bool {
-	return !h.lost && (h.deadline.IsZero() || now.Before(h.deadline))
+	return !h.done && !h.lost && (h.deadline.IsZero() || now.Before(h.deadline))
 }
 
-// done removes the message at pos from the lease and reports whether the
-// lease holds nothing more.
-func (l *lease) done(pos int64) bool {
+// done marks h's outcome known and reports whether the lease holds nothing
+// more.
+func (l *lease) done(h *held) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.held, pos)
-	if len(l.held) == 0 {
+	h.done = true
+	l.left--
+	if l.left == 0 {
 		l.timer.Stop()
 		return true
 	}
@@ -158,9 +160,9 @@ func (r *Relay) renew(ctx context.Context) {
 		l.mu.Lock()
 		if l.end.Sub(now) <= r.cfg.lease/2 {
 			n := len(outs)
-			for pos, h := range l.held {
-				if h.renewable(now) {
-					outs = append(outs, backend.Outcome{Position: pos, Token: h.token, Kind: backend.Extend, Delay: r.cfg.lease})
+			for i := range l.held {
+				if h := &l.held[i]; h.renewable(now) {
+					outs = append(outs, backend.Outcome{Position: h.pos, Token: h.token, Kind: backend.Extend, Delay: r.cfg.lease})
 				}
 			}
 			if len(outs) > n {
@@ -180,8 +182,11 @@ func (r *Relay) renew(ctx context.Context) {
 			}
 			return
 		}
-		lostPos := make(map[int64]bool, len(refused))
+		var lostPos map[int64]bool
 		for _, p := range refused {
+			if lostPos == nil {
+				lostPos = make(map[int64]bool, len(refused))
+			}
 			lostPos[p] = true
 		}
 		if len(refused) > 0 {
@@ -190,9 +195,11 @@ func (r *Relay) renew(ctx context.Context) {
 		}
 		for _, l := range ls {
 			l.mu.Lock()
-			for _, o := range outs[:n] {
-				if h, ok := l.held[o.Position]; ok && lostPos[o.Position] {
-					h.lose(errLeaseExpired)
+			if len(lostPos) > 0 {
+				for i := range l.held {
+					if h := &l.held[i]; !h.done && lostPos[h.pos] {
+						h.lose()
+					}
 				}
 			}
 			if end := start.Add(r.cfg.lease); end.After(l.end) {

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"reflect"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,7 +56,8 @@ type Relay struct {
 
 	loopCtx    context.Context // ends when Stop begins: no more claims, waiting messages are released
 	loopCancel context.CancelFunc
-	stopping   atomic.Bool     // set as loopCtx ends, cheaper to test per message
+	stopping   atomic.Bool // set as loopCtx ends, cheaper to test per message
+	spanOpts   []trace.SpanStartOption
 	pubCtx     context.Context // ends when Stop's context ends: in-flight publishes are cut
 	pubCancel  context.CancelCauseFunc
 	setCtx     context.Context // ends after the final write-back's grace
@@ -83,8 +82,9 @@ type Relay struct {
 	paused    map[string]knownPause
 	throttled map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
 	destSem   map[string]chan struct{}
-	futile    futile        // the last futile claim
-	woken     atomic.Uint64 // calls of Wake (notifications included)
+	futile    futile            // the last futile claim
+	spanNames map[string]string // "outbox publish <topic>", for up to maxSpanNames topics
+	woken     atomic.Uint64     // calls of Wake (notifications included)
 	globalSem chan struct{}
 }
 
@@ -93,8 +93,9 @@ type Relay struct {
 type claimed struct {
 	Delivery
 	backend.Claim
-	lease *lease
-	held  *held
+	lease    *lease
+	held     *held
+	spanName string
 }
 
 type settled struct {
@@ -139,6 +140,8 @@ func NewRelay(store Store, pub Publisher, opts ...Option) (*Relay, error) {
 		throttled: map[string]time.Time{},
 		destSem:   map[string]chan struct{}{},
 		globalSem: make(chan struct{}, cfg.concurrency),
+		spanNames: map[string]string{},
+		spanOpts:  []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)},
 		leases:    map[*lease]struct{}{},
 	}
 	r.outcomes = make(chan settled, r.maxHeld)
@@ -432,6 +435,21 @@ func (r *Relay) claimLoop(ctx context.Context) {
 	}
 }
 
+// maxSpanNames bounds the span names a relay keeps (one per topic).
+const maxSpanNames = 1024
+
+// spanName returns the name of a publish span of topic. r.mu is held.
+func (r *Relay) spanName(topic string) string {
+	if n, ok := r.spanNames[topic]; ok {
+		return n
+	}
+	n := "outbox publish " + topic
+	if len(r.spanNames) < maxSpanNames {
+		r.spanNames[topic] = n
+	}
+	return n
+}
+
 // dispatch hands a claimed batch to publishing lanes: per destination, as
 // many goroutines as the destination may publish at once (at most one per
 // message), each taking the batch's next message of that destination until
@@ -444,8 +462,10 @@ func (r *Relay) dispatch(batch []claimed, start time.Time) {
 	}
 	r.track(newLease(batch, start, start.Add(r.cfg.lease)))
 	r.mu.Lock()
-	for _, c := range batch {
+	for i := range batch {
+		c := &batch[i]
 		r.heldDest[c.Destination]++
+		c.spanName = r.spanName(c.Topic)
 	}
 	r.mu.Unlock()
 	first := batch[0].Destination
@@ -532,7 +552,7 @@ func (r *Relay) destDone(dest string) {
 
 func (r *Relay) deliver(c claimed) {
 	out := r.publish(c)
-	if c.lease.done(c.Position) {
+	if c.lease.done(c.held) {
 		r.untrack(c.lease)
 	}
 	r.destDone(c.Destination)
@@ -548,13 +568,13 @@ func release(c claimed) backend.Outcome { return outcome(c, backend.Release, 0, 
 func (r *Relay) publish(c claimed) backend.Outcome {
 	if c.Malformed != nil {
 		r.log.Warn("outbox: malformed message dead-lettered", "position", c.Position, "id", c.ID, "err", c.Malformed)
-		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
+		r.m.dead.Add(r.pubCtx, 1, r.m.topicAdd(c.Topic)...)
 		return outcome(c, backend.DeadUnsent, 0, "malformed: "+c.Malformed.Error())
 	}
 	if c.Abandoned >= r.cfg.maxAbandoned {
 		// Earlier claims ended without an outcome: their relays died (or
 		// stalled) while they held it, perhaps because of it.
-		r.m.dead.Add(r.pubCtx, 1, r.m.topic(c.Topic))
+		r.m.dead.Add(r.pubCtx, 1, r.m.topicAdd(c.Topic)...)
 		reason := fmt.Sprintf("abandoned %d times: the relays that claimed it died or stalled before its outcome was written back", c.Abandoned)
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "abandoned", c.Abandoned, "reason", reason)
 		return outcome(c, backend.DeadUnsent, 0, reason)
@@ -588,16 +608,16 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 	}
 
 	// Its lease may have run out while it waited (it is renewed, but the
-	// store may be unreachable): then another relay may claim it.
-	ctx, cutoff := context.WithCancelCause(r.pubCtx)
-	defer cutoff(nil)
-	if !c.lease.begin(c.held, cutoff, start.Add(r.cfg.publishTimeout)) {
+	// store may be unreachable): then another relay may claim it. The
+	// publish is cut off (cancel) if the lease runs out while it lasts.
+	ctx, cancel := context.WithTimeoutCause(r.pubCtx, r.cfg.publishTimeout, ErrPublishTimeout)
+	defer cancel()
+	if !c.lease.begin(c.held, cancel, start.Add(r.cfg.publishTimeout)) {
 		r.m.leaseLost.Add(ctx, 1)
 		return release(c)
 	}
-	defer c.lease.endPublish(c.held)
 	ctx = contextWithTraceParent(ctx, c.TraceParent)
-	ctx, span := r.tracer.Start(ctx, "outbox publish "+c.Topic, trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := r.tracer.Start(ctx, c.spanName, r.spanOpts...)
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("messaging.destination.name", c.Destination),
@@ -606,19 +626,18 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 		)
 	}
 	defer span.End()
-	ctx, cancel := context.WithTimeoutCause(ctx, r.cfg.publishTimeout, ErrPublishTimeout)
-	defer cancel()
 	d := c.Delivery
-	h := make(map[string]string, len(d.Headers)+1)
-	maps.Copy(h, d.Headers)
-	h[PositionHeader] = strconv.FormatInt(d.Position, 10)
-	d.Headers = h
+	if d.Headers == nil {
+		d.Headers = make(map[string]string, 1)
+	}
+	d.Headers[PositionHeader] = strconv.FormatInt(d.Position, 10) // the relay owns the delivery's map (see Store.Claim)
 
 	err := r.pub.Publish(ctx, d)
 	took := time.Since(start)
+	lost := c.lease.endPublish(c.held)
 	if err == nil {
 		r.m.attempt(ctx, c.Topic, "delivered", took)
-		r.m.deliveries.Add(ctx, 1, r.m.topic(c.Topic))
+		r.m.deliveries.Add(ctx, 1, r.m.topicAdd(c.Topic)...)
 		return outcome(c, backend.Delivered, 0, "")
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(err, cerr) {
@@ -630,7 +649,7 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 		r.m.attempt(ctx, c.Topic, "released", took)
 		return release(c)
 	}
-	if errors.Is(context.Cause(ctx), errLeaseExpired) {
+	if lost {
 		// Not an attempt: the outcome is unknown, and the message may be
 		// another relay's already (this write-back is then refused).
 		r.m.attempt(ctx, c.Topic, "lease lost", took)
@@ -653,12 +672,12 @@ func (r *Relay) publish(c claimed) backend.Outcome {
 		return outcome(c, backend.Pause, d, msg)
 	case retry.IsPermanent(err):
 		r.m.attempt(ctx, c.Topic, "permanent", took)
-		r.m.dead.Add(ctx, 1, r.m.topic(c.Topic))
+		r.m.dead.Add(ctx, 1, r.m.topicAdd(c.Topic)...)
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "reason", "permanent error", "err", err)
 		return outcome(c, backend.Dead, 0, msg)
 	case c.Attempt >= r.cfg.maxAttempts:
 		r.m.attempt(ctx, c.Topic, "failed", took)
-		r.m.dead.Add(ctx, 1, r.m.topic(c.Topic))
+		r.m.dead.Add(ctx, 1, r.m.topicAdd(c.Topic)...)
 		r.log.Warn("outbox: message dead-lettered", "id", c.ID, "topic", c.Topic, "attempt", c.Attempt, "reason", "attempts exhausted", "err", err)
 		return outcome(c, backend.Dead, 0, msg)
 	}
@@ -711,18 +730,22 @@ func (r *Relay) admit(dest string) bool {
 	}
 }
 
+// settleLinger is how long a write-back waits, once, for more outcomes when
+// it has fewer than the relay's messages being published: one write-back of
+// a whole claim costs the database about what one of a single message does.
+const settleLinger = 500 * time.Microsecond
+
 func (r *Relay) settleLoop() {
 	defer r.settlers.Done()
 	batch := make([]backend.Outcome, 0, 256)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for first := range r.outcomes {
 		batch = append(batch[:0], first.Outcome)
 		next := first.keyed && done(first.Kind)
-		// Take what else is ready. When nothing is, let the publishes that
-		// are about to finish run first (a few yields, no sleeping): one
-		// write-back of a whole claim costs about what one of a single
-		// message does.
+		lingered := false
 	drain:
-		for yields := 0; len(batch) < maxSettle; {
+		for len(batch) < maxSettle {
 			select {
 			case o, ok := <-r.outcomes:
 				if !ok {
@@ -730,12 +753,26 @@ func (r *Relay) settleLoop() {
 				}
 				batch = append(batch, o.Outcome)
 				next = next || (o.keyed && done(o.Kind))
+				continue
 			default:
-				if yields == 3 {
+			}
+			// Nothing more is ready: wait a little, once, if more
+			// messages are being published.
+			if lingered || !r.publishing(len(batch)) {
+				break
+			}
+			lingered = true
+			linger.Reset(settleLinger)
+			select {
+			case o, ok := <-r.outcomes:
+				linger.Stop() // no stale tick is received after Stop (Go 1.23)
+				if !ok {
 					break drain
 				}
-				yields++
-				runtime.Gosched()
+				batch = append(batch, o.Outcome)
+				next = next || (o.keyed && done(o.Kind))
+			case <-linger.C:
+				break drain
 			}
 		}
 		r.flush(batch)
@@ -745,6 +782,14 @@ func (r *Relay) settleLoop() {
 			signal(r.wake)
 		}
 	}
+}
+
+// publishing reports whether the relay holds more messages than the n
+// outcomes in hand (claimed messages whose outcome is still to come).
+func (r *Relay) publishing(n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held > n
 }
 
 // done reports whether an outcome of kind ends the message (delivered or

@@ -31,7 +31,9 @@ type Store interface {
 	// partition key, no message of the same key with a lower position is
 	// pending (claimed or not). It never hands one message to two callers
 	// while a lease is live. Delivery.Attempt is the number of delivery
-	// attempts made so far plus one.
+	// attempts made so far plus one. The relay owns the deliveries it is
+	// given, their Headers map included (it adds PositionHeader to it): a
+	// store that keeps a map hands a copy.
 	Claim(ctx context.Context, req backend.ClaimRequest, claimed func(Delivery, backend.Claim)) error
 	// Settle writes the outcomes back, each guarded by the token of the
 	// claim it belongs to: an outcome whose message was claimed again by

@@ -24,8 +24,16 @@ type metrics struct {
 
 	stats atomic.Pointer[Stats]
 	mu    sync.RWMutex
-	attrs map[attrKey]metric.MeasurementOption
+	attrs map[attrKey]attrOptions
 	reg   metric.Registration
+}
+
+// attrOptions are the options of a set of attributes, as the variadic
+// arguments of Add and Record (passed as slices, they are not copied to
+// the heap on every measurement).
+type attrOptions struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
 }
 
 type attrKey struct{ topic, outcome string }
@@ -87,9 +95,9 @@ func (m *metrics) unregister() {
 	}
 }
 
-// option returns the cached attribute option of a topic and, when not
+// option returns the cached attribute options of a topic and, when not
 // empty, an outcome.
-func (m *metrics) option(k attrKey) metric.MeasurementOption {
+func (m *metrics) option(k attrKey) attrOptions {
 	m.mu.RLock()
 	o, ok := m.attrs[k]
 	m.mu.RUnlock()
@@ -100,21 +108,23 @@ func (m *metrics) option(k attrKey) metric.MeasurementOption {
 	if k.outcome != "" {
 		attrs = append(attrs, attribute.String("outbox.outcome", k.outcome))
 	}
-	o = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
+	o = attrOptions{add: []metric.AddOption{opt}, record: []metric.RecordOption{opt}}
 	m.mu.Lock()
 	if m.attrs == nil {
-		m.attrs = map[attrKey]metric.MeasurementOption{}
+		m.attrs = map[attrKey]attrOptions{}
 	}
 	m.attrs[k] = o
 	m.mu.Unlock()
 	return o
 }
 
-func (m *metrics) topic(t string) metric.MeasurementOption { return m.option(attrKey{topic: t}) }
+// topicAdd returns the options of a count of topic.
+func (m *metrics) topicAdd(t string) []metric.AddOption { return m.option(attrKey{topic: t}).add }
 
 func (m *metrics) attempt(ctx context.Context, topic, outcome string, took time.Duration) {
-	m.attempts.Add(ctx, 1, m.option(attrKey{topic: topic, outcome: outcome}))
+	m.attempts.Add(ctx, 1, m.option(attrKey{topic: topic, outcome: outcome}).add...)
 	if took > 0 {
-		m.latency.Record(ctx, took.Seconds(), m.topic(topic))
+		m.latency.Record(ctx, took.Seconds(), m.option(attrKey{topic: topic}).record...)
 	}
 }

@@ -3,6 +3,7 @@ package sqloutbox_test
 import (
 	"context"
 	"database/sql"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -120,16 +121,16 @@ func leaseDrain(b *testing.B, db *sql.DB, table string) {
 	b.Helper()
 	claim := `WITH c AS (SELECT seq FROM ` + table + ` WHERE state = 0 AND available_at <= now()
 	ORDER BY available_at LIMIT 100 FOR UPDATE SKIP LOCKED)
-UPDATE ` + table + ` o SET claim_token = $1::uuid, available_at = now() + interval '1 minute'
+UPDATE ` + table + ` o SET claim_token = $1, available_at = now() + interval '1 minute'
 FROM c WHERE o.seq = c.seq RETURNING o.seq`
-	mark := `UPDATE ` + table + ` SET state = 1, done_at = now(), claim_token = NULL WHERE seq = ANY ($1) AND claim_token = $2::uuid`
+	mark := `UPDATE ` + table + ` SET state = 1, done_at = now(), claim_token = 0 WHERE seq = ANY ($1) AND claim_token = $2`
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				tok := uuid.NewString()
+				tok := rand.Int64N(1<<62) + 1
 				rows, err := db.Query(claim, tok)
 				if err != nil {
 					b.Error(err)

@@ -108,7 +108,7 @@ WITH {async}c AS (
 )
 UPDATE {t} o SET claim_token = $2, leased_until = now() + make_interval(secs => $3), claims = o.claims + 1
 {claimFrom}WHERE o.seq = ANY (ARRAY(SELECT seq FROM c))
-RETURNING o.seq, o.id::text, o.topic, o.destination, o.partition_key, o.headers, o.payload, o.traceparent,
+RETURNING o.seq, o.id::text, o.topic, NULLIF(o.destination, o.topic), o.partition_key, o.headers, o.payload, o.traceparent,
 	(extract(epoch FROM o.created_at) * 1000000)::bigint, o.attempts + 1, o.claims - 1 - o.attempts`
 
 // pgClaimExclude is pgClaim's {exclude} when the relay excludes
@@ -317,7 +317,7 @@ WHERE seq IN (
 		WHERE p.partition_key = o.partition_key AND p.state = 0 AND p.seq < o.seq))
 	ORDER BY available_at
 	LIMIT ?)
-RETURNING seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - 1 - attempts`
+RETURNING seq, id, topic, NULLIF(destination, topic), partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - 1 - attempts`
 
 const sqliteCleanup = `
 DELETE FROM {t} WHERE seq IN (
@@ -383,7 +383,7 @@ const mysqlNow = `CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)`
 // locks them; the lease is then written into leased_until, which no index
 // holds, so that the claim changes no index entry.
 const mysqlClaimSelect = `
-SELECT seq, id, topic, destination, partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - attempts
+SELECT seq, id, topic, NULLIF(destination, topic), partition_key, headers, payload, traceparent, created_at, attempts + 1, claims - attempts
 FROM {t} o
 WHERE state = 0 AND available_at <= ` + mysqlNow + ` AND (leased_until IS NULL OR leased_until <= ` + mysqlNow + `) {x}
   AND destination NOT IN (SELECT destination FROM {p} WHERE paused_until > ` + mysqlNow + `)

@@ -279,18 +279,22 @@ type claimedRow struct {
 }
 
 // scanClaimed reads a row of a claim's RETURNING list: seq, id, topic,
-// destination, key, headers, payload, traceparent, created_at, attempts,
-// abandoned.
+// destination (NULL when it is the topic: one string less to allocate),
+// key, headers, payload, traceparent, created_at, attempts, abandoned.
 func scanClaimed(sc scanner, token string) (claimedRow, error) {
 	var (
-		r                claimedRow
-		key, headers, tp sql.NullString
-		created          int64
-		attempts, aband  int64
+		r                      claimedRow
+		dest, key, headers, tp sql.NullString
+		created                int64
+		attempts, aband        int64
 	)
 	d := &r.d
-	if err := sc.Scan(&d.Position, &d.ID, &d.Topic, &d.Destination, &key, &headers, &d.Payload, &tp, &created, &attempts, &aband); err != nil {
+	if err := sc.Scan(&d.Position, &d.ID, &d.Topic, &dest, &key, &headers, &d.Payload, &tp, &created, &attempts, &aband); err != nil {
 		return r, err
+	}
+	d.Destination = d.Topic
+	if dest.Valid {
+		d.Destination = dest.String
 	}
 	d.Key = key.String
 	d.CreatedAt = time.UnixMicro(created)
