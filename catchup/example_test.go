@@ -169,14 +169,14 @@ func ExampleRefetcher() {
 
 	dir, _ := os.MkdirTemp("", "catchup-refetch")
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
 	guard, _ := sqlstore.New(db, steadfast.SQLite) // the ordering guard
-	out, _ := sqloutbox.New(db, sqloutbox.SQLite)  // the outbox the refetches go through
+	out, _ := sqloutbox.New(db, steadfast.SQLite)  // the outbox the refetches go through
 	if err := guard.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func backlogRows(t *testing.T, page string) []map[string]string {
 func TestBacklogByDestination(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+		db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 		if err != nil {
 			t.Fatal(err)
 		}

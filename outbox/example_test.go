@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
@@ -35,13 +36,13 @@ func (p *printPublisher) Publish(ctx context.Context, d outbox.Delivery) error {
 func Example() {
 	dir, _ := os.MkdirTemp("", "outbox-example")
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	store, err := sqloutbox.New(db, sqloutbox.SQLite)
+	store, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		log.Fatal(err)
 	}

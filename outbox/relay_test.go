@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
@@ -27,12 +28,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newStore(t testing.TB) (*sql.DB, *sqloutbox.Store) {
 	t.Helper()
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := sqloutbox.New(db, sqloutbox.SQLite)
+	s, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package sqlcatchup is the SQL store of catchup pollers, on PostgreSQL,
-// steadfast.SQLite and MySQL/MariaDB: each source's cursor and lease, and the events
+// SQLite and MySQL/MariaDB: each source's cursor and lease, and the events
 // whose handler failed (attempts, then dead letters that operators list,
 // requeue and discard).
 //

@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS {t}_failed (
 CREATE INDEX IF NOT EXISTS {i}_failed_state ON {t}_failed (state, source, seq);
 `
 
-// steadfast.MySQL: ids are VARBINARY so that they compare byte for byte; text is
+// MySQL: ids are VARBINARY so that they compare byte for byte; text is
 // utf8mb4 whatever the server's default.
 const mysqlSchema = `-- steadfast catchup: the cursor and lease of each source (MySQL/MariaDB).
 CREATE TABLE IF NOT EXISTS {t} (

@@ -34,7 +34,7 @@ type config struct{ table sqldb.Table }
 var suffixes = []string{"_failed", "_failed_state", "_failed_event"}
 
 // WithTable sets the name of the store's table, "name" or "schema.name"
-// (a PostgreSQL schema, a steadfast.MySQL database, an attached steadfast.SQLite database),
+// (a PostgreSQL schema, a MySQL database, an attached SQLite database),
 // each part an unquoted identifier [A-Za-z_][A-Za-z0-9_]*; the table of
 // failed events and the indexes are named after it (name_failed, ...), so
 // the name is at most 50 bytes. Defaults to "steadfast_catchup".
@@ -240,7 +240,7 @@ func (s *Store) Release(ctx context.Context, source, owner string) error {
 }
 
 // Begin implements catchup.Store: it begins a transaction on the store's
-// database (READ COMMITTED on steadfast.MySQL, so that a page's inbox inserts do not
+// database (READ COMMITTED on MySQL, so that a page's inbox inserts do not
 // take gap locks that deadlock the webhooks' own).
 func (s *Store) Begin(ctx context.Context) (steadfast.Tx, error) {
 	if s == nil {
@@ -563,8 +563,8 @@ func (s *Store) Cursors(ctx context.Context) ([]catchup.Cursor, error) {
 //
 // It is one statement that also ends the source's lease, so it is safe
 // while a poller runs: a page the poller was applying either committed
-// before it (PostgreSQL and steadfast.MySQL make the statement wait for the page's
-// lock on the cursor row; steadfast.SQLite, with one writer at a time, for the write
+// before it (PostgreSQL and MySQL make the statement wait for the page's
+// lock on the cursor row; SQLite, with one writer at a time, for the write
 // lock between two pages) or fails to advance the cursor and is rolled
 // back, its effects with it; the poller then takes the lease again at the
 // new cursor, a third of its lease later (at its next pass if it was

@@ -1,4 +1,4 @@
-// Package sqlstore is a durable idempotency.Store on PostgreSQL, steadfast.SQLite or
+// Package sqlstore is a durable idempotency.Store on PostgreSQL, SQLite or
 // MySQL/MariaDB through database/sql, with the transactional path
 // (idempotency.TxStore) and the consumer side: an inbox and an ordering guard.
 //
@@ -23,7 +23,7 @@
 // An application that uses pgxpool can hand the store a *sql.DB over the
 // same pool with stdlib.OpenDBFromPool. (A native pgxpool path was measured
 // against pgx's database/sql driver on the store's statements and was not
-// faster: the round trips and commits dominate.) On steadfast.SQLite keep the pool
+// faster: the round trips and commits dominate.) On SQLite keep the pool
 // small (db.SetMaxOpenConns(4)): the database has one writer, and more
 // connections only queue for it.
 //
@@ -42,7 +42,7 @@
 // Every time is the database server's, taken by the statement that writes
 // or compares it (clock_timestamp() on PostgreSQL, whose now() would be the
 // transaction's start; UTC_TIMESTAMP(6) on MySQL/MariaDB; julianday('now')
-// on steadfast.SQLite), stored as Unix microseconds. The store passes only durations
+// on SQLite), stored as Unix microseconds. The store passes only durations
 // (lease, retention) and never reads the application's clock, so replicas
 // whose clocks disagree never take over each other's live claims. A record
 // reports what is left of its lease or retention (idempotency.Record.TTL).
@@ -82,7 +82,7 @@
 // # Faults
 //
 // Deadlocks (MySQL/MariaDB 1213, PostgreSQL 40P01), lock wait timeouts and
-// steadfast.SQLite busy errors are retried with a fresh transaction (WithRetryAttempts);
+// SQLite busy errors are retried with a fresh transaction (WithRetryAttempts);
 // a failure to begin a transaction (after a database restart, every pooled
 // connection is broken) is tried again at once on another connection;
 // every other error is returned wrapped, and nothing is marked done that did

@@ -72,7 +72,7 @@ func WithTable(name string) Option {
 // WithMaxResponseSize sets the largest response Complete stores; a larger
 // one is refused with an error wrapping idempotency.ErrTooLarge (the
 // middleware then stores a marker, so that retries get a clear answer
-// rather than a rerun). Defaults to 4 MiB. On steadfast.MySQL it must also fit the
+// rather than a rerun). Defaults to 4 MiB. On MySQL it must also fit the
 // server's max_allowed_packet.
 func WithMaxResponseSize(n int) Option {
 	return newOption("WithMaxResponseSize", func(c *config) error {
@@ -100,7 +100,7 @@ func WithAbandonedRetention(d time.Duration) Option {
 
 // WithRetryAttempts sets how many times an operation is tried when the
 // database aborts it with a deadlock (MySQL/MariaDB 1213, PostgreSQL 40P01),
-// a lock wait timeout or steadfast.SQLite busy. Every such retry re-runs a whole
+// a lock wait timeout or SQLite busy. Every such retry re-runs a whole
 // transaction that the database rolled back, so it never doubles an effect.
 // Defaults to 8; 1 disables retries.
 func WithRetryAttempts(n int) Option {

@@ -27,9 +27,9 @@ import (
 // negative; flag is whether the record is claimable (claim, lookup), or
 // expired (MySQL's locked read-back), or false (get).
 type queries struct {
-	// claim takes or reports a key. steadfast.Postgres: a read that inserts through
+	// claim takes or reports a key. Postgres: a read that inserts through
 	// the claim function when there is no row, followed by takeover when
-	// the existing row is claimable. steadfast.SQLite: an upsert returning token when taken. steadfast.MySQL: an
+	// the existing row is claimable. SQLite: an upsert returning token when taken. MySQL: an
 	// upsert, followed by lookupLocked.
 	claim     string
 	get       string
@@ -37,16 +37,16 @@ type queries struct {
 	renew     string
 	complete  string
 	release   string
-	check     string // steadfast.MySQL only: is key held by token (one row if so)
+	check     string // MySQL only: is key held by token (one row if so)
 	force     string
 	purge     string
 	inbox     string
 	inboxGC   string
 	guardGC   string
 	order     string
-	orderUpd  string // steadfast.MySQL only: advance the position
-	orderLock string // steadfast.MySQL only: read the locked position
-	insert    string // steadfast.MySQL only: the claim of a key that has no record
+	orderUpd  string // MySQL only: advance the position
+	orderLock string // MySQL only: read the locked position
+	insert    string // MySQL only: the claim of a key that has no record
 	// takeover is PostgreSQL's compare-and-swap of a claimable record.
 	takeover string
 	// lookupLocked is MySQL's read-back of the row its claim upsert
@@ -237,11 +237,11 @@ ON CONFLICT (entity) DO UPDATE
        OR (position = excluded.position AND tie_break < excluded.tie_break)`,
 }
 
-// steadfast.MySQL has no RETURNING with ON DUPLICATE KEY UPDATE. The claim upsert sets
+// MySQL has no RETURNING with ON DUPLICATE KEY UPDATE. The claim upsert sets
 // token first, under the claimable condition; every later assignment then
 // tests token = VALUES(token), which holds only if this statement took the
 // row (tokens are random 63-bit values). The caller reads the row back and
-// compares tokens. steadfast.MySQL evaluates the assignments left to right, which is
+// compares tokens. MySQL evaluates the assignments left to right, which is
 // what makes this work.
 var mysqlQueries = queries{
 	// Parameters: key, fingerprint, token, lease, lease, abandoned

@@ -151,7 +151,7 @@ func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.D
 	if err := checkClaim(key, fingerprint, lease); err != nil {
 		return idempotency.Claim{}, err
 	}
-	// steadfast.SQLite and steadfast.MySQL take a fast path, one read and no write: a live
+	// SQLite and MySQL take a fast path, one read and no write: a live
 	// record that this claim could not take anyway (completed, held, or
 	// another fingerprint) is returned as is, so a replay costs one SELECT.
 	// (PostgreSQL's claim statement is already one round trip that writes
@@ -452,7 +452,7 @@ func (s *Store) Get(ctx context.Context, key string) (idempotency.Record, error)
 //
 // A claim taken with ClaimTx is held by the row lock of its open
 // transaction, not by its lease: do not renew it (on PostgreSQL the renewal
-// does not see the uncommitted row and reports ErrLeaseLost; on steadfast.MySQL it
+// does not see the uncommitted row and reports ErrLeaseLost; on MySQL it
 // waits for the transaction to end).
 func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.Duration) error {
 	if err := checkKey(key); err != nil {
@@ -479,7 +479,7 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 	})
 }
 
-// affectedOrHeld turns an UPDATE's result into nil or ErrLeaseLost. steadfast.MySQL
+// affectedOrHeld turns an UPDATE's result into nil or ErrLeaseLost. MySQL
 // counts changed rows, not matched ones, unless the DSN sets
 // clientFoundRows, so a renewal to the same instant reports 0: then the row is
 // checked directly.

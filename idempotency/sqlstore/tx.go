@@ -27,11 +27,11 @@ import (
 // live transaction (a request with it still running) is reported at once as
 // in progress, not acquired. The claim waits at most 20ms for the row's lock
 // (PostgreSQL's lock_timeout; MariaDB's SET STATEMENT
-// innodb_lock_wait_timeout=0; steadfast.MySQL 8's SET_VAR hint, whose least wait is
+// innodb_lock_wait_timeout=0; MySQL 8's SET_VAR hint, whose least wait is
 // a second), and a key held by a transaction of this Store is reported
 // without touching the database.
 //
-// On steadfast.SQLite the transaction holds the database's single write lock until it
+// On SQLite the transaction holds the database's single write lock until it
 // ends (open the database with SQLiteDSN, which begins every transaction
 // IMMEDIATE): requests in transactional mode run one at a time there, and
 // wait for the lock up to the busy timeout; a duplicate of a request that
@@ -106,7 +106,7 @@ const lockWait = 20 * time.Millisecond
 // transaction that holds it: the wait is bounded (PostgreSQL's lock_timeout,
 // MariaDB's SET STATEMENT innodb_lock_wait_timeout, MySQL's SET_VAR hint),
 // and a lock that does not come gives an error for which
-// sqldb.IsLockTimeout is true. steadfast.SQLite needs no bound: the transaction holds
+// sqldb.IsLockTimeout is true. SQLite needs no bound: the transaction holds
 // the database's one write lock from its start.
 func (s *Store) claimNoWait(ctx context.Context, tx *sql.Tx, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
 	switch s.dialect {
@@ -141,7 +141,7 @@ func (s *Store) afterClaim(ctx context.Context, tx *sql.Tx) error {
 
 // mysqlClaimNoWait returns the claim statement with a bounded lock wait for
 // the server: MariaDB takes SET STATEMENT innodb_lock_wait_timeout=0 (no
-// wait), steadfast.MySQL 8 the SET_VAR hint (at least a second).
+// wait), MySQL 8 the SET_VAR hint (at least a second).
 // The server is asked once, in tx (not on another pooled connection, which
 // a full pool would never hand out).
 func (s *Store) mysqlClaimNoWait(ctx context.Context, tx *sql.Tx) (string, error) {
@@ -227,7 +227,7 @@ func (t *claimTx) SQL() *sql.Tx { return t.tx }
 // response over WithMaxResponseSize is refused at once
 // (idempotency.ErrTooLarge) with the transaction left open. When the
 // transaction or its savepoint is lost (an aborted PostgreSQL transaction, a
-// MySQL/MariaDB deadlock that rolled it back, an steadfast.SQLite automatic rollback,
+// MySQL/MariaDB deadlock that rolled it back, an SQLite automatic rollback,
 // which leave the claim gone or unusable), it stores nothing, rolls back and
 // returns an error wrapping idempotency.ErrTxLost. If completing fails
 // otherwise, the transaction is rolled back too. If the commit itself fails,

@@ -139,4 +139,12 @@
 // crash may forget the last of them, and the messages concerned are delivered
 // again, which at-least-once delivery allows. WithDurableWriteBacks makes
 // them synchronous. Enqueue is never affected.
+//
+// # MySQL and MariaDB
+//
+// MySQL 8 or MariaDB 10.6 or later (both have SKIP LOCKED). Times come from
+// the server (UNIX_TIMESTAMP(NOW(6))); keep the session time zone free of
+// daylight saving (UTC, as servers usually run), or leases may be off by the
+// shift during the repeated hour. Keyed enqueues cost a second round trip
+// (the key lock), and the {table}_keys table keeps one row per key ever used.
 package sqloutbox

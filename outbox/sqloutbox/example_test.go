@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"github.com/steadfast-go/steadfast/retry"
@@ -32,13 +33,13 @@ func (g gone) Publish(ctx context.Context, d outbox.Delivery) error {
 func Example() {
 	dir, _ := os.MkdirTemp("", "sqloutbox-example")
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	store, err := sqloutbox.New(db, sqloutbox.SQLite, sqloutbox.WithTable("events"))
+	store, err := sqloutbox.New(db, steadfast.SQLite, sqloutbox.WithTable("events"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -81,13 +82,13 @@ func Example() {
 func ExampleStore_EnqueueWithoutTx() {
 	dir, _ := os.MkdirTemp("", "sqloutbox-example")
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	store, err := sqloutbox.New(db, sqloutbox.SQLite)
+	store, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -124,13 +125,13 @@ func (f *flaky) Publish(ctx context.Context, d outbox.Delivery) error {
 func ExampleStore_Resume() {
 	dir, _ := os.MkdirTemp("", "sqloutbox-example")
 	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(dir, "app.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(dir, "app.db")))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	store, err := sqloutbox.New(db, sqloutbox.SQLite)
+	store, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		log.Fatal(err)
 	}

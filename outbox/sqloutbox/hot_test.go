@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
@@ -28,7 +29,7 @@ func TestPostgresLeasesRewriteRowsInPlace(t *testing.T) {
 	defer db.Close()
 	db.SetMaxOpenConns(1) // the statistics are flushed by the session that wrote them
 	table := tableName()
-	s, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(table))
+	s, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(table))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/testserver"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
@@ -68,7 +69,7 @@ func TestHelperRelayProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(4)
-	s, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(table))
+	s, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(table))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(4)
-	s, err := sqloutbox.New(db, sqloutbox.Postgres)
+	s, err := sqloutbox.New(db, steadfast.Postgres)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,33 +2,9 @@ package sqloutbox
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/steadfast-go/steadfast/internal/option"
 	"github.com/steadfast-go/steadfast/internal/sqldb"
-)
-
-// Dialect names the SQL database behind a Store. It is the same type as
-// steadfast.Dialect, so one value names the database to both.
-type Dialect = sqldb.Dialect
-
-// The databases a Store runs on.
-const (
-	// Postgres is PostgreSQL 12 or later through pgx's database/sql driver
-	// (github.com/jackc/pgx/v5/stdlib, driver name "pgx"). Programs on
-	// pgx's own pool enqueue with pgxoutbox.Enqueue.
-	Postgres = sqldb.Postgres
-	// SQLite is modernc.org/sqlite (driver name "sqlite") on a file database
-	// in WAL mode; open it with SQLiteDSN.
-	SQLite = sqldb.SQLite
-	// MySQL is MySQL 8 or MariaDB 10.6 or later (both have SKIP LOCKED)
-	// through github.com/go-sql-driver/mysql (driver name "mysql"). Times
-	// come from the server (UNIX_TIMESTAMP(NOW(6))); keep the session time
-	// zone free of daylight saving (UTC, as servers usually run), or leases
-	// may be off by the shift during the repeated hour. Keyed enqueues cost
-	// a second round trip (the key lock), and the {table}_keys table keeps
-	// one row per key ever used.
-	MySQL = sqldb.MySQL
 )
 
 const (
@@ -41,12 +17,6 @@ const (
 // tableSuffixes are what the store appends to the table's name for its
 // other tables and its indexes.
 var tableSuffixes = []string{"_keys", "_pauses", "_ready", "_key", "_head", "_parked", "_done", "_dead", "_id"}
-
-// SQLiteDSN returns a data source name for modernc.org/sqlite (driver name
-// "sqlite") for the database file at path: WAL mode, a 5 s busy timeout,
-// full synchronous writes, and every transaction begun IMMEDIATE. path must
-// not contain '?' or '#'.
-func SQLiteDSN(path string) string { return sqldb.SQLiteDSN(path, 5*time.Second) }
 
 // Option configures a Store. Options are made by the With functions of this
 // package and applied in order; New refuses, with an error naming it, an

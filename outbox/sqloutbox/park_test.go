@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
@@ -55,7 +56,7 @@ func TestPostgresOrphanParkRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A store that has not swept yet (as after unparkEvery) repairs it.
-	fresh, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(s.Table()))
+	fresh, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(s.Table()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox/backend"
 )
 
@@ -55,7 +56,7 @@ func (s *Store) heldBy(out []backend.Outcome) (string, []any) {
 		args = append(args, o.Position)
 	}
 	pairs := strings.TrimSuffix(strings.Repeat("(?,?),", len(out)), ",")
-	if s.dialect == SQLite {
+	if s.dialect == steadfast.SQLite {
 		pairs = "VALUES " + pairs // SQLite's row-value IN takes a subquery
 	}
 	for _, o := range out {
@@ -140,7 +141,7 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 		q = s.expand(q)
 		done := g.o.Kind == backend.Delivered || g.o.Kind == backend.Dead || g.o.Kind == backend.DeadUnsent
 		var groupApplied []any
-		if s.dialect == SQLite {
+		if s.dialect == steadfast.SQLite {
 			rows, err := tx.QueryContext(ctx, q+" RETURNING seq, partition_key", args...)
 			if err != nil {
 				return nil, false, err
@@ -212,7 +213,7 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 // pauseUpsert is the end of the INSERT of a pause that keeps the later end
 // of the two when the destination is paused already.
 func (s *Store) pauseUpsert() string {
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		return " ON DUPLICATE KEY UPDATE reason = IF(VALUES(paused_until) > paused_until, VALUES(reason), reason)," +
 			" paused_at = IF(VALUES(paused_until) > paused_until, VALUES(paused_at), paused_at)," +
 			" paused_until = GREATEST(paused_until, VALUES(paused_until))"
@@ -223,7 +224,7 @@ func (s *Store) pauseUpsert() string {
 }
 
 func (s *Store) txOptions() *sql.TxOptions {
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/internal/testenv"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/outboxtest"
@@ -64,7 +65,7 @@ func harness(t *testing.T, db *sql.DB, s *sqloutbox.Store) outboxtest.Harness {
 		Corrupt: func(ctx context.Context, id string, headers map[string]string) error {
 			return corrupt(ctx, db, s, id, headers)
 		},
-		SingleWriter:     s.Dialect() == sqloutbox.SQLite,
+		SingleWriter:     s.Dialect() == steadfast.SQLite,
 		DeletesDelivered: true, // the tests of WithKeepDelivered set it back
 	}
 }
@@ -81,7 +82,7 @@ func corrupt(ctx context.Context, db *sql.DB, s *sqloutbox.Store, id string, hea
 		raw = string(b)
 	}
 	q := "UPDATE " + s.Table() + " SET headers = ? WHERE id = ?"
-	if s.Dialect() == sqloutbox.Postgres {
+	if s.Dialect() == steadfast.Postgres {
 		q = "UPDATE " + s.Table() + " SET headers = $1 WHERE id = $2"
 	}
 	_, err := db.ExecContext(ctx, q, raw, id)
@@ -135,7 +136,7 @@ func tableName() string { return fmt.Sprintf("obx_%x", rand.Uint64()) }
 func newPostgres(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Store, string) {
 	db, url := postgresDB(t)
 	table := tableName()
-	s, err := sqloutbox.New(db, sqloutbox.Postgres, append([]sqloutbox.Option{sqloutbox.WithTable(table)}, opts...)...)
+	s, err := sqloutbox.New(db, steadfast.Postgres, append([]sqloutbox.Option{sqloutbox.WithTable(table)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,12 +148,12 @@ func newPostgres(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.St
 }
 
 func newSQLite(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Store) {
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := sqloutbox.New(db, sqloutbox.SQLite, opts...)
+	s, err := sqloutbox.New(db, steadfast.SQLite, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func newSQLite(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Stor
 func newMySQL(t testing.TB, opts ...sqloutbox.Option) (*sql.DB, *sqloutbox.Store) {
 	db := mysqlDB(t)
 	table := tableName()
-	s, err := sqloutbox.New(db, sqloutbox.MySQL, append([]sqloutbox.Option{sqloutbox.WithTable(table)}, opts...)...)
+	s, err := sqloutbox.New(db, steadfast.MySQL, append([]sqloutbox.Option{sqloutbox.WithTable(table)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ import (
 // It is safe for concurrent use.
 type Store struct {
 	db      *sql.DB
-	dialect Dialect
+	dialect steadfast.Dialect
 	cfg     config
 	q       queries
 	lockID  int32 // PostgreSQL advisory lock class of the table's keys
@@ -50,25 +50,25 @@ type queries struct {
 // options but does not touch the database; call Migrate (or run Schema's
 // statements yourself) before use. It returns an error for a nil db, an
 // unknown dialect, or (naming the option) an invalid option.
-func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
+func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqloutbox: New: db is nil")
 	}
 	table, _ := sqldb.ParseTable(defaultTable)
-	cfg := config{table: table, maxPayload: defaultMaxPayload, notify: d == Postgres, fillFactor: defaultFillFactor}
+	cfg := config{table: table, maxPayload: defaultMaxPayload, notify: d == steadfast.Postgres, fillFactor: defaultFillFactor}
 	if err := applyOptions("New", &cfg, opts); err != nil {
 		return nil, err
 	}
 	var q queries
 	switch d {
-	case Postgres:
+	case steadfast.Postgres:
 		q = queries{schema: pgSchema, claim: pgClaim, settle: pgSettle, unpark: pgUnpark, cleanup: pgCleanup, stats: pgStats,
 			listDead: pgListDead, get: pgGet, requeue: pgRequeue, requeueLock: pgRequeueLock, discard: pgDiscard,
 			pauses: pgPauses, resume: pgResume}
-	case SQLite:
+	case steadfast.SQLite:
 		q = queries{schema: sqliteSchema, claim: sqliteClaim, cleanup: sqliteCleanup, stats: genericStats,
 			listDead: genericListDead, get: genericGet, pauses: genericPauses, resume: genericResume}
-	case MySQL:
+	case steadfast.MySQL:
 		q = queries{schema: mysqlSchema, claim: mysqlClaimSelect, cleanup: mysqlCleanupSelect, stats: genericStats,
 			listDead: genericListDead, get: genericGet, pauses: genericPauses, resume: genericResume}
 	default:
@@ -99,7 +99,7 @@ func (s *Store) expand(tmpl string) string {
 		async, asyncFrom, claimFrom = "", "", ""
 	}
 	now := sqliteNow
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		now = mysqlNow
 	}
 	deleted := "1" // backend.Delivered: delivered messages are deleted
@@ -114,7 +114,7 @@ func (s *Store) expand(tmpl string) string {
 }
 
 // Dialect returns the store's dialect.
-func (s *Store) Dialect() Dialect { return s.dialect }
+func (s *Store) Dialect() steadfast.Dialect { return s.dialect }
 
 // Table returns the table's name as SQL names it (schema.name or name). On
 // PostgreSQL it is also the channel that Enqueue notifies.
@@ -236,11 +236,11 @@ func (s *Store) enqueue(ctx context.Context, exec execFunc, msgs []outbox.Messag
 		j := min(i+chunk, len(ms))
 		var err error
 		switch s.dialect {
-		case Postgres:
+		case steadfast.Postgres:
 			err = s.pgEnqueue(ctx, exec, ms[i:j], hs[i:j], tp)
-		case SQLite:
+		case steadfast.SQLite:
 			err = s.sqliteEnqueue(ctx, exec, ms[i:j], hs[i:j], tp)
-		case MySQL:
+		case steadfast.MySQL:
 			err = s.mysqlEnqueue(ctx, exec, ms[i:j], hs[i:j], tp)
 		}
 		if err != nil {
@@ -346,15 +346,15 @@ func (s *Store) Claim(ctx context.Context, req backend.ClaimRequest, claimed fun
 	var out []claimedRow
 	var err error
 	switch token := ""; s.dialect {
-	case Postgres:
+	case steadfast.Postgres:
 		out, err = s.pgClaim(ctx, req, pgToken())
-	case SQLite:
+	case steadfast.SQLite:
 		token = uuid.NewString()
 		err = s.retry(ctx, func(ctx context.Context) error {
 			out, err = s.sqliteClaim(ctx, req, token)
 			return err
 		})
-	case MySQL:
+	case steadfast.MySQL:
 		token = uuid.NewString()
 		err = s.retry(ctx, func(ctx context.Context) error {
 			out, err = s.mysqlClaim(ctx, req, token)
@@ -400,7 +400,7 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 	var refused []int64
 	var err error
 	switch s.dialect {
-	case Postgres:
+	case steadfast.Postgres:
 		refused, err = s.pgSettle(ctx, outcomes)
 	default:
 		err = s.retry(ctx, func(ctx context.Context) error {
@@ -442,12 +442,12 @@ func (s *Store) cleanup(ctx context.Context, what string, state int, retention t
 	var n int64
 	var err error
 	switch s.dialect {
-	case Postgres:
+	case steadfast.Postgres:
 		var res sql.Result
 		if res, err = s.db.ExecContext(ctx, s.q.cleanup, seconds(retention), limit, state); err == nil {
 			n, err = res.RowsAffected()
 		}
-	case SQLite:
+	case steadfast.SQLite:
 		err = s.retry(ctx, func(ctx context.Context) error {
 			res, err := s.db.ExecContext(ctx, s.q.cleanup, state, retention.Microseconds(), limit)
 			if err != nil {
@@ -456,7 +456,7 @@ func (s *Store) cleanup(ctx context.Context, what string, state int, retention t
 			n, err = res.RowsAffected()
 			return err
 		})
-	case MySQL:
+	case steadfast.MySQL:
 		err = s.retry(ctx, func(ctx context.Context) error {
 			n, err = s.mysqlCleanup(ctx, state, retention, limit)
 			return err
@@ -486,7 +486,7 @@ func (s *Store) ListDead(ctx context.Context, topic string, after int64, limit i
 	}
 	var rows *sql.Rows
 	var err error
-	if s.dialect == Postgres {
+	if s.dialect == steadfast.Postgres {
 		rows, err = s.db.QueryContext(ctx, s.q.listDead, after, topic, limit)
 	} else {
 		rows, err = s.db.QueryContext(ctx, s.q.listDead, after, topic, topic, limit)
@@ -567,7 +567,7 @@ func (s *Store) requeue(ctx context.Context, ids []string) (int, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 	var n int64
-	if s.dialect == Postgres {
+	if s.dialect == steadfast.Postgres {
 		if _, err := tx.ExecContext(ctx, s.q.requeueLock, ids, s.lockID); err != nil {
 			return 0, err
 		}
@@ -599,7 +599,7 @@ func (s *Store) txRequeue(ctx context.Context, tx *sql.Tx, ids []string) (int64,
 	}
 	in := placeholders(len(ids))
 	nb, lock := "not_before", ""
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		nb, lock = "NULL", " FOR UPDATE" // MySQL keeps NotBefore in available_at only
 	}
 	rows, err := tx.QueryContext(ctx, s.expand("SELECT id, topic, destination, partition_key, headers, payload, traceparent, "+nb+
@@ -633,7 +633,7 @@ func (s *Store) txRequeue(ctx context.Context, tx *sql.Tx, ids []string) (int64,
 	if len(ds) == 0 {
 		return 0, nil
 	}
-	if s.dialect == MySQL {
+	if s.dialect == steadfast.MySQL {
 		var keys []string
 		for _, d := range ds {
 			if d.key.Valid {
@@ -659,7 +659,7 @@ func (s *Store) txRequeue(ctx context.Context, tx *sql.Tx, ids []string) (int64,
 	}
 	seen := map[string]bool{}
 	for _, d := range ds {
-		if s.dialect == MySQL { // MySQL does not park (see mysqlEnqueue)
+		if s.dialect == steadfast.MySQL { // MySQL does not park (see mysqlEnqueue)
 			q := s.expand("INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, created_at, available_at, last_error) VALUES (?,?,?,?,?,?,?,?,{now},?)")
 			if _, err := tx.ExecContext(ctx, q, d.id, d.topic, d.dest, d.key, d.headers, d.payload, d.tp, d.created, d.lastErr); err != nil {
 				return 0, err
@@ -721,7 +721,7 @@ func (s *Store) Resume(ctx context.Context, destinations ...string) (int, error)
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
 		var res sql.Result
-		if s.dialect == Postgres {
+		if s.dialect == steadfast.Postgres {
 			res, err = tx.ExecContext(ctx, s.q.resume, destinations)
 		} else {
 			args := make([]any, len(destinations))
@@ -765,7 +765,7 @@ func (s *Store) deadOp(ctx context.Context, what string, ids []string, pgQuery, 
 	err := s.retry(ctx, func(ctx context.Context) error {
 		var res sql.Result
 		var err error
-		if s.dialect == Postgres {
+		if s.dialect == steadfast.Postgres {
 			res, err = s.db.ExecContext(ctx, pgQuery, ids)
 		} else {
 			args := make([]any, len(ids))

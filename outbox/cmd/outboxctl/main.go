@@ -142,17 +142,17 @@ func runErr(ctx context.Context, args []string, ask *prompter, stdout, stderr io
 		return fmt.Errorf("%w: -dsn (or $OUTBOX_DSN) is required", errUsage)
 	}
 	var driver string
-	var dialect sqloutbox.Dialect
+	var dialect steadfast.Dialect
 	switch *dbKind {
 	case "postgres", "postgresql", "pgx":
-		driver, dialect = "pgx", sqloutbox.Postgres
+		driver, dialect = "pgx", steadfast.Postgres
 	case "sqlite":
-		driver, dialect = "sqlite", sqloutbox.SQLite
+		driver, dialect = "sqlite", steadfast.SQLite
 		if !strings.HasPrefix(*dsn, "file:") {
-			*dsn = sqloutbox.SQLiteDSN(*dsn)
+			*dsn = steadfast.SQLiteDSN(*dsn)
 		}
 	case "mysql", "mariadb":
-		driver, dialect = "mysql", sqloutbox.MySQL
+		driver, dialect = "mysql", steadfast.MySQL
 	default:
 		return fmt.Errorf("%w: -db %q: want postgres, sqlite or mysql", errUsage, *dbKind)
 	}

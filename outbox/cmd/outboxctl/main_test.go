@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
@@ -22,13 +23,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func setup(t *testing.T) (path string, dead []string, pending string) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "app.db")
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(path))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
-	s, err := sqloutbox.New(db, sqloutbox.SQLite)
+	s, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}

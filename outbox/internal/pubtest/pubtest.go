@@ -36,17 +36,17 @@ type Outbox struct {
 // NewOutbox creates a SQLite outbox for t.
 func NewOutbox(t testing.TB) *Outbox {
 	t.Helper()
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "outbox.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return newSQLOutbox(t, db, sqloutbox.SQLite)
+	return newSQLOutbox(t, db, steadfast.SQLite)
 }
 
 // newSQLOutbox makes a store that keeps delivered messages, so that tests
 // read a message's final state with Record.
-func newSQLOutbox(t testing.TB, db *sql.DB, d sqloutbox.Dialect, opts ...sqloutbox.Option) *Outbox {
+func newSQLOutbox(t testing.TB, db *sql.DB, d steadfast.Dialect, opts ...sqloutbox.Option) *Outbox {
 	t.Helper()
 	store, err := sqloutbox.New(db, d, append([]sqloutbox.Option{sqloutbox.WithKeepDelivered()}, opts...)...)
 	if err != nil {
@@ -119,7 +119,7 @@ func NewPostgresOutbox(t testing.TB) *Outbox {
 	t.Cleanup(func() { _ = db.Close() })
 	table := "pubtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
 	t.Cleanup(func() { _, _ = db.Exec("DROP TABLE IF EXISTS " + table) })
-	return newSQLOutbox(t, db, sqloutbox.Postgres, sqloutbox.WithTable(table))
+	return newSQLOutbox(t, db, steadfast.Postgres, sqloutbox.WithTable(table))
 }
 
 // Enqueue commits msgs, in batches of at most 1,000 per transaction.

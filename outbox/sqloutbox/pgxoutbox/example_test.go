@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
@@ -25,7 +26,7 @@ func Example() {
 	defer pool.Close()
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	store, err := sqloutbox.New(db, sqloutbox.Postgres)
+	store, err := sqloutbox.New(db, steadfast.Postgres)
 	if err != nil {
 		log.Fatal(err)
 	}

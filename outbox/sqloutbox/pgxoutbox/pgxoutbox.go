@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
@@ -17,12 +18,12 @@ import (
 // pgxpool.Tx), exactly as store.Enqueue does in a database/sql transaction:
 // same validation, same per-key locks, same NOTIFY at commit. It never
 // commits or rolls back tx. It returns an error for a nil store or tx and
-// for a store whose dialect is not sqloutbox.Postgres.
+// for a store whose dialect is not steadfast.Postgres.
 func Enqueue(ctx context.Context, store *sqloutbox.Store, tx pgx.Tx, msgs ...outbox.Message) error {
 	if store == nil {
 		return errors.New("pgxoutbox: Enqueue: store is nil")
 	}
-	if d := store.Dialect(); d != sqloutbox.Postgres {
+	if d := store.Dialect(); d != steadfast.Postgres {
 		return fmt.Errorf("pgxoutbox: Enqueue: the store's dialect is %v, not postgres", d)
 	}
 	if tx == nil {

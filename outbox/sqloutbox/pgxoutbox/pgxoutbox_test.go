@@ -75,7 +75,7 @@ func servers(t testing.TB) (*sql.DB, *pgxpool.Pool, string) {
 
 func newStore(t testing.TB, db *sql.DB) *sqloutbox.Store {
 	table := fmt.Sprintf("pgxobx_%x", rand.Uint64())
-	s, err := sqloutbox.New(db, sqloutbox.Postgres, sqloutbox.WithTable(table))
+	s, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(table))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,16 +134,16 @@ func TestConformance(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("sqlite", sqloutbox.SQLiteDSN(filepath.Join(t.TempDir(), "o.db")))
+	db, err := sql.Open("sqlite", steadfast.SQLiteDSN(filepath.Join(t.TempDir(), "o.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	lite, err := sqloutbox.New(db, sqloutbox.SQLite)
+	lite, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg, err := sqloutbox.New(db, sqloutbox.Postgres) // never used against the database
+	pg, err := sqloutbox.New(db, steadfast.Postgres) // never used against the database
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func main() {
 	if _, err := idempotency.Middleware(store, idempotency.WithTransaction()); err != nil {
 		panic(err)
 	}
-	out, err := sqloutbox.New(db, sqloutbox.Postgres)
+	out, err := sqloutbox.New(db, steadfast.Postgres)
 	if err != nil {
 		panic(err)
 	}

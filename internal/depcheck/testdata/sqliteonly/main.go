@@ -26,7 +26,7 @@ func main() {
 	if _, err := idempotency.Middleware(store, idempotency.WithTransaction()); err != nil {
 		panic(err)
 	}
-	out, err := sqloutbox.New(db, sqloutbox.SQLite)
+	out, err := sqloutbox.New(db, steadfast.SQLite)
 	if err != nil {
 		panic(err)
 	}
