@@ -148,5 +148,5 @@ func TestTelemetry(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, map[string]int64{"breaker.state": 2, "breaker.transitions": 1, "breaker.rejections": 4}, got)
+	assert.Equal(t, map[string]int64{"steadfast.breaker.state": 2, "steadfast.breaker.transitions": 1, "steadfast.breaker.rejections": 4}, got)
 }

@@ -30,15 +30,15 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 	m := mp.Meter(scope)
 	var ins instruments
 	var err error
-	if ins.state, err = m.Int64Gauge("breaker.state",
+	if ins.state, err = m.Int64Gauge("steadfast.breaker.state",
 		metric.WithDescription("State of the circuit: 0 closed, 1 half-open, 2 open.")); err != nil {
 		return nil, err
 	}
-	if ins.transitions, err = m.Int64Counter("breaker.transitions",
+	if ins.transitions, err = m.Int64Counter("steadfast.breaker.transitions",
 		metric.WithDescription("State changes of the circuit."), metric.WithUnit("{transition}")); err != nil {
 		return nil, err
 	}
-	if ins.rejections, err = m.Int64Counter("breaker.rejections",
+	if ins.rejections, err = m.Int64Counter("steadfast.breaker.rejections",
 		metric.WithDescription("Calls rejected without running: circuit open, half-open probe limit, bulkhead full."),
 		metric.WithUnit("{call}")); err != nil {
 		return nil, err

@@ -245,7 +245,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the metrics
-// breaker.state, breaker.transitions and breaker.rejections. mp must not be
+// steadfast.breaker.state, steadfast.breaker.transitions and steadfast.breaker.rejections. mp must not be
 // nil. Defaults to otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return newOption("WithMeterProvider", func(c *config) error {

@@ -25,18 +25,18 @@ func newMetrics(mp metric.MeterProvider, source string) (*metrics, error) {
 	ms.applied = metric.WithAttributes(attribute.String("source", source), attribute.String("outcome", "applied"))
 	ms.duplicates = metric.WithAttributes(attribute.String("source", source), attribute.String("outcome", "duplicate"))
 	var err error
-	if ms.lag, err = m.Float64Gauge("catchup.lag", metric.WithUnit("s"),
+	if ms.lag, err = m.Float64Gauge("steadfast.catchup.lag", metric.WithUnit("s"),
 		metric.WithDescription("Age of the newest event the poller has read (applied or found applied), at its last pass.")); err != nil {
 		return nil, err
 	}
-	if ms.pages, err = m.Int64Counter("catchup.pages", metric.WithDescription("Pages of the provider's list read.")); err != nil {
+	if ms.pages, err = m.Int64Counter("steadfast.catchup.pages", metric.WithDescription("Pages of the provider's list read.")); err != nil {
 		return nil, err
 	}
-	if ms.evs, err = m.Int64Counter("catchup.events",
+	if ms.evs, err = m.Int64Counter("steadfast.catchup.events",
 		metric.WithDescription("Events read, by outcome: applied, or duplicate (already applied, by a webhook or an earlier pass).")); err != nil {
 		return nil, err
 	}
-	if ms.dead, err = m.Int64Counter("catchup.dead_letters", metric.WithDescription("Events made dead letters: after the maximum of attempts, or refused for good.")); err != nil {
+	if ms.dead, err = m.Int64Counter("steadfast.catchup.dead_letters", metric.WithDescription("Events made dead letters: after the maximum of attempts, or refused for good.")); err != nil {
 		return nil, err
 	}
 	return ms, nil

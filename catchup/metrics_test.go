@@ -87,7 +87,7 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	if sums["catchup.events/applied"] != 19 || sums["catchup.events/duplicate"] < 3 || sums["catchup.dead_letters"] != 1 || sums["catchup.pages"] < 3 {
+	if sums["steadfast.catchup.events/applied"] != 19 || sums["steadfast.catchup.events/duplicate"] < 3 || sums["steadfast.catchup.dead_letters"] != 1 || sums["steadfast.catchup.pages"] < 3 {
 		t.Errorf("metrics: %v", sums)
 	}
 	if lag < time.Since(time.Unix(1_700_000_019, 0)).Seconds()-60 {

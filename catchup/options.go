@@ -245,9 +245,9 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the poller's
-// metrics: catchup.lag (seconds since the newest event read was created),
-// catchup.pages, catchup.events (by outcome: applied, duplicate) and
-// catchup.dead_letters, each with the source name. Defaults to the global
+// metrics: steadfast.catchup.lag (seconds since the newest event read was created),
+// steadfast.catchup.pages, steadfast.catchup.events (by outcome: applied, duplicate) and
+// steadfast.catchup.dead_letters, each with the source name. Defaults to the global
 // provider (otel.GetMeterProvider()), a no-op unless the application
 // installs an SDK.
 func WithMeterProvider(mp metric.MeterProvider) Option {

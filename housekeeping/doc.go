@@ -41,6 +41,6 @@
 // up.
 //
 // Each pass is logged (at Info when it removed rows) and counted through
-// OpenTelemetry: housekeeping.removed (rows, by kind) and housekeeping.passes
+// OpenTelemetry: steadfast.housekeeping.removed (rows, by kind) and steadfast.housekeeping.passes
 // (by outcome: swept, skipped when another replica holds the lease, failed).
 package housekeeping

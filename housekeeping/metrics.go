@@ -9,7 +9,7 @@ import (
 
 const instrumentationName = "github.com/steadfast-go/steadfast/housekeeping"
 
-// The outcomes of a pass, as housekeeping.passes counts them.
+// The outcomes of a pass, as steadfast.housekeeping.passes counts them.
 const (
 	outcomeSwept   = "swept"
 	outcomeSkipped = "skipped"
@@ -26,11 +26,11 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	m := mp.Meter(instrumentationName)
 	var ms metrics
 	var err error
-	if ms.removedC, err = m.Int64Counter("housekeeping.removed", metric.WithUnit("{row}"),
+	if ms.removedC, err = m.Int64Counter("steadfast.housekeeping.removed", metric.WithUnit("{row}"),
 		metric.WithDescription("Rows removed past their retention, by kind.")); err != nil {
 		return nil, err
 	}
-	if ms.passes, err = m.Int64Counter("housekeeping.passes", metric.WithUnit("{pass}"),
+	if ms.passes, err = m.Int64Counter("steadfast.housekeeping.passes", metric.WithUnit("{pass}"),
 		metric.WithDescription("Housekeeping passes, by outcome: swept, skipped (another replica holds the lease), failed, lease_lost.")); err != nil {
 		return nil, err
 	}

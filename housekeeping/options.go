@@ -47,7 +47,7 @@ const (
 	maxBatch        = 100_000
 )
 
-// The kinds of rows, as the housekeeping.removed metric and the logs name
+// The kinds of rows, as the steadfast.housekeeping.removed metric and the logs name
 // them.
 const (
 	kindIdempotency = "idempotency_records"

@@ -252,7 +252,7 @@ func TestStartStop(t *testing.T) {
 	}
 }
 
-// counts reads housekeeping.removed by kind and housekeeping.passes by
+// counts reads steadfast.housekeeping.removed by kind and steadfast.housekeeping.passes by
 // outcome from reader.
 func counts(t *testing.T, reader sdkmetric.Reader) (removed, passes map[string]int64) {
 	t.Helper()
@@ -269,10 +269,10 @@ func counts(t *testing.T, reader sdkmetric.Reader) (removed, passes map[string]i
 			}
 			for _, p := range sum.DataPoints {
 				switch m.Name {
-				case "housekeeping.removed":
+				case "steadfast.housekeeping.removed":
 					v, _ := p.Attributes.Value("kind")
 					removed[v.AsString()] += p.Value
-				case "housekeeping.passes":
+				case "steadfast.housekeeping.passes":
 					v, _ := p.Attributes.Value("outcome")
 					passes[v.AsString()] += p.Value
 				}

@@ -252,7 +252,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// The gauges report once the relay has read the backlog (at start).
 	deadline := time.Now().Add(time.Minute)
-	for _, seen := collect(); !seen["outbox.backlog"]; _, seen = collect() {
+	for _, seen := collect(); !seen["steadfast.outbox.backlog"]; _, seen = collect() {
 		if time.Now().After(deadline) {
 			t.Fatal("no backlog gauge")
 		}
@@ -266,10 +266,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	sums, _ := collect()
-	if sums["outbox.deliveries/a"] != 2 || sums["outbox.dead_letters/b"] != 1 || sums["outbox.attempts/a"] != 2 || sums["outbox.attempts/b"] != 1 {
+	if sums["steadfast.outbox.deliveries/a"] != 2 || sums["steadfast.outbox.dead_letters/b"] != 1 || sums["steadfast.outbox.attempts/a"] != 2 || sums["steadfast.outbox.attempts/b"] != 1 {
 		t.Errorf("counters %v", sums)
 	}
-	for _, name := range []string{"outbox.publish.duration", "outbox.backlog", "outbox.oldest_pending_age", "outbox.dead"} {
+	for _, name := range []string{"steadfast.outbox.publish.duration", "steadfast.outbox.backlog", "steadfast.outbox.oldest_pending_age", "steadfast.outbox.dead"} {
 		if !seen[name] {
 			t.Errorf("metric %s not reported", name)
 		}

@@ -42,28 +42,28 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	m := mp.Meter(instrumentationName)
 	var ms metrics
 	var err error
-	if ms.deliveries, err = m.Int64Counter("outbox.deliveries", metric.WithDescription("Messages delivered (confirmed by the publisher).")); err != nil {
+	if ms.deliveries, err = m.Int64Counter("steadfast.outbox.deliveries", metric.WithDescription("Messages delivered (confirmed by the publisher).")); err != nil {
 		return nil, err
 	}
-	if ms.attempts, err = m.Int64Counter("outbox.attempts", metric.WithDescription("Publish attempts, by outcome.")); err != nil {
+	if ms.attempts, err = m.Int64Counter("steadfast.outbox.attempts", metric.WithDescription("Publish attempts, by outcome.")); err != nil {
 		return nil, err
 	}
-	if ms.dead, err = m.Int64Counter("outbox.dead_letters", metric.WithDescription("Messages that became dead letters.")); err != nil {
+	if ms.dead, err = m.Int64Counter("steadfast.outbox.dead_letters", metric.WithDescription("Messages that became dead letters.")); err != nil {
 		return nil, err
 	}
-	if ms.leaseLost, err = m.Int64Counter("outbox.lease_lost", metric.WithDescription("Write-backs rejected because the claim's lease had been taken over.")); err != nil {
+	if ms.leaseLost, err = m.Int64Counter("steadfast.outbox.lease_lost", metric.WithDescription("Write-backs rejected because the claim's lease had been taken over.")); err != nil {
 		return nil, err
 	}
-	if ms.latency, err = m.Float64Histogram("outbox.publish.duration", metric.WithUnit("s"), metric.WithDescription("Duration of a publish.")); err != nil {
+	if ms.latency, err = m.Float64Histogram("steadfast.outbox.publish.duration", metric.WithUnit("s"), metric.WithDescription("Duration of a publish.")); err != nil {
 		return nil, err
 	}
-	if ms.backlog, err = m.Int64ObservableGauge("outbox.backlog", metric.WithDescription("Pending messages (claimed or not).")); err != nil {
+	if ms.backlog, err = m.Int64ObservableGauge("steadfast.outbox.backlog", metric.WithDescription("Pending messages (claimed or not).")); err != nil {
 		return nil, err
 	}
-	if ms.oldest, err = m.Float64ObservableGauge("outbox.oldest_pending_age", metric.WithUnit("s"), metric.WithDescription("Age of the oldest pending message.")); err != nil {
+	if ms.oldest, err = m.Float64ObservableGauge("steadfast.outbox.oldest_pending_age", metric.WithUnit("s"), metric.WithDescription("Age of the oldest pending message.")); err != nil {
 		return nil, err
 	}
-	if ms.deadNow, err = m.Int64ObservableGauge("outbox.dead", metric.WithDescription("Dead letters in the store.")); err != nil {
+	if ms.deadNow, err = m.Int64ObservableGauge("steadfast.outbox.dead", metric.WithDescription("Dead letters in the store.")); err != nil {
 		return nil, err
 	}
 	return &ms, nil

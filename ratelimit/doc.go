@@ -88,7 +88,7 @@
 //
 // Keys are at most 512 bytes; the limiter holds at most WithMaxKeys keys and
 // forgets idle ones; metric attributes carry at most 100 distinct keys. The
-// metrics (OpenTelemetry) are ratelimit.waits, ratelimit.wait.duration,
-// ratelimit.rejections and ratelimit.rate; rate changes are logged through
+// metrics (OpenTelemetry) are steadfast.ratelimit.waits, steadfast.ratelimit.wait.duration,
+// steadfast.ratelimit.rejections and steadfast.ratelimit.rate; rate changes are logged through
 // the limiter's *slog.Logger, never a line per request at info level.
 package ratelimit

@@ -37,10 +37,10 @@ var errNilLimiter = errors.New("ratelimit: the *Limiter is nil")
 // Keys are at most 512 bytes long; the limiter holds the state of at most
 // WithMaxKeys keys (10,000 by default) and forgets idle ones.
 //
-// Metrics (OpenTelemetry, see WithMeterProvider): ratelimit.waits (requests
-// that waited), ratelimit.wait.duration (how long, in seconds),
-// ratelimit.rejections (requests refused with a *LimitedError) and
-// ratelimit.rate (a key's current rate: its shortest window's, or lower when
+// Metrics (OpenTelemetry, see WithMeterProvider): steadfast.ratelimit.waits (requests
+// that waited), steadfast.ratelimit.wait.duration (how long, in seconds),
+// steadfast.ratelimit.rejections (requests refused with a *LimitedError) and
+// steadfast.ratelimit.rate (a key's current rate: its shortest window's, or lower when
 // a provider announced less, 0 while it is paused), each with the attribute
 // ratelimit.key, whose values are bounded: the first 100 keys a limiter sees
 // have their own, the others share "_other" (the rate is recorded for the
@@ -95,7 +95,7 @@ type entry struct {
 	ann        announced
 	written    announced // what was last written to the Store
 	logged     time.Time // when the last info line about this key was written
-	shown      float64   // the rate last recorded in the ratelimit.rate gauge
+	shown      float64   // the rate last recorded in the steadfast.ratelimit.rate gauge
 }
 
 // announced is a limit a provider announced for a key, from at until until.
@@ -108,7 +108,7 @@ type announced struct {
 
 func (a *announced) inForce(now time.Time) bool { return a.perSec > 0 && now.Before(a.until) }
 
-// rateNow returns the key's rate as the ratelimit.rate gauge shows it, and
+// rateNow returns the key's rate as the steadfast.ratelimit.rate gauge shows it, and
 // whether it differs from what the gauge shows (then the caller records it,
 // after e.mu is released). e.mu is held.
 func (l *Limiter) rateNow(e *entry, now time.Time) (float64, bool) {

@@ -37,22 +37,22 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		other: metric.WithAttributeSet(attribute.NewSet(attribute.String("ratelimit.key", otherKey))),
 	}
 	var err error
-	if m.waits, err = meter.Int64Counter("ratelimit.waits",
+	if m.waits, err = meter.Int64Counter("steadfast.ratelimit.waits",
 		metric.WithDescription("Requests that waited for their key's budget."),
 		metric.WithUnit("{request}")); err != nil {
 		return nil, err
 	}
-	if m.waited, err = meter.Float64Histogram("ratelimit.wait.duration",
+	if m.waited, err = meter.Float64Histogram("steadfast.ratelimit.wait.duration",
 		metric.WithDescription("Time requests waited for their key's budget."),
 		metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
-	if m.rejections, err = meter.Int64Counter("ratelimit.rejections",
+	if m.rejections, err = meter.Int64Counter("steadfast.ratelimit.rejections",
 		metric.WithDescription("Requests refused because their wait would outlast the deadline, or Allow found no budget."),
 		metric.WithUnit("{request}")); err != nil {
 		return nil, err
 	}
-	if m.rate, err = meter.Float64Gauge("ratelimit.rate",
+	if m.rate, err = meter.Float64Gauge("steadfast.ratelimit.rate",
 		metric.WithDescription("A key's current rate: its shortest window's, or lower when a provider announced less; 0 while paused."),
 		metric.WithUnit("{request}/s")); err != nil {
 		return nil, err

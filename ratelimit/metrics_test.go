@@ -60,20 +60,20 @@ func TestMetrics(t *testing.T) {
 		l.Observe(ctx, "a", response(200, "RateLimit", `"d";r=5;t=10`), time.Now())
 
 		m := collect(t, reader)
-		assert.Equal(t, 0.5, m["ratelimit.rate"]["a"], "the announced rate")
+		assert.Equal(t, 0.5, m["steadfast.ratelimit.rate"]["a"], "the announced rate")
 		l.Observe(ctx, "a", response(429, "Retry-After", "2"), time.Now())
-		assert.Equal(t, 0.0, collect(t, reader)["ratelimit.rate"]["a"], "paused")
+		assert.Equal(t, 0.0, collect(t, reader)["steadfast.ratelimit.rate"]["a"], "paused")
 		time.Sleep(2 * time.Second)
 		require.NoError(t, l.Wait(ctx, "a"))
-		assert.Equal(t, 0.5, collect(t, reader)["ratelimit.rate"]["a"], "the pause is over; the announcement holds 10s")
+		assert.Equal(t, 0.5, collect(t, reader)["steadfast.ratelimit.rate"]["a"], "the pause is over; the announcement holds 10s")
 		time.Sleep(10 * time.Second)
 		require.NoError(t, l.Wait(ctx, "a"))
-		assert.Equal(t, 10.0, collect(t, reader)["ratelimit.rate"]["a"], "the configured rate again")
+		assert.Equal(t, 10.0, collect(t, reader)["steadfast.ratelimit.rate"]["a"], "the configured rate again")
 
 		m = collect(t, reader)
-		assert.Equal(t, 1.0, m["ratelimit.waits"]["a"])
-		assert.InDelta(t, 0.1, m["ratelimit.wait.duration"]["a"], 1e-9)
-		assert.Equal(t, 1.0, m["ratelimit.rejections"]["a"])
+		assert.Equal(t, 1.0, m["steadfast.ratelimit.waits"]["a"])
+		assert.InDelta(t, 0.1, m["steadfast.ratelimit.wait.duration"]["a"], 1e-9)
+		assert.Equal(t, 1.0, m["steadfast.ratelimit.rejections"]["a"])
 
 		// The key attribute is bounded: the 101st key on is "_other".
 		for i := range 150 {
@@ -81,7 +81,7 @@ func TestMetrics(t *testing.T) {
 			_ = l.Allow(ctx, fmt.Sprint("k", i))
 		}
 		m = collect(t, reader)
-		assert.Len(t, m["ratelimit.rejections"], 101, "100 keys and _other")
-		assert.Equal(t, 51.0, m["ratelimit.rejections"]["_other"])
+		assert.Len(t, m["steadfast.ratelimit.rejections"], 101, "100 keys and _other")
+		assert.Equal(t, 51.0, m["steadfast.ratelimit.rejections"]["_other"])
 	})
 }

@@ -196,8 +196,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the metrics
-// ratelimit.waits, ratelimit.wait.duration, ratelimit.rejections and
-// ratelimit.rate (see Limiter). mp must not be nil. Defaults to
+// steadfast.ratelimit.waits, steadfast.ratelimit.wait.duration, steadfast.ratelimit.rejections and
+// steadfast.ratelimit.rate (see Limiter). mp must not be nil. Defaults to
 // otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return newOption("WithMeterProvider", func(c *config) error {

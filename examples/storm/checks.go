@@ -39,7 +39,7 @@ func (s *storm) checks(ctx context.Context) ([]check, error) {
 	s.c.applied.Store(applied)
 	s.c.stale.Store(stale)
 	s.c.byPoller.Store(byPoller)
-	// catchup.events counts the duplicates of both paths; the webhook
+	// steadfast.catchup.events counts the duplicates of both paths; the webhook
 	// route's are counted apart.
 	if dups, err := s.catchupDuplicates(ctx); err == nil {
 		s.c.pollerDups.Store(max(0, dups-s.c.inboxDuplicates.Load()))
@@ -108,7 +108,7 @@ func (s *storm) checks(ctx context.Context) ([]check, error) {
 	}, nil
 }
 
-// catchupDuplicates reads the catchup.events metric: the events the poller
+// catchupDuplicates reads the steadfast.catchup.events metric: the events the poller
 // and the webhook route found already applied (outcome "duplicate").
 func (s *storm) catchupDuplicates(ctx context.Context) (int64, error) {
 	var rm metricdata.ResourceMetrics
@@ -119,7 +119,7 @@ func (s *storm) catchupDuplicates(ctx context.Context) (int64, error) {
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			sum, ok := m.Data.(metricdata.Sum[int64])
-			if m.Name != "catchup.events" || !ok {
+			if m.Name != "steadfast.catchup.events" || !ok {
 				continue
 			}
 			for _, dp := range sum.DataPoints {

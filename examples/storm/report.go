@@ -18,7 +18,7 @@ type counters struct {
 	list429         atomic.Int64 // list requests answered 429 with Retry-After
 	list503         atomic.Int64 // list requests answered 503
 	byPoller        atomic.Int64 // events the poller applied (the report reads the database)
-	pollerDups      atomic.Int64 // events the poller read and found applied (catchup.events metric)
+	pollerDups      atomic.Int64 // events the poller read and found applied (steadfast.catchup.events metric)
 	deliveries      atomic.Int64 // webhook deliveries sent (duplicates and redeliveries included)
 	deliveryErrors  atomic.Int64 // deliveries answered with a non-2xx status (the provider retried them)
 	replayed        atomic.Int64 // deliveries answered by the idempotency middleware's replay
