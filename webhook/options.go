@@ -13,13 +13,13 @@ import (
 
 // Defaults of the options.
 const (
-	// DefaultTolerance is how far a signed timestamp may be from the
+	// defaultTolerance is how far a signed timestamp may be from the
 	// verifier's clock, in either direction, unless WithTolerance says
 	// otherwise.
-	DefaultTolerance = 5 * time.Minute
-	// DefaultMaxBodyBytes is the largest body the middleware reads unless
+	defaultTolerance = 5 * time.Minute
+	// defaultMaxBodyBytes is the largest body the middleware reads unless
 	// WithMaxBodyBytes says otherwise.
-	DefaultMaxBodyBytes = 1 << 20
+	defaultMaxBodyBytes = 1 << 20
 )
 
 // Option configures a Verifier, a StripeVerifier or the middleware of
@@ -58,7 +58,7 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{tolerance: DefaultTolerance, now: time.Now, maxBody: DefaultMaxBodyBytes}
+	return config{tolerance: defaultTolerance, now: time.Now, maxBody: defaultMaxBodyBytes}
 }
 
 func applyOptions(ctor string, c *config, opts []Option) error {
@@ -73,7 +73,7 @@ func applyOptions(ctor string, c *config, opts []Option) error {
 // WithTolerance sets how far a signed timestamp may lie from the clock, in
 // the past or in the future, before the message is refused as a possible
 // replay. It must be at least one second; it is counted in whole seconds.
-// Defaults to DefaultTolerance (5 minutes). It applies to NewVerifier and
+// Defaults to 5 minutes. It applies to NewVerifier and
 // NewStripeVerifier.
 func WithTolerance(d time.Duration) Option {
 	return newOption("WithTolerance", func(c *config) error {
@@ -101,7 +101,7 @@ func WithClock(now func() time.Time) Option {
 
 // WithMaxBodyBytes sets the largest request body the middleware reads; a
 // larger one is answered 413 and never reaches the handler. It must be
-// positive. Defaults to DefaultMaxBodyBytes (1 MiB). It applies to
+// positive. Defaults to 1 MiB. It applies to
 // NewMiddleware.
 func WithMaxBodyBytes(n int64) Option {
 	return newOption("WithMaxBodyBytes", func(c *config) error {
