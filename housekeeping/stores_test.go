@@ -72,7 +72,7 @@ func newFixture(t *testing.T, d steadfast.Dialect) *fixture {
 	if f.idem, err = sqlstore.New(h, d, sqlstore.WithTable(db.prefix+"_idem"), sqlstore.WithAbandonedRetention(time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	if f.out, err = sqloutbox.New(h, d, sqloutbox.WithTable(db.prefix+"_ob"), sqloutbox.WithoutNotify()); err != nil {
+	if f.out, err = sqloutbox.New(h, d, sqloutbox.WithTable(db.prefix+"_ob"), sqloutbox.WithoutNotify(), sqloutbox.WithKeepDelivered()); err != nil {
 		t.Fatal(err)
 	}
 	if f.cu, err = sqlcatchup.New(h, d, sqlcatchup.WithTable(db.prefix+"_cu")); err != nil {

@@ -128,7 +128,7 @@ func newWorld(t *testing.T) *world {
 	_, _ = rand.Read(b[:])
 	prefix := "ops_" + hex.EncodeToString(b[:])
 	w := &world{pub: &publisher{delivered: map[string]bool{}}, log: &syncBuffer{}}
-	if w.out, err = sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(prefix+"_ob"), sqloutbox.WithoutNotify()); err != nil {
+	if w.out, err = sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(prefix+"_ob"), sqloutbox.WithoutNotify(), sqloutbox.WithKeepDelivered()); err != nil {
 		t.Fatal(err)
 	}
 	if w.idem, err = sqlstore.New(db, steadfast.Postgres, sqlstore.WithTable(prefix+"_idem")); err != nil {
