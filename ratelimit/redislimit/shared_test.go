@@ -224,7 +224,9 @@ func run(ctx context.Context, t *testing.T, url string, instances []*instance, a
 
 func runFor(t *testing.T) time.Duration {
 	if testing.Short() {
-		return 2 * time.Second
+		// Three seconds: a run must span at least one whole second after
+		// the first one, which the announced-rate test judges.
+		return 3 * time.Second
 	}
 	return 5 * time.Second
 }
