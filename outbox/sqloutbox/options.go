@@ -86,10 +86,9 @@ func WithMaxPayload(n int) Option {
 }
 
 // WithoutNotify stops Enqueue from sending a PostgreSQL NOTIFY, for
-// deployments whose relays poll (behind a transaction-mode pooler, or when
-// the commit rate is so high that NOTIFY's commit-time lock would cost more
-// than polling). Defaults to notifying on PostgreSQL; the other dialects
-// never notify.
+// deployments whose relays poll (behind a transaction-mode pooler).
+// Defaults to notifying on PostgreSQL, at most once every 10 ms per store
+// (see the package documentation); the other dialects never notify.
 func WithoutNotify() Option {
 	return newOption("WithoutNotify", func(c *config) error { c.notify = false; return nil })
 }

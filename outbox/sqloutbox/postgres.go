@@ -6,9 +6,11 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/internal/wake"
 )
 
 // smallBatch is the largest batch that pgEnqueue writes with a VALUES list
@@ -32,6 +34,23 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 	if len(ms) > smallBatch {
 		return s.pgEnqueueArrays(ctx, exec, ms, hs, tp)
 	}
+	if len(ms) == 1 && ms[0].Key == "" {
+		// The most common shape, one statement of a fixed text.
+		m := ms[0]
+		var nb any
+		if !m.NotBefore.IsZero() {
+			nb = m.NotBefore
+		}
+		p := m.Payload
+		if p == nil {
+			p = []byte{}
+		}
+		q, args := s.q.enqueueOne, []any{m.ID, m.Topic, m.Destination, nullable(hs[0]), p, nullable(tp), nb}
+		if s.notifyDue() {
+			q, args = s.q.enqueueOneNotify, append(args, s.Table())
+		}
+		return exec(ctx, q, args...)
+	}
 	var b strings.Builder
 	args := make([]any, 0, len(ms)*7+4)
 	arg := func(v any) string {
@@ -47,7 +66,7 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 		with = append(with, "k AS (SELECT count(pg_advisory_xact_lock("+arg(s.lockID)+", hashtext(x))) AS n FROM (SELECT x FROM unnest("+arg(keys)+"::text[]) AS x ORDER BY x) AS sk)")
 		from = append(from, "k")
 	}
-	if s.cfg.notify {
+	if s.notifyDue() {
 		with = append(with, "nt AS (SELECT 1 AS n FROM (SELECT pg_notify("+arg(s.Table())+", '')) AS x)")
 		from = append(from, "nt")
 	}
@@ -58,8 +77,7 @@ func (s *Store) pgEnqueue(ctx context.Context, exec execFunc, ms []outbox.Messag
 	b.WriteString("INSERT INTO " + s.Table() + " (id, topic, destination, partition_key, headers, payload, traceparent, not_before, available_at)\n")
 	b.WriteString("SELECT v.id, v.topic, v.d, v.k, v.h, v.p, " + tpArg + "::text, v.nb, ")
 	if len(keys) > 0 {
-		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND EXISTS (SELECT 1 FROM " + s.Table() +
-			" e WHERE e.partition_key = v.k AND e.state = 0)) THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
+		b.WriteString("CASE WHEN v.behind OR (v.k IS NOT NULL AND " + s.pendingOfKey("v.k") + ") THEN 'infinity' ELSE COALESCE(v.nb, now()) END")
 	} else {
 		b.WriteString("COALESCE(v.nb, now())")
 	}
@@ -123,7 +141,7 @@ func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.
 		FROM (SELECT x FROM unnest($10::text[]) AS x ORDER BY x) AS sk)`
 		from += ", k"
 	}
-	if s.cfg.notify {
+	if s.notifyDue() {
 		args = append(args, s.Table())
 		if with != "" {
 			with += ", "
@@ -138,8 +156,7 @@ func (s *Store) pgEnqueueArrays(ctx context.Context, exec execFunc, ms []outbox.
 	// not ready until the settle of its predecessor unparks it.
 	q := with + `INSERT INTO ` + s.Table() + ` (id, topic, destination, partition_key, headers, payload, traceparent, not_before, available_at)
 SELECT v.id::uuid, v.topic, v.d, NULLIF(v.k, ''), NULLIF(v.h, ''), v.p, $8::text, v.nbt,
-	CASE WHEN v.k <> '' AND (v.rn > 1 OR EXISTS (
-		SELECT 1 FROM ` + s.Table() + ` e WHERE e.partition_key = v.k AND e.state = 0))
+	CASE WHEN v.k <> '' AND (v.rn > 1 OR ` + s.pendingOfKey("v.k") + `)
 	THEN 'infinity' ELSE COALESCE(v.nbt, now()) END
 FROM (SELECT u.*, row_number() OVER (PARTITION BY u.k ORDER BY u.ord) AS rn,
 		CASE WHEN u.nb = 0 THEN NULL ELSE to_timestamp(u.nb / 1000000.0) END AS nbt
@@ -167,6 +184,27 @@ func pgTokenOf(s string) int64 {
 		return -1
 	}
 	return t
+}
+
+// pendingOfKey is the condition that a message of key (an SQL expression)
+// is pending, in the table: through the index of heads, then through the
+// index of parked messages (each is partial; "state = 0" alone would scan
+// the table).
+func (s *Store) pendingOfKey(key string) string {
+	t := s.Table()
+	return "(EXISTS (SELECT 1 FROM " + t + " e WHERE e.partition_key = " + key + " AND e.state = 0 AND e.available_at <> 'infinity')" +
+		" OR EXISTS (SELECT 1 FROM " + t + " e WHERE e.partition_key = " + key + " AND e.state = 0 AND e.available_at = 'infinity'))"
+}
+
+// notifyDue reports whether an Enqueue now sends a NOTIFY: wake-ups are on,
+// and the store has sent none for wake.Debounce (see package wake).
+func (s *Store) notifyDue() bool {
+	if !s.cfg.notify {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := s.notified.Load()
+	return now-last >= int64(wake.Debounce) && s.notified.CompareAndSwap(last, now)
 }
 
 func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token int64) ([]claimedRow, error) {

@@ -116,6 +116,17 @@ RETURNING o.seq, o.id::text, o.topic, NULLIF(o.destination, o.topic), o.partitio
 const pgClaimExclude = `
 	  AND COALESCE(destination <> ALL ($4::text[]), true)`
 
+// pgEnqueueOne enqueues one message without a key ($1 id, $2 topic, $3
+// destination, $4 headers, $5 payload, $6 traceparent, $7 not before);
+// pgEnqueueOneNotify also sends the NOTIFY ($8 the channel).
+const (
+	pgEnqueueOne = `INSERT INTO {t} (id, topic, destination, headers, payload, traceparent, not_before, available_at)
+VALUES ($1::uuid, $2, $3, $4, $5, $6, $7::timestamptz, COALESCE($7::timestamptz, now()))`
+	pgEnqueueOneNotify = `INSERT INTO {t} (id, topic, destination, headers, payload, traceparent, not_before, available_at)
+SELECT $1::uuid, $2, $3, $4, $5, $6, $7::timestamptz, COALESCE($7::timestamptz, now())
+FROM (SELECT pg_notify($8, '')) AS nt`
+)
+
 // pgAsync makes the relay's own statements commit asynchronously: a
 // database crash may forget the last write-backs, which only means that
 // those messages are claimed and delivered again. See WithDurableWriteBacks.
@@ -254,7 +265,8 @@ INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, tracep
 SELECT id, topic, destination, partition_key, headers, payload, traceparent, not_before, created_at,
 	CASE WHEN partition_key IS NOT NULL AND (
 		row_number() OVER (PARTITION BY partition_key ORDER BY seq) > 1
-		OR EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = d.partition_key AND e.state = 0))
+		OR EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = d.partition_key AND e.state = 0 AND e.available_at <> 'infinity')
+		OR EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = d.partition_key AND e.state = 0 AND e.available_at = 'infinity'))
 	THEN 'infinity' ELSE greatest(not_before, now()) END,
 	last_error
 FROM d ORDER BY seq`

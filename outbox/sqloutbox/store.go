@@ -34,6 +34,7 @@ type Store struct {
 	lockID  int32 // PostgreSQL advisory lock class of the table's keys
 
 	unparked atomic.Int64 // when the last unpark sweep ran (UnixNano)
+	notified atomic.Int64 // when an Enqueue last sent a NOTIFY (UnixNano)
 	sweep    struct {
 		sync.Mutex
 		cursor string // the key the next sweep starts after
@@ -43,7 +44,7 @@ type Store struct {
 var _ outbox.Store = (*Store)(nil)
 
 type queries struct {
-	schema, claim, claimExclude, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard, pauses, resume string
+	schema, claim, claimExclude, enqueueOne, enqueueOneNotify, settle, unpark, cleanup, stats, listDead, get, requeue, requeueLock, discard, pauses, resume string
 }
 
 // New returns a Store on db for dialect d. It checks its arguments and
@@ -83,6 +84,7 @@ func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 		pauses: s.expand(q.pauses), resume: s.expand(q.resume)}
 	if d == steadfast.Postgres {
 		s.q.claim, s.q.claimExclude = strings.Replace(s.q.claim, "{exclude}", "", 1), strings.Replace(s.q.claim, "{exclude}", pgClaimExclude, 1)
+		s.q.enqueueOne, s.q.enqueueOneNotify = s.expand(pgEnqueueOne), s.expand(pgEnqueueOneNotify)
 	}
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -12,6 +13,7 @@ import (
 	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
+	"github.com/steadfast-go/steadfast/outbox/sqloutbox/internal/wake"
 )
 
 // Listener is an outbox.Notifier that LISTENs, over a connection of its own
@@ -70,9 +72,12 @@ func (l *Listener) config(ctx context.Context) (*pgx.ConnConfig, error) {
 }
 
 // Listen implements outbox.Notifier: it connects, listens, calls notify once
-// (notifications sent while it was not listening are lost) and then once per
-// notification, until ctx ends or the connection fails; it returns why it
-// stopped.
+// (notifications sent while it was not listening are lost), then once per
+// notification and twice more, 20 ms and 60 ms after the last of them,
+// until ctx ends or the connection fails; it returns why it stopped. The
+// later calls find the messages of transactions that committed just after
+// the one that notified and sent no NOTIFY of their own (Enqueue sends at
+// most one per 10 ms: see sqloutbox's documentation).
 func (l *Listener) Listen(ctx context.Context, notify func()) error {
 	cfg, err := l.config(ctx)
 	if err != nil {
@@ -87,10 +92,27 @@ func (l *Listener) Listen(ctx context.Context, notify func()) error {
 		return fmt.Errorf("pgxoutbox: listen: %w", err)
 	}
 	notify()
+	again := [...]time.Duration{wake.Soon, wake.Late}
+	var last time.Time // the last notification
+	next := len(again)
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if next < len(again) {
+			wctx, cancel = context.WithDeadline(ctx, last.Add(again[next]))
+		}
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			notify()
+			last, next = time.Now(), 0
+		case ctx.Err() == nil && next < len(again) && !time.Now().Before(last.Add(again[next])):
+			// The wait was cut short for a later call; the connection stays
+			// usable (a wait that times out has read nothing).
+			notify()
+			next++
+		default:
 			return fmt.Errorf("pgxoutbox: listen: %w", err)
 		}
-		notify()
 	}
 }
