@@ -276,9 +276,8 @@ func BenchmarkCommitToPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 		drop()
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-		allP50, allP99 = append(allP50, ms(pctl(all, 50))), append(allP99, ms(pctl(all, 99)))
-		lastP50, lastP99 = append(lastP50, ms(pctl(last, 50))), append(lastP99, ms(pctl(last, 99)))
+		allP50, allP99 = append(allP50, ms(percentile(all, 50))), append(allP99, ms(percentile(all, 99)))
+		lastP50, lastP99 = append(lastP50, ms(percentile(last, 50))), append(lastP99, ms(percentile(last, 99)))
 		b.Logf("round %d: all p50 %.2f ms p99 %.2f ms; last of each burst p50 %.2f ms p99 %.2f ms (max %.2f ms)", r,
 			allP50[r], allP99[r], lastP50[r], lastP99[r], ms(slices.Max(last)))
 	}
@@ -287,16 +286,6 @@ func BenchmarkCommitToPublish(b *testing.B) {
 	b.ReportMetric(medianOf(lastP50), "last-p50-ms")
 	reportRatio(b, "last-p99-ms", lastP99)
 	b.ReportMetric(0, "ns/op")
-}
-
-// pctl returns the p-th percentile of ds.
-func pctl(ds []time.Duration, p int) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[min(len(s)-1, len(s)*p/100)]
 }
 
 // quietRelay keeps benchmark relays from logging.
