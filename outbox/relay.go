@@ -57,6 +57,7 @@ type Relay struct {
 	loopCtx    context.Context // ends when Stop begins: no more claims, waiting messages are released
 	loopCancel context.CancelFunc
 	stopping   atomic.Bool // set as loopCtx ends, cheaper to test per message
+	dispatchMu sync.Mutex  // a write-back that claimed dispatches under it, unless stopping (see dispatchNext)
 	spanOpts   []trace.SpanStartOption
 	pubCtx     context.Context // ends when Stop's context ends: in-flight publishes are cut
 	pubCancel  context.CancelCauseFunc
@@ -224,6 +225,8 @@ func (r *Relay) Stop(ctx context.Context) error {
 	r.life.Unlock()
 
 	r.stopping.Store(true)
+	r.dispatchMu.Lock() // a write-back dispatching what it claimed has done so
+	r.dispatchMu.Unlock()
 	r.loopCancel()
 	r.loops.Wait()
 	var err error
@@ -775,7 +778,7 @@ func (r *Relay) settleLoop() {
 				break drain
 			}
 		}
-		r.flush(batch)
+		r.flush(batch, next)
 		r.unhold(len(batch))
 		if next {
 			// The next message of a key may be ready now.
@@ -798,9 +801,33 @@ func done(kind backend.OutcomeKind) bool {
 	return kind == backend.Delivered || kind == backend.Dead || kind == backend.DeadUnsent
 }
 
-func (r *Relay) flush(batch []backend.Outcome) {
+// nextClaimer is a Store whose write-back can claim, for the relay that
+// settles, the next message of each key it finishes (sqloutbox's
+// SettleAndClaim on PostgreSQL).
+type nextClaimer interface {
+	SettleAndClaim(ctx context.Context, outcomes []backend.Outcome, lease time.Duration, claimed func(Delivery, backend.Claim)) ([]int64, error)
+}
+
+// flush writes batch back. When it finishes a keyed message (keyed) and
+// the store can, the write-back also claims the next message of its key,
+// and the relay publishes it as it does what it claims.
+func (r *Relay) flush(batch []backend.Outcome, keyed bool) {
+	nc, _ := r.store.(nextClaimer)
 	for fails := 1; ; fails++ {
-		refused, err := r.store.Settle(r.setCtx, batch)
+		var refused []int64
+		var err error
+		if nc != nil && keyed && !r.stopping.Load() {
+			var next []claimed
+			start := time.Now() // the lease counts from before the statement, as a claim's
+			refused, err = nc.SettleAndClaim(r.setCtx, batch, r.cfg.lease, func(d Delivery, c backend.Claim) {
+				next = append(next, claimed{Delivery: d, Claim: c})
+			})
+			if err == nil {
+				r.dispatchNext(next, start)
+			}
+		} else {
+			refused, err = r.store.Settle(r.setCtx, batch)
+		}
 		if err == nil {
 			if len(refused) > 0 {
 				r.m.leaseLost.Add(r.setCtx, int64(len(refused)))
@@ -818,6 +845,31 @@ func (r *Relay) flush(batch []backend.Outcome) {
 		case <-r.setCtx.Done():
 		case <-time.After(d):
 		}
+	}
+}
+
+// dispatchNext publishes the messages a write-back claimed, or, once the
+// relay is stopping, releases them at once.
+func (r *Relay) dispatchNext(next []claimed, start time.Time) {
+	if len(next) == 0 {
+		return
+	}
+	r.dispatchMu.Lock()
+	if !r.stopping.Load() {
+		r.mu.Lock()
+		r.held += len(next) // the write-back frees the room of its batch after this
+		r.mu.Unlock()
+		r.dispatch(next, start)
+		r.dispatchMu.Unlock()
+		return
+	}
+	r.dispatchMu.Unlock()
+	outs := make([]backend.Outcome, len(next))
+	for i, c := range next {
+		outs[i] = release(c)
+	}
+	if _, err := r.store.Settle(r.setCtx, outs); err != nil {
+		r.log.Warn("outbox: release at stop failed; the leases will expire", "messages", len(outs), "err", err)
 	}
 }
 

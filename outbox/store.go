@@ -22,6 +22,17 @@ import (
 //
 // Every method is safe for concurrent use, by any number of relays in any
 // number of processes.
+//
+// A store may also have the method
+//
+//	SettleAndClaim(ctx context.Context, outcomes []backend.Outcome, lease time.Duration, claimed func(Delivery, backend.Claim)) (refused []int64, err error)
+//
+// which is Settle, and also claims for the caller, as Claim does (a fresh
+// token, the lease), the next message of each key whose message the
+// outcomes delivered or dead-lettered, when it may be published now. A
+// relay calls it instead of Settle for write-backs that finish keyed
+// messages, and publishes what it claims: the next message of a key then
+// costs no claim of its own (sqloutbox has it on PostgreSQL).
 type Store interface {
 	// Claim takes up to req.Limit ready messages, leases them to the caller
 	// for req.Lease under a fresh token, and calls claimed once for each

@@ -95,7 +95,11 @@
 // parked out of the ready range and unparked when that one is delivered or
 // dead-lettered, so deep per-key backlogs do not slow claims down: with
 // 100,000 pending keyed messages over 1,000 keys a claim costs what it costs
-// with 1,000. On PostgreSQL the predecessor may be settled while the
+// with 1,000. On PostgreSQL the write-back that finishes a message claims
+// the next one of its key for the same relay instead (SettleAndClaim),
+// when it may be published now: the claim rewrites the parked row in place,
+// where making it claimable would write a new version with its index
+// entries, and the relay publishes it without a claim of its own. On PostgreSQL the predecessor may be settled while the
 // enqueuing transaction is still open (its settle cannot see the new row);
 // a sweep that every store runs at most every 5 s from its claims, looking
 // at 1,000 keys with parked messages at a time, unparks such a message.

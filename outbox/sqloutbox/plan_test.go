@@ -107,7 +107,8 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 	}{
 		{"claim", claimSQL, claimArgs},
 		{"claim excluding a destination", excludeSQL, excludeArgs},
-		{"settle", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs}},
+		{"settle", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs, int64(0), 0.0}},
+		{"settle claiming the next messages", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs, int64(9), 60.0}},
 	} {
 		rows, err := db.QueryContext(ctx, "EXPLAIN "+c.sql, c.args...)
 		if err != nil {

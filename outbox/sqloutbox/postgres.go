@@ -1,9 +1,11 @@
 package sqloutbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -226,26 +228,47 @@ func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token int
 	return collectClaimed(rows, strconv.FormatInt(token, 10), req.Limit)
 }
 
-func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+// pgSettle runs pgSettle; with a token (not 0) it also claims the next
+// message of the keys it finishes, under lease, for the caller.
+func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome, token int64, lease time.Duration) ([]int64, []claimedRow, error) {
 	n := len(outcomes)
 	seqs, toks, kinds, delays, errs := make([]int64, n), make([]int64, n), make([]int16, n), make([]float64, n), make([]string, n)
 	for i, o := range outcomes {
 		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, pgTokenOf(o.Token), int16(o.Kind), seconds(o.Delay), o.Error
 	}
-	rows, err := s.db.QueryContext(ctx, s.q.settle, seqs, toks, kinds, delays, errs)
+	rows, err := s.db.QueryContext(ctx, s.q.settle, seqs, toks, kinds, delays, errs, token, seconds(lease))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	var refused []int64
+	var claimed []claimedRow
+	tok := ""
 	for rows.Next() {
-		var seq int64
-		if err := rows.Scan(&seq); err != nil {
-			return nil, err
+		var what int
+		var r claimedRow
+		var id, topic sql.NullString
+		var created, attempts, aband sql.NullInt64
+		var dest, key, headers, tp sql.NullString
+		if err := rows.Scan(&what, &r.d.Position, &id, &topic, &dest, &key, &headers, &r.d.Payload, &tp, &created, &attempts, &aband); err != nil {
+			return nil, nil, err
 		}
-		refused = append(refused, seq)
+		if what == 0 {
+			refused = append(refused, r.d.Position)
+			continue
+		}
+		if tok == "" {
+			tok = strconv.FormatInt(token, 10)
+		}
+		r.d.ID, r.d.Topic = id.String, topic.String
+		fillClaimed(&r, tok, dest, key, headers, tp, created.Int64, attempts.Int64, aband.Int64)
+		claimed = append(claimed, r)
 	}
-	return refused, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(claimed, func(a, b claimedRow) int { return cmp.Compare(a.d.Position, b.d.Position) })
+	return refused, claimed, nil
 }
 
 // unparkKeys is the most keys with parked messages one unpark sweep looks

@@ -133,18 +133,32 @@ FROM (SELECT pg_notify($8, '')) AS nt`
 const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS x), `
 
 // pgSettle applies a batch of outcomes in one statement and returns the
-// positions it refused. A delivered message is deleted (d), unless the
-// store keeps delivered messages ({deleted} is then 0, which no kind is);
-// the other outcomes update their row (s). attempts counts the outcomes of
-// publishes (Delivered, Retry, Dead); claims counts the claims not given
-// back (DeadUnsent, Release and Pause give theirs back), so claims -
-// attempts is the number of claims abandoned without an outcome. Each of d
-// and s finds its rows by primary key through "seq = ANY (ARRAY(...))" of
-// its own positions (joined to unnest alone, the planner scans the whole
-// table), and checks the token in its own WHERE, so that a row taken over
-// since the statement's snapshot is refused. Release, Pause and Extend touch
-// no indexed column (available_at stays): the row is rewritten in place. A
-// keyed message that is done unparks the next one of its key (p).
+// positions it refused (rows whose first column is 0) and the messages it
+// claimed (rows whose first column is 1, the other columns as a claim's).
+// A delivered message is deleted (d), unless the store keeps delivered
+// messages ({deleted} is then 0, which no kind is); the other outcomes
+// update their row (s). attempts counts the outcomes of publishes
+// (Delivered, Retry, Dead); claims counts the claims not given back
+// (DeadUnsent, Release and Pause give theirs back), so claims - attempts is
+// the number of claims abandoned without an outcome. Each of d and s finds
+// its rows by primary key through "seq = ANY (ARRAY(...))" of its own
+// positions (joined to unnest alone, the planner scans the whole table),
+// and checks the token in its own WHERE, so that a row taken over since the
+// statement's snapshot is refused. Release, Pause and Extend touch no
+// indexed column (available_at stays): the row is rewritten in place.
+//
+// A keyed message that is done (f) makes the next one of its key, parked
+// behind it, its key's head (nx, k, p). With a token ($6, not 0), the
+// statement claims that message for the caller, leased for $7 seconds,
+// unless it is not to be published now (its NotBefore is ahead, its
+// destination is paused, it was abandoned before, another message of its
+// key is in the way): the claim changes no indexed column, so the row is
+// rewritten in place, and the message is handed to the relay that held its
+// predecessor; the others are unparked (available_at moves, a new version
+// of the row with its index entries). A parked message is claimed only that
+// way, so a Release or a Pause of one unparks it (it is its key's head).
+// nx and k are MATERIALIZED: inlined, take's subqueries ran once for each
+// column that depends on it.
 const pgSettle = `
 WITH {async}u AS (
 	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::float8[], $5::text[]) AS u(seq, tok, kind, delay, err)
@@ -157,7 +171,9 @@ RETURNING o.seq, o.partition_key
 UPDATE {t} o SET
 	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 WHEN 4 THEN 2 ELSE 0 END,
 	done_at = CASE WHEN u.kind IN (1, 3, 4) THEN now() END,
-	available_at = CASE WHEN u.kind = 2 THEN now() + make_interval(secs => u.delay) ELSE o.available_at END,
+	available_at = CASE WHEN u.kind = 2 THEN now() + make_interval(secs => u.delay)
+		WHEN u.kind IN (5, 6) AND o.available_at = 'infinity' THEN greatest(o.not_before, now())
+		ELSE o.available_at END,
 	leased_until = CASE WHEN u.kind = 7 THEN now() + make_interval(secs => u.delay) ELSE '-infinity' END,
 	attempts = o.attempts + CASE WHEN u.kind IN (1, 2, 3) THEN 1 ELSE 0 END,
 	claims = o.claims - CASE WHEN u.kind IN (4, 5, 6) THEN 1 ELSE 0 END,
@@ -178,15 +194,36 @@ ON CONFLICT (destination) DO UPDATE SET paused_until = greatest(z.paused_until, 
 SELECT seq, partition_key FROM d WHERE partition_key IS NOT NULL
 UNION ALL
 SELECT seq, partition_key FROM s WHERE state <> 0 AND partition_key IS NOT NULL
-), p AS (
-UPDATE {t} n SET available_at = greatest(n.not_before, now())
+), nx AS MATERIALIZED (
+SELECT f.seq AS prev, f.partition_key AS key, (SELECT min(q.seq) FROM {t} q
+	WHERE q.partition_key = f.partition_key AND q.state = 0 AND q.available_at = 'infinity' AND q.seq > f.seq) AS seq
 FROM f
-WHERE n.available_at = 'infinity'
-  AND n.seq = (SELECT min(q.seq) FROM {t} q
-	WHERE q.partition_key = f.partition_key AND q.state = 0 AND q.available_at = 'infinity' AND q.seq > f.seq)
+), k AS MATERIALIZED (
+SELECT nx.seq, $6::bigint <> 0 AND m.leased_until <= now() AND m.claims = m.attempts
+	AND (m.not_before IS NULL OR m.not_before <= now())
+	AND NOT EXISTS (SELECT 1 FROM {p} y WHERE y.destination = m.destination AND y.paused_until > now())
+	AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = nx.key AND e.state = 0
+		AND e.available_at <> 'infinity' AND e.seq < nx.seq AND e.seq <> nx.prev) AS take
+FROM nx JOIN {t} m ON m.seq = nx.seq
+WHERE m.available_at = 'infinity' AND m.state = 0
+), p AS (
+UPDATE {t} n SET
+	available_at = CASE WHEN k.take THEN n.available_at ELSE greatest(n.not_before, now()) END,
+	claim_token = CASE WHEN k.take THEN $6 ELSE n.claim_token END,
+	leased_until = CASE WHEN k.take THEN now() + make_interval(secs => $7) ELSE n.leased_until END,
+	claims = n.claims + CASE WHEN k.take THEN 1 ELSE 0 END
+FROM k
+WHERE n.seq = k.seq AND n.available_at = 'infinity' AND n.state = 0
+RETURNING k.take, n.seq, n.id::text AS id, n.topic, NULLIF(n.destination, n.topic) AS dest, n.partition_key AS key,
+	n.headers, n.payload, n.traceparent AS tp, (extract(epoch FROM n.created_at) * 1000000)::bigint AS created,
+	n.attempts + 1 AS attempt, n.claims - 1 - n.attempts AS aband
 )
-SELECT r.seq FROM u r{asyncFrom}
-WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.seq = r.seq) AND NOT EXISTS (SELECT 1 FROM s WHERE s.seq = r.seq)`
+SELECT 0, r.seq, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::bytea, NULL::text,
+	NULL::bigint, NULL::bigint, NULL::bigint
+FROM u r{asyncFrom}
+WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.seq = r.seq) AND NOT EXISTS (SELECT 1 FROM s WHERE s.seq = r.seq)
+UNION ALL
+SELECT 1, seq, id, topic, dest, key, headers, payload, tp, created, attempt, aband FROM p WHERE take`
 
 // pgUnpark makes ready the parked messages that are the head of their key
 // (their predecessor was settled while they were being enqueued, so its

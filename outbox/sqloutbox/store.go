@@ -294,6 +294,14 @@ func scanClaimed(sc scanner, token string) (claimedRow, error) {
 	if err := sc.Scan(&d.Position, &d.ID, &d.Topic, &dest, &key, &headers, &d.Payload, &tp, &created, &attempts, &aband); err != nil {
 		return r, err
 	}
+	fillClaimed(&r, token, dest, key, headers, tp, created, attempts, aband)
+	return r, nil
+}
+
+// fillClaimed completes a claimed row whose position, id, topic and payload
+// were read.
+func fillClaimed(r *claimedRow, token string, dest, key, headers, tp sql.NullString, created, attempts, aband int64) {
+	d := &r.d
 	d.Destination = d.Topic
 	if dest.Valid {
 		d.Destination = dest.String
@@ -310,7 +318,6 @@ func scanClaimed(sc scanner, token string) (claimedRow, error) {
 	if reason := message.Check(d.Message); reason != "" {
 		r.c.Malformed = errors.New(reason)
 	}
-	return r, nil
 }
 
 // scanRecord reads a row of the record columns (pgCols, plainCols).
@@ -391,6 +398,19 @@ func collectClaimed(rows *sql.Rows, token string, limit int) ([]claimedRow, erro
 
 // Settle implements outbox.Store.
 func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+	return s.SettleAndClaim(ctx, outcomes, 0, nil)
+}
+
+// SettleAndClaim is Settle, and, when claimed is not nil, on PostgreSQL it
+// also claims for the caller, under a fresh token and a lease of lease, the
+// next message of each key whose message the outcomes delivered or
+// dead-lettered, when it may be published now, and calls claimed for each
+// after the write-back is durable, as Claim does. Each such message costs
+// the database a rewrite of its row in place instead of the new version
+// with its index entries that making it claimable costs, and reaches the
+// publisher without waiting for a claim. outbox.Relay calls it when the
+// store has it. On SQLite and MySQL it is Settle.
+func (s *Store) SettleAndClaim(ctx context.Context, outcomes []backend.Outcome, lease time.Duration, claimed func(outbox.Delivery, backend.Claim)) ([]int64, error) {
 	if len(outcomes) == 0 {
 		return nil, nil
 	}
@@ -399,11 +419,23 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 			return nil, fmt.Errorf("sqloutbox: settle: position %d: unknown outcome kind %d", o.Position, o.Kind)
 		}
 	}
+	if claimed != nil && lease <= 0 {
+		return nil, fmt.Errorf("sqloutbox: settle: lease %v must be positive", lease)
+	}
 	var refused []int64
 	var err error
 	switch s.dialect {
 	case steadfast.Postgres:
-		refused, err = s.pgSettle(ctx, outcomes)
+		var token int64
+		if claimed != nil {
+			token = pgToken()
+		}
+		var next []claimedRow
+		if refused, next, err = s.pgSettle(ctx, outcomes, token, lease); err == nil {
+			for _, r := range next {
+				claimed(r.d, r.c)
+			}
+		}
 	default:
 		err = s.retry(ctx, func(ctx context.Context) error {
 			refused, err = s.txSettle(ctx, outcomes)
