@@ -79,6 +79,7 @@ type Relay struct {
 
 	mu        sync.Mutex
 	held      int
+	reserved  int // of held, the room taken by claims in flight (they may find fewer messages)
 	heldDest  map[string]int
 	paused    map[string]knownPause
 	throttled map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
@@ -319,6 +320,7 @@ func (r *Relay) reserve() (n int, exclude, held []string) {
 		return 0, nil, nil
 	}
 	r.held += n
+	r.reserved += n
 	for d, p := range r.paused {
 		if now.Before(p.until) && !slices.Contains(held, d) {
 			exclude = append(exclude, d) // the store skips it too; this spares it the work
@@ -404,6 +406,9 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		if err != nil {
 			batch = nil // nothing is claimed unless Claim succeeds
 		}
+		r.mu.Lock()
+		r.reserved -= n
+		r.mu.Unlock()
 		r.unhold(n - len(batch))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -788,11 +793,12 @@ func (r *Relay) settleLoop() {
 }
 
 // publishing reports whether the relay holds more messages than the n
-// outcomes in hand (claimed messages whose outcome is still to come).
+// outcomes in hand (claimed messages whose outcome is still to come). The
+// room a claim in flight has taken does not count: it may come back empty.
 func (r *Relay) publishing(n int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.held > n
+	return r.held-r.reserved > n
 }
 
 // done reports whether an outcome of kind ends the message (delivered or

@@ -406,3 +406,44 @@ func TestCrashedRelayKeysMoveSoon(t *testing.T) {
 type outboxtestFunc func(ctx context.Context, d outbox.Delivery) error
 
 func (f outboxtestFunc) Publish(ctx context.Context, d outbox.Delivery) error { return f(ctx, d) }
+
+// slowLaterClaims is a store whose first claim answers at once and whose
+// later claims take a second (a claim loop polling a slow database).
+type slowLaterClaims struct {
+	outbox.Store
+	claims  atomic.Int32
+	settled chan time.Time
+}
+
+func (s *slowLaterClaims) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
+	if s.claims.Add(1) > 1 {
+		time.Sleep(time.Second)
+	}
+	return s.Store.Claim(ctx, req, claimed)
+}
+
+func (s *slowLaterClaims) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+	select {
+	case s.settled <- time.Now():
+	default:
+	}
+	return s.Store.Settle(ctx, outcomes)
+}
+
+// TestWriteBackDoesNotWaitForAClaimInFlight: the write-back waits for more
+// outcomes only when messages are being published, not while another claim
+// loop's claim, which holds room for messages it may not find, is in flight.
+func TestWriteBackDoesNotWaitForAClaimInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mem := memstore.New()
+		memEnqueue(t, mem, outbox.Message{Topic: "t"})
+		s := &slowLaterClaims{Store: mem, settled: make(chan time.Time, 1)}
+		pub := &timedPublisher{}
+		r := startMem(t, s, pub, outbox.WithConcurrency(2))
+		defer r.Stop(context.Background())
+		settledAt := <-s.settled
+		if at := pub.times(); len(at) != 1 || settledAt.Sub(at[0]) != 0 {
+			t.Fatalf("published at %v, written back %v later: the write-back waited for a claim", at, settledAt.Sub(at[0]))
+		}
+	})
+}
