@@ -12,14 +12,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/steadfast-go/steadfast/internal/httpx"
 	"github.com/steadfast-go/steadfast/retry"
 )
 
-// maxPageBytes bounds the body of one page.
-const maxPageBytes = 32 << 20
+// maxPageBytes bounds the body of one page (a variable for the tests).
+var maxPageBytes = 32 << 20
+
+// errPageTooLarge is matched by the error of a fetch whose body is over
+// maxPageBytes.
+var errPageTooLarge = errors.New("catchup: page too large")
 
 // ErrWalkTooLong is matched by the error of HTTPSource.List, for a list that
 // is newest first (WithNewestFirst), when the cursor's event was not met
@@ -48,15 +53,21 @@ var ErrWalkTooLong = errors.New("catchup: the cursor's event was not met within 
 // A 408, 429, 500, 502, 503 or 504 answer is returned as an error wrapping a
 // *retry.StatusError that asks, through the retry protocol, for the delay of
 // its Retry-After header; any other non-2xx answer, a body that is not such
-// a list, a page over 32 MiB or 10,000 items and a next page on another
-// host, as a permanent error (the cursor stays; set it past such a page
-// with sqlcatchup's Store.SetCursor if the provider keeps serving it).
+// a list, a page over 10,000 items and a next page on another host, as a
+// permanent error (the cursor stays; set it past such a page with
+// sqlcatchup's Store.SetCursor if the provider keeps serving it). A page
+// over 32 MiB is asked again with half as many events (when the source
+// sends a page size: WithPageSize), down to one event; the pages after it
+// grow back to the page size, doubling. A page of one event over 32 MiB
+// (or over 32 MiB at every size, from a provider that ignores the size)
+// is a permanent error.
 //
 // An HTTPSource is safe for concurrent use.
 type HTTPSource struct {
 	client *http.Client
 	base   *url.URL
 	cfg    config
+	size   atomic.Int64 // the page size asked for now: cfg.pageSize, less after a page over 32 MiB
 }
 
 var _ Source = (*HTTPSource)(nil)
@@ -77,7 +88,9 @@ func NewHTTPSource(client *http.Client, listURL string, opts ...Option) (*HTTPSo
 	if err := applyOptions(ctorSource, &cfg, opts); err != nil {
 		return nil, err
 	}
-	return &HTTPSource{client: client, base: u, cfg: cfg}, nil
+	s := &HTTPSource{client: client, base: u, cfg: cfg}
+	s.size.Store(int64(cfg.pageSize))
+	return s, nil
 }
 
 // List implements Source. The cursor is an event id for the "starting_after"
@@ -89,11 +102,7 @@ func (s *HTTPSource) List(ctx context.Context, cursor string) (Page, error) {
 	if s.cfg.newestFirst > 0 {
 		return s.walk(ctx, cursor)
 	}
-	u, err := s.pageURL(cursor)
-	if err != nil {
-		return Page{}, err
-	}
-	p, err := s.fetch(ctx, u)
+	p, err := s.fetchAt(ctx, cursor)
 	if err != nil {
 		return Page{}, err
 	}
@@ -134,11 +143,7 @@ walk:
 			return Page{}, retry.Permanent(fmt.Errorf("%w: %d pages of %s read back from the newest without meeting event %q",
 				ErrWalkTooLong, n, s.base.Redacted(), cursor))
 		}
-		u, err := s.pageURL(next)
-		if err != nil {
-			return Page{}, err
-		}
-		p, err := s.fetch(ctx, u)
+		p, err := s.fetchAt(ctx, next)
 		if err != nil {
 			return Page{}, err
 		}
@@ -169,8 +174,34 @@ walk:
 	return Page{Events: evs}, nil
 }
 
-// pageURL returns the URL of the page at cursor.
-func (s *HTTPSource) pageURL(cursor string) (*url.URL, error) {
+// fetchAt fetches the page at cursor. A page over maxPageBytes is asked
+// again with half the page size, down to one event, when the source sends a
+// page size; after a page that fits, the size asked for next doubles, up to
+// WithPageSize's.
+func (s *HTTPSource) fetchAt(ctx context.Context, cursor string) (fetched, error) {
+	size := int(s.size.Load())
+	for {
+		u, err := s.pageURL(cursor, size)
+		if err != nil {
+			return fetched{}, err
+		}
+		f, err := s.fetch(ctx, u)
+		if errors.Is(err, errPageTooLarge) && s.cfg.sizeParam != "" && size > 1 {
+			size /= 2
+			s.size.Store(int64(size))
+			continue
+		}
+		if err == nil && size < s.cfg.pageSize {
+			s.size.Store(int64(min(2*size, s.cfg.pageSize)))
+		}
+		return f, err
+	}
+}
+
+// pageURL returns the URL of the page at cursor, asking for size events. A
+// next page's URL (WithNextField, WithLinkHeader) is the provider's own; its
+// page size is replaced only when size is below WithPageSize's.
+func (s *HTTPSource) pageURL(cursor string, size int) (*url.URL, error) {
 	if cursor != "" && s.cfg.paging != pagingCursor {
 		u, err := s.base.Parse(cursor)
 		if err != nil {
@@ -179,12 +210,17 @@ func (s *HTTPSource) pageURL(cursor string) (*url.URL, error) {
 		if u.Scheme != s.base.Scheme || u.Host != s.base.Host {
 			return nil, retry.Permanent(fmt.Errorf("catchup: next page %s is not on %s://%s", u.Redacted(), s.base.Scheme, s.base.Host))
 		}
+		if s.cfg.sizeParam != "" && size < s.cfg.pageSize {
+			q := u.Query()
+			q.Set(s.cfg.sizeParam, strconv.Itoa(size))
+			u.RawQuery = q.Encode()
+		}
 		return u, nil
 	}
 	u := *s.base
 	q := u.Query()
 	if s.cfg.sizeParam != "" {
-		q.Set(s.cfg.sizeParam, strconv.Itoa(s.cfg.pageSize))
+		q.Set(s.cfg.sizeParam, strconv.Itoa(size))
 	}
 	if cursor != "" {
 		q.Set(s.cfg.cursorParam, cursor)
@@ -224,12 +260,12 @@ func (s *HTTPSource) fetch(ctx context.Context, u *url.URL) (fetched, error) {
 		}
 		return fetched{}, retry.Permanent(err)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPageBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(maxPageBytes)+1))
 	if err != nil {
 		return fetched{}, fmt.Errorf("catchup: reading the page at %s: %w", u.Redacted(), err)
 	}
 	if len(body) > maxPageBytes {
-		return fetched{}, retry.Permanent(fmt.Errorf("catchup: the page at %s is larger than %d bytes", u.Redacted(), maxPageBytes))
+		return fetched{}, retry.Permanent(fmt.Errorf("%w: the page at %s is larger than %d bytes", errPageTooLarge, u.Redacted(), maxPageBytes))
 	}
 	f, err := s.decode(body)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -211,7 +212,9 @@ func TestHTTPSourceNewestFirst(t *testing.T) {
 }
 
 func TestHTTPSourceErrors(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it lowers the page bound (32 MiB) to 1 MiB for its
+	// subtests, which run in parallel with each other.
+	t.Cleanup(catchup.SetMaxPageBytes(1 << 20))
 	tests := []struct {
 		name       string
 		handler    http.HandlerFunc
@@ -232,8 +235,8 @@ func TestHTTPSourceErrors(t *testing.T) {
 		{"over 10,000 items", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, `{"data":[`+strings.Repeat(`{"id":1},`, 10000)+`{"id":2}]}`)
 		}, nil, 0, 0, true},
-		{"over 32 MiB", func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprint(w, `{"data":[{"id":"a","pad":"`+strings.Repeat("x", 32<<20)+`"}]}`)
+		{"one event over the page bound", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, `{"data":[{"id":"a","pad":"`+strings.Repeat("x", 1<<20)+`"}]}`)
 		}, nil, 0, 0, true},
 		{"next on another host", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, `{"data":[{"id":"a"}],"next":"http://169.254.169.254/latest"}`)
@@ -332,5 +335,62 @@ func TestHTTPSourceHeaders(t *testing.T) {
 	}
 	if query != "per_page=50&type=order.%2A" {
 		t.Errorf("query %q", query)
+	}
+}
+
+// TestPageTooLargeAsksForSmallerPages: a page over the bound (32 MiB;
+// 32 KiB here) is asked again
+// with half the page size, down to one event, instead of stopping every
+// pass; the events come in order and the cursor moves as usual.
+func TestPageTooLargeAsksForSmallerPages(t *testing.T) {
+	defer catchup.SetMaxPageBytes(32 << 10)() // 32 KiB instead of 32 MiB
+	const events = 50
+	pad := strconv.Quote(strings.Repeat("x", 900)) // 50 events: 45 KiB
+	var limits []int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		limits = append(limits, limit)
+		start := 0
+		if after := r.URL.Query().Get("starting_after"); after != "" {
+			start, _ = strconv.Atoi(strings.TrimPrefix(after, "evt_"))
+			start++
+		}
+		end := min(start+limit, events)
+		fmt.Fprint(w, `{"data":[`)
+		for i := start; i < end; i++ {
+			if i > start {
+				fmt.Fprint(w, ",")
+			}
+			fmt.Fprintf(w, `{"id":"evt_%d","type":"t","pad":`, i)
+			_, _ = io.WriteString(w, pad)
+			fmt.Fprint(w, "}")
+		}
+		fmt.Fprintf(w, `],"has_more":%t}`, end < events)
+	}))
+	defer srv.Close()
+	src, err := catchup.NewHTTPSource(srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	cursor := ""
+	for range 10 {
+		p, err := src.List(context.Background(), cursor)
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(got), err)
+		}
+		for _, ev := range p.Events {
+			got = append(got, ev.ID)
+		}
+		cursor = p.Next
+		if !p.More {
+			break
+		}
+	}
+	if len(got) != events || got[0] != "evt_0" || got[events-1] != fmt.Sprintf("evt_%d", events-1) {
+		t.Fatalf("read %d events (%v...), want %d in order", len(got), got[:min(len(got), 3)], events)
+	}
+	if limits[0] != 100 || limits[1] != 50 || limits[2] != 25 {
+		t.Errorf("page sizes asked %v, want 100, 50, 25 and so on", limits)
 	}
 }
