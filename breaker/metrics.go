@@ -49,7 +49,7 @@ func newInstruments(mp metric.MeterProvider) (*instruments, error) {
 func (ins *instruments) rejectOptions(name string) rejectOptions {
 	opt := func(reason string) []metric.AddOption {
 		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("breaker.name", name), attribute.String("reason", reason)))}
+			attribute.String("breaker.name", name), attribute.String("breaker.reason", reason)))}
 	}
 	return rejectOptions{open: opt("open"), probes: opt("probe_limit"), bulkhead: opt("bulkhead_full")}
 }
@@ -66,7 +66,7 @@ func (ins *instruments) recordTransition(ctx context.Context, t Transition) {
 	ins.recordState(ctx, t.Name, t.To)
 	ins.transitions.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("breaker.name", t.Name),
-		attribute.String("from", t.From.String()),
-		attribute.String("to", t.To.String()),
-		attribute.Bool("shared", t.Shared)))
+		attribute.String("breaker.from", t.From.String()),
+		attribute.String("breaker.to", t.To.String()),
+		attribute.Bool("breaker.shared", t.Shared)))
 }

@@ -245,8 +245,9 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the metrics
-// steadfast.breaker.state, steadfast.breaker.transitions and steadfast.breaker.rejections. mp must not be
-// nil. Defaults to otel.GetMeterProvider().
+// steadfast.breaker.state, steadfast.breaker.transitions and steadfast.breaker.rejections, with the
+// attributes breaker.name, and breaker.from, breaker.to and breaker.shared on a
+// transition, breaker.reason on a rejection. mp must not be nil. Defaults to otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return newOption("WithMeterProvider", func(c *config) error {
 		if mp == nil {

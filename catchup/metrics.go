@@ -21,9 +21,9 @@ type metrics struct {
 
 func newMetrics(mp metric.MeterProvider, source string) (*metrics, error) {
 	m := mp.Meter(instrumentationName)
-	ms := &metrics{source: metric.WithAttributes(attribute.String("source", source))}
-	ms.applied = metric.WithAttributes(attribute.String("source", source), attribute.String("outcome", "applied"))
-	ms.duplicates = metric.WithAttributes(attribute.String("source", source), attribute.String("outcome", "duplicate"))
+	ms := &metrics{source: metric.WithAttributes(attribute.String("catchup.source", source))}
+	ms.applied = metric.WithAttributes(attribute.String("catchup.source", source), attribute.String("catchup.outcome", "applied"))
+	ms.duplicates = metric.WithAttributes(attribute.String("catchup.source", source), attribute.String("catchup.outcome", "duplicate"))
 	var err error
 	if ms.lag, err = m.Float64Gauge("steadfast.catchup.lag", metric.WithUnit("s"),
 		metric.WithDescription("Age of the newest event the poller has read (applied or found applied), at its last pass.")); err != nil {

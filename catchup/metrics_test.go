@@ -71,11 +71,11 @@ func TestMetrics(t *testing.T) {
 			switch data := m.Data.(type) {
 			case metricdata.Sum[int64]:
 				for _, dp := range data.DataPoints {
-					if s, _ := dp.Attributes.Value("source"); s.AsString() != "stripe" {
+					if s, _ := dp.Attributes.Value("catchup.source"); s.AsString() != "stripe" {
 						t.Errorf("%s without the source attribute: %v", m.Name, dp.Attributes)
 					}
 					key := m.Name
-					if o, ok := dp.Attributes.Value("outcome"); ok {
+					if o, ok := dp.Attributes.Value("catchup.outcome"); ok {
 						key += "/" + o.AsString()
 					}
 					sums[key] += dp.Value

@@ -246,8 +246,8 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the poller's
 // metrics: steadfast.catchup.lag (seconds since the newest event read was created),
-// steadfast.catchup.pages, steadfast.catchup.events (by outcome: applied, duplicate) and
-// steadfast.catchup.dead_letters, each with the source name. Defaults to the global
+// steadfast.catchup.pages, steadfast.catchup.events (by catchup.outcome: applied, duplicate) and
+// steadfast.catchup.dead_letters, each with the attribute catchup.source. Defaults to the global
 // provider (otel.GetMeterProvider()), a no-op unless the application
 // installs an SDK.
 func WithMeterProvider(mp metric.MeterProvider) Option {

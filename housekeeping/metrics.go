@@ -38,9 +38,9 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 }
 
 func (m *metrics) removed(ctx context.Context, kind string, n int64) {
-	m.removedC.Add(ctx, n, metric.WithAttributes(attribute.String("kind", kind)))
+	m.removedC.Add(ctx, n, metric.WithAttributes(attribute.String("housekeeping.kind", kind)))
 }
 
 func (m *metrics) pass(ctx context.Context, outcome string) {
-	m.passes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	m.passes.Add(ctx, 1, metric.WithAttributes(attribute.String("housekeeping.outcome", outcome)))
 }

@@ -270,10 +270,10 @@ func counts(t *testing.T, reader sdkmetric.Reader) (removed, passes map[string]i
 			for _, p := range sum.DataPoints {
 				switch m.Name {
 				case "steadfast.housekeeping.removed":
-					v, _ := p.Attributes.Value("kind")
+					v, _ := p.Attributes.Value("housekeeping.kind")
 					removed[v.AsString()] += p.Value
 				case "steadfast.housekeeping.passes":
-					v, _ := p.Attributes.Value("outcome")
+					v, _ := p.Attributes.Value("housekeeping.outcome")
 					passes[v.AsString()] += p.Value
 				}
 			}

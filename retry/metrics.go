@@ -45,20 +45,20 @@ func newInstruments(mp metric.MeterProvider, name string) (*instruments, error) 
 	}
 	var base []attribute.KeyValue
 	if name != "" {
-		base = append(base, attribute.String("steadfast.retry.policy", name))
+		base = append(base, attribute.String("retry.policy", name))
 		ins.opts = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(base...))}
 	}
 	reasons := []error{ErrAttemptsExhausted, ErrDeadlineTooClose, ErrBudgetExhausted,
 		ErrRetryAfterTooLong, ErrBackOffStop, ErrBodyNotRewindable}
 	ins.reasons = make(map[error][]metric.AddOption, len(reasons))
 	for _, reason := range reasons {
-		kv := append(append([]attribute.KeyValue(nil), base...), attribute.String("steadfast.retry.reason", reasonName(reason)))
+		kv := append(append([]attribute.KeyValue(nil), base...), attribute.String("retry.reason", reasonName(reason)))
 		ins.reasons[reason] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
 	}
 	return &ins, nil
 }
 
-// reasonName returns the value of the steadfast.retry.reason attribute of
+// reasonName returns the value of the retry.reason attribute of
 // steadfast.retry.give_ups for a GaveUpError.Reason.
 func reasonName(reason error) string {
 	switch reason {

@@ -19,7 +19,7 @@ import (
 )
 
 // sums collects the counters of reader, by name and then by the value of
-// the steadfast.retry.reason attribute ("" without one).
+// the retry.reason attribute ("" without one).
 func sums(t *testing.T, reader *sdkmetric.ManualReader) map[string]map[string]int64 {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
@@ -33,9 +33,9 @@ func sums(t *testing.T, reader *sdkmetric.ManualReader) map[string]map[string]in
 			}
 			out[m.Name] = map[string]int64{}
 			for _, dp := range s.DataPoints {
-				v, _ := dp.Attributes.Value(attribute.Key("steadfast.retry.reason"))
+				v, _ := dp.Attributes.Value(attribute.Key("retry.reason"))
 				out[m.Name][v.AsString()] += dp.Value
-				name, _ := dp.Attributes.Value(attribute.Key("steadfast.retry.policy"))
+				name, _ := dp.Attributes.Value(attribute.Key("retry.policy"))
 				assert.Equal(t, "payments", name.AsString())
 			}
 		}

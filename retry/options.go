@@ -215,7 +215,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the counters
 // steadfast.retry.attempts, .retries, .give_ups (with attribute
-// steadfast.retry.reason) and .budget_refusals. mp must not be nil. Defaults
+// retry.reason) and .budget_refusals, each with retry.policy (WithName). mp must not be nil. Defaults
 // to otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return newOption("WithMeterProvider", func(c *config) error {
@@ -265,7 +265,7 @@ func WithoutBudget() Option {
 }
 
 // WithName names the Policy in its logs and in the attribute
-// steadfast.retry.policy of its metrics, so that the policies of several
+// retry.policy of its metrics, so that the policies of several
 // dependencies can be told apart. Defaults to no name.
 func WithName(name string) Option {
 	return newOption("WithName", func(c *config) error {

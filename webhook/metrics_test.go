@@ -51,7 +51,7 @@ func TestMiddlewareMetrics(t *testing.T) {
 				continue
 			}
 			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				r, _ := dp.Attributes.Value("result")
+				r, _ := dp.Attributes.Value("webhook.outcome")
 				got[r.AsString()] = dp.Value
 			}
 		}

@@ -78,7 +78,7 @@ func NewMiddleware(v RequestVerifier, opts ...Option) (func(http.Handler) http.H
 	}
 	m := &middleware{cfg: c, v: v, counter: counter, attrs: make(map[string]metric.AddOption, 4)}
 	for _, r := range []string{"ok", "invalid", "too_large", "unreadable"} {
-		m.attrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))
+		m.attrs[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("webhook.outcome", r)))
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

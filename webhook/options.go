@@ -127,7 +127,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the counter
-// steadfast.webhook.verifications, with the attribute result (ok, invalid,
+// steadfast.webhook.verifications, with the attribute webhook.outcome (ok, invalid,
 // too_large, unreadable). Defaults to otel.GetMeterProvider(). It applies to
 // NewMiddleware.
 func WithMeterProvider(mp metric.MeterProvider) Option {

@@ -123,7 +123,7 @@ func (s *storm) catchupDuplicates(ctx context.Context) (int64, error) {
 				continue
 			}
 			for _, dp := range sum.DataPoints {
-				if v, _ := dp.Attributes.Value(attribute.Key("outcome")); v.AsString() == "duplicate" {
+				if v, _ := dp.Attributes.Value(attribute.Key("catchup.outcome")); v.AsString() == "duplicate" {
 					n += dp.Value
 				}
 			}

@@ -31,8 +31,8 @@ func TestAttemptMetrics(t *testing.T) {
 				continue
 			}
 			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				r, _ := dp.Attributes.Value("result")
-				e, _ := dp.Attributes.Value("endpoint")
+				r, _ := dp.Attributes.Value("webhookpub.outcome")
+				e, _ := dp.Attributes.Value("webhookpub.endpoint")
 				if e.AsString() != "partner" {
 					t.Errorf("endpoint attribute %q", e.AsString())
 				}

@@ -164,9 +164,9 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMeterProvider sets the OpenTelemetry meter provider of the counter
-// steadfast.webhookpub.attempts (attributes endpoint: the destination of a
+// steadfast.webhookpub.attempts (attributes webhookpub.endpoint: the destination of a
 // static endpoint, "resolved" for one found by WithResolver, so that the
-// number of series stays bounded; and result: delivered, retry, permanent,
+// number of series stays bounded; and webhookpub.outcome: delivered, retry, permanent,
 // paused, breaker_open). Defaults to otel.GetMeterProvider().
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return newOption("WithMeterProvider", func(c *config) error {

@@ -290,7 +290,7 @@ func (p *Publisher) header(ep *endpoint, d outbox.Delivery) (http.Header, error)
 }
 
 func (p *Publisher) count(ctx context.Context, ep *endpoint, result string) {
-	p.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", ep.metricName), attribute.String("result", result)))
+	p.attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("webhookpub.endpoint", ep.metricName), attribute.String("webhookpub.outcome", result)))
 }
 
 func (p *Publisher) outcome(ctx context.Context, ep *endpoint, err error, wait time.Duration, asked bool) error {
