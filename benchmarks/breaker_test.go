@@ -26,42 +26,46 @@ func BenchmarkBreakerClosed(b *testing.B) {
 	ctx := context.Background()
 	work := func(context.Context) (int, error) { return 1, nil }
 	b.Run("direct", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := work(ctx); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := work(ctx); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 	b.Run("steadfast", func(b *testing.B) {
 		br, err := breaker.New("bench", breaker.WithLogger(quiet))
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := breaker.Execute(ctx, br, work); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := breaker.Execute(ctx, br, work); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 	b.Run("gobreaker", func(b *testing.B) {
 		cb := gobreakerLike(0, 30*time.Second)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := cb.Execute(func() (int, error) { return work(ctx) }); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := cb.Execute(func() (int, error) { return work(ctx) }); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 	b.Run("failsafe-go", func(b *testing.B) {
 		exec := failsafe.With[int](circuitbreaker.NewWithDefaults[int]())
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := exec.Get(func() (int, error) { return work(ctx) }); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := exec.Get(func() (int, error) { return work(ctx) }); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 }
 
@@ -76,12 +80,13 @@ func BenchmarkBreakerOpen(b *testing.B) {
 	ctx := context.Background()
 	fail := func(context.Context) (int, error) { return 0, errDown }
 	b.Run("direct-failure", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := fail(ctx); err == nil {
-				b.Fatal("no error")
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := fail(ctx); err == nil {
+					b.Fatal("no error")
+				}
 			}
-		}
+		})
 	})
 	b.Run("steadfast", func(b *testing.B) {
 		br, err := breaker.New("bench", breaker.WithConsecutiveFailures(1), breaker.WithOpenDuration(time.Hour),
@@ -95,12 +100,13 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		if _, err := breaker.Execute(ctx, br, fail); !errors.Is(err, breaker.ErrOpen) {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := breaker.Execute(ctx, br, fail); err == nil {
-				b.Fatal("not rejected")
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := breaker.Execute(ctx, br, fail); err == nil {
+					b.Fatal("not rejected")
+				}
 			}
-		}
+		})
 	})
 	b.Run("gobreaker", func(b *testing.B) {
 		cb := gobreakerLike(1, time.Hour)
@@ -111,12 +117,13 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		if _, err := cb.Execute(call); !errors.Is(err, gobreaker.ErrOpenState) {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := cb.Execute(call); err == nil {
-				b.Fatal("not rejected")
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := cb.Execute(call); err == nil {
+					b.Fatal("not rejected")
+				}
 			}
-		}
+		})
 	})
 	b.Run("failsafe-go", func(b *testing.B) {
 		cb := circuitbreaker.NewBuilder[int]().WithFailureThreshold(1).WithDelay(time.Hour).Build()
@@ -128,12 +135,13 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		if _, err := exec.Get(call); !errors.Is(err, circuitbreaker.ErrOpen) {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := exec.Get(call); err == nil {
-				b.Fatal("not rejected")
+		reportCPU(b, func() {
+			for b.Loop() {
+				if _, err := exec.Get(call); err == nil {
+					b.Fatal("not rejected")
+				}
 			}
-		}
+		})
 	})
 }
 

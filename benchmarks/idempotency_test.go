@@ -31,18 +31,19 @@ func BenchmarkIdempotencyMiddleware(b *testing.B) {
 	})
 	serve := func(b *testing.B, h http.Handler, key func(n int) string, want int) {
 		b.Helper()
-		b.ReportAllocs()
-		n := 0
-		for b.Loop() {
-			n++
-			req := httptest.NewRequest(http.MethodPost, "/payments", strings.NewReader(body))
-			req.Header.Set("Idempotency-Key", key(n))
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			if w.Code != want {
-				b.Fatalf("status %d: %s", w.Code, w.Body)
+		reportCPU(b, func() {
+			n := 0
+			for b.Loop() {
+				n++
+				req := httptest.NewRequest(http.MethodPost, "/payments", strings.NewReader(body))
+				req.Header.Set("Idempotency-Key", key(n))
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != want {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
 			}
-		}
+		})
 	}
 	middleware := func(b *testing.B) func(http.Handler) http.Handler {
 		store, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0), idempotency.WithMaxBytes(0))

@@ -35,9 +35,11 @@ import (
 // application's writes), while the relay, started beforehand, delivers them
 // to a publisher that does nothing but count. The clock runs from the first
 // insert to the last delivery: ns/op, B/op and allocs/op are per opSize
-// messages (inserting and relaying), msgs/s is the throughput. An op is
-// that large so that a relay that polls is measured on a stream of
-// messages rather than on one poll interval. Each library runs at its
+// messages (inserting and relaying), msgs/s is the throughput, cpu-us/msg
+// this process's CPU time per message (inserting and relaying; the
+// database server's is not counted). An op is that large so that a relay
+// that polls is measured on a stream of messages rather than on one poll
+// interval. Each library runs at its
 // defaults except one: all poll every pollInterval (their defaults are 1 s),
 // so that the figures compare the relays rather than when each happens to
 // look for work; steadfast and River are also woken by LISTEN/NOTIFY.
@@ -80,6 +82,7 @@ func relayRun(b *testing.B, delivered *atomic.Int64, insert func(ctx context.Con
 	n := b.N * opSize
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0, cpuOK := cpuTime()
 	start := time.Now()
 	for i := 0; i < n; i += txSize {
 		if err := insert(ctx, i, min(txSize, n-i)); err != nil {
@@ -94,8 +97,12 @@ func relayRun(b *testing.B, delivered *atomic.Int64, insert func(ctx context.Con
 		time.Sleep(200 * time.Microsecond)
 	}
 	elapsed := time.Since(start)
+	cpu1, cpuOK1 := cpuTime()
 	b.StopTimer()
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
+	if cpuOK && cpuOK1 {
+		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/1e3/float64(n), "cpu-us/msg")
+	}
 }
 
 // schema creates a PostgreSQL schema for one run and returns its name and a

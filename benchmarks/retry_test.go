@@ -53,19 +53,20 @@ func BenchmarkRetryFunc(b *testing.B) {
 	}{{"success", 0}, {"one-failure", 1}} {
 		b.Run(sc.name+"/direct", func(b *testing.B) {
 			fn, reset := flaky(sc.failures)
-			b.ReportAllocs()
-			for b.Loop() {
-				reset()
-				var err error
-				for range 4 {
-					if err = fn(); err == nil {
-						break
+			reportCPU(b, func() {
+				for b.Loop() {
+					reset()
+					var err error
+					for range 4 {
+						if err = fn(); err == nil {
+							break
+						}
+					}
+					if err != nil {
+						b.Fatal(err)
 					}
 				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
+			})
 		})
 		b.Run(sc.name+"/steadfast", func(b *testing.B) {
 			p, err := retry.New(retry.WithMaxAttempts(4), retry.WithBackoff(time.Nanosecond, time.Nanosecond), retry.WithoutBudget())
@@ -74,35 +75,38 @@ func BenchmarkRetryFunc(b *testing.B) {
 			}
 			fn, reset := flaky(sc.failures)
 			work := func(context.Context) error { return fn() }
-			b.ReportAllocs()
-			for b.Loop() {
-				reset()
-				if err := retry.Do(ctx, p, work); err != nil {
-					b.Fatal(err)
+			reportCPU(b, func() {
+				for b.Loop() {
+					reset()
+					if err := retry.Do(ctx, p, work); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
 		})
 		b.Run(sc.name+"/failsafe-go", func(b *testing.B) {
 			exec := failsafe.With[any](retrypolicy.NewBuilder[any]().WithMaxAttempts(4).Build())
 			fn, reset := flaky(sc.failures)
-			b.ReportAllocs()
-			for b.Loop() {
-				reset()
-				if err := exec.Run(fn); err != nil {
-					b.Fatal(err)
+			reportCPU(b, func() {
+				for b.Loop() {
+					reset()
+					if err := exec.Run(fn); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
 		})
 		b.Run(sc.name+"/backoff-v4", func(b *testing.B) {
 			fn, reset := flaky(sc.failures)
-			b.ReportAllocs()
-			for b.Loop() {
-				reset()
-				bo := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, 3), ctx)
-				if err := backoff.Retry(fn, bo); err != nil {
-					b.Fatal(err)
+			reportCPU(b, func() {
+				for b.Loop() {
+					reset()
+					bo := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, 3), ctx)
+					if err := backoff.Retry(fn, bo); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -147,35 +151,36 @@ func BenchmarkRetryHTTP(b *testing.B) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
-			b.ReportAllocs()
-			var n uint64
-			for b.Loop() {
-				n++
-				req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if sc.failOnce {
-					req.Header.Set("X-Call", strconv.FormatUint(n, 10))
-				}
-				var resp *http.Response
-				for range attempts {
-					resp, err = client.Do(req)
+			reportCPU(b, func() {
+				var n uint64
+				for b.Loop() {
+					n++
+					req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
 					if err != nil {
 						b.Fatal(err)
 					}
-					if resp.StatusCode == http.StatusOK {
-						break
+					if sc.failOnce {
+						req.Header.Set("X-Call", strconv.FormatUint(n, 10))
+					}
+					var resp *http.Response
+					for range attempts {
+						resp, err = client.Do(req)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if resp.StatusCode == http.StatusOK {
+							break
+						}
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
 					}
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Fatalf("status %d", resp.StatusCode)
+					}
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					b.Fatalf("status %d", resp.StatusCode)
-				}
-			}
+			})
 		}
 		b.Run(sc.name+"/bare", func(b *testing.B) {
 			base := newBase()

@@ -20,45 +20,49 @@ func BenchmarkDo(b *testing.B) {
 	ctx := context.Background()
 	work := func(context.Context) error { return nil }
 	b.Run("direct", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := work(ctx); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if err := work(ctx); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 	b.Run("retry.Do", func(b *testing.B) {
 		p, err := retry.New()
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := retry.Do(ctx, p, work); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if err := retry.Do(ctx, p, work); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 	b.Run("retry.Do/no-budget", func(b *testing.B) {
 		p, err := retry.New(retry.WithoutBudget())
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := retry.Do(ctx, p, work); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				if err := retry.Do(ctx, p, work); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 	b.Run("backoff.Retry", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			op := func() error { return work(ctx) }
-			if err := backoff.Retry(op, backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(), 3), ctx)); err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				op := func() error { return work(ctx) }
+				if err := backoff.Retry(op, backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(), 3), ctx)); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
+		})
 	})
 }
 
@@ -78,15 +82,16 @@ func BenchmarkTransport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
+		})
 	}
 	newBase := func(b *testing.B) *http.Transport {
 		base := &http.Transport{MaxIdleConnsPerHost: 4}
@@ -99,21 +104,22 @@ func BenchmarkTransport(b *testing.B) {
 		// request with context.WithTimeoutCause itself.
 		base := newBase(b)
 		client := &http.Client{Transport: base}
-		b.ReportAllocs()
-		for b.Loop() {
-			ctx, cancel := context.WithTimeoutCause(context.Background(), 5*time.Second, retry.ErrAttemptTimeout)
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-			if err != nil {
-				b.Fatal(err)
+		reportCPU(b, func() {
+			for b.Loop() {
+				ctx, cancel := context.WithTimeoutCause(context.Background(), 5*time.Second, retry.ErrAttemptTimeout)
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				cancel()
 			}
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			cancel()
-		}
+		})
 	})
 	b.Run("retry", func(b *testing.B) {
 		p, err := retry.New()

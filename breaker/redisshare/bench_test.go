@@ -20,10 +20,11 @@ func BenchmarkSharedCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			breaker.Execute(ctx, br, work)
-		}
+		reportCPU(b, func() {
+			for b.Loop() {
+				breaker.Execute(ctx, br, work)
+			}
+		})
 	})
 	b.Run("shared", func(b *testing.B) {
 		rs := replicas(b, c, 1, quiet)[0]
@@ -31,9 +32,10 @@ func BenchmarkSharedCall(b *testing.B) {
 		var wg sync.WaitGroup
 		wg.Go(func() { rs.share.Run(runCtx) })
 		defer func() { cancel(); wg.Wait() }()
-		b.ReportAllocs()
-		for b.Loop() {
-			breaker.Execute(ctx, rs.b, work)
-		}
+		reportCPU(b, func() {
+			for b.Loop() {
+				breaker.Execute(ctx, rs.b, work)
+			}
+		})
 	})
 }
