@@ -134,7 +134,9 @@ func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
 }
 
 // Close flushes nothing (every Publish waited for its record) and closes the
-// client. It is safe to call more than once.
-func (p *Publisher) Close() {
+// client. It is safe to call more than once and always returns nil (the
+// error is there for one shape with the other publishers' Close).
+func (p *Publisher) Close() error {
 	p.client.Close()
+	return nil
 }

@@ -45,7 +45,7 @@ func newPublisher(t testing.TB, c *kfake.Cluster, opts ...kafkapub.Option) *kafk
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(p.Close)
+	t.Cleanup(func() { _ = p.Close() })
 	return p
 }
 

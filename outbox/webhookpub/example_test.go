@@ -35,6 +35,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	defer pub.Close() // after the relay's Stop
 	// The relay (outbox.NewRelay(store, pub)) calls Publish for each attempt.
 	err = pub.Publish(context.Background(), outbox.Delivery{Message: outbox.Message{
 		ID: "0190f5e2-7b4c-7000-8000-0000000000aa", Topic: "invoices", Payload: []byte(`{"paid":true}`),

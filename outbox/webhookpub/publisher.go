@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -47,6 +48,10 @@ type Endpoint struct {
 // returns it, wrapped or not, for a destination that has none.
 var ErrUnknownEndpoint = errors.New("webhookpub: unknown endpoint")
 
+// ErrClosed is matched by the error of Publish after Close. The error is
+// transient: a relay still running keeps the message for a later attempt.
+var ErrClosed = errors.New("webhookpub: publisher closed")
+
 // Publisher delivers outbox messages as signed webhooks. It implements
 // outbox.Publisher and is safe for concurrent use.
 type Publisher struct {
@@ -58,6 +63,7 @@ type Publisher struct {
 	breakers  *breaker.Group
 	attempts  metric.Int64Counter
 	now       func() time.Time // the clock of signatures, Retry-After dates and the cache
+	closed    atomic.Bool
 }
 
 type endpoint struct {
@@ -221,6 +227,9 @@ func classify(_ context.Context, err error) breaker.Outcome {
 // a webhook-id) is a permanent error, found before the request is sent and
 // never counted against the destination's breaker.
 func (p *Publisher) Publish(ctx context.Context, d outbox.Delivery) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
 	dest := destinationOf(d)
 	ep, err := p.endpoint(ctx, dest)
 	if err != nil {
@@ -405,3 +414,18 @@ func permanent(err error) error { return retry.Permanent(err) }
 
 // webhookHeaders are the headers the signer sets.
 var webhookHeaders = [...]string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// Close makes later publishes fail with ErrClosed and closes the idle
+// connections of the publisher's own transport (a client given with
+// WithUnguardedClient is the caller's to close). Publishes
+// in flight finish. Stop the relay first. It is safe to call more than
+// once and always returns nil.
+func (p *Publisher) Close() error {
+	if p == nil || p.closed.Swap(true) {
+		return nil
+	}
+	if p.guard != nil {
+		p.client.CloseIdleConnections()
+	}
+	return nil
+}

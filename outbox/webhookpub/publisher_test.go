@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -439,5 +440,45 @@ func TestUserHeadersAndUserAgent(t *testing.T) {
 	}
 	if _, err := strconv.ParseInt(h.Get("webhook-timestamp"), 10, 64); err != nil {
 		t.Errorf("webhook-timestamp %q: %v", h.Get("webhook-timestamp"), err)
+	}
+}
+
+// TestCloseReleasesConnections: Close closes the idle connections of the
+// publisher's own transport, and later publishes fail with ErrClosed, a
+// transient error (the relay keeps the message for later), as rabbitpub's
+// and kafkapub's do.
+func TestCloseReleasesConnections(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			select {
+			case closed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	p := newPublisher(t, srv.URL)
+	if err := p.Publish(context.Background(), delivery("m1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle connection is still open after Close")
+	}
+	err := p.Publish(context.Background(), delivery("m2"))
+	if !errors.Is(err, webhookpub.ErrClosed) || retry.IsPermanent(err) {
+		t.Errorf("Publish after Close = %v, want a transient ErrClosed", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }
