@@ -67,10 +67,10 @@ func BenchmarkOutboxRelay(b *testing.B) {
 		b.Skip("TEST_POSTGRES_URL is not set: the outbox benchmarks need PostgreSQL")
 	}
 	b.Run("steadfast", func(b *testing.B) { benchSteadfast(b, base, 0) })
-	b.Run("steadfast/16-keys", func(b *testing.B) { benchSteadfast(b, base, 16) })
+	b.Run("steadfast-16-keys", func(b *testing.B) { benchSteadfast(b, base, 16) })
 	b.Run("watermill-forwarder", func(b *testing.B) { benchWatermill(b, base) })
 	b.Run("river", func(b *testing.B) { benchRiver(b, base, 100) })
-	b.Run("river/1000-workers", func(b *testing.B) { benchRiver(b, base, 1000) })
+	b.Run("river-1000-workers", func(b *testing.B) { benchRiver(b, base, 1000) })
 }
 
 // relayRun times one run of b.N ops: it calls insert for batches of txSize

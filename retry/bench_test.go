@@ -41,7 +41,7 @@ func BenchmarkDo(b *testing.B) {
 			}
 		})
 	})
-	b.Run("retry.Do/no-budget", func(b *testing.B) {
+	b.Run("retry.Do-no-budget", func(b *testing.B) {
 		p, err := retry.New(retry.WithoutBudget())
 		if err != nil {
 			b.Fatal(err)
