@@ -157,15 +157,16 @@ func BenchmarkTransport(b *testing.B) {
 	}{{"bare", base}, {"breaker", bt}} {
 		b.Run(tc.name, func(b *testing.B) {
 			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, err := tc.rt.RoundTrip(req)
-				if err != nil {
-					b.Fatal(err)
+			reportCPU(b, func() {
+				for b.Loop() {
+					resp, err := tc.rt.RoundTrip(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
+			})
 		})
 	}
 }
