@@ -74,3 +74,86 @@ func TestHeldBackDestinationNotRescanned(t *testing.T) {
 		}
 	})
 }
+
+// nextClaimingStore is a memstore whose write-back claims, as sqloutbox's
+// SettleAndClaim does on PostgreSQL, the next message of each key it
+// finishes (here: up to that many ready heads, which are those when the
+// relay holds every key), and counts the relay's own claims.
+type nextClaimingStore struct {
+	*memstore.Store
+	mu     sync.Mutex
+	claims int
+}
+
+func (s *nextClaimingStore) Claim(ctx context.Context, req backend.ClaimRequest, claimed func(outbox.Delivery, backend.Claim)) error {
+	s.mu.Lock()
+	s.claims++
+	s.mu.Unlock()
+	return s.Store.Claim(ctx, req, claimed)
+}
+
+func (s *nextClaimingStore) SettleAndClaim(ctx context.Context, outcomes []backend.Outcome, lease time.Duration, claimed func(outbox.Delivery, backend.Claim)) ([]int64, error) {
+	refused, err := s.Store.Settle(ctx, outcomes)
+	if err != nil {
+		return nil, err
+	}
+	finished := 0
+	for _, o := range outcomes {
+		if o.Kind == backend.Delivered || o.Kind == backend.Dead || o.Kind == backend.DeadUnsent {
+			finished++
+		}
+	}
+	if finished == 0 {
+		return refused, nil
+	}
+	return refused, s.Store.Claim(ctx, backend.ClaimRequest{Limit: finished, Lease: lease}, claimed)
+}
+
+// TestWriteBackThatClaimedWakesNoClaim: a write-back that claimed the next
+// message of every key it finished does not wake the claim loops, whose
+// claim would find nothing (on PostgreSQL, a statement per write-back that
+// reads the ready range for nothing); once keys run out, the relay claims
+// again, and every message is delivered in order of its key without waiting
+// for a poll.
+func TestWriteBackThatClaimedWakesNoClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &nextClaimingStore{Store: memstore.New()}
+		const keys, perKey = 10, 50
+		msgs := make([]outbox.Message, 0, keys*perKey)
+		for i := range keys * perKey {
+			msgs = append(msgs, outbox.Message{Topic: "orders", Key: "k" + strconv.Itoa(i%keys), Payload: []byte(strconv.Itoa(i))})
+		}
+		memEnqueue(t, s.Store, msgs...)
+		pub := &timedPublisher{}
+		start := time.Now()
+		r := startMem(t, s, pub, outbox.WithPollInterval(time.Hour))
+		for len(pub.times()) < keys*perKey {
+			synctest.Wait()
+			if time.Since(start) > time.Minute {
+				t.Fatalf("published %d of %d in a minute", len(pub.times()), keys*perKey)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := r.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("delivering took %v, want no wait for a poll", took)
+		}
+		last := map[string]int{}
+		for _, d := range pub.ds {
+			n, _ := strconv.Atoi(string(d.Payload))
+			if prev, ok := last[d.Key]; ok && n < prev {
+				t.Fatalf("key %s: %d published after %d", d.Key, n, prev)
+			}
+			last[d.Key] = n
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// The first claim takes every head; one per write-back that
+		// finished a key's last message may follow (each claimer).
+		if limit := 2 + 2*keys; s.claims > limit {
+			t.Errorf("the relay claimed %d times for %d messages over %d keys; want at most %d", s.claims, keys*perKey, keys, limit)
+		}
+	})
+}

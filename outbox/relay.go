@@ -750,7 +750,10 @@ func (r *Relay) settleLoop() {
 	linger.Stop()
 	for first := range r.outcomes {
 		batch = append(batch[:0], first.Outcome)
-		next := first.keyed && done(first.Kind)
+		finished := 0 // keyed messages the batch finishes: the next of their key may go now
+		if first.keyed && done(first.Kind) {
+			finished++
+		}
 		lingered := false
 	drain:
 		for len(batch) < maxSettle {
@@ -760,7 +763,9 @@ func (r *Relay) settleLoop() {
 					break drain
 				}
 				batch = append(batch, o.Outcome)
-				next = next || (o.keyed && done(o.Kind))
+				if o.keyed && done(o.Kind) {
+					finished++
+				}
 				continue
 			default:
 			}
@@ -778,14 +783,16 @@ func (r *Relay) settleLoop() {
 					break drain
 				}
 				batch = append(batch, o.Outcome)
-				next = next || (o.keyed && done(o.Kind))
+				if o.keyed && done(o.Kind) {
+					finished++
+				}
 			case <-linger.C:
 				break drain
 			}
 		}
-		r.flush(batch, next)
+		readied := r.flush(batch, finished)
 		r.unhold(len(batch))
-		if next {
+		if readied {
 			// The next message of a key may be ready now.
 			signal(r.wake)
 		}
@@ -814,36 +821,47 @@ type nextClaimer interface {
 	SettleAndClaim(ctx context.Context, outcomes []backend.Outcome, lease time.Duration, claimed func(Delivery, backend.Claim)) ([]int64, error)
 }
 
-// flush writes batch back. When it finishes a keyed message (keyed) and
-// the store can, the write-back also claims the next message of its key,
-// and the relay publishes it as it does what it claims.
-func (r *Relay) flush(batch []backend.Outcome, keyed bool) {
+// flush writes batch back, of which finished outcomes finish keyed
+// messages, and reports whether the write-back may have made messages
+// ready that a claim should look for: the next message of a finished key.
+// When the store can, the write-back also claims the next message of each
+// finished key, and the relay publishes it as it does what it claims; then
+// only a key whose next message it did not claim (there is none, or it is
+// not to go now, or the outcome was refused) may have one ready, so that a
+// write-back that claimed them all does not wake the claim loops for a
+// claim that would find nothing.
+func (r *Relay) flush(batch []backend.Outcome, finished int) (readied bool) {
 	nc, _ := r.store.(nextClaimer)
 	for fails := 1; ; fails++ {
 		var refused []int64
 		var err error
-		if nc != nil && keyed && !r.stopping.Load() {
+		if nc != nil && finished > 0 && !r.stopping.Load() {
 			var next []claimed
 			start := time.Now() // the lease counts from before the statement, as a claim's
 			refused, err = nc.SettleAndClaim(r.setCtx, batch, r.cfg.lease, func(d Delivery, c backend.Claim) {
+				if next == nil {
+					next = make([]claimed, 0, finished) // at most one per finished key
+				}
 				next = append(next, claimed{Delivery: d, Claim: c})
 			})
 			if err == nil {
 				r.dispatchNext(next, start)
+				readied = len(next) < finished
 			}
 		} else {
 			refused, err = r.store.Settle(r.setCtx, batch)
+			readied = finished > 0
 		}
 		if err == nil {
 			if len(refused) > 0 {
 				r.m.leaseLost.Add(r.setCtx, int64(len(refused)))
 				r.log.Warn("outbox: write-back refused: the lease was taken over", "refused", len(refused))
 			}
-			return
+			return readied
 		}
 		if r.setCtx.Err() != nil {
 			r.log.Warn("outbox: write-back abandoned at stop; the leases will expire", "messages", len(batch), "err", err)
-			return
+			return false
 		}
 		d := retry.Delay(fails, 50*time.Millisecond, 5*time.Second)
 		r.log.Warn("outbox: write-back failed", "err", err, "failures", fails, "retry_in", d)

@@ -32,7 +32,10 @@ import (
 // outcomes delivered or dead-lettered, when it may be published now. A
 // relay calls it instead of Settle for write-backs that finish keyed
 // messages, and publishes what it claims: the next message of a key then
-// costs no claim of its own (sqloutbox has it on PostgreSQL).
+// costs no claim of its own (sqloutbox has it on PostgreSQL). When it
+// claimed the next message of every key the outcomes finished, the relay
+// takes it that the write-back made no message of those keys ready, and
+// does not claim again for them until something else wakes it.
 type Store interface {
 	// Claim takes up to req.Limit ready messages, leases them to the caller
 	// for req.Lease under a fresh token, and calls claimed once for each

@@ -244,25 +244,32 @@ func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome, token 
 	var refused []int64
 	var claimed []claimedRow
 	tok := ""
+	// Read into the same variables for every row: each would otherwise
+	// be allocated for each row (Scan takes their addresses).
+	var (
+		what                              int
+		seq                               int64
+		id, topic, dest, key, headers, tp sql.NullString
+		payload                           []byte
+		created, attempts, aband          sql.NullInt64
+	)
 	for rows.Next() {
-		var what int
-		var r claimedRow
-		var id, topic sql.NullString
-		var created, attempts, aband sql.NullInt64
-		var dest, key, headers, tp sql.NullString
-		if err := rows.Scan(&what, &r.d.Position, &id, &topic, &dest, &key, &headers, &r.d.Payload, &tp, &created, &attempts, &aband); err != nil {
+		payload = nil
+		if err := rows.Scan(&what, &seq, &id, &topic, &dest, &key, &headers, &payload, &tp, &created, &attempts, &aband); err != nil {
 			return nil, nil, err
 		}
 		if what == 0 {
-			refused = append(refused, r.d.Position)
+			refused = append(refused, seq)
 			continue
 		}
-		if tok == "" {
+		if claimed == nil {
+			claimed = make([]claimedRow, 0, n) // at most one per outcome
 			tok = strconv.FormatInt(token, 10)
 		}
-		r.d.ID, r.d.Topic = id.String, topic.String
-		fillClaimed(&r, tok, dest, key, headers, tp, created.Int64, attempts.Int64, aband.Int64)
-		claimed = append(claimed, r)
+		claimed = append(claimed, claimedRow{})
+		r := &claimed[len(claimed)-1]
+		r.d.Position, r.d.ID, r.d.Topic, r.d.Payload = seq, id.String, topic.String, payload
+		fillClaimed(r, tok, dest, key, headers, tp, created.Int64, attempts.Int64, aband.Int64)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, err
