@@ -330,7 +330,7 @@ func (s *Store) claimMySQL(ctx context.Context, q querier, stmt, key, fp string,
 	if _, err := q.ExecContext(ctx, stmt, key, fp, token, lease, lease, abandoned); err != nil {
 		return idempotency.Claim{}, false, err
 	}
-	rec, err := s.getOn(ctx, q, s.q.lookupLocked, key, key)
+	rec, err := s.getOn(ctx, q, s.readBack(stmt), key, key)
 	if errors.Is(err, idempotency.ErrNotFound) {
 		return idempotency.Claim{}, false, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,11 @@ import (
 // (PostgreSQL's lock_timeout; MariaDB's SET STATEMENT
 // innodb_lock_wait_timeout=0; MySQL 8's SET_VAR hint, whose least wait is
 // a second), and a key held by a transaction of this Store is reported
-// without touching the database.
+// without touching the database. A claim that ran out of that wait on
+// another lock than the key's row (a new key's insert can wait for a gap
+// lock next to it, or for the lock that extends the table) is tried again,
+// in a new transaction, for up to about 0.2s before the key is reported in
+// progress.
 //
 // On SQLite the transaction holds the database's single write lock until it
 // ends (open the database with SQLiteDSN, which begins every transaction
@@ -67,25 +72,42 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 		c  idempotency.Claim
 	)
 	err := s.retry(ctx, func(ctx context.Context) error {
-		var err error
-		tx, err = s.begin(ctx)
-		if err != nil {
-			return fmt.Errorf("sqlstore: begin: %w", err)
+		for waits := 0; ; waits++ {
+			var err error
+			tx, err = s.begin(ctx)
+			if err != nil {
+				return fmt.Errorf("sqlstore: begin: %w", err)
+			}
+			c, err = s.claimNoWait(ctx, tx, key, fingerprint, lease)
+			again := false
+			if sqldb.IsLockTimeout(err) {
+				var held bool
+				if held, err = s.heldElsewhere(ctx, tx, key, waits); err == nil {
+					if held || waits == maxLockWaits-1 {
+						// Another live transaction holds the key's row: in
+						// progress.
+						c = busy
+					} else {
+						again = true
+					}
+				}
+			}
+			if err == nil && c.Acquired {
+				// The handler's writes start here: a refusal rolls back to
+				// it.
+				err = s.afterClaim(ctx, tx)
+			}
+			if err != nil || !c.Acquired {
+				_ = tx.Rollback()
+				tx = nil
+			}
+			if !again {
+				return err
+			}
+			if err := pause(ctx, waits); err != nil {
+				return fmt.Errorf("sqlstore: claim: %w", err)
+			}
 		}
-		c, err = s.claimNoWait(ctx, tx, key, fingerprint, lease)
-		if sqldb.IsLockTimeout(err) {
-			// Another live transaction holds the key's row: in progress.
-			c, err = busy, nil
-		}
-		if err == nil && c.Acquired {
-			// The handler's writes start here: a refusal rolls back to it.
-			err = s.afterClaim(ctx, tx)
-		}
-		if err != nil || !c.Acquired {
-			_ = tx.Rollback()
-			tx = nil
-		}
-		return err
 	})
 	if err != nil || !c.Acquired {
 		s.inflight.remove(key)
@@ -139,6 +161,68 @@ func (s *Store) afterClaim(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// maxLockWaits bounds the claims of one key in BeginTx that ran out of their
+// lock wait on a lock other than the key's row (see heldElsewhere). A key
+// still not claimed after them is reported in progress.
+const maxLockWaits = 10
+
+// heldElsewhere tells, after the claim of key in tx ran out of its lock
+// wait, whether the lock it waited for was the key's row, held by another
+// live transaction (the key is in progress), or another lock, which the
+// claim of a new key can also wait for and which no one holds as long as a
+// request runs (the claim is tried again). waits is how many claims of key
+// ran out before this one.
+//
+// MariaDB: the claim waits for no lock at all, and inserting a new key
+// waits for a gap lock that another transaction holds next to it (a page
+// split hands the record locks of the new right page's first row to the end
+// of the left page as a gap lock): a locking read of exactly the key's row,
+// which waits for no gap, tells. PostgreSQL (a 20ms wait; tx is aborted and
+// cannot read): a new key's insert can wait as long for the lock that
+// extends the table or its index on a loaded server, but not again the next
+// time; the key is taken as held when its claim ran out twice in a row.
+// MySQL 8: its claim waited a second, longer than anyone holds another
+// lock: the key is held.
+func (s *Store) heldElsewhere(ctx context.Context, tx *sql.Tx, key string, waits int) (bool, error) {
+	switch s.dialect {
+	case steadfast.Postgres:
+		return waits > 0, nil
+	case steadfast.MySQL:
+		if q := s.noWaitClaim.Load(); q == nil || !strings.HasPrefix(*q, mariaDBNoWait) {
+			return true, nil
+		}
+		// REPEATABLE READ: when the key has no row, this takes a gap lock
+		// too, which the rollback before the next claim lets go.
+		rows, err := tx.QueryContext(ctx, s.q.lookupLocked+" NOWAIT", key)
+		if sqldb.IsLockTimeout(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("sqlstore: claim: %w", err)
+		}
+		return false, rows.Close()
+	}
+	return true, nil
+}
+
+// pause waits before the claim that follows waits claims that ran out of
+// their lock wait on another lock than the key's row: from 1ms, doubling to
+// 50ms (with jitter, as sqldb.Retry), about 0.2s over maxLockWaits claims.
+func pause(ctx context.Context, waits int) error {
+	d := min(time.Millisecond<<waits, 50*time.Millisecond)
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// mariaDBNoWait starts MariaDB's claim statement in a transaction.
+const mariaDBNoWait = "SET STATEMENT innodb_lock_wait_timeout=0 FOR "
+
 // mysqlClaimNoWait returns the claim statement with a bounded lock wait for
 // the server: MariaDB takes SET STATEMENT innodb_lock_wait_timeout=0 (no
 // wait), MySQL 8 the SET_VAR hint (at least a second).
@@ -154,12 +238,29 @@ func (s *Store) mysqlClaimNoWait(ctx context.Context, tx *sql.Tx) (string, error
 	}
 	var q string
 	if strings.Contains(strings.ToLower(version), "mariadb") {
-		q = "SET STATEMENT innodb_lock_wait_timeout=0 FOR " + s.q.claim
+		q = mariaDBNoWait + s.q.claim
 	} else {
 		q = strings.Replace(s.q.claim, "INSERT INTO", "INSERT /*+ SET_VAR(innodb_lock_wait_timeout=1) */ INTO", 1)
 	}
 	s.noWaitClaim.Store(&q)
 	return q, nil
+}
+
+// readBack returns MySQL's read-back of the row that the claim statement
+// stmt wrote or locked. BeginTx's claim (stmt with a bounded lock wait) is
+// the first statement of its transaction: a consistent read sees the row as
+// the claim left it (inserted or taken by this transaction, or the latest
+// committed, which the claim's lock keeps so), and takes no lock. A locking
+// read would give the row an explicit lock besides the implicit one of its
+// insert, which a page split hands on to the end of the left page as a gap
+// lock, held as long as the transaction: a new key's claim there would wait
+// for it (see heldElsewhere). Elsewhere (the caller's transaction, whose
+// snapshot may be older) the read locks, to see the latest version.
+func (s *Store) readBack(stmt string) string {
+	if stmt == s.q.claim {
+		return s.q.lookupLocked
+	}
+	return strings.TrimSuffix(s.q.lookupLocked, " FOR UPDATE")
 }
 
 // inflight is the set of keys held by this store's open transactions.
