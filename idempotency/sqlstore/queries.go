@@ -119,16 +119,16 @@ var postgresQueries = queries{
 	// claim function (migration 0002) insert one. Its ON CONFLICT DO
 	// NOTHING covers a key inserted after the read's snapshot: it waits
 	// for its transaction if that is still open, then returns NULL, and
-	// the caller claims again. Returns (inserted token, fingerprint,
-	// status, token, ttl, flag, response): the first column alone when
-	// inserted, the others alone when the key has a row, all NULL when it
-	// must claim again.
+	// the caller claims again. Returns (token, fingerprint, status, lease
+	// left, retention left, response), the times left in microseconds at
+	// the statement's time, negative once past: when the key has a row,
+	// its columns; when it has none, the token inserted (NULL when the
+	// caller must claim again) and NULLs. The caller derives the record's
+	// TTL and whether the claim may take it over (see queries) from the
+	// two times left, which costs the server less than computing them.
 	// Parameters: key, fingerprint, token, lease, abandoned retention.
-	claim: `SELECT CASE WHEN r.idem_key IS NULL THEN {{.Claim}}($1, $2, $3, t.now + $4, t.now + $4 + $5) END,
-       r.fingerprint, r.status, r.token,
-       CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
-       r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $2),
-       r.response
+	claim: `SELECT CASE WHEN r.idem_key IS NULL THEN {{.Claim}}($1, $2, $3, t.now + $4, t.now + $4 + $5) ELSE r.token END,
+       r.fingerprint, r.status, r.lease_until - t.now, r.expires_at - t.now, r.response
     FROM (SELECT {{.Now}} AS now) t LEFT JOIN {{.Table}} r ON r.idem_key = $1`,
 	// Parameters: fingerprint, token, lease, abandoned retention, key, the
 	// token read.
@@ -154,11 +154,13 @@ var postgresQueries = queries{
 	renew: `UPDATE {{.Table}} AS r SET lease_until = t.now + $1, expires_at = t.now + $1 + $2
     FROM (SELECT {{.Now}} AS now) t
     WHERE r.idem_key = $3 AND r.token = $4 AND r.status = 1 AND r.expires_at > t.now`,
-	// Parameters: response, retention, key, token.
-	complete: `UPDATE {{.Table}} AS r
-    SET status = 2, response = $1, expires_at = t.now + $2, lease_until = 0
-    FROM (SELECT {{.Now}} AS now) t
-    WHERE r.idem_key = $3 AND r.token = $4 AND r.status = 1 AND r.expires_at > t.now`,
+	// Parameters: response, retention, key, token. No join with the
+	// statement's time (an UPDATE ... FROM copies the joined row for
+	// its recheck): each {{.Now}} is read once, the one in SET after the
+	// one in WHERE.
+	complete: `UPDATE {{.Table}}
+    SET status = 2, response = $1, expires_at = {{.Now}} + $2, lease_until = 0
+    WHERE idem_key = $3 AND token = $4 AND status = 1 AND expires_at > {{.Now}}`,
 	release: `DELETE FROM {{.Table}}
     WHERE idem_key = $1 AND token = $2 AND status = 1`,
 	force: `DELETE FROM {{.Table}} WHERE idem_key = $1 AND status = 1`,

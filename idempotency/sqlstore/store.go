@@ -254,31 +254,40 @@ func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, to
 	if !rows.Next() {
 		return idempotency.Claim{}, false, rows.Err()
 	}
-	var (
-		inserted, tok, ttl sql.NullInt64
-		rfp                sql.NullString
-		status             sql.NullInt16
-		flag               sql.NullBool
-		resp               []byte
-	)
-	if err := rows.Scan(&inserted, &rfp, &status, &tok, &ttl, &flag, &resp); err != nil {
+	// One value for every column, so that scanning allocates once.
+	var r struct {
+		tok, leaseLeft, left sql.NullInt64
+		fp                   sql.NullString
+		status               sql.NullInt16
+		resp                 []byte
+	}
+	if err := rows.Scan(&r.tok, &r.fp, &r.status, &r.leaseLeft, &r.left, &r.resp); err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	if err := rows.Close(); err != nil {
 		return idempotency.Claim{}, false, err
 	}
-	switch {
-	case inserted.Valid:
-		if inserted.Int64 != token {
-			return idempotency.Claim{}, false, fmt.Errorf("the claim of %q inserted token %d, not %d", key, inserted.Int64, token)
+	if !r.status.Valid {
+		switch {
+		case !r.tok.Valid:
+			// The key was inserted after this statement's snapshot: the
+			// next round sees it.
+			return idempotency.Claim{}, false, nil
+		case r.tok.Int64 != token:
+			return idempotency.Claim{}, false, fmt.Errorf("the claim of %q inserted token %d, not %d", key, r.tok.Int64, token)
 		}
 		return idempotency.Claim{Acquired: true, Token: token}, true, nil
-	case !rfp.Valid:
-		// The key was inserted after this statement's snapshot: the next
-		// round sees it.
-		return idempotency.Claim{}, false, nil
 	}
-	rec, err := newStoredRecord(key, rfp.String, status.Int16, tok.Int64, ttl.Int64, flag.Bool, resp)
+	// What the other dialects' statements compute (see queries): the time
+	// left of the lease (in progress) or of the retention, and whether
+	// the record is claimable, expired or abandoned with this fingerprint.
+	held := r.status.Int16 == int16(idempotency.StatusInProgress)
+	ttl := r.left.Int64
+	if held {
+		ttl = r.leaseLeft.Int64
+	}
+	claimable := r.left.Int64 <= 0 || (held && r.leaseLeft.Int64 <= 0 && r.fp.String == fp)
+	rec, err := newStoredRecord(key, r.fp.String, r.status.Int16, r.tok.Int64, ttl, claimable, r.resp)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
