@@ -26,6 +26,12 @@
 //
 // The outbox benchmarks skip without TEST_POSTGRES_URL; each works in a
 // PostgreSQL schema of its own, dropped at the end. The rate-limit
-// benchmark skips without TEST_REDIS_URL; its keys are removed at the end. BENCHMARKS.md at the
-// repository root holds the results.
+// benchmark skips without TEST_REDIS_URL; its keys are removed at the end.
+//
+// Every in-process benchmark reports this process's CPU time per op
+// (cpu-ns/op) beside its wall time. The figures in BENCHMARKS.md at the
+// repository root are medians of alternating rounds, each side alone in a
+// process of its own, which cmd/rounds runs:
+//
+//	go run ./cmd/rounds -pkg . 'RetryFunc$/^success$/^steadfast$' 'RetryFunc$/^success$/^failsafe-go$'
 package benchmarks
