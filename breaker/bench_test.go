@@ -21,14 +21,12 @@ var quiet = slog.New(slog.DiscardHandler)
 // breaker configures it: the same rolling window (10 s in 10 buckets), the
 // same open duration and trip condition, one half-open probe. Each side runs
 // alone, in a process of its own, and rounds alternate which side goes
-// first; a ratio is taken per round, then their median and range:
+// first; a ratio is taken per round, then their median and range
+// (benchmarks/cmd/rounds does all of this):
 //
-//	go test -c -o /tmp/breaker.test ./breaker
-//	for i in 1 2 3 4 5; do for b in Closed Open; do for side in gobreaker breaker; do
-//		/tmp/breaker.test -test.run '^$' -test.bench "^Benchmark$b\$/^$side\$" -test.benchtime 1s
-//	done; done; done
+//	cd benchmarks && go run ./cmd/rounds -pkg ../breaker 'Closed$/^gobreaker$' 'Closed$/^breaker$'
 //
-// (swap the sides' order in every other round). Beside the wall time, each
+// Beside the wall time, each
 // side reports the process's CPU time per call (cpu-ns/op): on a machine
 // shared with other work the wall time of a 100 ns call swings by 2x from one
 // second to the next, its CPU time by a few percent.
