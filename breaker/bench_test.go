@@ -26,10 +26,10 @@ var quiet = slog.New(slog.DiscardHandler)
 //
 //	cd benchmarks && go run ./cmd/rounds -pkg ../breaker 'Closed$/^gobreaker$' 'Closed$/^breaker$'
 //
-// Beside the wall time, each
-// side reports the process's CPU time per call (cpu-ns/op): on a machine
-// shared with other work the wall time of a 100 ns call swings by 2x from one
-// second to the next, its CPU time by a few percent.
+// Beside the wall time, each side reports the process's CPU time per call
+// (cpu-ns/op): on a machine shared with other work the wall time of a 100 ns
+// call swings by 2x from one second to the next, its CPU time by a few
+// percent.
 
 // reportCPU runs loop and reports, beside the wall time, the process's CPU
 // time per iteration (cpu-ns/op) where it can be read.
