@@ -5,18 +5,23 @@
 // Each record is one string under one key (WithPrefix + the idempotency
 // key), and every operation is one round trip on that single key, which
 // keeps it atomic and cluster-safe. Claim sends SET NX GET with the new
-// claim and reads the key's PTTL beside it: a free key is taken and a
-// completed record returned by the same command, so a new key and a replay
-// cost one plain command each (Redis 7.0 or later; older servers get the
-// same from a Lua script). Taking over a claim whose holder died is a Lua
-// script that checks the lease again on the server. Renew, Complete and
+// claim: a free key is taken and a completed record returned by the same
+// command, so a new key and a replay cost one plain command each (Redis
+// 7.0 or later; older servers get the same from a Lua script). A claim
+// that finds another one in progress runs a Lua script, which reads what
+// is left of its lease and takes it over if its holder died. Renew, Complete and
 // Release are Lua scripts that succeed only with the current fencing token
 // (a random 63-bit number, compared for equality). Get is a GET and a
 // PTTL.
 //
 // Time is the Redis server's and lives in key expiry: a claim's key expires
 // at the end of its lease plus WithAbandonedRetention, a completed record's
-// at the end of its retention; Record.TTL is derived from the key's PTTL.
+// at the end of its retention; Record.TTL is derived from the key's PTTL,
+// except for a completed record found by Claim: Complete writes its expiry
+// (read from Redis's TIME) into it, and Claim reckons what is left on the
+// server's clock as read at most a second before (through the same
+// connection pool, as of when that reading was sent, so never longer than
+// what is left).
 // There is nothing to purge. Records written by the store's earlier
 // versions (hashes) are still read, completed, released and taken over
 // until they expire.

@@ -20,3 +20,7 @@ func ClaimTwice(ctx context.Context, s *Store, key, fingerprint string, lease ti
 	}
 	return s.claimWith(ctx, &c)
 }
+
+// ClockFresh reports whether the store's reading of the server's clock is
+// recent enough for a claim to send no other command.
+func ClockFresh(s *Store) bool { return s.clock.fresh(time.Now()) }

@@ -14,8 +14,11 @@ import (
 //
 //	offset 0   status: '1' in progress, '2' completed
 //	       1   fencing token, 16 digits
-//	      17   abandoned-claim retention in milliseconds, 16 digits (in
-//	           progress; zeros once completed)
+//	      17   in progress: the abandoned-claim retention in milliseconds;
+//	           completed: when the record expires, in Unix milliseconds on
+//	           the server's clock (Complete reads it from Redis's TIME;
+//	           zeros in a record completed by an earlier version);
+//	           16 digits
 //	      33   fingerprint length, 2 digits
 //	      35   fingerprint
 //	           response (completed records), to the end
@@ -24,7 +27,8 @@ import (
 // its own clock: an in-progress record expires at the end of its lease plus
 // the abandoned-claim retention, so what is left of its lease is the key's
 // PTTL minus that retention; a completed record expires at the end of its
-// retention, which is its PTTL.
+// retention, which is its PTTL, and carries that instant in its value, so
+// that a replay needs no PTTL (see serverClock).
 const (
 	statusHeld     = '1'
 	statusDone     = '2'
@@ -86,14 +90,9 @@ func heldPrefix(token int64) string {
 // in milliseconds (-1 when the key has no expiry, which no record of this
 // store lacks; -2 when it is gone).
 func parseValue(key, v string, pttl int64) (idempotency.Record, error) {
-	if len(v) < headerLen {
-		return idempotency.Record{}, fmt.Errorf("%w: record %q is %d bytes", ErrCorrupt, key, len(v))
-	}
-	tok, ok1 := parseHex(v[offToken:offAbandoned])
-	ab, ok2 := parseHex(v[offAbandoned:offFingerprint])
-	fpLen, ok3 := parseHex(v[offFingerprint:headerLen])
-	if !ok1 || !ok2 || !ok3 || uint64(len(v)-headerLen) < fpLen {
-		return idempotency.Record{}, fmt.Errorf("%w: record %q has a malformed header", ErrCorrupt, key)
+	rec, ab, err := decodeValue(key, v)
+	if err != nil {
+		return idempotency.Record{}, err
 	}
 	switch {
 	case pttl == -1:
@@ -103,21 +102,40 @@ func parseValue(key, v string, pttl int64) (idempotency.Record, error) {
 		// are sent together but not as a transaction).
 		pttl = 0
 	}
+	if rec.Status == idempotency.StatusInProgress {
+		rec.TTL = time.Duration(max(pttl-int64(ab), 0)) * time.Millisecond
+	} else {
+		rec.TTL = time.Duration(pttl) * time.Millisecond
+	}
+	return rec, nil
+}
+
+// decodeValue reads the record of key from its value v, all but its TTL,
+// and the field at offset 17: the abandoned-claim retention of a claim in
+// progress, the expiry (0 when unknown) of a completed record.
+func decodeValue(key, v string) (idempotency.Record, uint64, error) {
+	if len(v) < headerLen {
+		return idempotency.Record{}, 0, fmt.Errorf("%w: record %q is %d bytes", ErrCorrupt, key, len(v))
+	}
+	tok, ok1 := parseHex(v[offToken:offAbandoned])
+	ab, ok2 := parseHex(v[offAbandoned:offFingerprint])
+	fpLen, ok3 := parseHex(v[offFingerprint:headerLen])
+	if !ok1 || !ok2 || !ok3 || uint64(len(v)-headerLen) < fpLen {
+		return idempotency.Record{}, 0, fmt.Errorf("%w: record %q has a malformed header", ErrCorrupt, key)
+	}
 	end := headerLen + int(fpLen)
 	rec := idempotency.Record{Key: key, Fingerprint: v[headerLen:end], Token: int64(tok)}
 	switch v[0] {
 	case statusHeld:
 		if end != len(v) || ab > maxMillis {
-			return idempotency.Record{}, fmt.Errorf("%w: record %q has a malformed claim", ErrCorrupt, key)
+			return idempotency.Record{}, 0, fmt.Errorf("%w: record %q has a malformed claim", ErrCorrupt, key)
 		}
 		rec.Status = idempotency.StatusInProgress
-		rec.TTL = time.Duration(max(pttl-int64(ab), 0)) * time.Millisecond
 	case statusDone:
 		rec.Status = idempotency.StatusCompleted
-		rec.TTL = time.Duration(pttl) * time.Millisecond
 		rec.Response = []byte(v[end:])
 	default:
-		return idempotency.Record{}, fmt.Errorf("%w: record %q status %q", ErrCorrupt, key, v[0])
+		return idempotency.Record{}, 0, fmt.Errorf("%w: record %q status %q", ErrCorrupt, key, v[0])
 	}
-	return rec, nil
+	return rec, ab, nil
 }

@@ -1,8 +1,9 @@
 package redisstore
 
 // The Lua scripts. Each touches exactly one key (KEYS[1]), so that the store
-// works on Redis Cluster, and none reads the clock: time is in the key's
-// expiry, which Redis sets and keeps on its own clock (record.go). A script
+// works on Redis Cluster. Time is in the key's expiry, which Redis sets and
+// keeps on its own clock (record.go); the one script that reads the clock,
+// completeLua, also writes the completed record's expiry into it. A script
 // that finds a hash under the key (a record of the store's earlier format,
 // "legacy" below) fails with WRONGTYPE before it wrote anything, and the
 // store runs the legacy script of the operation instead.
@@ -11,8 +12,9 @@ package redisstore
 // ran out (its PTTL is at most its abandoned-claim retention) with the same
 // fingerprint. ARGV: the new record, its PTTL in ms (lease + abandoned
 // retention), the fingerprint. Returns 1 when taken, else {record, PTTL}.
-// The store's Claim sends SET NX GET instead, and runs this script only to
-// take over an expired claim, or on a Redis older than 7.0.
+// The store's Claim sends SET NX GET instead, and runs this script only
+// when that finds another claim in progress (to read its lease, and take it
+// over if it expired), or on a Redis older than 7.0.
 const claimLua = `
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -37,11 +39,17 @@ return 1
 `
 
 // completeLua: ARGV the holder's prefix, response, retention ms. Returns 1
-// or 0. The completed record keeps the token and the fingerprint.
+// or 0. The completed record keeps the token and the fingerprint, and
+// carries its expiry, read from the server's clock (TIME: before Redis 5 a
+// script that reads it and then writes must replicate its effects), so
+// that a replay reads no PTTL.
 const completeLua = `
 local v = redis.call('GET', KEYS[1])
 if not v or string.sub(v, 1, 17) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], '2' .. string.sub(v, 2, 17) .. '0000000000000000' .. string.sub(v, 34) .. ARGV[2], 'PX', ARGV[3])
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], '2' .. string.sub(v, 2, 17) .. string.format('%016x', at) .. string.sub(v, 34) .. ARGV[2], 'PX', ARGV[3])
 return 1
 `
 

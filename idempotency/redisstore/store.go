@@ -48,6 +48,10 @@ type Store struct {
 	// 7.0): claims then run claimLua.
 	noSetGet atomic.Bool
 
+	// clock estimates the server's clock, for the TTL of a completed
+	// record read by a claim.
+	clock serverClock
+
 	claim, renew, complete, release, force *redis.Script
 
 	legacyClaim, legacyGet, legacyRenew, legacyComplete, legacyRelease, legacyForce *redis.Script
@@ -129,6 +133,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Store, error) {
 		legacyRelease:  redis.NewScript(legacyReleaseLua),
 		legacyForce:    redis.NewScript(legacyForceReleaseLua),
 	}
+	s.clock.init()
 	err := option.Apply("redisstore", "New", s, len(opts), func(i int) *option.Setting[Store] {
 		if opts[i] == nil {
 			return nil
@@ -173,13 +178,14 @@ func newToken() int64 {
 	}
 }
 
-// Claim implements idempotency.Store: one round trip, whether it takes a
-// new key or returns the record already there. It sends SET NX GET with
-// the new claim and the key's PTTL; only to take over a claim whose lease
-// ran out does it run a script, which decides again on the server. The two
-// commands are not a transaction: a key that changes between them (another
-// client's write, its expiry) gets a Record.TTL that is off, never a wrong
-// decision, which SET NX GET and the script make alone.
+// Claim implements idempotency.Store: one round trip and one command,
+// whether it takes a new key or returns a completed record: SET NX GET with
+// the new claim (see claimSetGet). Only when it finds another holder's
+// claim in progress does it run a script, which reads the lease left and
+// takes the claim over if its lease ran out, deciding again on the server.
+// The decisions are SET NX GET's and the script's alone; a record changed
+// between the two (by another client's write, or its expiry) is reported
+// as the script found it.
 func (s *Store) Claim(ctx context.Context, key, fingerprint string, lease time.Duration) (idempotency.Claim, error) {
 	if err := s.checkKey(key); err != nil {
 		return idempotency.Claim{}, err
@@ -233,19 +239,34 @@ func (c *claimCall) outcome(rec idempotency.Record) idempotency.Claim {
 	return idempotency.Claim{Record: rec}
 }
 
-// claimSetGet claims with SET NX GET and reads the key's PTTL in the same
-// round trip. done is false when the server refused the command (Redis
-// before 7.0); the claim is then the script's to make.
+// claimSetGet claims with SET NX GET alone: a free key is taken and the
+// record under a taken key returned by the one command. A completed record
+// carries its expiry, and its TTL is reckoned on serverClock, whose reading
+// of the server's clock is sent beside the command once a second; a claim
+// in progress of another holder is passed to the script, which reads what
+// is left of its lease and takes it over if it ran out (a second round
+// trip, while that claim's work is under way). done is false when the
+// server refused the command (Redis before 7.0); the claim is then the
+// script's to make.
 func (s *Store) claimSetGet(ctx context.Context, c *claimCall) (_ idempotency.Claim, _ error, done bool) {
-	p := s.rdb.Pipeline()
-	// PTTL first: go-redis inspects the first reply of a pipeline as an
-	// error, and SET's nil (the key was free) would cost it a dozen
-	// allocations.
-	var rkey any = c.rkey // boxed once for both commands
-	ttl := p.Do(ctx, "pttl", rkey)
-	set := p.Do(ctx, "set", rkey, c.value, "px", c.px, "nx", "get")
-	_, _ = p.Exec(ctx)
-	v, err := set.Text()
+	var (
+		v   string
+		err error
+	)
+	if sent := time.Now(); s.clock.fresh(sent) {
+		v, err = s.rdb.Do(ctx, "set", c.rkey, c.value, "px", c.px, "nx", "get").Text()
+	} else {
+		p := s.rdb.Pipeline()
+		// The clock is read by a script on the claim's key, so that on
+		// Redis Cluster it is the clock of the node that keeps the key.
+		now := p.Eval(ctx, timeLua, []string{c.rkey})
+		set := p.Do(ctx, "set", c.rkey, c.value, "px", c.px, "nx", "get")
+		_, _ = p.Exec(ctx)
+		if t, err := now.StringSlice(); err == nil {
+			s.clock.observe(sent, t)
+		}
+		v, err = set.Text()
+	}
 	switch {
 	case err == redis.Nil:
 		return idempotency.Claim{Acquired: true, Token: c.token}, nil, true
@@ -258,20 +279,99 @@ func (s *Store) claimSetGet(ctx context.Context, c *claimCall) (_ idempotency.Cl
 	case err != nil:
 		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
 	}
-	pttl, err := ttl.Int64()
+	rec, expiry, err := decodeValue(c.key, v)
 	if err != nil {
 		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
 	}
-	rec, err := parseValue(c.key, v, pttl)
-	if err != nil {
-		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
-	}
-	if rec.Status == idempotency.StatusInProgress && rec.TTL <= 0 && rec.Fingerprint == c.fingerprint && rec.Token != c.token {
-		// Its holder died: the script takes it over if that still holds.
+	switch {
+	case rec.Status == idempotency.StatusInProgress && rec.Token == c.token:
+		// The record is this claim's own: the client sent the command
+		// again after a network error, and the first one had run.
+		return idempotency.Claim{Acquired: true, Token: c.token}, nil, true
+	case rec.Status == idempotency.StatusInProgress:
 		cl, err := s.claimScript(ctx, c, true)
 		return cl, err, true
 	}
-	return c.outcome(rec), nil, true
+	if ttl, ok := s.clock.left(expiry, time.Now()); ok {
+		rec.TTL = ttl
+		return idempotency.Claim{Record: rec}, nil, true
+	}
+	// Completed by an earlier version of the store (expiry 0), or the
+	// server's clock could not be read: the key's expiry is the record's.
+	pttl, err := s.rdb.Do(ctx, "pttl", c.rkey).Int64()
+	if err != nil {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
+	}
+	if rec, err = parseValue(c.key, v, pttl); err != nil {
+		return idempotency.Claim{}, fmt.Errorf("redisstore: claim: %w", err), true
+	}
+	return idempotency.Claim{Record: rec}, nil, true
+}
+
+// timeLua returns the server's TIME; KEYS[1] routes it to the node of a
+// key on Redis Cluster.
+const timeLua = `return redis.call('TIME')`
+
+// serverClock estimates the Redis server's clock between readings of it:
+// the last reading plus the time elapsed since, on this process's
+// monotonic clock. The reading is taken as of when its command was sent,
+// before the server read its clock, so the estimate is never behind the
+// server (by more than the two clocks' drift over a second) and a TTL
+// reckoned from it never longer than what is left. It serves only the TTL
+// of completed records, which carry their expiry on the server's clock;
+// every expiry is set and enforced by Redis. On Redis Cluster it is the
+// clock of the node read last, which the others' agree with to the
+// precision of their time synchronisation.
+type serverClock struct {
+	base time.Time // this process's monotonic origin
+	// offset is the server's Unix time in microseconds minus the
+	// microseconds since base, at the last reading; at is when that
+	// reading was sent, in microseconds since base, or -1 before the
+	// first. offset is stored before at, and loaded after it.
+	offset, at atomic.Int64
+}
+
+// clockPeriod is how often the clock is read again.
+const clockPeriod = time.Second
+
+func (k *serverClock) init() {
+	k.base = time.Now()
+	k.at.Store(-1)
+}
+
+// fresh reports whether the last reading is recent enough at now.
+func (k *serverClock) fresh(now time.Time) bool {
+	at := k.at.Load()
+	return at >= 0 && now.Sub(k.base).Microseconds()-at < clockPeriod.Microseconds()
+}
+
+// observe records the reply t of TIME (seconds and microseconds), sent at
+// sent; a malformed reply is ignored.
+func (k *serverClock) observe(sent time.Time, t []string) {
+	if len(t) != 2 {
+		return
+	}
+	sec, err1 := strconv.ParseInt(t[0], 10, 64)
+	us, err2 := strconv.ParseInt(t[1], 10, 64)
+	if err1 != nil || err2 != nil || sec < 0 || sec > maxMillis/1000 || us < 0 || us >= 1e6 {
+		return
+	}
+	local := sent.Sub(k.base).Microseconds()
+	k.offset.Store(sec*1e6 + us - local)
+	k.at.Store(local)
+}
+
+// left returns what is left at now, on the estimated server clock, until
+// expiry (Unix milliseconds on the server's clock): at least a millisecond,
+// since the record was just read (Redis had not expired it yet). ok is
+// false when expiry is 0 (unknown) or out of range, or the clock was never
+// read.
+func (k *serverClock) left(expiry uint64, now time.Time) (_ time.Duration, ok bool) {
+	if expiry == 0 || expiry > 2*maxMillis || k.at.Load() < 0 {
+		return 0, false
+	}
+	est := now.Sub(k.base).Microseconds() + k.offset.Load()
+	return max(time.Duration(int64(expiry)*1000-est)*time.Microsecond, time.Millisecond), true
 }
 
 // claimScript claims with claimLua (legacy: whether a legacy record may be
