@@ -23,6 +23,14 @@ func (jsonCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
+// freshEncoding reports whether every result of c's Marshal is new memory
+// that nothing else refers to (a codec of the user's may reuse its
+// buffers).
+func freshEncoding(c Codec) bool {
+	_, ok := c.(jsonCodec)
+	return ok
+}
+
 // Runner runs work once per key over a Store, for Do. It collapses
 // concurrent calls with the same key (and fingerprint) inside the process
 // into one run before they reach the store, so one Runner should be shared
@@ -378,7 +386,16 @@ func execute[T any](ctx, txCtx context.Context, r *Runner, cfg *config, key stri
 		}
 		return value, done, err
 	}
-	cerr := complete(sctx, r.store, key, token, stored, cfg.retention)
+	var cerr error
+	if m, ok := r.store.(*MemoryStore); ok && freshEncoding(cfg.codec) {
+		// The encoding is Do's own: the store keeps it without a copy
+		// (the callers that share it only read it, as they read a stored
+		// one). A MemoryStore's refusals are all for good: complete would
+		// not retry them.
+		cerr = m.completeOwned(sctx, key, token, stored, cfg.retention)
+	} else {
+		cerr = complete(sctx, r.store, key, token, stored, cfg.retention)
+	}
 	if errors.Is(cerr, ErrTooLarge) {
 		// The store refuses the result for good: keep the marker, so that
 		// later calls are told, and the work does not run again.

@@ -61,14 +61,18 @@ type MemoryStore struct {
 	// (0: no bound).
 	scopeRecords, scopeBytes int64
 	seed                     maphash.Seed
-	count                    atomic.Int64
-	bytes                    atomic.Int64
-	token                    atomic.Int64
-	// lastFullPurge is the time (Unix ns) of the last purge that a claim
+	// epoch starts the store's clock (now): its instants are nanoseconds
+	// since epoch on the monotonic clock, which time.Since reads at a
+	// third of the cost of time.Now.
+	epoch time.Time
+	count atomic.Int64
+	bytes atomic.Int64
+	token atomic.Int64
+	// lastFullPurge is the instant (now) of the last purge that a claim
 	// refused by a full store ran.
 	lastFullPurge atomic.Int64
-	// nextFree is when (Unix ns) the earliest record held at the last full
-	// purge expires: when room frees up.
+	// nextFree is the instant (now) at which the earliest record held at
+	// the last full purge expires: when room frees up.
 	nextFree atomic.Int64
 	scopes   scopes
 	shards   [memoryShards]memoryShard
@@ -86,12 +90,12 @@ type memoryRecord struct {
 	status      Status
 	// held is set on an in-progress claim taken by claimHeld: while its
 	// holder works, its lease never runs out, as if renewed without end
-	// (see claimHeld), and leaseEnd holds the lease itself
-	// (time.Time{}.Add(lease)), which keeps the record at 128 bytes.
-	held      bool
-	token     int64
-	leaseEnd  time.Time
-	expiresAt time.Time
+	// (see claimHeld), and leaseEnd holds the lease itself.
+	held  bool
+	token int64
+	// leaseEnd and expiresAt are instants of the store's clock (now).
+	leaseEnd  int64
+	expiresAt int64
 	response  []byte
 	// size is what the record counts against the bounds, and scope the
 	// scope it counts against ("" for none).
@@ -100,30 +104,59 @@ type memoryRecord struct {
 }
 
 // heldLease returns the lease of a held claim.
-func (r *memoryRecord) heldLease() time.Duration { return r.leaseEnd.Sub(time.Time{}) }
+func (r *memoryRecord) heldLease() time.Duration { return time.Duration(r.leaseEnd) }
 
 // end returns when the record expires, reckoned at now.
-func (r *memoryRecord) end(now time.Time) time.Time {
+func (r *memoryRecord) end(now int64) int64 {
 	switch {
 	case r.status == StatusCompleted:
 		return r.expiresAt
 	case r.held:
-		return now.Add(r.heldLease())
+		return after(now, r.heldLease())
 	}
 	return r.leaseEnd
 }
 
-func (r *memoryRecord) expired(now time.Time) bool { return !now.Before(r.end(now)) }
+func (r *memoryRecord) expired(now int64) bool { return now >= r.end(now) }
 
-func (r *memoryRecord) toRecord(key string, now time.Time) Record {
+func (r *memoryRecord) toRecord(key string, now int64) Record {
 	return Record{
 		Key:         key,
 		Fingerprint: r.fingerprint,
 		Status:      r.status,
 		Token:       r.token,
-		TTL:         max(r.end(now).Sub(now), 0),
+		TTL:         max(between(now, r.end(now)), 0),
 		Response:    r.response,
 	}
+}
+
+// now returns the instant of the store's clock: nanoseconds since its
+// epoch, on the monotonic clock (in a synctest bubble, on the bubble's).
+func (s *MemoryStore) now() int64 { return int64(time.Since(s.epoch)) }
+
+// after returns the instant d after t, saturated (a retention may be
+// "forever").
+func after(t int64, d time.Duration) int64 {
+	if d > 0 && t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	if d < 0 && t < math.MinInt64-int64(d) {
+		return math.MinInt64
+	}
+	return t + int64(d)
+}
+
+// between returns the duration from instant t to instant u, saturated as
+// time.Time.Sub's.
+func between(t, u int64) time.Duration {
+	d := u - t
+	switch {
+	case u >= t && d < 0:
+		return math.MaxInt64
+	case u < t && d > 0:
+		return math.MinInt64
+	}
+	return time.Duration(d)
 }
 
 // WithMaxRecords bounds the number of records a MemoryStore holds; a claim
@@ -181,6 +214,7 @@ func NewMemoryStore(opts ...Option) (*MemoryStore, error) {
 		maxRecords: int64(cfg.maxRecords),
 		maxBytes:   cfg.maxBytes,
 		seed:       maphash.MakeSeed(),
+		epoch:      time.Now(),
 	}
 	if cfg.scopeShare < 1 {
 		s.scopeRecords = int64(math.Ceil(float64(s.maxRecords) * cfg.scopeShare))
@@ -199,9 +233,9 @@ func NewMemoryStore(opts ...Option) (*MemoryStore, error) {
 var _ Store = (*MemoryStore)(nil)
 
 // checkKey holds key to the rule of every Store.
-func checkKey(key string) error {
+func checkKey[K string | []byte](key K) error {
 	switch {
-	case key == "":
+	case len(key) == 0:
 		return fmt.Errorf("idempotency: %w: empty key", ErrInvalid)
 	case len(key) > maxStoreKey:
 		return fmt.Errorf("idempotency: %w: key is %d bytes, at most %d are stored", ErrTooLarge, len(key), maxStoreKey)
@@ -211,6 +245,19 @@ func checkKey(key string) error {
 
 func (s *MemoryStore) shard(key string) *memoryShard {
 	return &s.shards[maphash.String(s.seed, key)&(memoryShards-1)]
+}
+
+// shardOf is shard for a key given as a string or as bytes: both hash
+// alike.
+func shardOf[K string | []byte](s *MemoryStore, key K) *memoryShard {
+	var h uint64
+	switch k := any(key).(type) {
+	case string:
+		h = maphash.String(s.seed, k)
+	case []byte:
+		h = maphash.Bytes(s.seed, k)
+	}
+	return &s.shards[h&(memoryShards-1)]
 }
 
 func (s *MemoryStore) nextToken() int64 {
@@ -288,19 +335,8 @@ func (e *storeFullError) RetryAfter() time.Duration { return e.after }
 // scope, holds as many records or bytes as it may. The Response of a
 // returned Record is shared with the store and must not be modified.
 func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease time.Duration) (Claim, error) {
-	if err := ctx.Err(); err != nil {
-		return Claim{}, err
-	}
-	if err := checkKey(key); err != nil {
-		return Claim{}, err
-	}
-	if len(fingerprint) > maxStoreFingerprint {
-		return Claim{}, fmt.Errorf("idempotency: %w: fingerprint is %d bytes, at most %d are stored", ErrTooLarge, len(fingerprint), maxStoreFingerprint)
-	}
-	if lease <= 0 {
-		return Claim{}, fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
-	}
-	return s.claimFor(key, fingerprint, lease, false)
+	c, _, _, err := claimChecked(ctx, s, key, fingerprint, lease, false)
+	return c, err
 }
 
 // claimHeld is Claim for the middleware and Do, which hold the claim while
@@ -310,29 +346,42 @@ func (s *MemoryStore) Claim(ctx context.Context, key, fingerprint string, lease 
 // so a holder that died took the store with it; a renewed lease would
 // last as long. Others see the claim with the whole lease left (TTL).
 func (s *MemoryStore) claimHeld(ctx context.Context, key, fingerprint string, lease time.Duration) (Claim, error) {
-	if err := ctx.Err(); err != nil {
-		return Claim{}, err
-	}
-	if err := checkKey(key); err != nil {
-		return Claim{}, err
-	}
-	if len(fingerprint) > maxStoreFingerprint {
-		return Claim{}, fmt.Errorf("idempotency: %w: fingerprint is %d bytes, at most %d are stored", ErrTooLarge, len(fingerprint), maxStoreFingerprint)
-	}
-	if lease <= 0 {
-		return Claim{}, fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
-	}
-	return s.claimFor(key, fingerprint, lease, true)
+	c, _, _, err := claimChecked(ctx, s, key, fingerprint, lease, true)
+	return c, err
 }
 
-func (s *MemoryStore) claimFor(key, fingerprint string, lease time.Duration, hold bool) (Claim, error) {
+// claimHeldBytes is claimHeld for the middleware, which has the key and
+// the fingerprint in a buffer of its own, key followed by fingerprint
+// (key[:len(key)+len(fingerprint)] holds both): they become strings, in
+// one allocation, only for a record the store keeps; a replay allocates
+// nothing. A Record it returns has no Key. It returns the key and the
+// fingerprint as strings with a claim it acquired, and "" with any other.
+func (s *MemoryStore) claimHeldBytes(ctx context.Context, key, fingerprint []byte, lease time.Duration) (c Claim, skey, sfp string, err error) {
+	return claimChecked(ctx, s, key, fingerprint, lease, true)
+}
+
+// claimChecked holds a claim's input to the rules of every Store, then
+// claims.
+func claimChecked[K string | []byte](ctx context.Context, s *MemoryStore, key, fingerprint K, lease time.Duration, hold bool) (Claim, string, string, error) {
+	if err := ctx.Err(); err != nil {
+		return Claim{}, "", "", err
+	}
+	if err := checkKey(key); err != nil {
+		return Claim{}, "", "", err
+	}
+	if len(fingerprint) > maxStoreFingerprint {
+		return Claim{}, "", "", fmt.Errorf("idempotency: %w: fingerprint is %d bytes, at most %d are stored", ErrTooLarge, len(fingerprint), maxStoreFingerprint)
+	}
+	if lease <= 0 {
+		return Claim{}, "", "", fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
+	}
 	for purged := false; ; purged = true {
-		c, full, scope := s.claim(key, fingerprint, lease, hold)
+		c, skey, sfp, full, scope := claimIn(s, key, fingerprint, lease, hold)
 		if !full {
-			return c, nil
+			return c, skey, sfp, nil
 		}
 		if purged || !s.purgeWhenFull() {
-			return Claim{}, s.fullError(scope)
+			return Claim{}, "", "", s.fullError(scope)
 		}
 	}
 }
@@ -342,11 +391,11 @@ func (s *MemoryStore) claimFor(key, fingerprint string, lease time.Duration, hol
 // then runs from now, as a renewed lease would once renewals stop.
 func (s *MemoryStore) unhold(key string, token int64) {
 	sh := s.shard(key)
-	now := time.Now()
+	now := s.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if rec := held(sh, key, token, now); rec != nil && rec.held {
-		rec.leaseEnd = now.Add(rec.heldLease())
+		rec.leaseEnd = after(now, rec.heldLease())
 		rec.held = false
 	}
 }
@@ -362,52 +411,76 @@ func (s *MemoryStore) fullError(scope string) error {
 		}
 		s.scopes.mu.Unlock()
 	}
-	after := time.Duration(next - time.Now().UnixNano())
+	after := between(s.now(), next)
 	if after <= 0 {
 		after = time.Second
 	}
 	return &storeFullError{after: after, scope: scope != ""}
 }
 
-// claim returns the claim of key, or full (with the scope that is full, or
-// "" for the store) when there is no room for a new record.
-func (s *MemoryStore) claim(key, fingerprint string, lease time.Duration, hold bool) (c Claim, full bool, fullScope string) {
-	sh := s.shard(key)
-	now := time.Now()
+// ownStrings returns key and fingerprint as strings the store may keep:
+// themselves if they are strings; if they are bytes, one new string of
+// both, which key[:len(key)+len(fingerprint)] holds (claimHeldBytes).
+func ownStrings[K string | []byte](key, fingerprint K) (string, string) {
+	switch k := any(key).(type) {
+	case string:
+		return k, string(fingerprint)
+	case []byte:
+		both := string(k[:len(k)+len(fingerprint)])
+		return both[:len(k)], both[len(k):]
+	}
+	panic("unreachable")
+}
+
+// claimIn returns the claim of key, with key and fingerprint as strings
+// when it acquired it, or full (with the scope that is full, or "" for the
+// store) when there is no room for a new record. A Record it returns has
+// Key only if key is a string. The shard's lock is held for the map's
+// work alone: the clock is read before it.
+func claimIn[K string | []byte](s *MemoryStore, key, fingerprint K, lease time.Duration, hold bool) (c Claim, skey, sfp string, full bool, fullScope string) {
+	sh := shardOf(s, key)
+	now := s.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	rec, ok := sh.records[key]
+	rec, ok := sh.records[string(key)]
 	if ok && rec.status == StatusCompleted && rec.expired(now) {
 		// Past its retention: forgotten.
-		delete(sh.records, key)
+		delete(sh.records, string(key))
 		s.forget(rec)
 		ok = false
 	}
 	switch {
 	case !ok:
-		s.sweep(sh, now, key)
-		scope := scopeOf(key)
-		size := int64(len(key)+len(fingerprint)) + recordOverhead
+		skey, sfp = ownStrings(key, fingerprint)
+		s.sweep(sh, now, skey)
+		size := int64(len(skey)+len(sfp)) + recordOverhead
+		scope := scopeOf(skey)
 		if full, which := s.reserve(scope, size); full {
-			return Claim{}, true, which
+			return Claim{}, "", "", true, which
 		}
-		rec = &memoryRecord{fingerprint: fingerprint, size: size, scope: scope}
-		sh.records[key] = rec
-	case rec.status == StatusInProgress && rec.expired(now) && rec.fingerprint == fingerprint:
+		rec = &memoryRecord{fingerprint: sfp, size: size, scope: scope}
+		sh.records[skey] = rec
+	case rec.status == StatusInProgress && rec.expired(now) && rec.fingerprint == string(fingerprint):
 		// Takeover of an abandoned claim: below, with a fresh token.
+		skey, sfp = string(key), rec.fingerprint
 	default:
-		return Claim{Record: rec.toRecord(key, now)}, false, ""
+		var k string
+		if ks, isString := any(key).(string); isString {
+			k = ks
+		}
+		return Claim{Record: rec.toRecord(k, now)}, "", "", false, ""
 	}
 	rec.status = StatusInProgress
 	rec.token = s.nextToken()
-	rec.leaseEnd = now.Add(lease)
 	rec.held = hold
 	if hold {
-		rec.leaseEnd = time.Time{}.Add(lease)
+		rec.leaseEnd = int64(lease)
+	} else {
+		rec.leaseEnd = after(now, lease)
 	}
-	rec.expiresAt = time.Time{}
+	rec.expiresAt = 0
 	rec.response = nil
-	return Claim{Acquired: true, Token: rec.token}, false, ""
+	return Claim{Acquired: true, Token: rec.token}, skey, sfp, false, ""
 }
 
 // reserve counts a new record of size bytes in, in the store and in scope,
@@ -503,7 +576,7 @@ func (s *MemoryStore) forget(rec *memoryRecord) {
 // per insert, sweepEvery inserts at a time.
 // Map iteration starts at a random place, so repeated sweeps reach every
 // record. The caller holds sh.mu.
-func (s *MemoryStore) sweep(sh *memoryShard, now time.Time, keep string) {
+func (s *MemoryStore) sweep(sh *memoryShard, now int64, keep string) {
 	sh.inserts++
 	if sh.inserts%sweepEvery != 0 {
 		return
@@ -523,7 +596,7 @@ func (s *MemoryStore) sweep(sh *memoryShard, now time.Time, keep string) {
 
 // held returns the record of key if it is in progress with token under a
 // live lease. The caller holds the shard's lock.
-func held(sh *memoryShard, key string, token int64, now time.Time) *memoryRecord {
+func held(sh *memoryShard, key string, token int64, now int64) *memoryRecord {
 	rec, ok := sh.records[key]
 	if !ok || rec.status != StatusInProgress || rec.token != token || rec.expired(now) {
 		return nil
@@ -543,7 +616,7 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 		return fmt.Errorf("idempotency: %w: lease %v is not positive", ErrInvalid, lease)
 	}
 	sh := s.shard(key)
-	now := time.Now()
+	now := s.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec := held(sh, key, token, now)
@@ -551,10 +624,10 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 		return ErrLeaseLost
 	}
 	if rec.held {
-		rec.leaseEnd = time.Time{}.Add(lease)
+		rec.leaseEnd = int64(lease)
 		return nil
 	}
-	rec.leaseEnd = now.Add(lease)
+	rec.leaseEnd = after(now, lease)
 	return nil
 }
 
@@ -563,6 +636,17 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 // any more is refused with an error wrapping ErrTooLarge, and the claim
 // stays as it was.
 func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, response []byte, retention time.Duration) error {
+	return s.completeWith(ctx, key, token, response, retention, false)
+}
+
+// completeOwned is Complete for a response that the caller hands over: the
+// store keeps it, without a copy, if it returns nil. The caller must not
+// use response after that.
+func (s *MemoryStore) completeOwned(ctx context.Context, key string, token int64, response []byte, retention time.Duration) error {
+	return s.completeWith(ctx, key, token, response, retention, true)
+}
+
+func (s *MemoryStore) completeWith(ctx context.Context, key string, token int64, response []byte, retention time.Duration, owned bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -573,8 +657,15 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, res
 		return fmt.Errorf("idempotency: %w: retention %v is not positive", ErrInvalid, retention)
 	}
 	n := int64(len(response))
+	stored := response
+	if !owned {
+		// Copied before the shard's lock is taken, so that the lock is
+		// held for the record's work alone.
+		stored = make([]byte, len(response))
+		copy(stored, response)
+	}
 	for purged := false; ; purged = true {
-		err := s.complete(key, token, response, retention)
+		err := s.complete(key, token, stored, retention)
 		if err != errNoRoom {
 			return err
 		}
@@ -587,9 +678,10 @@ func (s *MemoryStore) Complete(ctx context.Context, key string, token int64, res
 // errNoRoom is complete's report of a response that does not fit.
 var errNoRoom = fmt.Errorf("no room")
 
+// complete stores response, which the store keeps.
 func (s *MemoryStore) complete(key string, token int64, response []byte, retention time.Duration) error {
 	sh := s.shard(key)
-	now := time.Now()
+	now := s.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec := held(sh, key, token, now)
@@ -604,14 +696,12 @@ func (s *MemoryStore) complete(key string, token int64, response []byte, retenti
 		s.bytes.Add(-n)
 		return errNoRoom
 	}
-	stored := make([]byte, len(response))
-	copy(stored, response)
 	rec.size += n
 	rec.status = StatusCompleted
 	rec.held = false
-	rec.leaseEnd = time.Time{}
-	rec.expiresAt = now.Add(retention)
-	rec.response = stored
+	rec.leaseEnd = 0
+	rec.expiresAt = after(now, retention)
+	rec.response = response
 	return nil
 }
 
@@ -624,7 +714,7 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 		return err
 	}
 	sh := s.shard(key)
-	now := time.Now()
+	now := s.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec := held(sh, key, token, now)
@@ -648,7 +738,7 @@ func (s *MemoryStore) Get(ctx context.Context, key string) (Record, error) {
 		return Record{}, err
 	}
 	sh := s.shard(key)
-	now := time.Now()
+	now := s.now()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec, ok := sh.records[key]
@@ -682,7 +772,7 @@ const fullPurgeEvery = time.Second
 // purgeWhenFull purges the store unless another full-store purge ran within
 // fullPurgeEvery. It reports whether it purged.
 func (s *MemoryStore) purgeWhenFull() bool {
-	now := time.Now().UnixNano()
+	now := s.now()
 	last := s.lastFullPurge.Load()
 	if now-last < int64(fullPurgeEvery) || !s.lastFullPurge.CompareAndSwap(last, now) {
 		return false
@@ -700,7 +790,7 @@ func (s *MemoryStore) purge() int {
 	var scopeNext map[string]int64
 	for i := range s.shards {
 		sh := &s.shards[i]
-		now := time.Now()
+		now := s.now()
 		sh.mu.Lock()
 		for k, r := range sh.records {
 			if r.expired(now) {
@@ -709,7 +799,7 @@ func (s *MemoryStore) purge() int {
 				n++
 				continue
 			}
-			end := r.end(now).UnixNano()
+			end := r.end(now)
 			next = min(next, end)
 			if scoped && r.scope != "" {
 				if scopeNext == nil {

@@ -304,3 +304,34 @@ func TestMemoryStoreConcurrentOps(t *testing.T) {
 		}
 	})
 }
+
+// TestMemoryStoreLongDurations: leases and retentions up to the longest
+// Duration ("forever") neither overflow the store's clock nor expire at
+// once.
+func TestMemoryStoreLongDurations(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := newFakeStore(t)
+		ctx := context.Background()
+		const forever = time.Duration(1<<63 - 1)
+		c, err := s.Claim(ctx, "k", "fp", forever)
+		if err != nil || !c.Acquired {
+			t.Fatalf("Claim = %+v, %v", c, err)
+		}
+		time.Sleep(time.Hour)
+		if c2, err := s.Claim(ctx, "k", "fp", time.Minute); err != nil || c2.Acquired || c2.Record.TTL <= 0 {
+			t.Fatalf("Claim of a key held for ever = %+v, %v; want it in progress, its lease left", c2, err)
+		}
+		if err := s.Complete(ctx, "k", c.Token, []byte("r"), forever); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(24 * time.Hour)
+		rec, err := s.Get(ctx, "k")
+		if err != nil || rec.Status != idempotency.StatusCompleted || rec.TTL <= 0 || string(rec.Response) != "r" {
+			t.Fatalf("Get = %+v, %v; want the completed record, kept", rec, err)
+		}
+		if n, _ := s.Purge(ctx); n != 0 {
+			t.Fatalf("Purge removed %d records; want none", n)
+		}
+	})
+}

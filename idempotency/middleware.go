@@ -80,6 +80,8 @@ func Middleware(store Store, opts ...Option) (func(http.Handler) http.Handler, e
 	mw.buffers.New = func() any { return new(requestBuffer) }
 	if cfg.transaction {
 		mw.txStore = store.(TxStore)
+	} else {
+		mw.mem, _ = store.(*MemoryStore)
 	}
 	return func(next http.Handler) http.Handler {
 		return &handler{mw: mw, next: next}
@@ -131,9 +133,12 @@ func appendScopedKey(b []byte, scope, method, route, key string) []byte {
 }
 
 type middleware struct {
-	cfg      config
-	store    Store
-	txStore  TxStore
+	cfg     config
+	store   Store
+	txStore TxStore
+	// mem is store, when it is a MemoryStore and not in transactional
+	// mode: claims are held (claimKey), and keys looked up without a copy.
+	mem      *MemoryStore
 	metrics  *metrics
 	buffers  sync.Pool // of *requestBuffer
 	renewals sync.Pool // of *renewal
@@ -199,7 +204,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cfg.scope != nil {
 		scope = cfg.scope(r)
 	}
-	skey, fp := mw.keyAndFingerprint(r, scope, cfg.route(r), key, body, rb)
+	// The scoped key, then the fingerprint, in rb's scratch buffer: they
+	// become strings (skey and fp, one allocation) only when needed, which
+	// a replay from a MemoryStore never does.
+	kf, n := mw.keyAndFingerprint(r, scope, cfg.route(r), key, body, rb)
+	var skey, fp string
+	strs := func() {
+		if skey == "" {
+			both := string(kf)
+			skey, fp = both[:n], both[n:]
+		}
+	}
 	ctx := r.Context()
 
 	var (
@@ -220,10 +235,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			tx  ClaimTx
 			err error
 		)
-		if mw.txStore != nil {
+		switch {
+		case mw.mem != nil:
+			var k, f string
+			c, k, f, err = mw.mem.claimHeldBytes(ctx, kf[:n], kf[n:], cfg.lease)
+			if c.Acquired {
+				skey, fp = k, f
+			}
+		case mw.txStore != nil:
+			strs()
 			tx, c, err = mw.txStore.BeginTx(txCtx, skey, fp, cfg.lease)
-		} else {
-			c, err = claimKey(ctx, mw.store, skey, fp, cfg.lease)
+		default:
+			strs()
+			c, err = mw.store.Claim(ctx, skey, fp, cfg.lease)
 		}
 		if err != nil {
 			h.storeFailed(w, r, err)
@@ -240,7 +264,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rec := c.Record
 		for {
-			if rec.Fingerprint != fp {
+			if rec.Fingerprint != string(kf[n:]) {
 				mw.metrics.add(ctx, mw.metrics.mismatches)
 				writeProblem(w, ProblemKeyMismatch, "This idempotency key was used with another request (method, path or body differ).")
 				return
@@ -257,6 +281,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(cfg.wait)
 			}
+			strs()
 			rec, err = waitRecord(ctx, mw.store, skey, fp, deadline)
 			if err == nil {
 				continue
@@ -353,19 +378,19 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request, key string, token 
 		bw.sendTo(w)
 		return
 	}
-	var stored []byte
-	if _, ok := mw.store.(*MemoryStore); ok {
-		// It keeps its own copy: encode into rb, which is reused.
-		stored = appendResponse(rb.stored[:0], status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
-		if cap(stored) <= maxPooledBody {
-			rb.stored = stored[:0]
-		}
-	} else {
-		stored = appendResponse(nil, status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+	stored, head := newResponse(rb.head, status, bw.header, cfg.storedHeaders, bw.body.Bytes(), cfg.maxResponse)
+	if cap(head) <= maxPooledBody {
+		rb.head = head
 	}
 	sctx, cancel := afterWork(ctx, mw.store, cfg.storeTimeout)
 	defer cancel()
-	err := mw.store.Complete(sctx, key, token, stored, cfg.retention)
+	var err error
+	if mw.mem != nil {
+		// stored is the store's once it is kept: it is not copied.
+		err = mw.mem.completeOwned(sctx, key, token, stored, cfg.retention)
+	} else {
+		err = mw.store.Complete(sctx, key, token, stored, cfg.retention)
+	}
 	if errors.Is(err, ErrTooLarge) {
 		// The store keeps less than WithMaxResponseBytes: keep the marker
 		// that tells retries so.
@@ -500,12 +525,12 @@ func (mw *middleware) replay(w http.ResponseWriter, stored []byte) {
 	_, _ = w.Write(resp.body)
 }
 
-// keyAndFingerprint returns the ScopedKey of a request and its fingerprint:
-// the hex SHA-256 of the method, path (with the query, unless WithoutQuery)
-// and body (see fingerprintSum). Both
-// come from one allocation: a store that keeps a new record keeps both
-// anyway, and a replay allocates once.
-func (mw *middleware) keyAndFingerprint(r *http.Request, scope, route, key string, body []byte, rb *requestBuffer) (skey, fp string) {
+// keyAndFingerprint returns the ScopedKey of a request followed by its
+// fingerprint, the hex SHA-256 of the method, path (with the query, unless
+// WithoutQuery) and body (see fingerprintSum), in rb's scratch buffer, and
+// the length of the key. A store that keeps a new record keeps both, from
+// one allocation; a replay from a MemoryStore allocates none.
+func (mw *middleware) keyAndFingerprint(r *http.Request, scope, route, key string, body []byte, rb *requestBuffer) (kf []byte, n int) {
 	if mw.cfg.canonicalJSON {
 		body = canonicalJSON(body)
 	}
@@ -535,13 +560,12 @@ func (mw *middleware) keyAndFingerprint(r *http.Request, scope, route, key strin
 		}
 	}
 	b := appendScopedKey(rb.scratch[:0], scope, r.Method, route, key)
-	n := len(b)
+	n = len(b)
 	b = hex.AppendEncode(b, sum[:])
 	if cap(b) <= 2*maxPooledBody {
 		rb.scratch = b[:0]
 	}
-	both := string(b)
-	return both[:n], both[n:]
+	return b, n
 }
 
 // canonicalJSON returns the canonical form of a JSON body, or body itself if
@@ -568,10 +592,10 @@ func canonicalJSON(body []byte) []byte {
 // after it returned (as net/http requires), nor may a KeySource keep it.
 type requestBuffer struct {
 	buf     []byte
-	scratch []byte // the fingerprint's input
+	scratch []byte // the fingerprint's input, then the key and fingerprint
 	reader  httpx.BodyReader
 	w       bufferedWriter
-	stored  []byte // the stored form of the response, for a MemoryStore
+	head    []byte // the stored form of a response's head (newResponse)
 }
 
 // writer returns rb's bufferedWriter, emptied.
@@ -620,6 +644,13 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
+// noTransferEncoding reports whether h.Get("Transfer-Encoding") is "",
+// without canonicalizing the name again.
+func noTransferEncoding(h http.Header) bool {
+	te := h["Transfer-Encoding"]
+	return len(te) == 0 || te[0] == ""
+}
+
 func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
@@ -637,7 +668,7 @@ func (b *bufferedWriter) sendTo(w http.ResponseWriter) {
 		dst[k] = v
 	}
 	status := b.statusCode()
-	if _, ok := dst["Content-Length"]; !ok && bodyAllowed(status) && dst.Get("Transfer-Encoding") == "" {
+	if _, ok := dst["Content-Length"]; !ok && bodyAllowed(status) && noTransferEncoding(dst) {
 		// The whole body is known: say so, so that the client has the
 		// complete response even while the middleware still works after it.
 		dst["Content-Length"] = []string{strconv.Itoa(b.body.Len())}

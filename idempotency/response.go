@@ -27,11 +27,37 @@ var errCorrupt = errors.New("idempotency: stored response corrupt")
 // the header fields named in allowed (canonical names). A body over maxBody
 // is replaced by a marker.
 func appendResponse(b []byte, status int, h http.Header, allowed []string, body []byte, maxBody int) []byte {
+	b, body = appendResponseHead(b, status, h, allowed, body, maxBody, true)
+	return append(b, body...)
+}
+
+// newResponse returns the stored form of a response, as appendResponse, in
+// new memory of its own, with one allocation that is not cleared before
+// the body is copied in; scratch holds the head meanwhile, and is
+// returned for reuse.
+func newResponse(scratch []byte, status int, h http.Header, allowed []string, body []byte, maxBody int) (stored, reuse []byte) {
+	head, body := appendResponseHead(scratch[:0], status, h, allowed, body, maxBody, false)
+	if len(body) == 0 {
+		stored = append([]byte(nil), head...)
+	} else {
+		// head is full: append moves it and the body to new memory.
+		stored = append(head[:len(head):len(head)], body...)
+	}
+	return stored, head[:0]
+}
+
+// appendResponseHead appends the stored form of a response but its body
+// to b, with room for the body if roomForBody, and returns the body to
+// append after it: body, or nil for a marker.
+func appendResponseHead(b []byte, status int, h http.Header, allowed []string, body []byte, maxBody int, roomForBody bool) ([]byte, []byte) {
 	kind := kindResponse
 	if len(body) > maxBody {
 		kind, body = kindTooLarge, nil
 	}
-	size := 1 + binary.MaxVarintLen64*2 + len(body)
+	size := 1 + binary.MaxVarintLen64*2
+	if roomForBody {
+		size += len(body)
+	}
 	n := 0
 	for _, name := range allowed {
 		if vs := h[name]; len(vs) > 0 {
@@ -59,7 +85,7 @@ func appendResponse(b []byte, status int, h http.Header, allowed []string, body 
 			b = append(b, v...)
 		}
 	}
-	return append(b, body...)
+	return b, body
 }
 
 // tooLargeMarker returns the stored form of a response with status whose
