@@ -21,10 +21,9 @@
 // (read from Redis's TIME) into it, and Claim reckons what is left on the
 // server's clock as read at most a second before (through the same
 // connection pool, as of when that reading was sent, so never longer than
-// what is left).
-// There is nothing to purge. Records written by the store's earlier
-// versions (hashes) are still read, completed, released and taken over
-// until they expire.
+// what is left, to the millisecond). There is nothing to purge. Records
+// written by the store's earlier versions (hashes) are still read,
+// completed, released and taken over until they expire.
 //
 // # What Redis must provide
 //

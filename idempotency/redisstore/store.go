@@ -317,7 +317,8 @@ const timeLua = `return redis.call('TIME')`
 // monotonic clock. The reading is taken as of when its command was sent,
 // before the server read its clock, so the estimate is never behind the
 // server (by more than the two clocks' drift over a second) and a TTL
-// reckoned from it never longer than what is left. It serves only the TTL
+// reckoned from it never longer than what is left (to the millisecond the
+// record's expiry is written in). It serves only the TTL
 // of completed records, which carry their expiry on the server's clock;
 // every expiry is set and enforced by Redis. On Redis Cluster it is the
 // clock of the node read last, which the others' agree with to the
