@@ -103,6 +103,9 @@ func run() error {
 		}
 		unlock()
 		fmt.Fprintf(os.Stderr, "rounds: round %d of %d done%s\n", r+1, *n, load)
+		if *lock != "" && r+1 < *n {
+			time.Sleep(2 * time.Second) // let a benchmark waiting for the lock take it
+		}
 	}
 	report(os.Stdout, sides, *base, results)
 	return nil
