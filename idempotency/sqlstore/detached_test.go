@@ -70,7 +70,10 @@ func TestMaxTxDuration(t *testing.T) {
 		h := txServer(t, s, func(w http.ResponseWriter, r *http.Request, tx *sql.Tx) {
 			runs++
 			if _, err := tx.ExecContext(r.Context(), ins, "slow", runs); err != nil {
-				t.Errorf("insert: %v", err)
+				if runs == 1 || r.Context().Err() == nil {
+					t.Errorf("insert: %v", err)
+				}
+				return // a retry that outlasted the bound on a loaded machine
 			}
 			if runs == 1 {
 				time.Sleep(400 * time.Millisecond)
@@ -80,7 +83,15 @@ func TestMaxTxDuration(t *testing.T) {
 		if w := post(h, "slow", "x"); w.Code != http.StatusServiceUnavailable {
 			t.Fatalf("a handler that outlasted WithMaxTxDuration: %d; want 503", w.Code)
 		}
-		if w := post(h, "slow", "x"); w.Code != http.StatusCreated || runs != 2 {
+		// The retry runs under the same 200 ms bound: on a loaded machine
+		// its own transaction may outlast it too, and is answered 503 and
+		// rolled back in the same way (only a run that committed leaves a
+		// row). It is retried until it fits.
+		w := post(h, "slow", "x")
+		for i := 0; i < 10 && w.Code == http.StatusServiceUnavailable; i++ {
+			w = post(h, "slow", "x")
+		}
+		if w.Code != http.StatusCreated || runs < 2 {
 			t.Fatalf("retry: %d, %d runs; want the handler run again", w.Code, runs)
 		}
 		if n := countRows(t, sqlstore.DBOf(s), biz, "slow"); n != 1 {
