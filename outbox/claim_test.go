@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -154,6 +155,86 @@ func TestWriteBackThatClaimedWakesNoClaim(t *testing.T) {
 		// finished a key's last message may follow (each claimer).
 		if limit := 2 + 2*keys; s.claims > limit {
 			t.Errorf("the relay claimed %d times for %d messages over %d keys; want at most %d", s.claims, keys*perKey, keys, limit)
+		}
+	})
+}
+
+// snapshotStore's write-back claims, for a keyed message it delivers,
+// the next message of its key (the fixed next) without looking at pauses,
+// as a PostgreSQL write-back does when the pause was recorded by the same
+// statement or by one that committed after it began. paused is closed
+// once a Pause outcome has been written.
+type snapshotStore struct {
+	*memstore.Store
+	next   outbox.Delivery
+	handed atomic.Bool
+	once   sync.Once
+	paused chan struct{}
+}
+
+func (s *snapshotStore) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64, error) {
+	refused, err := s.Store.Settle(ctx, outcomes)
+	for _, o := range outcomes {
+		if o.Kind == backend.Pause {
+			s.once.Do(func() { close(s.paused) })
+		}
+	}
+	return refused, err
+}
+
+func (s *snapshotStore) SettleAndClaim(ctx context.Context, outcomes []backend.Outcome, lease time.Duration, claimed func(outbox.Delivery, backend.Claim)) ([]int64, error) {
+	refused, err := s.Settle(ctx, outcomes)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range outcomes {
+		if o.Kind == backend.Delivered && s.handed.CompareAndSwap(false, true) { // y1's
+			claimed(s.next, backend.Claim{Token: "next"})
+		}
+	}
+	return refused, nil
+}
+
+// TestWriteBackClaimsNothingOfAPausedDestination: a write-back may claim
+// the next message of a key for a destination whose pause it does not see
+// (recorded by the same statement, or by one that committed after it
+// began); the relay, which knows of the pause, does not publish it but
+// gives it back.
+func TestWriteBackClaimsNothingOfAPausedDestination(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &snapshotStore{Store: memstore.New(), paused: make(chan struct{}),
+			next: outbox.Delivery{Message: outbox.Message{ID: "y2", Topic: "down", Destination: "down", Key: "y", Payload: []byte("y2")}, Position: 99, Attempt: 1}}
+		// y1 is delivered once x1 has found its destination down and its
+		// pause is written.
+		pub := &timedPublisher{fail: func(n int, d outbox.Delivery) error {
+			switch string(d.Payload) {
+			case "x1":
+				return outbox.ErrPaused
+			case "y1":
+				<-s.paused
+			}
+			return nil
+		}}
+		r := startMem(t, s, pub, outbox.WithPollInterval(time.Minute), outbox.WithPause(time.Hour))
+		time.Sleep(time.Second)
+		memEnqueue(t, s.Store,
+			outbox.Message{Topic: "down", Key: "x", Payload: []byte("x1")},
+			outbox.Message{Topic: "up", Key: "y", Payload: []byte("y1")},
+		)
+		r.Wake()
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if err := r.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		var got []string
+		for _, d := range pub.ds {
+			got = append(got, string(d.Payload))
+		}
+		if len(got) != 2 {
+			t.Fatalf("published %v; want x1 and y1 only: y2's destination is paused", got)
 		}
 	})
 }

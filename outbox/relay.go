@@ -873,27 +873,51 @@ func (r *Relay) flush(batch []backend.Outcome, finished int) (readied bool) {
 }
 
 // dispatchNext publishes the messages a write-back claimed, or, once the
-// relay is stopping, releases them at once.
+// relay is stopping, releases them at once. It releases at once as well
+// those of a destination this relay knows to be paused: the write-back
+// claimed them without seeing the pause when it was recorded by the same
+// statement or by one that committed after that statement began (a claim
+// excludes the destinations the relay knows paused; see pausedFor).
 func (r *Relay) dispatchNext(next []claimed, start time.Time) {
 	if len(next) == 0 {
 		return
 	}
-	r.dispatchMu.Lock()
-	if !r.stopping.Load() {
-		r.mu.Lock()
-		r.held += len(next) // the write-back frees the room of its batch after this
-		r.mu.Unlock()
-		r.dispatch(next, start)
+	var back []claimed
+	r.mu.Lock()
+	if len(r.paused) > 0 {
+		now := time.Now()
+		keep := next[:0]
+		for _, c := range next {
+			if p, ok := r.paused[c.Destination]; ok && now.Before(p.until) {
+				back = append(back, c)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		next = keep
+	}
+	r.mu.Unlock()
+	if len(next) > 0 {
+		r.dispatchMu.Lock()
+		if !r.stopping.Load() {
+			r.mu.Lock()
+			r.held += len(next) // the write-back frees the room of its batch after this
+			r.mu.Unlock()
+			r.dispatch(next, start)
+			next = nil
+		}
 		r.dispatchMu.Unlock()
+		back = append(back, next...)
+	}
+	if len(back) == 0 {
 		return
 	}
-	r.dispatchMu.Unlock()
-	outs := make([]backend.Outcome, len(next))
-	for i, c := range next {
+	outs := make([]backend.Outcome, len(back))
+	for i, c := range back {
 		outs[i] = release(c)
 	}
 	if _, err := r.store.Settle(r.setCtx, outs); err != nil {
-		r.log.Warn("outbox: release at stop failed; the leases will expire", "messages", len(outs), "err", err)
+		r.log.Warn("outbox: release failed; the leases will expire", "messages", len(outs), "err", err)
 	}
 }
 
