@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -44,19 +45,26 @@ func BenchmarkMiddleware(b *testing.B) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = w.Write(payload)
 	})
-	newWrapped := func(b *testing.B) http.Handler {
-		store := warmStore(b)
+	wrap := func(b *testing.B, store *idempotency.MemoryStore) http.Handler {
 		mw, err := idempotency.Middleware(store)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return mw(bare)
 	}
+	newWrapped := func(b *testing.B) http.Handler { return wrap(b, warmStores(b, 1)[0]) }
 
-	// run serves b.N requests; renew, if not nil, gives a fresh handler
-	// (over a fresh store) every storeSpan iterations, outside the timer, so
-	// that the first-run path is measured over a store of bounded size.
-	run := func(b *testing.B, h http.Handler, key func(i int) string, renew func(*testing.B) http.Handler, recorder bool) {
+	// run serves b.N requests; with fresh, h is nil and run takes a fresh
+	// handler (over a fresh store, made before the timer starts) every
+	// storeSpan iterations, so that the first-run path is measured over a
+	// store of bounded size.
+	run := func(b *testing.B, h http.Handler, key func(i int) string, fresh bool, recorder bool) {
+		var hs []http.Handler
+		if fresh {
+			for _, s := range warmStores(b, b.N) {
+				hs = append(hs, wrap(b, s))
+			}
+		}
 		body := &resettableBody{}
 		r, err := http.NewRequest(http.MethodPost, "http://example.com/orders", nil)
 		if err != nil {
@@ -68,10 +76,8 @@ func BenchmarkMiddleware(b *testing.B) {
 		cpu := newCPUMeter(b)
 		defer cpu.report()
 		for i := 0; i < b.N; i++ {
-			if renew != nil && i%storeSpan == 0 {
-				cpu.pause()
-				h = renew(b)
-				cpu.resume()
+			if fresh && i%storeSpan == 0 {
+				h, hs[i/storeSpan] = hs[i/storeSpan], nil
 			}
 			body.Reset(reqBody)
 			r.Body = body
@@ -91,19 +97,15 @@ func BenchmarkMiddleware(b *testing.B) {
 		keys[i] = "key-" + strconv.Itoa(i)
 	}
 	// Unique within a store: run renews the store every storeSpan keys.
-	fresh := func(i int) string { return keys[i%storeSpan] }
+	unique := func(i int) string { return keys[i%storeSpan] }
 	// The writer discards: what is measured is the middleware alone.
-	b.Run("bare", func(b *testing.B) { run(b, bare, same, nil, false) })
-	b.Run("first-run", func(b *testing.B) {
-		run(b, nil, fresh, newWrapped, false)
-	})
-	b.Run("replay", func(b *testing.B) { run(b, newWrapped(b), same, nil, false) })
+	b.Run("bare", func(b *testing.B) { run(b, bare, same, false, false) })
+	b.Run("first-run", func(b *testing.B) { run(b, nil, unique, true, false) })
+	b.Run("replay", func(b *testing.B) { run(b, newWrapped(b), same, false, false) })
 	// The same with a writer that keeps the response, as a server's does.
-	b.Run("recorder/bare", func(b *testing.B) { run(b, bare, same, nil, true) })
-	b.Run("recorder/first-run", func(b *testing.B) {
-		run(b, nil, fresh, newWrapped, true)
-	})
-	b.Run("recorder/replay", func(b *testing.B) { run(b, newWrapped(b), same, nil, true) })
+	b.Run("recorder/bare", func(b *testing.B) { run(b, bare, same, false, true) })
+	b.Run("recorder/first-run", func(b *testing.B) { run(b, nil, unique, true, true) })
+	b.Run("recorder/replay", func(b *testing.B) { run(b, newWrapped(b), same, false, true) })
 }
 
 // cpuMeter counts this process's CPU time while the benchmark's timer
@@ -122,20 +124,7 @@ func newCPUMeter(b *testing.B) *cpuMeter {
 	return m
 }
 
-// pause stops the benchmark's timer and the meter; resume starts both.
-func (m *cpuMeter) pause() {
-	m.b.StopTimer()
-	now, ok := cpuTime()
-	m.total += now - m.start
-	m.ok = m.ok && ok
-}
-
-func (m *cpuMeter) resume() {
-	m.start, _ = cpuTime()
-	m.b.StartTimer()
-}
-
-// report reports cpu-ns/op; the meter must be running.
+// report reports cpu-ns/op.
 func (m *cpuMeter) report() {
 	now, ok := cpuTime()
 	if m.ok && ok && m.b.N > 0 {
@@ -162,32 +151,44 @@ func benchWork(context.Context) (benchResult, error) {
 // storeSpan is how many first runs a benchmark makes against one store.
 const storeSpan = 4096
 
-// warmStore returns an empty MemoryStore, unbounded, that has held
-// storeSpan records at once before (all claimed, then all released,
-// untimed), as a store in use has: its maps have the room, so that the
-// benchmarks measure first runs, not the growth of a new map. (Releasing
-// each claim before the next left every map at one record.)
-func warmStore(b *testing.B) *idempotency.MemoryStore {
+// warmStores returns the stores that n first runs use, one per storeSpan:
+// empty MemoryStores, unbounded, that have held storeSpan records at once
+// before (all claimed, then all released), as a store in use has: their
+// maps have the room, so that the benchmarks measure first runs, not the
+// growth of a new map. (Releasing each claim before the next left every
+// map at one record.) They are made before the timer starts, and what
+// making them left behind is collected then: the timed loop collects its
+// own garbage only.
+func warmStores(b *testing.B, n int) []*idempotency.MemoryStore {
 	b.Helper()
-	s, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0), idempotency.WithMaxBytes(0))
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
+	stores := make([]*idempotency.MemoryStore, (max(n, 1)+storeSpan-1)/storeSpan)
+	keys := make([]string, storeSpan)
+	for i := range keys {
+		keys[i] = "warm-" + strconv.Itoa(i)
+	}
 	tokens := make([]int64, storeSpan)
-	for i := range storeSpan {
-		c, err := s.Claim(ctx, "warm-"+strconv.Itoa(i), "", time.Minute)
+	for j := range stores {
+		s, err := idempotency.NewMemoryStore(idempotency.WithMaxRecords(0), idempotency.WithMaxBytes(0))
 		if err != nil {
 			b.Fatal(err)
 		}
-		tokens[i] = c.Token
-	}
-	for i, t := range tokens {
-		if err := s.Release(ctx, "warm-"+strconv.Itoa(i), t); err != nil {
-			b.Fatal(err)
+		for i, k := range keys {
+			c, err := s.Claim(ctx, k, "", time.Minute)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tokens[i] = c.Token
 		}
+		for i, k := range keys {
+			if err := s.Release(ctx, k, tokens[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stores[j] = s
 	}
-	return s
+	runtime.GC()
+	return stores
 }
 
 // BenchmarkDo compares Do (first run of each key, JSON codec) with the
@@ -199,17 +200,16 @@ func warmStore(b *testing.B) *idempotency.MemoryStore {
 func BenchmarkDo(b *testing.B) {
 	ctx := context.Background()
 	encoded := []byte(`{"ID":"ch_1","Amount":42}`)
-	newMem := warmStore
 	b.Run("direct", func(b *testing.B) {
 		var s *idempotency.MemoryStore
+		stores := warmStores(b, b.N)
 		b.ReportAllocs()
+		b.ResetTimer()
 		cpu := newCPUMeter(b)
 		defer cpu.report()
 		for i := 0; i < b.N; i++ {
 			if i%storeSpan == 0 {
-				cpu.pause()
-				s = newMem(b)
-				cpu.resume()
+				s, stores[i/storeSpan] = stores[i/storeSpan], nil
 			}
 			key := "k" + strconv.Itoa(i)
 			c, err := s.Claim(ctx, key, "", 30*time.Second)
@@ -223,14 +223,14 @@ func BenchmarkDo(b *testing.B) {
 	})
 	b.Run("direct-json", func(b *testing.B) {
 		var s *idempotency.MemoryStore
+		stores := warmStores(b, b.N)
 		b.ReportAllocs()
+		b.ResetTimer()
 		cpu := newCPUMeter(b)
 		defer cpu.report()
 		for i := 0; i < b.N; i++ {
 			if i%storeSpan == 0 {
-				cpu.pause()
-				s = newMem(b)
-				cpu.resume()
+				s, stores[i/storeSpan] = stores[i/storeSpan], nil
 			}
 			key := "k" + strconv.Itoa(i)
 			c, err := s.Claim(ctx, key, "", 30*time.Second)
@@ -253,17 +253,21 @@ func BenchmarkDo(b *testing.B) {
 	b.Run("Do", func(b *testing.B) {
 		var r *idempotency.Runner
 		fn := benchWork
+		var runners []*idempotency.Runner
+		for _, s := range warmStores(b, b.N) {
+			r, err := idempotency.NewRunner(s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runners = append(runners, r)
+		}
 		b.ReportAllocs()
+		b.ResetTimer()
 		cpu := newCPUMeter(b)
 		defer cpu.report()
 		for i := 0; i < b.N; i++ {
 			if i%storeSpan == 0 {
-				cpu.pause()
-				var err error
-				if r, err = idempotency.NewRunner(newMem(b)); err != nil {
-					b.Fatal(err)
-				}
-				cpu.resume()
+				r, runners[i/storeSpan] = runners[i/storeSpan], nil
 			}
 			if _, err := idempotency.Do(ctx, r, "k"+strconv.Itoa(i), fn); err != nil {
 				b.Fatal(err)
@@ -271,7 +275,7 @@ func BenchmarkDo(b *testing.B) {
 		}
 	})
 	b.Run("Do-replay", func(b *testing.B) {
-		r, err := idempotency.NewRunner(newMem(b))
+		r, err := idempotency.NewRunner(warmStores(b, 1)[0])
 		if err != nil {
 			b.Fatal(err)
 		}
