@@ -191,9 +191,12 @@ func lead[T any](ctx context.Context, r *Runner, cfg *config, key, flightKey str
 // for another's run leaves as soon as its own context ends (singleflight's
 // Do cannot).
 type flights struct {
-	mu   sync.Mutex
-	m    map[string]*flight
-	pool sync.Pool // of *flight
+	mu sync.Mutex
+	m  map[string]*flight
+	// free is a flight that nobody joined, kept for the next run: one is
+	// enough for a caller at a time, and needs no sync.Pool (f.mu is held
+	// anyway).
+	free *flight
 }
 
 // flight is one run. done is made by the first caller that joins the run,
@@ -221,8 +224,10 @@ func (f *flights) join(key string) (*flight, bool) {
 	if f.m == nil {
 		f.m = make(map[string]*flight)
 	}
-	fl, _ := f.pool.Get().(*flight)
-	if fl == nil {
+	fl := f.free
+	if fl != nil {
+		f.free = nil
+	} else {
 		fl = new(flight)
 	}
 	f.m[key] = fl
@@ -233,17 +238,18 @@ func (f *flights) join(key string) (*flight, bool) {
 // reused.
 func (f *flights) finish(key string, fl *flight, result flightResult, err error) {
 	f.mu.Lock()
-	fl.result, fl.err = result, err
 	delete(f.m, key)
 	done, waiters := fl.done, fl.waiters
-	f.mu.Unlock()
-	if done != nil {
-		close(done)
-	}
 	if waiters == 0 {
+		// Nobody else refers to fl: it is reused.
 		*fl = flight{}
-		f.pool.Put(fl)
+		f.free = fl
+		f.mu.Unlock()
+		return
 	}
+	fl.result, fl.err = result, err
+	f.mu.Unlock()
+	close(done)
 }
 
 // The stored form of a Do result: the codec's encoding followed by tagValue,
