@@ -77,17 +77,18 @@ type Relay struct {
 	wake  chan struct{}
 	freed chan struct{}
 
-	mu        sync.Mutex
-	held      int
-	reserved  int // of held, the room taken by claims in flight (they may find fewer messages)
-	heldDest  map[string]int
-	paused    map[string]knownPause
-	throttled map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
-	destSem   map[string]chan struct{}
-	futile    futile            // the last futile claim
-	spanNames map[string]string // "outbox publish <topic>", for up to maxSpanNames topics
-	woken     atomic.Uint64     // calls of Wake (notifications included)
-	globalSem chan struct{}
+	mu          sync.Mutex
+	held        int
+	reserved    int  // of held, the room taken by claims in flight (they may find fewer messages)
+	othersReady bool // the last claim came back full: more messages may be ready (see flush)
+	heldDest    map[string]int
+	paused      map[string]knownPause
+	throttled   map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
+	destSem     map[string]chan struct{}
+	futile      futile            // the last futile claim
+	spanNames   map[string]string // "outbox publish <topic>", for up to maxSpanNames topics
+	woken       atomic.Uint64     // calls of Wake (notifications included)
+	globalSem   chan struct{}
 }
 
 // claimed is a message the relay holds: what it publishes and what it
@@ -424,11 +425,12 @@ func (r *Relay) claimLoop(ctx context.Context) {
 			continue
 		}
 		fails = 0
+		r.mu.Lock()
+		r.othersReady = len(batch) == n
 		if len(held) > 0 && len(batch) < n {
-			r.mu.Lock()
 			r.futile = futile{at: start, held: held, woken: woken}
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 		r.dispatch(batch, start)
 		if len(batch) == n {
 			// There may be more: let another claimer overlap this one.
@@ -830,8 +832,22 @@ type nextClaimer interface {
 // not to go now, or the outcome was refused) may have one ready, so that a
 // write-back that claimed them all does not wake the claim loops for a
 // claim that would find nothing.
+//
+// A full relay (no room left for a whole claim batch after the write-back)
+// whose last claim came back full (other messages may be ready) writes back
+// without claiming, so that its claim loops get the room and take the
+// oldest ready heads: otherwise the keys it holds would keep their turn,
+// message after message, while older heads of other keys waited for as
+// long as the held keys had messages.
 func (r *Relay) flush(batch []backend.Outcome, finished int) (readied bool) {
 	nc, _ := r.store.(nextClaimer)
+	if nc != nil && finished > 0 {
+		r.mu.Lock()
+		if r.othersReady && r.held-len(batch)+finished > r.maxHeld-r.cfg.batchSize {
+			nc = nil
+		}
+		r.mu.Unlock()
+	}
 	for fails := 1; ; fails++ {
 		var refused []int64
 		var err error

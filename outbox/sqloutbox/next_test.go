@@ -2,6 +2,10 @@ package sqloutbox_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,5 +107,82 @@ func TestPostgresSettleClaimsTheNextOfAKey(t *testing.T) {
 	}
 	if r, err := s.Get(ctx, c[0].ID); err == nil {
 		t.Fatalf("c1 is still there after its delivery: %+v", r)
+	}
+}
+
+// orderRecorder records what it publishes, in order.
+type orderRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (p *orderRecorder) Publish(ctx context.Context, d outbox.Delivery) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.got = append(p.got, string(d.Payload))
+	return nil
+}
+
+func (p *orderRecorder) published() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.got...)
+}
+
+// TestPostgresFullRelayServesEveryKey: a relay that holds its fill of
+// keyed messages does not keep its write-backs claiming the next messages
+// of the keys it holds while the heads of other keys, older, wait: a full
+// relay settles without claiming, and its claim loops take the oldest
+// ready heads. Thirty keys of five messages, committed round-robin, to a
+// relay that holds three messages at most: every key's first message goes
+// before any key's fourth.
+func TestPostgresFullRelayServesEveryKey(t *testing.T) {
+	db, s, _ := newPostgres(t)
+	ctx := context.Background()
+	const keys, perKey = 30, 5
+	var msgs []outbox.Message
+	for n := 1; n <= perKey; n++ {
+		for k := range keys {
+			msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprintf("k%02d", k), Payload: []byte(fmt.Sprintf("k%02d-%d", k, n))})
+		}
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(ctx, tx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	pub := &orderRecorder{}
+	r, err := outbox.NewRelay(s, pub, outbox.WithConcurrency(1), outbox.WithBatchSize(1), outbox.WithPollInterval(50*time.Millisecond),
+		outbox.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(pub.published()) < keys*perKey && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := pub.published()
+	if len(got) < keys*perKey {
+		t.Fatalf("published %d of %d in a minute", len(got), keys*perKey)
+	}
+	firsts := 0
+	for i, p := range got {
+		if strings.HasSuffix(p, "-1") {
+			firsts++
+		}
+		if strings.HasSuffix(p, "-4") && firsts < keys {
+			t.Fatalf("%s published %dth, when only %d of %d keys had their first message published (%v...)", p, i+1, firsts, keys, got[:i+1])
+		}
 	}
 }
