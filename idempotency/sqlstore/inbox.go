@@ -26,7 +26,7 @@ func (s *Store) MarkProcessed(ctx context.Context, tx steadfast.Tx, consumer, me
 	if err := checkInbox(consumer, messageID); err != nil {
 		return false, err
 	}
-	res, err := tx.ExecContext(ctx, s.q.inbox, consumer, messageID)
+	res, err := s.exec(ctx, tx, s.q.inbox, consumer, messageID)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: mark processed: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ type Store struct {
 	// noWaitClaim is MySQL's claim statement with a bounded lock wait,
 	// once the server's flavour is known.
 	noWaitClaim atomic.Pointer[string]
+	// stmts are the prepared statements (see stmtCache).
+	stmts *stmtCache
 }
 
 var (
@@ -85,7 +88,9 @@ func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, dialect: d, q: q, cfg: cfg, schema: schema}, nil
+	s := &Store{db: db, dialect: d, q: q, cfg: cfg, schema: schema, stmts: new(stmtCache)}
+	runtime.AddCleanup(s, (*stmtCache).close, s.stmts)
+	return s, nil
 }
 
 // Table returns the name of the store's record table, as WithTable gave it
@@ -191,7 +196,7 @@ func (s *Store) insertMySQL(ctx context.Context, key, fingerprint string, lease 
 	err = s.retry(ctx, func(ctx context.Context) error {
 		token := newToken()
 		l := micros(lease)
-		res, err := s.db.ExecContext(ctx, s.q.insert, key, fingerprint, token, l, l, micros(s.cfg.abandoned))
+		res, err := s.exec(ctx, s.db, s.q.insert, key, fingerprint, token, l, l, micros(s.cfg.abandoned))
 		if err != nil {
 			return fmt.Errorf("sqlstore: claim: %w", err)
 		}
@@ -308,10 +313,11 @@ func (s *Store) claimPostgres(ctx context.Context, q querier, key, fp string, to
 }
 
 func (s *Store) claimSQLite(ctx context.Context, q querier, key, fp string, token, lease, abandoned int64) (idempotency.Claim, bool, error) {
-	rows, err := q.QueryContext(ctx, s.q.claim, key, fp, token, lease, abandoned)
+	rows, done, err := s.query(ctx, q, s.q.claim, key, fp, token, lease, abandoned)
 	if err != nil {
 		return idempotency.Claim{}, false, err
 	}
+	defer done()
 	got := rows.Next()
 	var t int64
 	if got {
@@ -336,7 +342,7 @@ func (s *Store) claimMySQL(ctx context.Context, q querier, stmt, key, fp string,
 	if stmt == "" {
 		stmt = s.q.claim
 	}
-	if _, err := q.ExecContext(ctx, stmt, key, fp, token, lease, lease, abandoned); err != nil {
+	if _, err := s.exec(ctx, q, stmt, key, fp, token, lease, lease, abandoned); err != nil {
 		return idempotency.Claim{}, false, err
 	}
 	rec, err := s.getOn(ctx, q, s.readBack(stmt), key, key)
@@ -413,10 +419,11 @@ func newStoredRecord(key, fp string, status int16, token, ttl int64, flag bool, 
 // getOn runs query, a statement that reads one record, with args, and
 // scans it, or returns idempotency.ErrNotFound.
 func (s *Store) getOn(ctx context.Context, q querier, query, key string, args ...any) (storedRecord, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
+	rows, done, err := s.query(ctx, q, query, args...)
 	if err != nil {
 		return storedRecord{}, err
 	}
+	defer done()
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
@@ -477,9 +484,9 @@ func (s *Store) Renew(ctx context.Context, key string, token int64, lease time.D
 			err error
 		)
 		if s.dialect == steadfast.MySQL {
-			res, err = s.db.ExecContext(ctx, s.q.renew, l, l, a, key, token)
+			res, err = s.exec(ctx, s.db, s.q.renew, l, l, a, key, token)
 		} else {
-			res, err = s.db.ExecContext(ctx, s.q.renew, l, a, key, token)
+			res, err = s.exec(ctx, s.db, s.q.renew, l, a, key, token)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: renew: %w", err)
@@ -503,10 +510,11 @@ func (s *Store) affectedOrHeld(ctx context.Context, q querier, res sql.Result, k
 	if s.dialect != steadfast.MySQL {
 		return idempotency.ErrLeaseLost
 	}
-	rows, err := q.QueryContext(ctx, s.q.check, key, token)
+	rows, done, err := s.query(ctx, q, s.q.check, key, token)
 	if err != nil {
 		return fmt.Errorf("sqlstore: %w", err)
 	}
+	defer done()
 	defer rows.Close()
 	if rows.Next() {
 		return rows.Close()
@@ -540,7 +548,7 @@ func (s *Store) completeOn(ctx context.Context, q querier, key string, token int
 	if response == nil {
 		response = []byte{}
 	}
-	res, err := q.ExecContext(ctx, s.q.complete, response, micros(retention), key, token)
+	res, err := s.exec(ctx, q, s.q.complete, response, micros(retention), key, token)
 	if err != nil {
 		return fmt.Errorf("sqlstore: complete: %w", err)
 	}
@@ -561,7 +569,7 @@ func (s *Store) Release(ctx context.Context, key string, token int64) error {
 		return err
 	}
 	return s.retry(ctx, func(ctx context.Context) error {
-		res, err := s.db.ExecContext(ctx, s.q.release, key, token)
+		res, err := s.exec(ctx, s.db, s.q.release, key, token)
 		if err != nil {
 			return fmt.Errorf("sqlstore: release: %w", err)
 		}
