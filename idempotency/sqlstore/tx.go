@@ -82,7 +82,7 @@ func (s *Store) BeginTx(ctx context.Context, key, fingerprint string, lease time
 			again := false
 			if sqldb.IsLockTimeout(err) {
 				var held bool
-				if held, err = s.heldElsewhere(ctx, tx, key, waits); err == nil {
+				if held, err = s.heldElsewhere(ctx, tx, key, err); err == nil {
 					if held || waits == maxLockWaits-1 {
 						// Another live transaction holds the key's row: in
 						// progress.
@@ -170,23 +170,23 @@ const maxLockWaits = 10
 // wait, whether the lock it waited for was the key's row, held by another
 // live transaction (the key is in progress), or another lock, which the
 // claim of a new key can also wait for and which no one holds as long as a
-// request runs (the claim is tried again). waits is how many claims of key
-// ran out before this one.
+// request runs (the claim is tried again). err is the claim's error.
 //
 // MariaDB: the claim waits for no lock at all, and inserting a new key
 // waits for a gap lock that another transaction holds next to it (a page
 // split hands the record locks of the new right page's first row to the end
 // of the left page as a gap lock): a locking read of exactly the key's row,
-// which waits for no gap, tells. PostgreSQL (a 20ms wait; tx is aborted and
-// cannot read): a new key's insert can wait as long for the lock that
-// extends the table or its index on a loaded server, but not again the next
-// time; the key is taken as held when its claim ran out twice in a row.
-// MySQL 8: its claim waited a second, longer than anyone holds another
-// lock: the key is held.
-func (s *Store) heldElsewhere(ctx context.Context, tx *sql.Tx, key string, waits int) (bool, error) {
+// which waits for no gap, tells. PostgreSQL (a 20ms wait): a new key's
+// insert can wait as long for the lock that extends the table or its index
+// on a loaded server; the error's context tells a wait on the key's row (or
+// on the transaction that inserted it) from one on such a lock
+// (sqldb.WaitedOnRow). MySQL 8: its claim waited a second, longer than
+// anyone holds another lock: the key is held.
+func (s *Store) heldElsewhere(ctx context.Context, tx *sql.Tx, key string, err error) (bool, error) {
 	switch s.dialect {
 	case steadfast.Postgres:
-		return waits > 0, nil
+		onRow, ok := sqldb.WaitedOnRow(err)
+		return onRow || !ok, nil
 	case steadfast.MySQL:
 		if q := s.noWaitClaim.Load(); q == nil || !strings.HasPrefix(*q, mariaDBNoWait) {
 			return true, nil

@@ -3,6 +3,7 @@ package sqldb
 import (
 	"errors"
 	"reflect"
+	"strings"
 )
 
 // The database errors the SQL backends tell apart, recognised without
@@ -113,4 +114,36 @@ func IsLockTimeout(err error) bool {
 	}
 	st, ok := sqlState(err)
 	return ok && st == "55P03"
+}
+
+// WaitedOnRow reports, for a PostgreSQL lock timeout (55P03), whether the
+// lock the statement waited for was a row's, or the transaction that wrote
+// it (the error's context says "while inserting index tuple", "while
+// locking tuple", "while updating tuple"...), and not a table's or its
+// extension's, whose context says no such thing. ok is false when err
+// carries no PostgreSQL error (the field is pgx's PgError.Where, read by
+// reflection: sqldb imports no driver).
+func WaitedOnRow(err error) (onRow, ok bool) {
+	var where string
+	found := walk(err, func(e error) bool {
+		v := reflect.ValueOf(e)
+		if v.Kind() != reflect.Pointer || v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+		t := v.Type()
+		if t.Kind() != reflect.Struct || t.PkgPath() != "github.com/jackc/pgx/v5/pgconn" || t.Name() != "PgError" {
+			return false
+		}
+		f := v.FieldByName("Where")
+		if !f.IsValid() || f.Kind() != reflect.String {
+			return false
+		}
+		where = f.String()
+		return true
+	})
+	if !found {
+		return false, false
+	}
+	return strings.Contains(where, " tuple "), true
 }

@@ -183,3 +183,59 @@ func lockWait(t *testing.T, db *sql.DB, table, setup, update string) {
 		t.Fatalf("update of a locked row under a bounded wait: %v (%T); want IsLockTimeout", err, err)
 	}
 }
+
+// TestWaitedOnRow: a PostgreSQL lock timeout tells a wait on a row (held
+// by an update, or a key inserted by a transaction still open) from one on
+// a table's lock, which a new key's insert can also wait for (the table's
+// extension lock on a loaded server).
+func TestWaitedOnRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := open(t, "pgx", testenv.PostgresURL(t))
+	table := newTable(t, db)
+	holder, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.Exec("UPDATE " + table + " SET n = 2 WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec("INSERT INTO " + table + " VALUES (2, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(stmt string) error {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.Exec("SET LOCAL lock_timeout = '10ms'"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(stmt)
+		if !sqldb.IsLockTimeout(err) {
+			t.Fatalf("%s: %v; want a lock timeout", stmt, err)
+		}
+		return err
+	}
+	for _, stmt := range []string{
+		"UPDATE " + table + " SET n = 3 WHERE id = 1",
+		"INSERT INTO " + table + " VALUES (2, 1) ON CONFLICT DO NOTHING",
+		"SELECT 1 FROM " + table + " WHERE id = 1 FOR UPDATE",
+	} {
+		if onRow, ok := sqldb.WaitedOnRow(wait(stmt)); !onRow || !ok {
+			t.Errorf("%s: WaitedOnRow = %v, %v; want a wait on a row", stmt, onRow, ok)
+		}
+	}
+	if _, err := holder.Exec("LOCK TABLE " + table + " IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	if onRow, ok := sqldb.WaitedOnRow(wait("INSERT INTO " + table + " VALUES (3, 0)")); onRow || !ok {
+		t.Errorf("an insert waiting for the table's lock: WaitedOnRow = %v, %v; want a wait on another lock", onRow, ok)
+	}
+	if _, ok := sqldb.WaitedOnRow(errors.New("not a database error")); ok {
+		t.Error("WaitedOnRow knows a plain error")
+	}
+}
