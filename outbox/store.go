@@ -32,7 +32,10 @@ import (
 // outcomes delivered or dead-lettered, when it may be published now. A
 // relay calls it instead of Settle for write-backs that finish keyed
 // messages, and publishes what it claims: the next message of a key then
-// costs no claim of its own (sqloutbox has it on PostgreSQL). When it
+// costs no claim of its own (sqloutbox has it on PostgreSQL). A full relay
+// whose last claim came back full calls Settle instead, so that its claims
+// take the oldest ready messages of every key rather than the next ones of
+// the keys it holds. When it
 // claimed the next message of every key the outcomes finished, the relay
 // takes it that the write-back made no message of those keys ready, and
 // does not claim again for them until something else wakes it.
