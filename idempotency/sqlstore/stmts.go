@@ -102,14 +102,26 @@ func (s *Store) prepareLater(text string) {
 	}()
 }
 
+// foreignTx reports whether err says that a statement prepared on the
+// store's pool was used in a transaction of another *sql.DB (a caller may
+// run its business transactions on a pool of its own). database/sql
+// refuses it before any round trip, with an error it does not export.
+func foreignTx(err error) bool {
+	return err != nil && err.Error() == "sql: Tx.Stmt: statement from different database used"
+}
+
 // exec runs the fixed statement text on q, prepared where it can be.
 func (s *Store) exec(ctx context.Context, q querier, text string, args ...any) (sql.Result, error) {
 	st, done := s.stmtOn(ctx, q, text)
 	if st == nil {
 		return q.ExecContext(ctx, text, args...)
 	}
-	defer done()
-	return st.ExecContext(ctx, args...)
+	res, err := st.ExecContext(ctx, args...)
+	done()
+	if foreignTx(err) {
+		return q.ExecContext(ctx, text, args...)
+	}
+	return res, err
 }
 
 // query runs the fixed statement text on q, prepared where it can be; call
@@ -123,6 +135,10 @@ func (s *Store) query(ctx context.Context, q querier, text string, args ...any) 
 	rows, err = st.QueryContext(ctx, args...)
 	if err != nil {
 		done()
+		if foreignTx(err) {
+			rows, err = q.QueryContext(ctx, text, args...)
+			return rows, func() {}, err
+		}
 		return nil, func() {}, err
 	}
 	return rows, done, nil
