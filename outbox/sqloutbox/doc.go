@@ -104,9 +104,9 @@
 // to its claims, which take the oldest, so that no key waits behind the
 // keys a busy relay holds). On PostgreSQL the predecessor may be settled
 // while the enqueuing transaction is still open (its settle cannot see the
-// new row);
-// a sweep that every store runs at most every 5 s from its claims, looking
-// at 1,000 keys with parked messages at a time, unparks such a message.
+// new row); a sweep that every store runs at most every 5 s from its
+// claims, looking at 1,000 keys with parked messages at a time, unparks
+// such a message.
 // SQLite's single writer orders every enqueue before or after a settle and
 // needs no sweep. MySQL does not park (the check would be a locking read in
 // the caller's transaction): there, every claim skips the waiting messages
