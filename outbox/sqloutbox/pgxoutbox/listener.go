@@ -66,6 +66,12 @@ func (l *Listener) config(ctx context.Context) (*pgx.ConnConfig, error) {
 			return fmt.Errorf("the database is not opened with pgx's database/sql driver (its connections are %T)", driverConn)
 		}
 		cfg = sc.Conn().Config().Copy()
+		// pgx set the pool connection's notification handler into its
+		// config: left there, the listener's notifications would be
+		// buffered on that connection (for as long as the pool keeps it,
+		// and by every listener that copied it, at once). Cleared, the
+		// listener's own connection installs its own.
+		cfg.OnNotification = nil
 		return nil
 	})
 	return cfg, err

@@ -2,9 +2,14 @@ package pgxoutbox_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
@@ -62,5 +67,61 @@ func TestListenerWakesAgainAfterANotification(t *testing.T) {
 	cancel()
 	if err := <-done; err == nil {
 		t.Error("Listen returned nil when its context ended")
+	}
+}
+
+// TestListenerKeepsNotificationsToItself: the listener's own connection
+// takes its notifications; none is buffered on the pool connection whose
+// settings it copied (there they would pile up for as long as the pool
+// keeps that connection, and two listeners copying one connection would
+// write to that buffer at once).
+func TestListenerKeepsNotificationsToItself(t *testing.T) {
+	_, _, url := servers(t)
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // the listener copies the settings of this one connection
+	s := newStore(t, db)
+	l, err := pgxoutbox.NewListener(s, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Listen(ctx, func() { calls.Add(1) }) }()
+	for deadline := time.Now().Add(30 * time.Second); calls.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not listening after 30s")
+		}
+	}
+	if _, err := db.Exec("SELECT pg_notify($1, '')", s.Table()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); calls.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the notification did not reach the listener in 30s")
+		}
+	}
+	cancel()
+	<-done
+	c, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Raw(func(driverConn any) error {
+		wctx, wcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer wcancel()
+		n, err := driverConn.(*stdlib.Conn).Conn().WaitForNotification(wctx)
+		if err == nil {
+			return fmt.Errorf("the pool's connection holds notification %q, received by the listener's", n.Channel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
