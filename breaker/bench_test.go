@@ -13,6 +13,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -30,18 +31,6 @@ var quiet = slog.New(slog.DiscardHandler)
 // (cpu-ns/op): on a machine shared with other work the wall time of a 100 ns
 // call swings by 2x from one second to the next, its CPU time by a few
 // percent.
-
-// reportCPU runs loop and reports, beside the wall time, the process's CPU
-// time per iteration (cpu-ns/op) where it can be read.
-func reportCPU(b *testing.B, loop func()) {
-	b.Helper()
-	b.ReportAllocs()
-	start, ok := cpuTime()
-	loop()
-	if end, ok2 := cpuTime(); ok && ok2 && b.N > 0 {
-		b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
-	}
-}
 
 // gobreakerLike returns a gobreaker v2 CircuitBreaker with the settings the
 // breaker's defaults give its own, tripping on a failure ratio (or after
@@ -70,7 +59,7 @@ func BenchmarkClosed(b *testing.B) {
 	work := func(context.Context) (int, error) { return 1, nil }
 	b.Run("gobreaker", func(b *testing.B) {
 		cb := gobreakerLike(0, 30*time.Second)
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := cb.Execute(func() (int, error) { return work(ctx) }); err != nil {
 					b.Fatal(err)
@@ -83,7 +72,7 @@ func BenchmarkClosed(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := breaker.Execute(ctx, br, work); err != nil {
 					b.Fatal(err)
@@ -108,7 +97,7 @@ func BenchmarkOpen(b *testing.B) {
 		if _, err := cb.Execute(call); !errors.Is(err, gobreaker.ErrOpenState) {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := cb.Execute(call); err == nil {
 					b.Fatal("not rejected")
@@ -126,7 +115,7 @@ func BenchmarkOpen(b *testing.B) {
 		if _, err := breaker.Execute(ctx, br, call); !errors.Is(err, breaker.ErrOpen) {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := breaker.Execute(ctx, br, call); err == nil {
 					b.Fatal("not rejected")
@@ -155,7 +144,7 @@ func BenchmarkTransport(b *testing.B) {
 	}{{"bare", base}, {"breaker", bt}} {
 		b.Run(tc.name, func(b *testing.B) {
 			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for b.Loop() {
 					resp, err := tc.rt.RoundTrip(req)
 					if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing but its header map,
@@ -120,13 +121,13 @@ type cpuMeter struct {
 
 func newCPUMeter(b *testing.B) *cpuMeter {
 	m := &cpuMeter{b: b}
-	m.start, m.ok = cpuTime()
+	m.start, m.ok = benchcpu.Now()
 	return m
 }
 
 // report reports cpu-ns/op.
 func (m *cpuMeter) report() {
-	now, ok := cpuTime()
+	now, ok := benchcpu.Now()
 	if m.ok && ok && m.b.N > 0 {
 		m.b.ReportMetric(float64(m.total+now-m.start)/float64(m.b.N), "cpu-ns/op")
 	}

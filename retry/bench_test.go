@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 	"github.com/steadfast-go/steadfast/retry"
 )
 
@@ -20,7 +21,7 @@ func BenchmarkDo(b *testing.B) {
 	ctx := context.Background()
 	work := func(context.Context) error { return nil }
 	b.Run("direct", func(b *testing.B) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if err := work(ctx); err != nil {
 					b.Fatal(err)
@@ -33,7 +34,7 @@ func BenchmarkDo(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if err := retry.Do(ctx, p, work); err != nil {
 					b.Fatal(err)
@@ -46,7 +47,7 @@ func BenchmarkDo(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if err := retry.Do(ctx, p, work); err != nil {
 					b.Fatal(err)
@@ -55,7 +56,7 @@ func BenchmarkDo(b *testing.B) {
 		})
 	})
 	b.Run("backoff.Retry", func(b *testing.B) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				op := func() error { return work(ctx) }
 				if err := backoff.Retry(op, backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(), 3), ctx)); err != nil {
@@ -82,7 +83,7 @@ func BenchmarkTransport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				resp, err := client.Do(req)
 				if err != nil {
@@ -104,7 +105,7 @@ func BenchmarkTransport(b *testing.B) {
 		// request with context.WithTimeoutCause itself.
 		base := newBase(b)
 		client := &http.Client{Transport: base}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				ctx, cancel := context.WithTimeoutCause(context.Background(), 5*time.Second, retry.ErrAttemptTimeout)
 				req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 	"github.com/steadfast-go/steadfast/webhook"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkVerify2KiB(b *testing.B) {
 	content := []byte(vecID + "." + strconv.Itoa(now) + "." + string(payload))
 
 	b.Run("baseline=bare-hmac", func(b *testing.B) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			b.SetBytes(int64(len(payload)))
 			for b.Loop() {
 				m := hmac.New(sha256.New, key)
@@ -39,7 +40,7 @@ func BenchmarkVerify2KiB(b *testing.B) {
 		})
 	})
 	b.Run("verify", func(b *testing.B) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			b.SetBytes(int64(len(payload)))
 			for b.Loop() {
 				if err := v.Verify(h, payload); err != nil {
@@ -69,7 +70,7 @@ func BenchmarkMiddleware2KiB(b *testing.B) {
 	h := http.Header{}
 	mustSetHeaders(b, signer, h, vecID, time.Unix(now, 0), payload)
 	run := func(b *testing.B, next http.Handler) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			b.SetBytes(int64(len(payload)))
 			w := &discardWriter{h: http.Header{}}
 			for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 )
 
 // BenchmarkSharedCall compares a call through a local breaker with a call
@@ -20,7 +21,7 @@ func BenchmarkSharedCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				breaker.Execute(ctx, br, work)
 			}
@@ -32,7 +33,7 @@ func BenchmarkSharedCall(b *testing.B) {
 		var wg sync.WaitGroup
 		wg.Go(func() { rs.share.Run(runCtx) })
 		defer func() { cancel(); wg.Wait() }()
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				breaker.Execute(ctx, rs.b, work)
 			}

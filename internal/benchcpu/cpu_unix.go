@@ -1,14 +1,15 @@
 //go:build unix
 
-package idempotency_test
+package benchcpu
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime returns this process's CPU time (user and system).
-func cpuTime() (time.Duration, bool) {
+// Now returns the CPU time this process used so far (user and system), or
+// false where it cannot be read.
+func Now() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0, false
