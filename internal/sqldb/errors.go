@@ -12,10 +12,11 @@ import (
 // go-sql-driver/mysql, whose *MySQLError has only fields, by reflection on
 // the type's package path, name and Number field.
 
-// mysqlNumber returns the error number of the first
-// *github.com/go-sql-driver/mysql.MySQLError in err's tree.
-func mysqlNumber(err error) (uint16, bool) {
-	var n uint16
+// driverField returns the field of the first error in err's tree that is a
+// pointer to the struct pkgPath.typeName, when that field has kind k: the
+// drivers' error types, read without importing the drivers.
+func driverField(err error, pkgPath, typeName, field string, k reflect.Kind) (reflect.Value, bool) {
+	var f reflect.Value
 	found := walk(err, func(e error) bool {
 		v := reflect.ValueOf(e)
 		if v.Kind() != reflect.Pointer || v.IsNil() {
@@ -23,17 +24,23 @@ func mysqlNumber(err error) (uint16, bool) {
 		}
 		v = v.Elem()
 		t := v.Type()
-		if t.Kind() != reflect.Struct || t.PkgPath() != "github.com/go-sql-driver/mysql" || t.Name() != "MySQLError" {
+		if t.Kind() != reflect.Struct || t.PkgPath() != pkgPath || t.Name() != typeName {
 			return false
 		}
-		f := v.FieldByName("Number")
-		if !f.IsValid() || f.Kind() != reflect.Uint16 {
-			return false
-		}
-		n = uint16(f.Uint())
-		return true
+		f = v.FieldByName(field)
+		return f.IsValid() && f.Kind() == k
 	})
-	return n, found
+	return f, found
+}
+
+// mysqlNumber returns the error number of the first
+// *github.com/go-sql-driver/mysql.MySQLError in err's tree.
+func mysqlNumber(err error) (uint16, bool) {
+	f, ok := driverField(err, "github.com/go-sql-driver/mysql", "MySQLError", "Number", reflect.Uint16)
+	if !ok {
+		return 0, false
+	}
+	return uint16(f.Uint()), true
 }
 
 // sqlState returns the SQLSTATE of the first error in err's tree that has
@@ -124,26 +131,9 @@ func IsLockTimeout(err error) bool {
 // carries no PostgreSQL error (the field is pgx's PgError.Where, read by
 // reflection: sqldb imports no driver).
 func WaitedOnRow(err error) (onRow, ok bool) {
-	var where string
-	found := walk(err, func(e error) bool {
-		v := reflect.ValueOf(e)
-		if v.Kind() != reflect.Pointer || v.IsNil() {
-			return false
-		}
-		v = v.Elem()
-		t := v.Type()
-		if t.Kind() != reflect.Struct || t.PkgPath() != "github.com/jackc/pgx/v5/pgconn" || t.Name() != "PgError" {
-			return false
-		}
-		f := v.FieldByName("Where")
-		if !f.IsValid() || f.Kind() != reflect.String {
-			return false
-		}
-		where = f.String()
-		return true
-	})
-	if !found {
+	f, ok := driverField(err, "github.com/jackc/pgx/v5/pgconn", "PgError", "Where", reflect.String)
+	if !ok {
 		return false, false
 	}
-	return strings.Contains(where, " tuple "), true
+	return strings.Contains(f.String(), " tuple "), true
 }
