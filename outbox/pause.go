@@ -21,6 +21,12 @@ import (
 type knownPause struct {
 	until   time.Time // on this host's clock
 	learned time.Time // when this relay first knew of it
+	// unwritten counts the write-backs of this relay that record the pause
+	// and have not finished; written is when the last one finished. Until
+	// then the store's answer may not show the pause yet (see
+	// refreshPauses).
+	unwritten int
+	written   time.Time
 }
 
 // notePause records a pause this relay has just asked the store for.
@@ -34,7 +40,23 @@ func (r *Relay) notePause(dest string, until time.Time) {
 	if until.After(p.until) {
 		p.until = until
 	}
+	p.unwritten++
 	r.paused[dest] = p
+}
+
+// pausesWritten records that a write-back recording the pauses of dests
+// (one entry per Pause outcome) has finished.
+func (r *Relay) pausesWritten(dests []string) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range dests {
+		if p, ok := r.paused[d]; ok {
+			p.unwritten = max(p.unwritten-1, 0)
+			p.written = now
+			r.paused[d] = p
+		}
+	}
 }
 
 // pausedFor reports whether the messages of dest claimed at claimed must
@@ -43,7 +65,10 @@ func (r *Relay) pausedFor(dest string, claimed time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.paused[dest]
-	return ok && time.Now().Before(p.until) && p.learned.After(claimed)
+	// A claim sent at the very time the pause was learned is taken as sent
+	// before (a coarse clock, or synctest's, shows both at once): a claim
+	// sent after excluded dest, so releasing its messages loses nothing.
+	return ok && time.Now().Before(p.until) && !p.learned.Before(claimed)
 }
 
 // pauseLoop learns the store's pauses every poll interval.
@@ -82,9 +107,10 @@ func (r *Relay) refreshPauses(ctx context.Context) {
 		next[p.Destination] = k
 	}
 	for d, k := range r.paused {
-		// A pause this relay recorded after it asked may not be in the
-		// answer yet.
-		if _, ok := next[d]; !ok && k.learned.After(asked) && now.Before(k.until) {
+		// A pause this relay learned after it asked, or whose write-back
+		// had not finished when it asked, may not be in the answer yet.
+		if _, ok := next[d]; !ok && now.Before(k.until) &&
+			(k.learned.After(asked) || k.unwritten > 0 || k.written.After(asked)) {
 			next[d] = k
 		}
 	}

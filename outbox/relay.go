@@ -104,6 +104,7 @@ type claimed struct {
 type settled struct {
 	backend.Outcome
 	keyed bool
+	dest  string // a Pause's destination
 }
 
 // NewRelay returns a relay from store to pub, configured by opts. It starts
@@ -566,7 +567,11 @@ func (r *Relay) deliver(c claimed) {
 		r.untrack(c.lease)
 	}
 	r.destDone(c.Destination)
-	r.outcomes <- settled{Outcome: out, keyed: c.Key != ""}
+	s := settled{Outcome: out, keyed: c.Key != ""}
+	if out.Kind == backend.Pause {
+		s.dest = c.Destination
+	}
+	r.outcomes <- s
 }
 
 func outcome(c claimed, kind backend.OutcomeKind, delay time.Duration, err string) backend.Outcome {
@@ -750,11 +755,16 @@ func (r *Relay) settleLoop() {
 	batch := make([]backend.Outcome, 0, 256)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	var pauses []string // the destinations the batch pauses
 	for first := range r.outcomes {
 		batch = append(batch[:0], first.Outcome)
+		pauses = pauses[:0]
 		finished := 0 // keyed messages the batch finishes: the next of their key may go now
 		if first.keyed && done(first.Kind) {
 			finished++
+		}
+		if first.dest != "" {
+			pauses = append(pauses, first.dest)
 		}
 		lingered := false
 	drain:
@@ -767,6 +777,9 @@ func (r *Relay) settleLoop() {
 				batch = append(batch, o.Outcome)
 				if o.keyed && done(o.Kind) {
 					finished++
+				}
+				if o.dest != "" {
+					pauses = append(pauses, o.dest)
 				}
 				continue
 			default:
@@ -788,11 +801,17 @@ func (r *Relay) settleLoop() {
 				if o.keyed && done(o.Kind) {
 					finished++
 				}
+				if o.dest != "" {
+					pauses = append(pauses, o.dest)
+				}
 			case <-linger.C:
 				break drain
 			}
 		}
 		readied := r.flush(batch, finished)
+		if len(pauses) > 0 {
+			r.pausesWritten(pauses)
+		}
 		r.unhold(len(batch))
 		if readied {
 			// The next message of a key may be ready now.
