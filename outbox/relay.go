@@ -86,6 +86,9 @@ type Relay struct {
 	throttled   map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
 	destSem     map[string]chan struct{}
 	futile      futile            // the last futile claim
+	probing     futile            // a claim in flight that holds destinations back (see reserve)
+	probes      uint64            // numbers the claims that hold destinations back
+	probe       uint64            // the number of the one in probing
 	spanNames   map[string]string // "outbox publish <topic>", for up to maxSpanNames topics
 	woken       atomic.Uint64     // calls of Wake (notifications included)
 	globalSem   chan struct{}
@@ -296,13 +299,17 @@ func signal(c chan struct{}) {
 // reserve takes up to one batch of holding room and says which destinations
 // not to claim: the paused ones, and (held) those the relay holds back in
 // memory: throttled, or held to their fill already. It takes nothing when
-// the claim would repeat a futile one (see futile).
-func (r *Relay) reserve() (n int, exclude, held []string) {
+// the claim would repeat a futile one (see futile), or one still in flight
+// from another claim loop: that one may come back short too, and then it
+// is the futile one; when it comes back full, it wakes the claim loops. A
+// claim that holds destinations back gets a probe number (0 for one that
+// holds none), which it gives to probed when it is back.
+func (r *Relay) reserve() (n int, exclude, held []string, probe uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n = min(r.cfg.batchSize, r.maxHeld-r.held)
 	if n <= 0 {
-		return 0, nil, nil
+		return 0, nil, nil, 0
 	}
 	now := time.Now()
 	for d, until := range r.throttled {
@@ -318,8 +325,15 @@ func (r *Relay) reserve() (n int, exclude, held []string) {
 			held = append(held, d)
 		}
 	}
-	if r.futile.covers(held, now, r.cfg.pollInterval, r.woken.Load()) {
-		return 0, nil, nil
+	woken := r.woken.Load()
+	if r.futile.covers(held, now, r.cfg.pollInterval, woken) || r.probing.covers(held, now, r.cfg.pollInterval, woken) {
+		return 0, nil, nil, 0
+	}
+	if len(held) > 0 {
+		r.probes++
+		probe = r.probes
+		r.probing = futile{at: now, held: held, woken: woken}
+		r.probe = probe
 	}
 	r.held += n
 	r.reserved += n
@@ -328,7 +342,7 @@ func (r *Relay) reserve() (n int, exclude, held []string) {
 			exclude = append(exclude, d) // the store skips it too; this spares it the work
 		}
 	}
-	return n, append(exclude, held...), held
+	return n, append(exclude, held...), held, probe
 }
 
 // futile is the last claim that excluded destinations the relay held back
@@ -379,7 +393,7 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		// learns after that is applied to what the claim returns (see
 		// pausedFor).
 		start, woken := time.Now(), r.woken.Load()
-		n, exclude, held := r.reserve()
+		n, exclude, held, probe := r.reserve()
 		if n == 0 {
 			var again <-chan time.Time
 			r.mu.Lock()
@@ -410,7 +424,13 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		}
 		r.mu.Lock()
 		r.reserved -= n
+		if probe != 0 && probe == r.probe {
+			r.probing = futile{}
+		}
 		r.mu.Unlock()
+		if probe != 0 && len(batch) < n {
+			signal(r.wake) // a claim loop that waited for this one looks again
+		}
 		r.unhold(n - len(batch))
 		if err != nil {
 			if ctx.Err() != nil {
