@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -150,11 +151,40 @@ func (r *Redis) Addr() string { return r.addr }
 func (r *Redis) URL() string { return "redis://" + r.addr + "/0" }
 
 // Start starts the server again after Stop or Kill, on the same port and
-// directory, and waits until it accepts connections.
+// directory, and waits until it answers commands: a server that reads its
+// dataset back accepts connections at once but answers "-LOADING" until it
+// is done.
 func (r *Redis) Start(t testing.TB) {
 	t.Helper()
 	r.proc.start(t, filepath.Join(r.dir, "redis.log"))
 	waitTCP(t, r.addr, 15*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		reply, err := redisPing(r.addr)
+		if err == nil && reply == "+PONG" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testserver: redis-server at %s does not answer PING within 30s: %q %v", r.addr, reply, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// redisPing sends one PING on a connection of its own and returns the
+// reply's first line.
+func redisPing(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
 }
 
 // Stop shuts the server down cleanly (SIGTERM: it writes its AOF).

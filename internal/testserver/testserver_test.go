@@ -64,6 +64,33 @@ func TestRedisAOFSurvivesKill(t *testing.T) {
 	}
 }
 
+// TestRedisStartWaitsForLoading: Start returns once the server answers
+// commands, not when it accepts connections: a restarted Redis answers
+// "LOADING" while it reads its dataset back (CI failed
+// TestRedisAOFSurvivesKill on it once).
+func TestRedisStartWaitsForLoading(t *testing.T) {
+	t.Parallel()
+	r := testserver.StartRedis(t, "--enable-debug-command", "yes")
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	defer c.Close()
+	// A dataset that takes a while to load: a few hundred milliseconds.
+	if err := c.Do(ctx, "DEBUG", "POPULATE", 1_000_000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.Kill(t)
+	r.Start(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("right after Start: %v", err)
+	}
+	if n, err := c.DBSize(ctx).Result(); err != nil || n != 1_000_000 {
+		t.Fatalf("after restart: %d keys, %v", n, err)
+	}
+}
+
 func TestNATSStartStop(t *testing.T) {
 	t.Parallel()
 	n := testserver.StartNATS(t)
