@@ -127,6 +127,7 @@ func countLines(t *testing.T, path string) int {
 // and applies nothing twice.
 func TestPollerKilledMidPage(t *testing.T) {
 	forDialects(t, func(t *testing.T, d steadfast.Dialect) {
+		t.Parallel() // each waits out leases for most of its time: the databases run side by side
 		e := newEnv(t, d)
 		p := newProvider(t)
 		n, kills := 3000, 8
