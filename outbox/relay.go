@@ -303,7 +303,7 @@ func signal(c chan struct{}) {
 // from another claim loop: that one may come back short too, and then it
 // is the futile one; when it comes back full, it wakes the claim loops. A
 // claim that holds destinations back gets a probe number (0 for one that
-// holds none), which it gives to probed when it is back.
+// holds none), by which the claim loop clears r.probing when it is back.
 func (r *Relay) reserve() (n int, exclude, held []string, probe uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
