@@ -18,6 +18,20 @@ const MaxKeyLength = maxKeyLength
 // included.
 func Len(s *MemoryStore) int { return s.len() }
 
+// Forget removes the record of key from s, whatever its state, and
+// reports whether there was one.
+func Forget(s *MemoryStore, key string) bool {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r, ok := sh.records[key]
+	if ok {
+		delete(sh.records, key)
+		s.forget(r)
+	}
+	return ok
+}
+
 // ProblemStatus returns the status the middleware answers p with.
 func ProblemStatus(p Problem) int {
 	switch p {
