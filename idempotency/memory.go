@@ -435,14 +435,22 @@ func ownStrings[K string | []byte](key, fingerprint K) (string, string) {
 // claimIn returns the claim of key, with key and fingerprint as strings
 // when it acquired it, or full (with the scope that is full, or "" for the
 // store) when there is no room for a new record. A Record it returns has
-// Key only if key is a string. The shard's lock is held for the map's
-// work alone: the clock is read before it.
+// Key only if key is a string. The clock is read only when the claim
+// needs it: a held claim of a new key does not, unless it sweeps; it is
+// read before the shard's lock where it is known to be needed (a claim
+// that is not held), else under it.
 func claimIn[K string | []byte](s *MemoryStore, key, fingerprint K, lease time.Duration, hold bool) (c Claim, skey, sfp string, full bool, fullScope string) {
 	sh := shardOf(s, key)
-	now := s.now()
+	var now int64
+	if !hold {
+		now = s.now()
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rec, ok := sh.records[string(key)]
+	if ok && hold {
+		now = s.now()
+	}
 	if ok && rec.status == StatusCompleted && rec.expired(now) {
 		// Past its retention: forgotten.
 		delete(sh.records, string(key))
@@ -452,7 +460,7 @@ func claimIn[K string | []byte](s *MemoryStore, key, fingerprint K, lease time.D
 	switch {
 	case !ok:
 		skey, sfp = ownStrings(key, fingerprint)
-		s.sweep(sh, now, skey)
+		s.sweep(sh, now, !hold, skey)
 		size := int64(len(skey)+len(sfp)) + recordOverhead
 		scope := scopeOf(skey)
 		if full, which := s.reserve(scope, size); full {
@@ -573,13 +581,17 @@ func (s *MemoryStore) forget(rec *memoryRecord) {
 }
 
 // sweep removes up to sweepPerInsert expired records of sh other than keep
-// per insert, sweepEvery inserts at a time.
+// per insert, sweepEvery inserts at a time, at now if haveNow, else at the
+// clock's instant, read only if it sweeps.
 // Map iteration starts at a random place, so repeated sweeps reach every
 // record. The caller holds sh.mu.
-func (s *MemoryStore) sweep(sh *memoryShard, now int64, keep string) {
+func (s *MemoryStore) sweep(sh *memoryShard, now int64, haveNow bool, keep string) {
 	sh.inserts++
 	if sh.inserts%sweepEvery != 0 {
 		return
+	}
+	if !haveNow {
+		now = s.now()
 	}
 	n := 0
 	for k, r := range sh.records {

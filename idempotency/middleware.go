@@ -163,10 +163,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
+	rb := h.mw.buffers.Get().(*requestBuffer)
+	// One defer, in a function of few returns, is open-coded: serve's
+	// many returns would make each of its defers cost a record on the
+	// stack and a call to the runtime.
+	defer h.mw.done(rb)
+	h.serve(w, r, rb)
+}
+
+// done ends the transaction context that serve made, if any, and puts rb
+// back in the pool.
+func (mw *middleware) done(rb *requestBuffer) {
+	if rb.cancelTx != nil {
+		rb.cancelTx()
+		rb.cancelTx = nil
+	}
+	mw.buffers.Put(rb)
+}
+
+// serve is ServeHTTP for a non-safe method, with rb from the pool.
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, rb *requestBuffer) {
 	mw := h.mw
 	cfg := &mw.cfg
-	rb := mw.buffers.Get().(*requestBuffer)
-	defer mw.buffers.Put(rb)
 	body, err := httpx.ReadBody(r, cfg.maxBody, rb.buf)
 	if err != nil {
 		p := httpx.BodyProblem(err, cfg.maxBody)
@@ -224,10 +242,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if mw.txStore != nil {
 		// The transaction outlives a client that went away, so that the
 		// answer of a handler that finished is committed; WithMaxTxDuration
-		// bounds it instead.
-		var cancel context.CancelFunc
-		txCtx, cancel = txContext(ctx, cfg.maxTx)
-		defer cancel()
+		// bounds it instead. ServeHTTP cancels it (done).
+		txCtx, rb.cancelTx = txContext(ctx, cfg.maxTx)
 	}
 	for {
 		var (
@@ -596,6 +612,8 @@ type requestBuffer struct {
 	reader  httpx.BodyReader
 	w       bufferedWriter
 	head    []byte // the stored form of a response's head (newResponse)
+	// cancelTx ends the transaction context of transactional mode.
+	cancelTx context.CancelFunc
 }
 
 // writer returns rb's bufferedWriter, emptied.

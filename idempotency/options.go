@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -309,6 +310,9 @@ func WithStoredHeaders(names ...string) Option {
 			}
 			if cn == "" {
 				return errors.New("empty header name")
+			}
+			if slices.Contains(canon, cn) {
+				continue // a name given twice is stored once
 			}
 			canon = append(canon, cn)
 		}

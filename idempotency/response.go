@@ -54,38 +54,73 @@ func appendResponseHead(b []byte, status int, h http.Header, allowed []string, b
 	if len(body) > maxBody {
 		kind, body = kindTooLarge, nil
 	}
+	var room [8]storedField
+	fields := storedFields(room[:0], h, allowed)
 	size := 1 + binary.MaxVarintLen64*2
 	if roomForBody {
 		size += len(body)
 	}
-	n := 0
-	for _, name := range allowed {
-		if vs := h[name]; len(vs) > 0 {
-			n++
-			size += 2*binary.MaxVarintLen64 + len(name)
-			for _, v := range vs {
-				size += binary.MaxVarintLen64 + len(v)
-			}
+	for _, f := range fields {
+		size += 2*binary.MaxVarintLen64 + len(f.name)
+		for _, v := range f.values {
+			size += binary.MaxVarintLen64 + len(v)
 		}
 	}
 	b = slices.Grow(b, size)
 	b = append(b, kind)
 	b = binary.AppendUvarint(b, uint64(status))
-	b = binary.AppendUvarint(b, uint64(n))
-	for _, name := range allowed {
-		vs := h[name]
-		if len(vs) == 0 {
-			continue
-		}
-		b = binary.AppendUvarint(b, uint64(len(name)))
-		b = append(b, name...)
-		b = binary.AppendUvarint(b, uint64(len(vs)))
-		for _, v := range vs {
+	b = binary.AppendUvarint(b, uint64(len(fields)))
+	for _, f := range fields {
+		b = binary.AppendUvarint(b, uint64(len(f.name)))
+		b = append(b, f.name...)
+		b = binary.AppendUvarint(b, uint64(len(f.values)))
+		for _, v := range f.values {
 			b = binary.AppendUvarint(b, uint64(len(v)))
 			b = append(b, v...)
 		}
 	}
 	return b, body
+}
+
+// storedField is a header field that a stored response keeps, and its
+// place in the allowed names.
+type storedField struct {
+	name   string
+	values []string
+	at     int
+}
+
+// storedFields appends to fields the fields of h named in allowed that
+// have values, in the order of allowed. It looks up the fewer of the two:
+// the names of h in allowed, or those of allowed in h (a handler usually
+// sets one or two of the nine default names).
+func storedFields(fields []storedField, h http.Header, allowed []string) []storedField {
+	if len(h) >= len(allowed) {
+		for i, name := range allowed {
+			if vs := h[name]; len(vs) > 0 {
+				fields = append(fields, storedField{name, vs, i})
+			}
+		}
+		return fields
+	}
+	for name, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		i := slices.Index(allowed, name)
+		if i < 0 {
+			continue
+		}
+		// Insertion in the order of allowed: h holds few fields.
+		j := len(fields)
+		fields = append(fields, storedField{})
+		for j > 0 && fields[j-1].at > i {
+			fields[j] = fields[j-1]
+			j--
+		}
+		fields[j] = storedField{name, vs, i}
+	}
+	return fields
 }
 
 // tooLargeMarker returns the stored form of a response with status whose
