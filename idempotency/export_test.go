@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/steadfast-go/steadfast/internal/httpx"
 )
@@ -26,10 +27,46 @@ func Forget(s *MemoryStore, key string) bool {
 	defer sh.mu.Unlock()
 	r, ok := sh.records[key]
 	if ok {
-		delete(sh.records, key)
+		sh.remove(r)
 		s.forget(r)
 	}
 	return ok
+}
+
+// CheckMemoryStore returns an error if a shard's order and map disagree:
+// a record missing from either, in another slot than its own, or with
+// another end than its sweepEnd beside it.
+func CheckMemoryStore(s *MemoryStore) error {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		err := checkShard(sh)
+		sh.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("shard %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func checkShard(sh *memoryShard) error {
+	if len(sh.order) != len(sh.records) {
+		return fmt.Errorf("%d records in order, %d in the map", len(sh.order), len(sh.records))
+	}
+	for i, slot := range sh.order {
+		r := slot.rec
+		switch {
+		case r == nil:
+			return fmt.Errorf("slot %d empty", i)
+		case int(r.slot) != i:
+			return fmt.Errorf("record %q in slot %d says %d", r.key, i, r.slot)
+		case sh.records[r.key] != r:
+			return fmt.Errorf("record %q in slot %d is not the map's", r.key, i)
+		case slot.end != r.sweepEnd():
+			return fmt.Errorf("record %q: end %d beside it, %d in it", r.key, slot.end, r.sweepEnd())
+		}
+	}
+	return nil
 }
 
 // ProblemStatus returns the status the middleware answers p with.

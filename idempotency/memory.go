@@ -16,13 +16,11 @@ import (
 // A power of two, so that a hash selects a shard with a mask.
 const memoryShards = 64
 
-// sweepPerInsert is how many other records a claim that inserts a record
+// sweepPerInsert is how many records a claim that inserts a record
 // inspects, on average, and removes if expired, in its shard: the lazy
 // sweep that keeps memory proportional to the live records without a
 // background goroutine. Every sweepEvery-th insert of a shard sweeps
-// sweepEvery*sweepPerInsert records, which costs one start of a map
-// iteration (a good part of a sweep) where every insert would cost one
-// each.
+// sweepEvery*sweepPerInsert records, and reads the clock once for them.
 const (
 	sweepPerInsert = 2
 	sweepEvery     = 4
@@ -81,26 +79,66 @@ type MemoryStore struct {
 type memoryShard struct {
 	mu      sync.Mutex
 	records map[string]*memoryRecord
+	// order holds the shard's records, in no order, each with the instant
+	// it expires at: the sweep walks it from hand, round and round,
+	// without reaching into the records (see sweepSlot).
+	order []sweepSlot
+	hand  int
 	// inserts counts the shard's inserts, for sweep.
 	inserts uint
 }
 
+// sweepSlot is a record in its shard's order, with the instant it expires
+// at (its sweepEnd) kept beside it, so that the sweep reads a slice and
+// not the records themselves, each in memory of its own.
+type sweepSlot struct {
+	end int64
+	rec *memoryRecord
+}
+
+// add inserts rec under key. The caller holds sh.mu.
+func (sh *memoryShard) add(key string, rec *memoryRecord) {
+	rec.key = key
+	rec.slot = int32(len(sh.order))
+	sh.order = append(sh.order, sweepSlot{rec.sweepEnd(), rec})
+	sh.records[key] = rec
+}
+
+// remove removes rec. The caller holds sh.mu.
+func (sh *memoryShard) remove(rec *memoryRecord) {
+	delete(sh.records, rec.key)
+	last := len(sh.order) - 1
+	moved := sh.order[last]
+	sh.order[rec.slot] = moved
+	moved.rec.slot = rec.slot
+	sh.order[last] = sweepSlot{}
+	sh.order = sh.order[:last]
+}
+
+// touch notes that rec's expiry may have changed. The caller holds sh.mu.
+func (sh *memoryShard) touch(rec *memoryRecord) {
+	sh.order[rec.slot].end = rec.sweepEnd()
+}
+
 type memoryRecord struct {
+	// key is the record's key, whose first part is its scope (scopeOf).
+	key         string
 	fingerprint string
 	status      Status
 	// held is set on an in-progress claim taken by claimHeld: while its
 	// holder works, its lease never runs out, as if renewed without end
 	// (see claimHeld), and leaseEnd holds the lease itself.
-	held  bool
+	held bool
+	// slot is the record's index in its shard's order: a shard never
+	// holds 2^31 records, which would take hundreds of gigabytes.
+	slot  int32
 	token int64
 	// leaseEnd and expiresAt are instants of the store's clock (now).
 	leaseEnd  int64
 	expiresAt int64
 	response  []byte
-	// size is what the record counts against the bounds, and scope the
-	// scope it counts against ("" for none).
-	size  int64
-	scope string
+	// size is what the record counts against the bounds.
+	size int64
 }
 
 // heldLease returns the lease of a held claim.
@@ -118,6 +156,18 @@ func (r *memoryRecord) end(now int64) int64 {
 }
 
 func (r *memoryRecord) expired(now int64) bool { return now >= r.end(now) }
+
+// sweepEnd returns the instant from which r is expired (expired), however
+// late: a held claim never is.
+func (r *memoryRecord) sweepEnd() int64 {
+	switch {
+	case r.status == StatusCompleted:
+		return r.expiresAt
+	case r.held:
+		return math.MaxInt64
+	}
+	return r.leaseEnd
+}
 
 func (r *memoryRecord) toRecord(key string, now int64) Record {
 	return Record{
@@ -397,6 +447,7 @@ func (s *MemoryStore) unhold(key string, token int64) {
 	if rec := held(sh, key, token, now); rec != nil && rec.held {
 		rec.leaseEnd = after(now, rec.heldLease())
 		rec.held = false
+		sh.touch(rec)
 	}
 }
 
@@ -453,21 +504,20 @@ func claimIn[K string | []byte](s *MemoryStore, key, fingerprint K, lease time.D
 	}
 	if ok && rec.status == StatusCompleted && rec.expired(now) {
 		// Past its retention: forgotten.
-		delete(sh.records, string(key))
+		sh.remove(rec)
 		s.forget(rec)
 		ok = false
 	}
 	switch {
 	case !ok:
+		s.sweep(sh, now, !hold)
 		skey, sfp = ownStrings(key, fingerprint)
-		s.sweep(sh, now, !hold, skey)
 		size := int64(len(skey)+len(sfp)) + recordOverhead
-		scope := scopeOf(skey)
-		if full, which := s.reserve(scope, size); full {
+		if full, which := s.reserve(scopeOf(skey), size); full {
 			return Claim{}, "", "", true, which
 		}
-		rec = &memoryRecord{fingerprint: sfp, size: size, scope: scope}
-		sh.records[skey] = rec
+		rec = &memoryRecord{fingerprint: sfp, size: size}
+		sh.add(skey, rec)
 	case rec.status == StatusInProgress && rec.expired(now) && rec.fingerprint == string(fingerprint):
 		// Takeover of an abandoned claim: below, with a fresh token.
 		skey, sfp = string(key), rec.fingerprint
@@ -488,6 +538,7 @@ func claimIn[K string | []byte](s *MemoryStore, key, fingerprint K, lease time.D
 	}
 	rec.expiresAt = 0
 	rec.response = nil
+	sh.touch(rec)
 	return Claim{Acquired: true, Token: rec.token}, skey, sfp, false, ""
 }
 
@@ -544,9 +595,14 @@ func (s *MemoryStore) grow(n int64) bool {
 	return true
 }
 
-// growScope counts n more bytes in scope, unless that exceeds its bound.
-func (s *MemoryStore) growScope(scope string, n int64) bool {
-	if scope == "" || (s.scopeRecords == 0 && s.scopeBytes == 0) {
+// growScope counts n more bytes in the scope of key, unless that exceeds
+// its bound.
+func (s *MemoryStore) growScope(key string, n int64) bool {
+	if s.scopeRecords == 0 && s.scopeBytes == 0 {
+		return true
+	}
+	scope := scopeOf(key)
+	if scope == "" {
 		return true
 	}
 	s.scopes.mu.Lock()
@@ -566,43 +622,51 @@ func (s *MemoryStore) growScope(scope string, n int64) bool {
 func (s *MemoryStore) forget(rec *memoryRecord) {
 	s.count.Add(-1)
 	s.bytes.Add(-rec.size)
-	if rec.scope == "" || (s.scopeRecords == 0 && s.scopeBytes == 0) {
+	if s.scopeRecords == 0 && s.scopeBytes == 0 {
+		return
+	}
+	scope := scopeOf(rec.key)
+	if scope == "" {
 		return
 	}
 	s.scopes.mu.Lock()
 	defer s.scopes.mu.Unlock()
-	if u := s.scopes.m[rec.scope]; u != nil {
+	if u := s.scopes.m[scope]; u != nil {
 		u.records--
 		u.bytes -= rec.size
 		if u.records <= 0 {
-			delete(s.scopes.m, rec.scope)
+			delete(s.scopes.m, scope)
 		}
 	}
 }
 
-// sweep removes up to sweepPerInsert expired records of sh other than keep
+// sweep removes the expired records among up to sweepPerInsert of sh's
 // per insert, sweepEvery inserts at a time, at now if haveNow, else at the
-// clock's instant, read only if it sweeps.
-// Map iteration starts at a random place, so repeated sweeps reach every
-// record. The caller holds sh.mu.
-func (s *MemoryStore) sweep(sh *memoryShard, now int64, haveNow bool, keep string) {
+// clock's instant, read only if it sweeps. It walks sh.order from where
+// the last sweep stopped, so that repeated sweeps reach every record. The
+// caller holds sh.mu.
+func (s *MemoryStore) sweep(sh *memoryShard, now int64, haveNow bool) {
 	sh.inserts++
-	if sh.inserts%sweepEvery != 0 {
+	if sh.inserts%sweepEvery != 0 || len(sh.order) == 0 {
 		return
 	}
 	if !haveNow {
 		now = s.now()
 	}
-	n := 0
-	for k, r := range sh.records {
-		if n == sweepEvery*sweepPerInsert {
-			return
+	for range sweepEvery * sweepPerInsert {
+		if sh.hand >= len(sh.order) {
+			if len(sh.order) == 0 {
+				return
+			}
+			sh.hand = 0
 		}
-		n++
-		if k != keep && r.expired(now) {
-			delete(sh.records, k)
-			s.forget(r)
+		if slot := sh.order[sh.hand]; now >= slot.end {
+			// The last record moves into its place: looked at next.
+			sh.remove(slot.rec)
+			s.forget(slot.rec)
+			continue
 		}
+		sh.hand++
 	}
 }
 
@@ -640,6 +704,7 @@ func (s *MemoryStore) Renew(ctx context.Context, key string, token int64, lease 
 		return nil
 	}
 	rec.leaseEnd = after(now, lease)
+	sh.touch(rec)
 	return nil
 }
 
@@ -704,7 +769,7 @@ func (s *MemoryStore) complete(key string, token int64, response []byte, retenti
 	if !s.grow(n) {
 		return errNoRoom
 	}
-	if !s.growScope(rec.scope, n) {
+	if !s.growScope(rec.key, n) {
 		s.bytes.Add(-n)
 		return errNoRoom
 	}
@@ -714,6 +779,7 @@ func (s *MemoryStore) complete(key string, token int64, response []byte, retenti
 	rec.leaseEnd = 0
 	rec.expiresAt = after(now, retention)
 	rec.response = response
+	sh.touch(rec)
 	return nil
 }
 
@@ -733,7 +799,7 @@ func (s *MemoryStore) Release(ctx context.Context, key string, token int64) erro
 	if rec == nil {
 		return ErrLeaseLost
 	}
-	delete(sh.records, key)
+	sh.remove(rec)
 	s.forget(rec)
 	return nil
 }
@@ -804,21 +870,24 @@ func (s *MemoryStore) purge() int {
 		sh := &s.shards[i]
 		now := s.now()
 		sh.mu.Lock()
-		for k, r := range sh.records {
+		for _, r := range sh.records {
 			if r.expired(now) {
-				delete(sh.records, k)
+				sh.remove(r)
 				s.forget(r)
 				n++
 				continue
 			}
 			end := r.end(now)
 			next = min(next, end)
-			if scoped && r.scope != "" {
+			if !scoped {
+				continue
+			}
+			if scope := scopeOf(r.key); scope != "" {
 				if scopeNext == nil {
 					scopeNext = make(map[string]int64)
 				}
-				if e, ok := scopeNext[r.scope]; !ok || end < e {
-					scopeNext[r.scope] = end
+				if e, ok := scopeNext[scope]; !ok || end < e {
+					scopeNext[scope] = end
 				}
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -301,6 +302,74 @@ func TestMemoryStoreConcurrentOps(t *testing.T) {
 		}
 		if n := idempotency.Len(s); n != 0 {
 			t.Fatalf("Len = %d after everything expired and was purged; the count drifted", n)
+		}
+	})
+}
+
+// The store's sweep order agrees with its map through every kind of
+// change: claims (new, taken over), renewals, completions, releases, the
+// lazy sweep and purges, with time passing.
+func TestMemoryStoreSweepOrder(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := newFakeStore(t, idempotency.WithMaxRecords(0))
+		tokens := map[string]int64{}
+		rnd := rand.New(rand.NewPCG(1, 2))
+		completed := 0
+		for i := range 5000 {
+			k := fmt.Sprint("k", rnd.IntN(300))
+			switch op := rnd.IntN(10); {
+			case op < 4:
+				c, err := s.Claim(ctx, k, "fp", time.Duration(1+rnd.IntN(3))*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Acquired {
+					tokens[k] = c.Token
+				}
+			case op < 6:
+				for k, tok := range tokens { // a random key that was claimed
+					if s.Complete(ctx, k, tok, []byte(k), time.Duration(1+rnd.IntN(5))*time.Second) == nil {
+						completed++
+					}
+					delete(tokens, k)
+					break
+				}
+			case op == 6:
+				for k, tok := range tokens {
+					_ = s.Release(ctx, k, tok)
+					delete(tokens, k)
+					break
+				}
+			case op == 7:
+				for k, tok := range tokens {
+					_ = s.Renew(ctx, k, tok, 2*time.Second)
+					break
+				}
+			case op == 8 && rnd.IntN(20) == 0:
+				if _, err := s.Purge(ctx); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err := idempotency.CheckMemoryStore(s); err != nil {
+				t.Fatalf("after op %d: %v", i, err)
+			}
+		}
+		if completed < 100 {
+			t.Fatalf("only %d completions: the test does not test them", completed)
+		}
+		time.Sleep(time.Minute)
+		if _, err := s.Purge(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := idempotency.Len(s); n != 0 {
+			t.Fatalf("Len = %d after everything expired and was purged", n)
+		}
+		if err := idempotency.CheckMemoryStore(s); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
