@@ -90,8 +90,8 @@
 // positions; on MySQL by locking the
 // key's row in the table {table}_keys; SQLite has a single writer. A
 // transaction that enqueues for a key therefore waits for any other open
-// transaction that enqueued for the same key. On PostgreSQL and SQLite a
-// message queued behind an earlier one of its key (waiting or in flight) is
+// transaction that enqueued for the same key. A message queued behind an
+// earlier one of its key (waiting or in flight) is
 // parked out of the ready range and unparked when that one is delivered or
 // dead-lettered, so deep per-key backlogs do not slow claims down: with
 // 100,000 pending keyed messages over 1,000 keys a claim costs what it costs
@@ -102,15 +102,19 @@
 // entries, and the relay publishes it without a claim of its own (unless
 // the relay is full and other messages are ready: it then leaves the room
 // to its claims, which take the oldest, so that no key waits behind the
-// keys a busy relay holds). On PostgreSQL the predecessor may be settled
-// while the enqueuing transaction is still open (its settle cannot see the
-// new row); a sweep that every store runs at most every 5 s from its
-// claims, looking at 1,000 keys with parked messages at a time, unparks
-// such a message.
+// keys a busy relay holds). On PostgreSQL and MySQL the predecessor may be
+// settled while the enqueuing transaction is still open (its settle cannot
+// see the new row); a sweep that every store runs at most every 5 s from
+// its claims, looking at 1,000 keys at a time, unparks such a message.
 // SQLite's single writer orders every enqueue before or after a settle and
-// needs no sweep. MySQL does not park (the check would be a locking read in
-// the caller's transaction): there, every claim skips the waiting messages
-// of a deep per-key backlog one by one.
+// needs no sweep. On MySQL the enqueue learns whether a key has a pending
+// message by a plain read in the caller's transaction (a locking read
+// would make the relays' write-backs wait for it); a read older than the
+// newest commits only leaves a message unparked, which the claim still
+// holds back until it is its key's head. A message with a NotBefore is not
+// parked on MySQL (it keeps NotBefore only in available_at), nor is a
+// requeued one: the claim holds them back the same way, reading past them
+// one by one while they wait.
 //
 // A requeued dead letter keeps its id and takes a new position at the tail
 // of its key (under the same lock), so it never goes while a later message

@@ -1,13 +1,22 @@
 package sqloutbox
 
-import "context"
+import (
+	"context"
+
+	"github.com/steadfast-go/steadfast"
+)
 
 // SettleSQL gives the external tests the statement that Settle runs, so
 // that its plan can be checked (ClaimStatement gives the claim's).
 func (s *Store) SettleSQL() string { return s.q.settle }
 
-// Sweep runs one unpark sweep (PostgreSQL) from the store's cursor.
-func (s *Store) Sweep(ctx context.Context) error { return s.pgUnpark(ctx) }
+// Sweep runs one unpark sweep (PostgreSQL, MySQL) from the store's cursor.
+func (s *Store) Sweep(ctx context.Context) error {
+	if s.dialect == steadfast.MySQL {
+		return s.mysqlUnpark(ctx)
+	}
+	return s.pgUnpark(ctx)
+}
 
 // ClaimStatement returns the statement and arguments of a PostgreSQL claim
 // of up to limit messages, excluding the given destinations.

@@ -5,15 +5,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/steadfast-go/steadfast"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
 )
 
-// mysqlEnqueue does not park keyed messages behind their key's head as the
-// other dialects do: in MySQL the check would be a locking read inside the
-// caller's transaction, and would wait on other writers' rows. A deep
-// backlog on one key is therefore scanned by every claim.
-func (s *Store) mysqlEnqueue(ctx context.Context, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
+// mysqlEnqueue parks a keyed message behind an earlier pending one of its
+// key, as the other dialects do, so that claims do not read past a deep
+// per-key backlog message by message. Whether a key has a pending message
+// is a plain (consistent, non-locking) read in the caller's transaction,
+// after the key's row is locked: a locking read would wait on the relays'
+// rows and make their write-backs wait on the caller's transaction. The
+// read may be older than the newest commits (under REPEATABLE READ the
+// snapshot can predate the key's lock), which errs in two ways, both safe:
+// a message not parked that should have been is still held back by the
+// claim's check that it is its key's head; one parked whose predecessor
+// was settled meanwhile (that settle could not see it to unpark it) is
+// unparked by the sweep (mysqlUnpark) within unparkEvery. A message with a
+// NotBefore is not parked (MySQL keeps NotBefore only in available_at);
+// the claim's check holds it back too.
+func (s *Store) mysqlEnqueue(ctx context.Context, tx steadfast.Tx, exec execFunc, ms []outbox.Message, hs []string, tp string) error {
+	var pending map[string]bool // keys with a message pending before this batch
 	if keys := sortedKeys(ms); len(keys) > 0 {
 		// Lock the keys' rows, in key order, until the transaction ends.
 		args := make([]any, len(keys))
@@ -26,6 +38,25 @@ func (s *Store) mysqlEnqueue(ctx context.Context, exec execFunc, ms []outbox.Mes
 		if err := exec(ctx, q, args...); err != nil {
 			return err
 		}
+		rows, err := tx.QueryContext(ctx, s.expand("SELECT DISTINCT partition_key FROM {t} WHERE state = 0 AND partition_key IN ("+placeholders(len(keys))+")"), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return err
+			}
+			if pending == nil {
+				pending = map[string]bool{}
+			}
+			pending[k] = true
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
 	}
 	var b strings.Builder
 	b.WriteString(s.expand("INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, created_at, available_at) VALUES "))
@@ -34,21 +65,37 @@ func (s *Store) mysqlEnqueue(ctx context.Context, exec execFunc, ms []outbox.Mes
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?," + mysqlNow + ",COALESCE(?," + mysqlNow + "))")
-		var avail any
-		if !m.NotBefore.IsZero() {
-			avail = m.NotBefore.UnixMicro()
-		}
 		p := m.Payload
 		if p == nil {
 			p = []byte{}
 		}
-		args = append(args, m.ID, m.Topic, m.Destination, nullable(m.Key), nullable(hs[i]), p, nullable(tp), avail)
+		args = append(args, m.ID, m.Topic, m.Destination, nullable(m.Key), nullable(hs[i]), p, nullable(tp))
+		switch {
+		case !m.NotBefore.IsZero():
+			b.WriteString("(?,?,?,?,?,?,?," + mysqlNow + ",?)")
+			args = append(args, m.NotBefore.UnixMicro())
+		case m.Key != "" && pending[m.Key]:
+			b.WriteString("(?,?,?,?,?,?,?," + mysqlNow + "," + parked + ")")
+			continue
+		default:
+			b.WriteString("(?,?,?,?,?,?,?," + mysqlNow + "," + mysqlNow + ")")
+		}
+		if m.Key != "" {
+			if pending == nil {
+				pending = map[string]bool{}
+			}
+			pending[m.Key] = true // the batch's later messages of the key wait behind this one
+		}
 	}
 	return exec(ctx, b.String(), args...)
 }
 
 func (s *Store) mysqlClaim(ctx context.Context, req backend.ClaimRequest, token string) ([]claimedRow, error) {
+	if s.unparkDue() {
+		if err := s.mysqlUnpark(ctx); err != nil {
+			return nil, err
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, s.txOptions())
 	if err != nil {
 		return nil, err
@@ -123,4 +170,43 @@ func (s *Store) mysqlCleanup(ctx context.Context, state int, retention time.Dura
 		return 0, err
 	}
 	return n, tx.Commit()
+}
+
+// mysqlUnpark runs one unpark sweep from the store's cursor: of the next
+// unparkKeys keys with pending messages, it makes ready the lowest pending
+// message when it is parked (its predecessor was settled while it was
+// being enqueued; see mysqlEnqueue), and moves the cursor on (back to the
+// start once it has gone round). The UPDATE checks again that the message
+// is parked; a message it makes ready too early is held back by the
+// claim's check that it is its key's head.
+func (s *Store) mysqlUnpark(ctx context.Context) error {
+	s.sweep.Lock()
+	defer s.sweep.Unlock()
+	rows, err := s.db.QueryContext(ctx, s.expand(mysqlUnparkHeads), s.sweep.cursor, unparkKeys)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var heads []any
+	last := ""
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&last, &seq); err != nil {
+			return err
+		}
+		heads = append(heads, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	s.sweep.cursor = last
+	if len(heads) < unparkKeys {
+		s.sweep.cursor = ""
+	}
+	if len(heads) == 0 {
+		return nil
+	}
+	_, err = s.db.ExecContext(ctx, s.expand(mysqlUnparkSeqs+" AND seq IN ("+placeholders(len(heads))+")"), heads...)
+	return err
 }

@@ -2,21 +2,37 @@ package sqloutbox_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
-	"github.com/steadfast-go/steadfast"
+	"github.com/google/uuid"
+
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/backend"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
 
-// TestPostgresOrphanParkRepaired: a message parked behind a predecessor
-// that was claimed, published and settled before the message's own
-// transaction committed (the settle could not see it, so did not unpark it)
-// is made ready by the unpark sweep of the next claim that runs it.
-func TestPostgresOrphanParkRepaired(t *testing.T) {
-	db, s, _ := newPostgres(t)
+// parkingStores runs fn on a fresh store of each database whose enqueue
+// parks in the caller's transaction and whose orphans a sweep repairs.
+func parkingStores(t *testing.T, fn func(t *testing.T, db *sql.DB, s *sqloutbox.Store)) {
+	t.Run("postgres", func(t *testing.T) {
+		db, s, _ := newPostgres(t)
+		fn(t, db, s)
+	})
+	t.Run("mysql", func(t *testing.T) {
+		db, s := newMySQL(t)
+		fn(t, db, s)
+	})
+}
+
+// TestOrphanParkRepaired: a message parked behind a predecessor that was
+// claimed, published and settled before the message's own transaction
+// committed (the settle could not see it, so did not unpark it) is made
+// ready by the unpark sweep of the next claim that runs it.
+func TestOrphanParkRepaired(t *testing.T) { parkingStores(t, testOrphanParkRepaired) }
+
+func testOrphanParkRepaired(t *testing.T, db *sql.DB, s *sqloutbox.Store) {
 	ctx := context.Background()
 	commitMsgs := func(msgs ...outbox.Message) {
 		tx, err := db.Begin()
@@ -56,7 +72,7 @@ func TestPostgresOrphanParkRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A store that has not swept yet (as after unparkEvery) repairs it.
-	fresh, err := sqloutbox.New(db, steadfast.Postgres, sqloutbox.WithTable(s.Table()))
+	fresh, err := sqloutbox.New(db, s.Dialect(), sqloutbox.WithTable(s.Table()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +97,14 @@ func claim(ctx context.Context, s *sqloutbox.Store, limit int) ([]claimed, error
 	return out, err
 }
 
-// TestPostgresOrphanBehindClaimedHead: a message enqueued behind its key's
-// head while the head is claimed is parked; when the head is settled before
-// the message's transaction commits (so the settle cannot unpark it), the
-// unpark sweep makes it ready.
-func TestPostgresOrphanBehindClaimedHead(t *testing.T) {
-	db, s, _ := newPostgres(t)
+// TestOrphanBehindClaimedHead: a message enqueued behind its key's head
+// while the head is claimed is parked; when the head is settled before the
+// message's transaction commits (so the settle cannot unpark it), the
+// unpark sweep makes it ready. (MySQL did not park: the message was
+// claimable at once, and every claim read past a key's waiting messages.)
+func TestOrphanBehindClaimedHead(t *testing.T) { parkingStores(t, testOrphanBehindClaimedHead) }
+
+func testOrphanBehindClaimedHead(t *testing.T, db *sql.DB, s *sqloutbox.Store) {
 	ctx := context.Background()
 	tx, err := db.Begin()
 	if err != nil {
@@ -157,4 +175,49 @@ func TestPostgresUnparkSweepBounded(t *testing.T) {
 			t.Fatalf("after sweep %d: %d messages ready, want %d", i+1, got, want)
 		}
 	}
+}
+
+// TestKeyBacklogParked: every message queued behind its key's head is
+// parked out of the ready range (its AvailableAt is far off), whether it
+// came in the head's transaction or a later one, so that claims do not read
+// past a deep per-key backlog; a message of another key, and the head, are
+// ready. (MySQL did not park: every claim read past the waiting messages
+// one by one, and the four-relays test, 200 messages deep on 50 keys, took
+// 44 s there against 7 s now.)
+func TestKeyBacklogParked(t *testing.T) {
+	parkingStores(t, func(t *testing.T, db *sql.DB, s *sqloutbox.Store) {
+		ctx := context.Background()
+		var ids []string
+		enqueue := func(key string, n int) {
+			tx, err := db.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			for range n {
+				id := uuid.NewString()
+				ids = append(ids, id)
+				if err := s.Enqueue(ctx, tx, outbox.Message{ID: id, Topic: "t", Key: key, Payload: []byte(id)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		enqueue("k", 50)
+		enqueue("k", 50)
+		enqueue("other", 1)
+		soon := time.Now().Add(time.Hour)
+		for i, id := range ids {
+			r, err := s.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ready := i == 0 || i == len(ids)-1
+			if got := r.AvailableAt.Before(soon); got != ready {
+				t.Fatalf("message %d of key %s: available at %v; want ready %v", i, r.Key, r.AvailableAt, ready)
+			}
+		}
+	})
 }

@@ -373,8 +373,33 @@ DELETE FROM {t} WHERE seq IN (
 	SELECT seq FROM {t} WHERE state = ? AND done_at <= ` + sqliteNow + ` - ? LIMIT ?)`
 
 // parked is the available_at of a message waiting behind an earlier one of
-// its key on SQLite (PostgreSQL uses 'infinity'; MySQL does not park).
+// its key on SQLite and MySQL (PostgreSQL uses 'infinity').
 const parked = "9223372036854775807"
+
+// mysqlNextHeads reads, before a write-back marks the messages at the
+// positions ? (a key's head each) delivered or dead, the next message of
+// each of their keys: the first pending one after it in the key index (one
+// index dive). It is a plain read, which waits on no lock: an UPDATE
+// joined to the table would read it with locks, and wait on the caller's
+// transactions that enqueue for the key.
+const mysqlNextHeads = `
+SELECT (SELECT q.seq FROM {t} q WHERE q.partition_key = d.partition_key AND q.state = 0 AND q.seq > d.seq ORDER BY q.seq LIMIT 1)
+FROM {t} d WHERE d.seq IN ({done}) AND d.partition_key IS NOT NULL`
+
+// mysqlUnparkSeqs makes ready the parked messages among positions that
+// the caller appends (" AND seq IN (...)"): the next messages that
+// mysqlNextHeads found, or the heads the sweep found. The primary key finds
+// them: the ready index would read every parked message.
+const mysqlUnparkSeqs = `UPDATE {t} FORCE INDEX (PRIMARY) SET available_at = ` + mysqlNow + ` WHERE available_at = ` + parked + ` AND state = 0`
+
+// mysqlUnparkHeads is the unpark sweep's first statement: the lowest
+// pending message of up to ? keys after the key ? (a loose scan of the key
+// index: one probe a key). mysqlUnpark then makes ready those that are
+// parked.
+const mysqlUnparkHeads = `
+SELECT partition_key, MIN(seq) FROM {t}
+WHERE state = 0 AND partition_key > ?
+GROUP BY partition_key ORDER BY partition_key LIMIT ?`
 
 // genericUnpark makes ready the next message of the keys ({keys}) whose
 // message was just delivered or dead-lettered.

@@ -119,8 +119,43 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 		g.out = append(g.out, o)
 	}
 
+	var doneKeys []any  // SQLite: keys whose message was delivered or dead: their next message may be parked
+	var nextHeads []any // MySQL: the next message of those keys
+	if s.dialect == steadfast.MySQL {
+		// MySQL cannot return the keys of the rows it deletes or updates:
+		// read the next message of each key first (mysqlNextHeads), and
+		// unpark it below if it is parked.
+		var done []any
+		for _, g := range groups {
+			if isDone(g.o.Kind) {
+				for _, o := range g.out {
+					done = append(done, o.Position)
+				}
+			}
+		}
+		if len(done) > 0 {
+			in := placeholders(len(done))
+			rows, err := tx.QueryContext(ctx, s.expand(strings.ReplaceAll(mysqlNextHeads, "{done}", in)), done...)
+			if err != nil {
+				return nil, false, err
+			}
+			for rows.Next() {
+				var seq sql.NullInt64 // NULL: the key has no other pending message
+				if err := rows.Scan(&seq); err != nil {
+					rows.Close()
+					return nil, false, err
+				}
+				if seq.Valid {
+					nextHeads = append(nextHeads, seq.Int64)
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, false, err
+			}
+		}
+	}
 	applied := map[int64]bool{}
-	var doneKeys []any // keys whose message was delivered or dead: their next message may be parked
 	for _, g := range groups {
 		cond, condArgs := s.heldBy(g.out)
 		var q string
@@ -139,7 +174,7 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 		}
 		args = append(args, condArgs...)
 		q = s.expand(q)
-		done := g.o.Kind == backend.Delivered || g.o.Kind == backend.Dead || g.o.Kind == backend.DeadUnsent
+		done := isDone(g.o.Kind)
 		var groupApplied []any
 		if s.dialect == steadfast.SQLite {
 			rows, err := tx.QueryContext(ctx, q+" RETURNING seq, partition_key", args...)
@@ -197,7 +232,12 @@ func (s *Store) txSettleOnce(ctx context.Context, outcomes []backend.Outcome, ca
 			}
 		}
 	}
-	if len(doneKeys) > 0 { // SQLite only: MySQL does not park (see mysqlEnqueue)
+	if len(nextHeads) > 0 {
+		if _, err := tx.ExecContext(ctx, s.expand(mysqlUnparkSeqs+" AND seq IN ("+placeholders(len(nextHeads))+")"), nextHeads...); err != nil {
+			return nil, false, err
+		}
+	}
+	if len(doneKeys) > 0 {
 		q := strings.ReplaceAll(s.expand(genericUnpark), "{keys}", placeholders(len(doneKeys)))
 		if _, err := tx.ExecContext(ctx, q, doneKeys...); err != nil {
 			return nil, false, err
@@ -228,4 +268,10 @@ func (s *Store) txOptions() *sql.TxOptions {
 		return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
 	return nil
+}
+
+// isDone reports whether an outcome of kind ends its message: the next
+// message of its key may go.
+func isDone(kind backend.OutcomeKind) bool {
+	return kind == backend.Delivered || kind == backend.Dead || kind == backend.DeadUnsent
 }

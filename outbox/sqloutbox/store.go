@@ -147,9 +147,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // unparkDue reports whether it is this caller's turn to run the unpark
-// sweep (at most every unparkEvery per Store). Only PostgreSQL needs one:
-// SQLite's single writer orders every enqueue before or after a settle, and
-// MySQL does not park.
+// sweep (at most every unparkEvery per Store). SQLite needs none: its single
+// writer orders every enqueue before or after a settle.
 func (s *Store) unparkDue() bool {
 	last := s.unparked.Load()
 	return time.Since(time.Unix(0, last)) > unparkEvery && s.unparked.CompareAndSwap(last, time.Now().UnixNano())
@@ -191,10 +190,7 @@ func (s *Store) Enqueue(ctx context.Context, tx steadfast.Tx, msgs ...outbox.Mes
 	if tx == nil {
 		return errors.New("sqloutbox: Enqueue: transaction is nil")
 	}
-	return s.enqueue(ctx, func(ctx context.Context, query string, args ...any) error {
-		_, err := tx.ExecContext(ctx, query, args...)
-		return err
-	}, msgs)
+	return s.enqueue(ctx, tx, msgs)
 }
 
 // EnqueueWithoutTx writes msgs in a transaction of its own, which it begins
@@ -224,9 +220,13 @@ func (s *Store) EnqueueWithoutTx(ctx context.Context, msgs ...outbox.Message) er
 
 type execFunc func(ctx context.Context, query string, args ...any) error
 
-func (s *Store) enqueue(ctx context.Context, exec execFunc, msgs []outbox.Message) error {
+func (s *Store) enqueue(ctx context.Context, tx steadfast.Tx, msgs []outbox.Message) error {
 	if len(msgs) == 0 {
 		return nil
+	}
+	exec := func(ctx context.Context, query string, args ...any) error {
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
 	}
 	ms, hs, err := message.Prepare(msgs, s.cfg.maxPayload)
 	if err != nil {
@@ -243,7 +243,7 @@ func (s *Store) enqueue(ctx context.Context, exec execFunc, msgs []outbox.Messag
 		case steadfast.SQLite:
 			err = s.sqliteEnqueue(ctx, exec, ms[i:j], hs[i:j], tp)
 		case steadfast.MySQL:
-			err = s.mysqlEnqueue(ctx, exec, ms[i:j], hs[i:j], tp)
+			err = s.mysqlEnqueue(ctx, tx, exec, ms[i:j], hs[i:j], tp)
 		}
 		if err != nil {
 			return fmt.Errorf("sqloutbox: enqueue: %w", err)
@@ -693,7 +693,7 @@ func (s *Store) txRequeue(ctx context.Context, tx *sql.Tx, ids []string) (int64,
 	}
 	seen := map[string]bool{}
 	for _, d := range ds {
-		if s.dialect == steadfast.MySQL { // MySQL does not park (see mysqlEnqueue)
+		if s.dialect == steadfast.MySQL { // not parked: the claim holds it back while an earlier message of its key is pending (see mysqlEnqueue)
 			q := s.expand("INSERT INTO {t} (id, topic, destination, partition_key, headers, payload, traceparent, created_at, available_at, last_error) VALUES (?,?,?,?,?,?,?,?,{now},?)")
 			if _, err := tx.ExecContext(ctx, q, d.id, d.topic, d.dest, d.key, d.headers, d.payload, d.tp, d.created, d.lastErr); err != nil {
 				return 0, err
