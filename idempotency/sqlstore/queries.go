@@ -14,6 +14,8 @@ import (
 //	{{.Claim}}  PostgreSQL's claim function ({{.Table}}_claim)
 //	{{.Now}}    the statement's time, in Unix microseconds, on the
 //	            database server's clock
+//	{{.Clock}}  PostgreSQL's {{.Now}} as a plain expression, read
+//	            once per row of the subquery that selects it
 //
 // Every time the store writes or compares is the database's: times are
 // Unix microseconds in BIGINT columns, computed in the statement from
@@ -63,6 +65,10 @@ type names struct {
 	// index names; Schema is "schema." or "".
 	Name, Schema string
 	Now          string
+	// Clock is PostgreSQL's {{.Now}} as a plain expression, for a
+	// one-row subquery that reads it once (see the claim); empty on the
+	// other dialects.
+	Clock string
 }
 
 // The statement's time of each dialect, in Unix microseconds.
@@ -73,7 +79,9 @@ const (
 	// computes in float8, exact to the microsecond until the year 2255
 	// (EXTRACT's numeric arithmetic costs the claim several microseconds
 	// of the server's CPU).
-	postgresNow = `(SELECT (date_part('epoch', clock_timestamp()) * 1000000)::BIGINT)`
+	postgresNow = `(SELECT ` + postgresClock + `)`
+	// postgresClock is the expression inside postgresNow.
+	postgresClock = `(date_part('epoch', clock_timestamp()) * 1000000)::BIGINT`
 	// 'now' is the same for every use within one statement. julianday has
 	// millisecond precision.
 	sqliteNow = `(CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000)`
@@ -126,10 +134,14 @@ var postgresQueries = queries{
 	// caller must claim again) and NULLs. The caller derives the record's
 	// TTL and whether the claim may take it over (see queries) from the
 	// two times left, which costs the server less than computing them.
+	// The statement's time is read once, by the one-row subquery t, which
+	// is not pulled up (OFFSET 0; clock_timestamp() is volatile too): t.now
+	// is a column of its row, not the scalar subquery {{.Now}} (an
+	// initPlan), which cost a replay about 1.5µs more of the server's CPU.
 	// Parameters: key, fingerprint, token, lease, abandoned retention.
 	claim: `SELECT CASE WHEN r.idem_key IS NULL THEN {{.Claim}}($1, $2, $3, t.now + $4, t.now + $4 + $5) ELSE r.token END,
        r.fingerprint, r.status, r.lease_until - t.now, r.expires_at - t.now, r.response
-    FROM (SELECT {{.Now}} AS now) t LEFT JOIN {{.Table}} r ON r.idem_key = $1`,
+    FROM (SELECT {{.Clock}} AS now OFFSET 0) t LEFT JOIN {{.Table}} r ON r.idem_key = $1`,
 	// Parameters: fingerprint, token, lease, abandoned retention, key, the
 	// token read.
 	takeover: `UPDATE {{.Table}} AS r

@@ -52,10 +52,10 @@ func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 		return nil, errors.New("sqlstore: New: nil *sql.DB")
 	}
 	var q queries
-	var now string
+	var now, clock string
 	switch d {
 	case steadfast.Postgres:
-		q, now = postgresQueries, postgresNow
+		q, now, clock = postgresQueries, postgresNow, postgresClock
 	case steadfast.SQLite:
 		q, now = sqliteQueries, sqliteNow
 	case steadfast.MySQL:
@@ -79,6 +79,7 @@ func New(db *sql.DB, d steadfast.Dialect, opts ...Option) (*Store, error) {
 		Name:   cfg.table.Name,
 		Schema: cfg.table.SchemaPrefix(),
 		Now:    now,
+		Clock:  clock,
 	}
 	q, err := q.render(n)
 	if err != nil {
