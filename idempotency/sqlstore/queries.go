@@ -150,10 +150,11 @@ var postgresQueries = queries{
     FROM (SELECT {{.Now}} AS now) t
     WHERE r.idem_key = $5 AND r.token = $6
       AND (r.expires_at <= t.now OR (r.status = 1 AND r.lease_until <= t.now AND r.fingerprint = $1))`,
+	// The statement's time as in the claim.
 	get: `SELECT r.fingerprint, r.status, r.token,
        CASE WHEN r.status = 1 THEN GREATEST(r.lease_until - t.now, 0) ELSE GREATEST(r.expires_at - t.now, 0) END,
        false, r.response
-    FROM {{.Table}} r, (SELECT {{.Now}} AS now) t
+    FROM {{.Table}} r, (SELECT {{.Clock}} AS now OFFSET 0) t
     WHERE r.idem_key = $1 AND r.expires_at > t.now`,
 	// Parameters: key, fingerprint.
 	lookup: `SELECT r.fingerprint, r.status, r.token,
