@@ -661,6 +661,14 @@ func (s *MemoryStore) sweep(sh *memoryShard, now int64, haveNow bool) {
 			sh.hand = 0
 		}
 		if slot := sh.order[sh.hand]; now >= slot.end {
+			// The record itself decides: a change of its expiry that missed
+			// touch must never remove a live record (its holder would see
+			// its work run twice).
+			if slot.rec.sweepEnd() > now {
+				sh.order[sh.hand].end = slot.rec.sweepEnd()
+				sh.hand++
+				continue
+			}
 			// The last record moves into its place: looked at next.
 			sh.remove(slot.rec)
 			s.forget(slot.rec)
