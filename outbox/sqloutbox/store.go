@@ -185,7 +185,10 @@ func seconds(d time.Duration) float64 { return d.Seconds() }
 // commit. SQLite has one writer at a time and needs no lock. Keep keyed
 // enqueues late in long transactions: the lock is held until the end.
 //
-// On PostgreSQL, Enqueue runs only ExecContext on tx.
+// On PostgreSQL, Enqueue runs only ExecContext on tx. On MySQL a keyed
+// batch also reads, with a plain SELECT on tx, which of its keys have a
+// pending message (to park the new ones behind it); under REPEATABLE READ
+// that read takes the transaction's snapshot if nothing read before it.
 func (s *Store) Enqueue(ctx context.Context, tx steadfast.Tx, msgs ...outbox.Message) error {
 	if tx == nil {
 		return errors.New("sqloutbox: Enqueue: transaction is nil")
