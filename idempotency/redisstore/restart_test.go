@@ -43,6 +43,6 @@ func restartRun(t *testing.T, srv *testserver.Redis) {
 		Down: srv.Kill,
 		Up:   srv.Start,
 	}.Run(t)
-	t.Logf("%d events, %d answered 503 during the outage, %d requests in flight at the outage, %d events' handlers ran twice",
-		res.Events, res.Unavailable, res.InFlight, res.Doubles)
+	t.Logf("%d events, %d answered 503 during the outage, %d requests in flight at the outage, %d events' responses not stored, %d events' handlers ran twice",
+		res.Events, res.Unavailable, res.InFlight, res.Unstored, res.Doubles)
 }

@@ -95,6 +95,6 @@ func restartRun(t *testing.T, pg *testserver.Postgres, tx bool) {
 	if tx {
 		note = "ran again after their first run's transaction was rolled back (each committed once)"
 	}
-	t.Logf("tx=%v: %d events, %d answered 503 during the outage, %d requests in flight at the outage, %d events' handlers %s",
-		tx, res.Events, res.Unavailable, res.InFlight, res.Doubles, note)
+	t.Logf("tx=%v: %d events, %d answered 503 during the outage, %d requests in flight at the outage, %d events' responses not stored, %d events' handlers %s",
+		tx, res.Events, res.Unavailable, res.InFlight, res.Unstored, res.Doubles, note)
 }

@@ -50,6 +50,9 @@ type OutageResult struct {
 	InFlight int
 	// Doubles is the number of events whose handler ran more than once.
 	Doubles int
+	// Unstored is the number of events whose response the middleware could
+	// not store (a store call outlasted the store timeout, or failed).
+	Unstored int
 }
 
 // Run runs the workload and fails t unless every event ran, only events in
@@ -151,7 +154,9 @@ func (o Outage) Run(t *testing.T) OutageResult {
 	if rs.unavailable.Load() == 0 {
 		t.Error("no delivery saw 503 during the outage")
 	}
-	return OutageResult{Events: events + 20, Unavailable: rs.unavailable.Load(), InFlight: inFlightAtOutage, Doubles: len(doubles)}
+	unstoredCount := 0
+	unstored.Range(func(any, any) bool { unstoredCount++; return true })
+	return OutageResult{Events: events + 20, Unavailable: rs.unavailable.Load(), InFlight: inFlightAtOutage, Doubles: len(doubles), Unstored: unstoredCount}
 }
 
 // unstoredLog is the replicas' log handler: it records in m the events
