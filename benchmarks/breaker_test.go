@@ -12,6 +12,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/steadfast-go/steadfast/breaker"
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 )
 
 var (
@@ -26,7 +27,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 	ctx := context.Background()
 	work := func(context.Context) (int, error) { return 1, nil }
 	b.Run("direct", func(b *testing.B) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := work(ctx); err != nil {
 					b.Fatal(err)
@@ -39,7 +40,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := breaker.Execute(ctx, br, work); err != nil {
 					b.Fatal(err)
@@ -49,7 +50,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 	})
 	b.Run("gobreaker", func(b *testing.B) {
 		cb := gobreakerLike(0, 30*time.Second)
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := cb.Execute(func() (int, error) { return work(ctx) }); err != nil {
 					b.Fatal(err)
@@ -59,7 +60,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 	})
 	b.Run("failsafe-go", func(b *testing.B) {
 		exec := failsafe.With[int](circuitbreaker.NewWithDefaults[int]())
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := exec.Get(func() (int, error) { return work(ctx) }); err != nil {
 					b.Fatal(err)
@@ -80,7 +81,7 @@ func BenchmarkBreakerOpen(b *testing.B) {
 	ctx := context.Background()
 	fail := func(context.Context) (int, error) { return 0, errDown }
 	b.Run("direct-failure", func(b *testing.B) {
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := fail(ctx); err == nil {
 					b.Fatal("no error")
@@ -100,7 +101,7 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		if _, err := breaker.Execute(ctx, br, fail); !errors.Is(err, breaker.ErrOpen) {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := breaker.Execute(ctx, br, fail); err == nil {
 					b.Fatal("not rejected")
@@ -117,7 +118,7 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		if _, err := cb.Execute(call); !errors.Is(err, gobreaker.ErrOpenState) {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := cb.Execute(call); err == nil {
 					b.Fatal("not rejected")
@@ -135,7 +136,7 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		if _, err := exec.Get(call); !errors.Is(err, circuitbreaker.ErrOpen) {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if _, err := exec.Get(call); err == nil {
 					b.Fatal("not rejected")

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/steadfast-go/steadfast/idempotency"
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 )
 
 // BenchmarkIdempotencyMiddleware serves a POST in process (no network):
@@ -31,7 +32,7 @@ func BenchmarkIdempotencyMiddleware(b *testing.B) {
 	})
 	serve := func(b *testing.B, h http.Handler, key func(n int) string, want int) {
 		b.Helper()
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			n := 0
 			for b.Loop() {
 				n++

@@ -25,6 +25,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/steadfast-go/steadfast"
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 	"github.com/steadfast-go/steadfast/outbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox/pgxoutbox"
@@ -82,7 +83,7 @@ func relayRun(b *testing.B, delivered *atomic.Int64, insert func(ctx context.Con
 	n := b.N * opSize
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, cpuOK := cpuTime()
+	cpu0, cpuOK := benchcpu.Now()
 	start := time.Now()
 	for i := 0; i < n; i += txSize {
 		if err := insert(ctx, i, min(txSize, n-i)); err != nil {
@@ -97,7 +98,7 @@ func relayRun(b *testing.B, delivered *atomic.Int64, insert func(ctx context.Con
 		time.Sleep(200 * time.Microsecond)
 	}
 	elapsed := time.Since(start)
-	cpu1, cpuOK1 := cpuTime()
+	cpu1, cpuOK1 := benchcpu.Now()
 	b.StopTimer()
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
 	if cpuOK && cpuOK1 {

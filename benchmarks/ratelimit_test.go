@@ -11,6 +11,7 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 	"github.com/steadfast-go/steadfast/ratelimit"
 	"github.com/steadfast-go/steadfast/ratelimit/redislimit"
 )
@@ -51,7 +52,7 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 	b.Run("redis_rate", func(b *testing.B) {
 		lim := redis_rate.NewLimiter(c)
 		limit := redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				res, err := lim.Allow(ctx, prefix+"peer", limit)
 				if err != nil || res.Allowed != 1 {
@@ -66,7 +67,7 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 			b.Fatal(err)
 		}
 		limits := []ratelimit.Limit{{Rate: rate, Period: time.Second, Burst: burst}}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if d, err := s.Reserve(ctx, "store", limits, 0, 0); err != nil || d != 0 {
 					b.Fatal(d, err)
@@ -83,7 +84,7 @@ func BenchmarkSharedRateLimit(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportCPU(b, func() {
+		benchcpu.Report(b, func() {
 			for b.Loop() {
 				if err := lim.Allow(ctx, "limiter"); err != nil {
 					b.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/steadfast-go/steadfast/internal/benchcpu"
 	"github.com/steadfast-go/steadfast/retry"
 )
 
@@ -53,7 +54,7 @@ func BenchmarkRetryFunc(b *testing.B) {
 	}{{"success", 0}, {"one-failure", 1}} {
 		b.Run(sc.name+"/direct", func(b *testing.B) {
 			fn, reset := flaky(sc.failures)
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for b.Loop() {
 					reset()
 					var err error
@@ -75,7 +76,7 @@ func BenchmarkRetryFunc(b *testing.B) {
 			}
 			fn, reset := flaky(sc.failures)
 			work := func(context.Context) error { return fn() }
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for b.Loop() {
 					reset()
 					if err := retry.Do(ctx, p, work); err != nil {
@@ -87,7 +88,7 @@ func BenchmarkRetryFunc(b *testing.B) {
 		b.Run(sc.name+"/failsafe-go", func(b *testing.B) {
 			exec := failsafe.With[any](retrypolicy.NewBuilder[any]().WithMaxAttempts(4).Build())
 			fn, reset := flaky(sc.failures)
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for b.Loop() {
 					reset()
 					if err := exec.Run(fn); err != nil {
@@ -98,7 +99,7 @@ func BenchmarkRetryFunc(b *testing.B) {
 		})
 		b.Run(sc.name+"/backoff-v4", func(b *testing.B) {
 			fn, reset := flaky(sc.failures)
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				for b.Loop() {
 					reset()
 					bo := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, 3), ctx)
@@ -151,7 +152,7 @@ func BenchmarkRetryHTTP(b *testing.B) {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
-			reportCPU(b, func() {
+			benchcpu.Report(b, func() {
 				var n uint64
 				for b.Loop() {
 					n++
