@@ -23,19 +23,6 @@ import (
 func TestPostgresSettleClaimsTheNextOfAKey(t *testing.T) {
 	db, s, _ := newPostgres(t)
 	ctx := context.Background()
-	commitMsgs := func(msgs ...outbox.Message) {
-		t.Helper()
-		tx, err := db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Enqueue(ctx, tx, msgs...); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	settle := func(kind backend.OutcomeKind, cs ...claimed) []claimed {
 		t.Helper()
 		outs := make([]backend.Outcome, len(cs))
@@ -55,7 +42,7 @@ func TestPostgresSettleClaimsTheNextOfAKey(t *testing.T) {
 		}
 		return out
 	}
-	commitMsgs(
+	commitMsgs(t, db, s,
 		outbox.Message{Topic: "t", Key: "a", Payload: []byte("a1")}, outbox.Message{Topic: "t", Key: "a", Payload: []byte("a2")},
 		outbox.Message{Topic: "t", Key: "a", Payload: []byte("a3")},
 		outbox.Message{Topic: "t", Key: "b", Payload: []byte("b1")}, outbox.Message{Topic: "t", Key: "b", Payload: []byte("b2")},
@@ -96,7 +83,7 @@ func TestPostgresSettleClaimsTheNextOfAKey(t *testing.T) {
 	}
 
 	// A next message whose NotBefore is ahead waits for it.
-	commitMsgs(outbox.Message{Topic: "t", Key: "c", Payload: []byte("c1")},
+	commitMsgs(t, db, s, outbox.Message{Topic: "t", Key: "c", Payload: []byte("c1")},
 		outbox.Message{Topic: "t", Key: "c", Payload: []byte("c2"), NotBefore: time.Now().Add(time.Hour)})
 	c, err := claim(ctx, s, 10)
 	if err != nil || len(c) != 1 || string(c[0].Payload) != "c1" {
@@ -146,16 +133,7 @@ func TestPostgresFullRelayServesEveryKey(t *testing.T) {
 			msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprintf("k%02d", k), Payload: []byte(fmt.Sprintf("k%02d-%d", k, n))})
 		}
 	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Enqueue(ctx, tx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	commitMsgs(t, db, s, msgs...)
 	pub := &orderRecorder{}
 	r, err := outbox.NewRelay(s, pub, outbox.WithConcurrency(1), outbox.WithBatchSize(1), outbox.WithPollInterval(50*time.Millisecond),
 		outbox.WithLogger(slog.New(slog.DiscardHandler)))

@@ -13,6 +13,22 @@ import (
 	"github.com/steadfast-go/steadfast/outbox/sqloutbox"
 )
 
+// commitMsgs enqueues msgs in a transaction of their own and commits it.
+func commitMsgs(t testing.TB, db *sql.DB, s *sqloutbox.Store, msgs ...outbox.Message) {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	if err := s.Enqueue(context.Background(), tx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // parkingStores runs fn on a fresh store of each database whose enqueue
 // parks in the caller's transaction and whose orphans a sweep repairs.
 func parkingStores(t *testing.T, fn func(t *testing.T, db *sql.DB, s *sqloutbox.Store)) {
@@ -34,18 +50,6 @@ func TestOrphanParkRepaired(t *testing.T) { parkingStores(t, testOrphanParkRepai
 
 func testOrphanParkRepaired(t *testing.T, db *sql.DB, s *sqloutbox.Store) {
 	ctx := context.Background()
-	commitMsgs := func(msgs ...outbox.Message) {
-		tx, err := db.Begin()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Enqueue(ctx, tx, msgs...); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	claimSettle := func(want string) {
 		t.Helper()
 		c, err := claim(ctx, s, 10)
@@ -56,7 +60,7 @@ func testOrphanParkRepaired(t *testing.T, db *sql.DB, s *sqloutbox.Store) {
 			t.Fatal(err, refused)
 		}
 	}
-	commitMsgs(outbox.Message{Topic: "t", Key: "k", Payload: []byte("head")}, outbox.Message{Topic: "t", Key: "k", Payload: []byte("waiting")})
+	commitMsgs(t, db, s, outbox.Message{Topic: "t", Key: "k", Payload: []byte("head")}, outbox.Message{Topic: "t", Key: "k", Payload: []byte("waiting")})
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +198,8 @@ func TestKeyBacklogParked(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tx.Rollback()
+			// One Enqueue a message: each sees the ones before it in the
+			// same transaction, as a batch sees its own.
 			for range n {
 				id := uuid.NewString()
 				ids = append(ids, id)
