@@ -76,4 +76,10 @@ type Outcome struct {
 	// Error is recorded with a Retry, Dead or DeadUnsent message (the last
 	// error, or the reason it became a dead letter) and as a Pause's reason.
 	Error string
+	// Yield, on an outcome that finishes a keyed message (Delivered, Dead,
+	// DeadUnsent), asks a write-back that claims the next message of each
+	// key it finishes (sqloutbox's SettleAndClaim) to leave this key's
+	// next message to any relay's claims instead: it waits its turn behind
+	// the messages already ready. Settle ignores it.
+	Yield bool
 }

@@ -19,7 +19,8 @@ import (
 // published now: no other claim can take it meanwhile, and its release
 // makes it claimable again. A next message that is not to go now is made
 // claimable instead (when its time comes): one of a paused destination, one
-// whose NotBefore is ahead.
+// whose NotBefore is ahead; and so is the next message of an outcome that
+// yields its key (backend.Outcome.Yield), behind the messages already ready.
 func TestPostgresSettleClaimsTheNextOfAKey(t *testing.T) {
 	db, s, _ := newPostgres(t)
 	ctx := context.Background()
@@ -94,6 +95,26 @@ func TestPostgresSettleClaimsTheNextOfAKey(t *testing.T) {
 	}
 	if r, err := s.Get(ctx, c[0].ID); err == nil {
 		t.Fatalf("c1 is still there after its delivery: %+v", r)
+	}
+
+	// An outcome that yields its key leaves the next message to the
+	// claims: ready, behind the messages already ready.
+	commitMsgs(t, db, s, outbox.Message{Topic: "t", Key: "d", Payload: []byte("d1")},
+		outbox.Message{Topic: "t", Key: "d", Payload: []byte("d2")}, outbox.Message{Topic: "t", Payload: []byte("e")})
+	d, err := claim(ctx, s, 1)
+	if err != nil || len(d) != 1 || string(d[0].Payload) != "d1" {
+		t.Fatalf("claimed %v, %v; want d1", payloads(d), err)
+	}
+	var next2 []claimed
+	refused, err := s.SettleAndClaim(ctx, []backend.Outcome{{Position: d[0].Position, Token: d[0].Token, Kind: backend.Delivered, Yield: true}},
+		time.Minute, func(d outbox.Delivery, c backend.Claim) { next2 = append(next2, claimed{d, c}) })
+	if err != nil || len(refused) > 0 || len(next2) != 0 {
+		t.Fatalf("delivering d1 with Yield claimed %v (refused %v, %v); want nothing", payloads(next2), refused, err)
+	}
+	for _, want := range []string{"e", "d2"} {
+		if got, err := claim(ctx, s, 1); err != nil || len(got) != 1 || string(got[0].Payload) != want {
+			t.Fatalf("after d1 yielded a claim of one took %v, %v; want %s (e, then d2)", payloads(got), err, want)
+		}
 	}
 }
 

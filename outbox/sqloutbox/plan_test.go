@@ -94,8 +94,8 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	const batch = 300
-	seqs, toks, kinds, delays, errs := make([]int64, batch), make([]int64, batch), make([]int16, batch),
-		make([]float64, batch), make([]string, batch)
+	seqs, toks, kinds, delays, errs, yields := make([]int64, batch), make([]int64, batch), make([]int16, batch),
+		make([]float64, batch), make([]string, batch), make([]bool, batch)
 	for i := range batch {
 		seqs[i], toks[i], kinds[i] = int64(n+i+1), 7, 1
 	}
@@ -107,8 +107,8 @@ func TestClaimAndSettleUpdateByKey(t *testing.T) {
 	}{
 		{"claim", claimSQL, claimArgs},
 		{"claim excluding a destination", excludeSQL, excludeArgs},
-		{"settle", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs, int64(0), 0.0}},
-		{"settle claiming the next messages", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs, int64(9), 60.0}},
+		{"settle", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs, int64(0), 0.0, yields}},
+		{"settle claiming the next messages", s.SettleSQL(), []any{seqs, toks, kinds, delays, errs, int64(9), 60.0, yields}},
 	} {
 		rows, err := db.QueryContext(ctx, "EXPLAIN "+c.sql, c.args...)
 		if err != nil {

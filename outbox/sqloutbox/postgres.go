@@ -232,11 +232,11 @@ func (s *Store) pgClaim(ctx context.Context, req backend.ClaimRequest, token int
 // message of the keys it finishes, under lease, for the caller.
 func (s *Store) pgSettle(ctx context.Context, outcomes []backend.Outcome, token int64, lease time.Duration) ([]int64, []claimedRow, error) {
 	n := len(outcomes)
-	seqs, toks, kinds, delays, errs := make([]int64, n), make([]int64, n), make([]int16, n), make([]float64, n), make([]string, n)
+	seqs, toks, kinds, delays, errs, yields := make([]int64, n), make([]int64, n), make([]int16, n), make([]float64, n), make([]string, n), make([]bool, n)
 	for i, o := range outcomes {
-		seqs[i], toks[i], kinds[i], delays[i], errs[i] = o.Position, pgTokenOf(o.Token), int16(o.Kind), seconds(o.Delay), o.Error
+		seqs[i], toks[i], kinds[i], delays[i], errs[i], yields[i] = o.Position, pgTokenOf(o.Token), int16(o.Kind), seconds(o.Delay), o.Error, o.Yield
 	}
-	rows, err := s.db.QueryContext(ctx, s.q.settle, seqs, toks, kinds, delays, errs, token, seconds(lease))
+	rows, err := s.db.QueryContext(ctx, s.q.settle, seqs, toks, kinds, delays, errs, token, seconds(lease), yields)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -161,12 +161,12 @@ const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS
 // column that depends on it.
 const pgSettle = `
 WITH {async}u AS (
-	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::float8[], $5::text[]) AS u(seq, tok, kind, delay, err)
+	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::float8[], $5::text[], $8::boolean[]) AS u(seq, tok, kind, delay, err, yield)
 ), d AS (
 DELETE FROM {t} o USING u
 WHERE o.seq = ANY (ARRAY(SELECT seq FROM u WHERE kind = {deleted}))
   AND o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
-RETURNING o.seq, o.partition_key
+RETURNING o.seq, o.partition_key, u.yield
 ), s AS (
 UPDATE {t} o SET
 	state = CASE u.kind WHEN 1 THEN 1 WHEN 3 THEN 2 WHEN 4 THEN 2 ELSE 0 END,
@@ -182,7 +182,7 @@ UPDATE {t} o SET
 FROM u
 WHERE o.seq = ANY (ARRAY(SELECT seq FROM u WHERE kind <> {deleted}))
   AND o.seq = u.seq AND o.claim_token = u.tok AND o.state = 0
-RETURNING o.seq, o.partition_key, o.state, o.destination, u.kind, u.delay, u.err
+RETURNING o.seq, o.partition_key, o.state, o.destination, u.kind, u.delay, u.err, u.yield
 ), z AS (
 INSERT INTO {p} AS z (destination, paused_until, reason, paused_at)
 SELECT destination, now() + make_interval(secs => max(delay)), (array_agg(err ORDER BY delay DESC))[1], now()
@@ -191,15 +191,15 @@ ON CONFLICT (destination) DO UPDATE SET paused_until = greatest(z.paused_until, 
 	reason = CASE WHEN excluded.paused_until > z.paused_until THEN excluded.reason ELSE z.reason END,
 	paused_at = CASE WHEN excluded.paused_until > z.paused_until THEN excluded.paused_at ELSE z.paused_at END
 ), f AS (
-SELECT seq, partition_key FROM d WHERE partition_key IS NOT NULL
+SELECT seq, partition_key, yield FROM d WHERE partition_key IS NOT NULL
 UNION ALL
-SELECT seq, partition_key FROM s WHERE state <> 0 AND partition_key IS NOT NULL
+SELECT seq, partition_key, yield FROM s WHERE state <> 0 AND partition_key IS NOT NULL
 ), nx AS MATERIALIZED (
-SELECT f.seq AS prev, f.partition_key AS key, (SELECT min(q.seq) FROM {t} q
+SELECT f.seq AS prev, f.partition_key AS key, f.yield, (SELECT min(q.seq) FROM {t} q
 	WHERE q.partition_key = f.partition_key AND q.state = 0 AND q.available_at = 'infinity' AND q.seq > f.seq) AS seq
 FROM f
 ), k AS MATERIALIZED (
-SELECT nx.seq, $6::bigint <> 0 AND m.leased_until <= now() AND m.claims = m.attempts
+SELECT nx.seq, $6::bigint <> 0 AND NOT nx.yield AND m.leased_until <= now() AND m.claims = m.attempts
 	AND (m.not_before IS NULL OR m.not_before <= now())
 	AND NOT EXISTS (SELECT 1 FROM {p} y WHERE y.destination = m.destination AND y.paused_until > now())
 	AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.partition_key = nx.key AND e.state = 0

@@ -407,8 +407,9 @@ func (s *Store) Settle(ctx context.Context, outcomes []backend.Outcome) ([]int64
 // SettleAndClaim is Settle, and, when claimed is not nil, on PostgreSQL it
 // also claims for the caller, under a fresh token and a lease of lease, the
 // next message of each key whose message the outcomes delivered or
-// dead-lettered, when it may be published now, and calls claimed for each
-// after the write-back is durable, as Claim does. Each such message costs
+// dead-lettered (but for an outcome that yields its key:
+// backend.Outcome.Yield), when it may be published now, and calls claimed
+// for each after the write-back is durable, as Claim does. Each such message costs
 // the database a rewrite of its row in place instead of the new version
 // with its index entries that making it claimable costs, and reaches the
 // publisher without waiting for a claim. outbox.Relay calls it when the
