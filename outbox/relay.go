@@ -102,13 +102,34 @@ type claimed struct {
 	lease    *lease
 	held     *held
 	spanName string
+	// turn counts the messages of its key that this relay published in a
+	// row before this one: 0 for a message a claim took, one more than its
+	// predecessor's for one a write-back claimed (see flush).
+	turn int
 }
 
 type settled struct {
 	backend.Outcome
-	keyed bool
-	dest  string // a Pause's destination
+	key  string // the message's partition key
+	turn int    // the message's turn (see claimed)
+	dest string // a Pause's destination
 }
+
+// finishedKey is an outcome of a write-back batch that finishes a keyed
+// message: its index in the batch, its key and its turn.
+type finishedKey struct {
+	i    int
+	key  string
+	turn int
+}
+
+// maxTurn is the most messages of one key that a relay publishes in a row
+// while other messages are ready: the write-back that finishes the last of
+// them leaves the key's next message to the claims, which take the oldest
+// ready messages first (see flush). Measured on PostgreSQL, an ordered
+// relay over 1,000 keys 100 deep runs at about 0.8 of the unordered rate
+// with 16, 0.7 with 8 and 4, 0.5 with no write-back claiming (turns of 1).
+const maxTurn = 16
 
 // NewRelay returns a relay from store to pub, configured by opts. It starts
 // nothing: call Start or Run. It returns an error for a nil store or
@@ -447,7 +468,11 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		}
 		fails = 0
 		r.mu.Lock()
-		r.othersReady = len(batch) == n
+		if len(held) == 0 || len(batch) == n {
+			// A claim that held destinations back and came back short
+			// says nothing of their ready messages.
+			r.othersReady = len(batch) == n
+		}
 		if len(held) > 0 && len(batch) < n {
 			r.futile = futile{at: start, held: held, woken: woken}
 		}
@@ -587,7 +612,7 @@ func (r *Relay) deliver(c claimed) {
 		r.untrack(c.lease)
 	}
 	r.destDone(c.Destination)
-	s := settled{Outcome: out, keyed: c.Key != ""}
+	s := settled{Outcome: out, key: c.Key, turn: c.turn}
 	if out.Kind == backend.Pause {
 		s.dest = c.Destination
 	}
@@ -775,17 +800,20 @@ func (r *Relay) settleLoop() {
 	batch := make([]backend.Outcome, 0, 256)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	var pauses []string // the destinations the batch pauses
+	var pauses []string        // the destinations the batch pauses
+	var finished []finishedKey // the keyed messages the batch finishes: the next of their key may go now
+	add := func(o settled) {
+		if o.key != "" && done(o.Kind) {
+			finished = append(finished, finishedKey{i: len(batch), key: o.key, turn: o.turn})
+		}
+		batch = append(batch, o.Outcome)
+		if o.dest != "" {
+			pauses = append(pauses, o.dest)
+		}
+	}
 	for first := range r.outcomes {
-		batch = append(batch[:0], first.Outcome)
-		pauses = pauses[:0]
-		finished := 0 // keyed messages the batch finishes: the next of their key may go now
-		if first.keyed && done(first.Kind) {
-			finished++
-		}
-		if first.dest != "" {
-			pauses = append(pauses, first.dest)
-		}
+		batch, pauses, finished = batch[:0], pauses[:0], finished[:0]
+		add(first)
 		lingered := false
 	drain:
 		for len(batch) < maxSettle {
@@ -794,13 +822,7 @@ func (r *Relay) settleLoop() {
 				if !ok {
 					break drain
 				}
-				batch = append(batch, o.Outcome)
-				if o.keyed && done(o.Kind) {
-					finished++
-				}
-				if o.dest != "" {
-					pauses = append(pauses, o.dest)
-				}
+				add(o)
 				continue
 			default:
 			}
@@ -817,13 +839,7 @@ func (r *Relay) settleLoop() {
 				if !ok {
 					break drain
 				}
-				batch = append(batch, o.Outcome)
-				if o.keyed && done(o.Kind) {
-					finished++
-				}
-				if o.dest != "" {
-					pauses = append(pauses, o.dest)
-				}
+				add(o)
 			case <-linger.C:
 				break drain
 			}
@@ -868,44 +884,57 @@ type nextClaimer interface {
 // When the store can, the write-back also claims the next message of each
 // finished key, and the relay publishes it as it does what it claims; then
 // only a key whose next message it did not claim (there is none, or it is
-// not to go now, or the outcome was refused) may have one ready, so that a
-// write-back that claimed them all does not wake the claim loops for a
-// claim that would find nothing.
+// not to go now, or the outcome was refused, or the key yielded) may have
+// one ready, so that a write-back that claimed them all does not wake the
+// claim loops for a claim that would find nothing.
 //
-// A full relay (no room left for a whole claim batch after the write-back)
-// whose last claim came back full (other messages may be ready) writes back
-// without claiming, so that its claim loops get the room and take the
-// oldest ready heads: otherwise the keys it holds would keep their turn,
-// message after message, while older heads of other keys waited for as
-// long as the held keys had messages.
-func (r *Relay) flush(batch []backend.Outcome, finished int) (readied bool) {
+// A relay whose last claim came back full (other messages may be ready)
+// gives each key a turn of at most maxTurn messages in a row: the
+// write-back that finishes the last of them yields the key
+// (backend.Outcome.Yield), whose next message is then made ready, behind
+// the messages already ready, and its room goes to the claim loops, which
+// take the oldest ready messages. Otherwise a full relay would keep the
+// keys it holds, message after message, while older messages of other keys
+// waited for as long as the held keys had messages. Turns keep each key's
+// share: a key waits for the keys ahead of it in the ready order, as it
+// would with no write-back claiming, and then goes for up to maxTurn
+// messages; and they spare the database most of the writes that make a
+// parked message ready (a new version of its row with its index entries),
+// which a write-back's claim does not make (it rewrites the row in place).
+func (r *Relay) flush(batch []backend.Outcome, finished []finishedKey) (readied bool) {
 	nc, _ := r.store.(nextClaimer)
-	if nc != nil && finished > 0 {
+	if nc != nil && len(finished) > 0 {
 		r.mu.Lock()
-		if r.othersReady && r.held-len(batch)+finished > r.maxHeld-r.cfg.batchSize {
-			nc = nil
-		}
+		othersReady := r.othersReady
 		r.mu.Unlock()
+		if othersReady {
+			for _, f := range finished {
+				if f.turn+1 >= maxTurn {
+					batch[f.i].Yield = true
+				}
+			}
+		}
 	}
 	for fails := 1; ; fails++ {
 		var refused []int64
 		var err error
-		if nc != nil && finished > 0 && !r.stopping.Load() {
+		if nc != nil && len(finished) > 0 && !r.stopping.Load() {
 			var next []claimed
 			start := time.Now() // the lease counts from before the statement, as a claim's
 			refused, err = nc.SettleAndClaim(r.setCtx, batch, r.cfg.lease, func(d Delivery, c backend.Claim) {
 				if next == nil {
-					next = make([]claimed, 0, finished) // at most one per finished key
+					next = make([]claimed, 0, len(finished)) // at most one per finished key
 				}
 				next = append(next, claimed{Delivery: d, Claim: c})
 			})
 			if err == nil {
+				setTurns(next, finished)
 				r.dispatchNext(next, start)
-				readied = len(next) < finished
+				readied = len(next) < len(finished)
 			}
 		} else {
 			refused, err = r.store.Settle(r.setCtx, batch)
-			readied = finished > 0
+			readied = len(finished) > 0
 		}
 		if err == nil {
 			if len(refused) > 0 {
@@ -923,6 +952,23 @@ func (r *Relay) flush(batch []backend.Outcome, finished int) (readied bool) {
 		select {
 		case <-r.setCtx.Done():
 		case <-time.After(d):
+		}
+	}
+}
+
+// setTurns gives each message a write-back claimed the turn after its
+// predecessor's, found by key among the finished outcomes.
+func setTurns(next []claimed, finished []finishedKey) {
+	if len(next) == 0 {
+		return
+	}
+	turns := make(map[string]int, len(finished))
+	for _, f := range finished {
+		turns[f.key] = f.turn
+	}
+	for i := range next {
+		if t, ok := turns[next[i].Key]; ok {
+			next[i].turn = t + 1
 		}
 	}
 }
