@@ -47,12 +47,28 @@ func connect(t testing.TB, cfg jetstream.StreamConfig) (jetstream.JetStream, str
 		cfg.Subjects = []string{name + ".>"}
 	}
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatalf("create stream: %v", err)
+	for try := 1; ; try++ {
+		_, err := js.CreateStream(ctx, cfg)
+		if err == nil {
+			break
+		}
+		// The server's own race: a stream created while the last other
+		// one is deleted may find its parent directory gone (10049,
+		// "error creating store for stream"; the log says "could not
+		// create storage directory"). Parallel tests do both.
+		var api *jetstream.APIError
+		if try == 5 || !errors.As(err, &api) || api.ErrorCode != storeFailed {
+			t.Fatalf("create stream: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), name) })
 	return js, name
 }
+
+// storeFailed is JetStream's error code for a stream whose store could not
+// be created.
+const storeFailed jetstream.ErrorCode = 10049
 
 func newPublisher(t testing.TB, js jetstream.JetStream, stream string, opts ...natspub.Option) *natspub.Publisher {
 	t.Helper()
