@@ -39,10 +39,12 @@
 // turns: a store that can (sqloutbox on PostgreSQL) claims the next message
 // of a key in the write-back that finishes the last one, for the same
 // relay, which spares the database most of the cost of a keyed message;
-// while other messages are ready, a key keeps its turn for at most 16
-// messages in a row, and its next message then waits behind those already
-// ready. Every key gets its share, and no key waits behind a busy one for
-// longer than the keys ahead of it take their turns.
+// a key keeps its turn for at most 16 messages in a row, and its next
+// message then waits behind those already ready. Every key gets its share,
+// and no key waits behind a busy one for longer than the keys ahead of it
+// take their turns: a message of another key, committed while a relay
+// works through deep keys, waits for at most 16 publishes of each key the
+// relay holds.
 //
 // # Isolation
 //

@@ -77,21 +77,20 @@ type Relay struct {
 	wake  chan struct{}
 	freed chan struct{}
 
-	mu          sync.Mutex
-	held        int
-	reserved    int  // of held, the room taken by claims in flight (they may find fewer messages)
-	othersReady bool // the last claim came back full: more messages may be ready (see flush)
-	heldDest    map[string]int
-	paused      map[string]knownPause
-	throttled   map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
-	destSem     map[string]chan struct{}
-	futile      futile            // the last futile claim
-	probing     futile            // a claim in flight that holds destinations back (see reserve)
-	probes      uint64            // numbers the claims that hold destinations back
-	probe       uint64            // the number of the one in probing
-	spanNames   map[string]string // "outbox publish <topic>", for up to maxSpanNames topics
-	woken       atomic.Uint64     // calls of Wake (notifications included)
-	globalSem   chan struct{}
+	mu        sync.Mutex
+	held      int
+	reserved  int // of held, the room taken by claims in flight (they may find fewer messages)
+	heldDest  map[string]int
+	paused    map[string]knownPause
+	throttled map[string]time.Time // WithThrottle: until when each destination is held back, in memory only
+	destSem   map[string]chan struct{}
+	futile    futile            // the last futile claim
+	probing   futile            // a claim in flight that holds destinations back (see reserve)
+	probes    uint64            // numbers the claims that hold destinations back
+	probe     uint64            // the number of the one in probing
+	spanNames map[string]string // "outbox publish <topic>", for up to maxSpanNames topics
+	woken     atomic.Uint64     // calls of Wake (notifications included)
+	globalSem chan struct{}
 }
 
 // claimed is a message the relay holds: what it publishes and what it
@@ -123,10 +122,10 @@ type finishedKey struct {
 	turn int
 }
 
-// maxTurn is the most messages of one key that a relay publishes in a row
-// while other messages are ready: the write-back that finishes the last of
-// them leaves the key's next message to the claims, which take the oldest
-// ready messages first (see flush). Measured on PostgreSQL, an ordered
+// maxTurn is the most messages of one key that a relay publishes in a row:
+// the write-back that finishes the last of them leaves the key's next
+// message to the claims, which take the oldest ready messages first (see
+// flush). Measured on PostgreSQL, an ordered
 // relay over 1,000 keys 100 deep runs at about 0.8 of the unordered rate
 // with 16, 0.7 with 8 and 4, 0.5 with no write-back claiming (turns of 1).
 const maxTurn = 16
@@ -468,11 +467,6 @@ func (r *Relay) claimLoop(ctx context.Context) {
 		}
 		fails = 0
 		r.mu.Lock()
-		if len(held) == 0 || len(batch) == n {
-			// A claim that held destinations back and came back short
-			// says nothing of their ready messages.
-			r.othersReady = len(batch) == n
-		}
 		if len(held) > 0 && len(batch) < n {
 			r.futile = futile{at: start, held: held, woken: woken}
 		}
@@ -888,30 +882,25 @@ type nextClaimer interface {
 // one ready, so that a write-back that claimed them all does not wake the
 // claim loops for a claim that would find nothing.
 //
-// A relay whose last claim came back full (other messages may be ready)
-// gives each key a turn of at most maxTurn messages in a row: the
-// write-back that finishes the last of them yields the key
-// (backend.Outcome.Yield), whose next message is then made ready, behind
-// the messages already ready, and its room goes to the claim loops, which
-// take the oldest ready messages. Otherwise a full relay would keep the
-// keys it holds, message after message, while older messages of other keys
-// waited for as long as the held keys had messages. Turns keep each key's
-// share: a key waits for the keys ahead of it in the ready order, as it
-// would with no write-back claiming, and then goes for up to maxTurn
-// messages; and they spare the database most of the writes that make a
-// parked message ready (a new version of its row with its index entries),
-// which a write-back's claim does not make (it rewrites the row in place).
+// A key's turn lasts at most maxTurn messages in a row: the write-back
+// that finishes the last of them yields the key (backend.Outcome.Yield),
+// whose next message is then made ready, behind the messages already
+// ready, and its room goes to the claim loops, which take the oldest ready
+// messages (and learn of messages committed meanwhile). Otherwise a full
+// relay would keep the keys it holds, message after message, while older
+// messages of other keys waited for as long as the held keys had messages.
+// Turns keep each key's share: a key waits for the keys ahead of it in the
+// ready order, as it would with no write-back claiming, and then goes for
+// up to maxTurn messages; and they spare the database most of the writes
+// that make a parked message ready (a new version of its row with its
+// index entries), which a write-back's claim does not make (it rewrites
+// the row in place).
 func (r *Relay) flush(batch []backend.Outcome, finished []finishedKey) (readied bool) {
 	nc, _ := r.store.(nextClaimer)
-	if nc != nil && len(finished) > 0 {
-		r.mu.Lock()
-		othersReady := r.othersReady
-		r.mu.Unlock()
-		if othersReady {
-			for _, f := range finished {
-				if f.turn+1 >= maxTurn {
-					batch[f.i].Yield = true
-				}
+	if nc != nil {
+		for _, f := range finished {
+			if f.turn+1 >= maxTurn {
+				batch[f.i].Yield = true
 			}
 		}
 	}

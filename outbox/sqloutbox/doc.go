@@ -99,11 +99,10 @@
 // the next one of its key for the same relay instead (SettleAndClaim),
 // when it may be published now: the claim rewrites the parked row in place,
 // where making it claimable would write a new version with its index
-// entries, and the relay publishes it without a claim of its own (while
-// other messages are ready, for at most 16 messages of a key in a row: the
-// key's next message is then made ready, behind those already ready, and
-// the relay's claims take the oldest, so that no key waits behind the keys
-// a busy relay holds). On PostgreSQL and MySQL the predecessor may be
+// entries, and the relay publishes it without a claim of its own (for at
+// most 16 messages of a key in a row: the key's next message is then made
+// ready, behind those already ready, and the relay's claims take the
+// oldest, so that no key waits behind the keys a busy relay holds). On PostgreSQL and MySQL the predecessor may be
 // settled while the enqueuing transaction is still open (its settle cannot
 // see the new row); a sweep that every store runs at most every 5 s from
 // its claims, looking at 1,000 keys at a time, unparks such a message.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,5 +190,58 @@ func TestPostgresFullRelayServesEveryKey(t *testing.T) {
 		if strings.HasSuffix(p, fmt.Sprintf("-%d", turn+1)) && firsts < keys-2 {
 			t.Fatalf("%s published %dth, when only %d of %d keys had their first message published (%v...)", p, i+1, firsts, keys, got[:i+1])
 		}
+	}
+}
+
+// TestPostgresLateKeyNotStarved: a key committed while a full relay works
+// through deep keys it holds waits for their turns, not for their
+// backlogs: every key's turn ends after turn messages, and the claim that
+// takes the yielded key's next message takes the older late one first.
+// Three keys of 60 messages to a relay that holds three messages at most
+// (and publishes one at a time); the late key's message is committed once
+// the relay has published a few, and goes before the held keys have
+// published more than a turn each.
+func TestPostgresLateKeyNotStarved(t *testing.T) {
+	db, s, _ := newPostgres(t)
+	ctx := context.Background()
+	const turn = 16 // outbox's maxTurn
+	const keys, perKey = 3, 60
+	var msgs []outbox.Message
+	for n := 1; n <= perKey; n++ {
+		for k := range keys {
+			msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprintf("k%d", k), Payload: []byte(fmt.Sprintf("k%d-%d", k, n))})
+		}
+	}
+	commitMsgs(t, db, s, msgs...)
+	pub := &orderRecorder{}
+	r, err := outbox.NewRelay(s, pub, outbox.WithConcurrency(1), outbox.WithBatchSize(1), outbox.WithPollInterval(50*time.Millisecond),
+		outbox.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx) //nolint:errcheck // checked below
+	deadline := time.Now().Add(time.Minute)
+	for len(pub.published()) < 6 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	commitMsgs(t, db, s, outbox.Message{Topic: "t", Key: "late", Payload: []byte("late")})
+	before := len(pub.published())
+	for !slices.Contains(pub.published(), "late") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := pub.published()
+	i := slices.Index(got, "late")
+	if i < 0 {
+		t.Fatalf("the late key's message was not published in a minute (%d published)", len(got))
+	}
+	// Each held key finishes its turn, then the next claim takes it.
+	if waited := i - before; waited > keys*turn+keys {
+		t.Fatalf("the late key's message waited for %d others (want at most %d): %v", waited, keys*turn+keys, got[before:i+1])
 	}
 }
