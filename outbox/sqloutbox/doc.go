@@ -102,10 +102,11 @@
 // entries, and the relay publishes it without a claim of its own (for at
 // most 16 messages of a key in a row: the key's next message is then made
 // ready, behind those already ready, and the relay's claims take the
-// oldest, so that no key waits behind the keys a busy relay holds). On PostgreSQL and MySQL the predecessor may be
-// settled while the enqueuing transaction is still open (its settle cannot
-// see the new row); a sweep that every store runs at most every 5 s from
-// its claims, looking at 1,000 keys at a time, unparks such a message.
+// oldest, so that no key waits behind the keys a busy relay holds). On
+// PostgreSQL and MySQL the predecessor may be settled while the enqueuing
+// transaction is still open (its settle cannot see the new row); a sweep
+// that every store runs at most every 5 s from its claims, looking at 1,000
+// keys at a time, unparks such a message.
 // SQLite's single writer orders every enqueue before or after a settle and
 // needs no sweep. On MySQL the enqueue learns whether a key has a pending
 // message by a plain read in the caller's transaction (a locking read

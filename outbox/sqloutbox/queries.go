@@ -152,7 +152,8 @@ const pgAsync = `cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS
 // statement claims that message for the caller, leased for $7 seconds,
 // unless it is not to be published now (its NotBefore is ahead, its
 // destination is paused, it was abandoned before, another message of its
-// key is in the way): the claim changes no indexed column, so the row is
+// key is in the way) or the outcome yields its key ($8, backend.Outcome.Yield,
+// one per outcome): the claim changes no indexed column, so the row is
 // rewritten in place, and the message is handed to the relay that held its
 // predecessor; the others are unparked (available_at moves, a new version
 // of the row with its index entries). A parked message is claimed only that
