@@ -138,6 +138,38 @@ func (p *orderRecorder) published() []string {
 	return append([]string(nil), p.got...)
 }
 
+// turn is outbox's maxTurn: the most messages of one key a relay publishes
+// in a row.
+const turn = 16
+
+// roundRobin returns perKey messages of each of keys keys (k00, k01, ...),
+// one of each key in turn; each payload names its key and its rank in it
+// ("k01-3").
+func roundRobin(keys, perKey int) []outbox.Message {
+	msgs := make([]outbox.Message, 0, keys*perKey)
+	for n := 1; n <= perKey; n++ {
+		for k := range keys {
+			msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprintf("k%02d", k), Payload: []byte(fmt.Sprintf("k%02d-%d", k, n))})
+		}
+	}
+	return msgs
+}
+
+// startOneAtATime starts a relay from s to pub that holds three messages
+// at most (batches of one) and publishes one at a time.
+func startOneAtATime(t *testing.T, s outbox.Store, pub outbox.Publisher) *outbox.Relay {
+	t.Helper()
+	r, err := outbox.NewRelay(s, pub, outbox.WithConcurrency(1), outbox.WithBatchSize(1), outbox.WithPollInterval(50*time.Millisecond),
+		outbox.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestPostgresFullRelayServesEveryKey: a relay that holds its fill of
 // keyed messages does not keep its write-backs claiming the next messages
 // of the keys it holds while the heads of other keys, older, wait: a full
@@ -150,24 +182,10 @@ func (p *orderRecorder) published() []string {
 func TestPostgresFullRelayServesEveryKey(t *testing.T) {
 	db, s, _ := newPostgres(t)
 	ctx := context.Background()
-	const turn = 16 // outbox's maxTurn
 	const keys, perKey = 30, turn + 3
-	var msgs []outbox.Message
-	for n := 1; n <= perKey; n++ {
-		for k := range keys {
-			msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprintf("k%02d", k), Payload: []byte(fmt.Sprintf("k%02d-%d", k, n))})
-		}
-	}
-	commitMsgs(t, db, s, msgs...)
+	commitMsgs(t, db, s, roundRobin(keys, perKey)...)
 	pub := &orderRecorder{}
-	r, err := outbox.NewRelay(s, pub, outbox.WithConcurrency(1), outbox.WithBatchSize(1), outbox.WithPollInterval(50*time.Millisecond),
-		outbox.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := startOneAtATime(t, s, pub)
 	deadline := time.Now().Add(time.Minute)
 	for len(pub.published()) < keys*perKey && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -204,24 +222,10 @@ func TestPostgresFullRelayServesEveryKey(t *testing.T) {
 func TestPostgresLateKeyNotStarved(t *testing.T) {
 	db, s, _ := newPostgres(t)
 	ctx := context.Background()
-	const turn = 16 // outbox's maxTurn
 	const keys, perKey = 3, 60
-	var msgs []outbox.Message
-	for n := 1; n <= perKey; n++ {
-		for k := range keys {
-			msgs = append(msgs, outbox.Message{Topic: "t", Key: fmt.Sprintf("k%d", k), Payload: []byte(fmt.Sprintf("k%d-%d", k, n))})
-		}
-	}
-	commitMsgs(t, db, s, msgs...)
+	commitMsgs(t, db, s, roundRobin(keys, perKey)...)
 	pub := &orderRecorder{}
-	r, err := outbox.NewRelay(s, pub, outbox.WithConcurrency(1), outbox.WithBatchSize(1), outbox.WithPollInterval(50*time.Millisecond),
-		outbox.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := startOneAtATime(t, s, pub)
 	defer r.Stop(ctx) //nolint:errcheck // checked below
 	deadline := time.Now().Add(time.Minute)
 	for len(pub.published()) < 6 && time.Now().Before(deadline) {
